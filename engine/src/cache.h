@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * A bounded LRU cache of one-cluster metadata tables (L2 tables, refcount blocks),
+ * keyed by host offset. A hit costs one hash probe and no copy.
+ */
+#ifndef QVET_CACHE_H
+#define QVET_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qcow2.h"
+
+struct cache;
+
+/* A cache of `slots` tables of `table_bytes` each; memory is taken on first use. */
+int cache_new(uint32_t slots, uint32_t table_bytes, struct cache **out);
+void cache_free(struct cache *c);
+
+/*
+ * The table stored at host offset `offset`, read through `backend` on a miss. The
+ * pointer stays valid until the next cache_get or cache_drop on the same cache.
+ * Returns 0, or the backend's negative error (the cache is unchanged then).
+ */
+int cache_get(struct cache *c, struct qcow2_backend *backend, uint64_t offset,
+              const uint8_t **table);
+
+/* Forgets every table (after the file changed underneath). */
+void cache_drop(struct cache *c);
+
+uint32_t cache_slot_count(const struct cache *c);
+
+#endif

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "cluster.h"
+
+#include <errno.h>
+#include <inttypes.h>
+
+#include "bytes.h"
+#include "cache.h"
+#include "image.h"
+
+#define SUBCLUSTER_ALLOC_MASK 0x00000000FFFFFFFFull
+
+struct l2_entry l2_entry_at(const struct geometry *g, const uint8_t *table, uint32_t index)
+{
+    struct l2_entry e;
+    if (g->extended_l2) {
+        e.word = be64_get(table + 16u * index);
+        e.bitmap = be64_get(table + 16u * index + 8u);
+    } else {
+        e.word = be64_get(table + 8u * index);
+        e.bitmap = 0;
+    }
+    return e;
+}
+
+enum subcluster_type l2_entry_subcluster_type(const struct geometry *g, struct l2_entry e,
+                                              uint32_t subcluster)
+{
+    if (l2_entry_is_compressed(e))
+        return SUBCLUSTER_COMPRESSED;
+    uint64_t host = l2_entry_host_offset(e);
+    if (!g->extended_l2) {
+        if (e.word & L2_ENTRY_ZERO)
+            return host ? SUBCLUSTER_ZERO_ALLOC : SUBCLUSTER_ZERO_PLAIN;
+        return host ? SUBCLUSTER_NORMAL : SUBCLUSTER_UNALLOCATED_PLAIN;
+    }
+    uint64_t alloc_bit = 1ull << subcluster;
+    uint64_t zero_bit = 1ull << (32 + subcluster);
+    if (host) {
+        if ((e.bitmap >> 32) & e.bitmap)
+            return SUBCLUSTER_INVALID;
+        if (e.bitmap & zero_bit)
+            return SUBCLUSTER_ZERO_ALLOC;
+        if (e.bitmap & alloc_bit)
+            return SUBCLUSTER_NORMAL;
+        return SUBCLUSTER_UNALLOCATED_ALLOC;
+    }
+    if (e.bitmap & SUBCLUSTER_ALLOC_MASK)
+        return SUBCLUSTER_INVALID;
+    return (e.bitmap & zero_bit) ? SUBCLUSTER_ZERO_PLAIN : SUBCLUSTER_UNALLOCATED_PLAIN;
+}
+
+struct compressed_desc compressed_desc_decode(const struct geometry *g, uint64_t word)
+{
+    uint32_t offset_bits = 70u - g->cluster_bits;
+    uint32_t count_bits = g->cluster_bits - 8u;
+    uint64_t offset = word & ((1ull << offset_bits) - 1);
+    uint64_t extra_sectors = (word >> offset_bits) & ((1ull << count_bits) - 1);
+    struct compressed_desc d = {
+        .host_offset = offset & ((1ull << 56) - 1),
+        .max_bytes = (extra_sectors + 1) * 512u - (offset & 511u),
+        .high_offset_bits = offset >> 56,
+    };
+    return d;
+}
+
+static bool type_has_host_cluster(enum subcluster_type t)
+{
+    return t == SUBCLUSTER_NORMAL || t == SUBCLUSTER_ZERO_ALLOC ||
+           t == SUBCLUSTER_UNALLOCATED_ALLOC;
+}
+
+/* The L2 table behind L1 entry `l1_index`, or NULL when none is allocated. */
+static int load_l2_table(struct qcow2_image *img, uint64_t l1_index, const uint8_t **table,
+                         struct qcow2_error *err)
+{
+    *table = NULL;
+    if (l1_index >= img->l1_size)
+        return 0;
+    uint64_t entry = img->l1[l1_index];
+    uint64_t entry_offset = img->l1_offset + 8u * l1_index;
+    if (entry & L1_ENTRY_RESERVED_MASK)
+        return image_error(img, err, -EIO, "L1 table entry", entry_offset,
+                           "reserved bits set in 0x%016" PRIx64, entry);
+    uint64_t l2_offset = l1_entry_l2_offset(entry);
+    if (!l2_offset)
+        return 0;
+    if (l2_offset % img->cluster_size)
+        return image_error(img, err, -EIO, "L1 table entry", entry_offset,
+                           "L2 table offset 0x%" PRIx64 " is not cluster-aligned", l2_offset);
+    if (l2_offset > img->file_size || img->file_size - l2_offset < img->cluster_size)
+        return image_error(img, err, -EIO, "L1 table entry", entry_offset,
+                           "L2 table at 0x%" PRIx64 " runs past the end of the file (%" PRIu64
+                           " bytes)",
+                           l2_offset, img->file_size);
+    int ret = cache_get(img->l2_cache, img->backend, l2_offset, table);
+    if (ret)
+        return image_error(img, err, ret, "L2 table", l2_offset, "read failed");
+    return 0;
+}
+
+/* Refuses an entry that QEMU would refuse to read, or that breaks the format's rules. */
+static int entry_error(struct qcow2_image *img, struct qcow2_error *err, struct l2_entry e,
+                       enum subcluster_type t, uint64_t entry_offset)
+{
+    const struct geometry *g = &img->geo;
+    uint64_t host = l2_entry_host_offset(e);
+    if (t == SUBCLUSTER_INVALID)
+        return image_error(img, err, -EIO, "L2 table entry", entry_offset,
+                           "subcluster bitmap 0x%016" PRIx64 " is invalid (a subcluster both "
+                           "allocated and zero, or allocated without a host cluster)",
+                           e.bitmap);
+    if (t == SUBCLUSTER_COMPRESSED) {
+        struct compressed_desc d = compressed_desc_decode(g, e.word);
+        if (d.high_offset_bits)
+            return image_error(img, err, -EIO, "L2 table entry", entry_offset,
+                               "compressed data offset 0x%" PRIx64 " exceeds 56 bits",
+                               (uint64_t)(e.word & ((1ull << (70u - g->cluster_bits)) - 1)));
+        if (e.bitmap)
+            return image_error(img, err, -EIO, "L2 table entry", entry_offset,
+                               "compressed cluster has a nonzero subcluster bitmap 0x%016" PRIx64,
+                               e.bitmap);
+        if (d.host_offset >= img->file_size)
+            return image_error(img, err, -EIO, "L2 table entry", entry_offset,
+                               "compressed data at 0x%" PRIx64
+                               " lies past the end of the file (%" PRIu64 " bytes)",
+                               d.host_offset, img->file_size);
+        return 0;
+    }
+    if (e.word & L2_ENTRY_RESERVED_MASK)
+        return image_error(img, err, -EIO, "L2 table entry", entry_offset,
+                           "reserved bits set in 0x%016" PRIx64, e.word);
+    if ((e.word & L2_ENTRY_ZERO) && g->extended_l2)
+        return image_error(img, err, -EIO, "L2 table entry", entry_offset,
+                           "bit 0 is set in 0x%016" PRIx64 " but must be zero with extended L2 "
+                           "entries",
+                           e.word);
+    if ((t == SUBCLUSTER_ZERO_PLAIN || t == SUBCLUSTER_ZERO_ALLOC) && g->version < 3)
+        return image_error(img, err, -EIO, "L2 table entry", entry_offset,
+                           "zero flag set in 0x%016" PRIx64 " of a version 2 image, which has "
+                           "no zero clusters",
+                           e.word);
+    if (type_has_host_cluster(t) && host % img->cluster_size)
+        return image_error(img, err, -EIO, "L2 table entry", entry_offset,
+                           "data cluster offset 0x%" PRIx64 " is not cluster-aligned", host);
+    if (t == SUBCLUSTER_NORMAL && host >= round_up_u64(img->file_size, img->cluster_size))
+        return image_error(img, err, -EIO, "L2 table entry", entry_offset,
+                           "data cluster at 0x%" PRIx64 " lies past the end of the file (%" PRIu64
+                           " bytes)",
+                           host, img->file_size);
+    return 0;
+}
+
+/*
+ * The run of subclusters from `first` that share one type; returns how many. Standard
+ * entries are one subcluster covering the whole cluster.
+ */
+static uint32_t same_type_run(const struct geometry *g, struct l2_entry e, uint32_t first,
+                              enum subcluster_type *type)
+{
+    *type = l2_entry_subcluster_type(g, e, first);
+    if (!g->extended_l2 || *type == SUBCLUSTER_COMPRESSED || *type == SUBCLUSTER_INVALID)
+        return g->extended_l2 ? SUBCLUSTERS_PER_CLUSTER - first : 1;
+    uint32_t n = 1;
+    while (first + n < SUBCLUSTERS_PER_CLUSTER &&
+           l2_entry_subcluster_type(g, e, first + n) == *type)
+        n++;
+    return n;
+}
+
+int cluster_get_host_range(struct qcow2_image *img, uint64_t guest_off, uint64_t max_bytes,
+                           struct host_range *r, struct qcow2_error *err)
+{
+    const struct geometry *g = &img->geo;
+    uint32_t cb = g->cluster_bits;
+    uint32_t l2_bits = geometry_l2_bits(g);
+    uint64_t cs = img->cluster_size;
+    uint64_t in_cluster = guest_off & (cs - 1);
+    uint64_t l1_index = guest_off >> (cb + l2_bits);
+    uint32_t l2_index = (uint32_t)((guest_off >> cb) & ((1ull << l2_bits) - 1));
+    uint64_t to_table_end = (((uint64_t)1 << l2_bits) - l2_index) * cs - in_cluster;
+    uint64_t limit = QVET_MIN(max_bytes, to_table_end);
+
+    const uint8_t *table;
+    int ret = load_l2_table(img, l1_index, &table, err);
+    if (ret)
+        return ret;
+    if (!table) {
+        *r = (struct host_range){ .type = SUBCLUSTER_UNALLOCATED_PLAIN, .bytes = limit };
+        return 0;
+    }
+
+    uint64_t l2_offset = l1_entry_l2_offset(img->l1[l1_index]);
+    uint32_t sc_shift = g->extended_l2 ? cb - 5u : cb;
+    uint32_t first_sc = g->extended_l2 ? (uint32_t)(in_cluster >> sc_shift) : 0;
+    uint64_t bytes = 0;
+    uint64_t expected_host = 0;
+    enum subcluster_type first_type = SUBCLUSTER_UNALLOCATED_PLAIN;
+
+    for (uint32_t i = l2_index; i < (1u << l2_bits) && bytes < limit; i++) {
+        struct l2_entry e = l2_entry_at(g, table, i);
+        uint64_t entry_offset = l2_offset + (uint64_t)i * geometry_l2_entry_bytes(g);
+        uint32_t start_sc = i == l2_index ? first_sc : 0;
+        enum subcluster_type t;
+        uint32_t run = same_type_run(g, e, start_sc, &t);
+        uint64_t host = l2_entry_host_offset(e);
+
+        if (i == l2_index) {
+            ret = entry_error(img, err, e, t, entry_offset);
+            if (ret)
+                return ret;
+            first_type = t;
+            expected_host = host;
+            if (t == SUBCLUSTER_COMPRESSED) {
+                *r = (struct host_range){
+                    .type = t, .compressed_word = e.word,
+                    .bytes = QVET_MIN(limit, cs - in_cluster),
+                };
+                return 0;
+            }
+        } else {
+            if (t != first_type)
+                break;
+            if (type_has_host_cluster(t)) {
+                expected_host += cs;
+                if (host != expected_host)
+                    break;
+            }
+            if (entry_error(img, NULL, e, t, entry_offset))
+                break;                  /* reported when the run reaches it */
+        }
+        uint64_t run_end = g->extended_l2 ? (uint64_t)(start_sc + run) << sc_shift : cs;
+        uint64_t run_start = i == l2_index ? in_cluster : 0;
+        bytes += run_end - run_start;
+        if (g->extended_l2 && start_sc + run < SUBCLUSTERS_PER_CLUSTER)
+            break;
+    }
+
+    r->type = first_type;
+    r->bytes = QVET_MIN(bytes, limit);
+    r->compressed_word = 0;
+    r->host_offset = type_has_host_cluster(first_type)
+                         ? l2_entry_host_offset(l2_entry_at(g, table, l2_index)) + in_cluster
+                         : 0;
+    return 0;
+}

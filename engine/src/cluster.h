@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* Guest-to-host mapping: L1 and L2 entries, subclusters, compressed descriptors. */
+#ifndef QVET_CLUSTER_H
+#define QVET_CLUSTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qcow2.h"
+
+#define L1_ENTRY_OFFSET_MASK 0x00FFFFFFFFFFFE00ull
+#define L1_ENTRY_RESERVED_MASK 0x7F000000000001FFull
+#define L2_ENTRY_OFFSET_MASK 0x00FFFFFFFFFFFE00ull
+#define L2_ENTRY_RESERVED_MASK 0x3F000000000001FEull
+#define L2_ENTRY_ZERO (1ull << 0)
+#define L2_ENTRY_COMPRESSED (1ull << 62)
+#define ENTRY_COPIED (1ull << 63)
+#define SUBCLUSTERS_PER_CLUSTER 32u
+
+/* What one cluster layout needs to know to decode entries. */
+struct geometry {
+    uint32_t version;
+    uint32_t cluster_bits;
+    bool extended_l2;
+};
+
+static inline uint32_t geometry_l2_entry_bytes(const struct geometry *g)
+{
+    return g->extended_l2 ? 16u : 8u;
+}
+
+/* log2 of the number of entries in one L2 table. */
+static inline uint32_t geometry_l2_bits(const struct geometry *g)
+{
+    return g->cluster_bits - (g->extended_l2 ? 4u : 3u);
+}
+
+/* QEMU's subcluster classification; a standard L2 entry is one subcluster. */
+enum subcluster_type {
+    SUBCLUSTER_UNALLOCATED_PLAIN,   /* backing file, else zeros */
+    SUBCLUSTER_UNALLOCATED_ALLOC,   /* extended L2: host cluster exists, bits say backing */
+    SUBCLUSTER_ZERO_PLAIN,
+    SUBCLUSTER_ZERO_ALLOC,
+    SUBCLUSTER_NORMAL,
+    SUBCLUSTER_COMPRESSED,
+    SUBCLUSTER_INVALID,             /* extended-L2 bitmap that breaks the rules */
+};
+
+/* One L2 entry as stored: word is the 64-bit entry, bitmap the extended-L2 word (or 0). */
+struct l2_entry {
+    uint64_t word;
+    uint64_t bitmap;
+};
+
+/* Decodes entry `index` of an L2 table; the only place L2 entries are read. */
+struct l2_entry l2_entry_at(const struct geometry *g, const uint8_t *table, uint32_t index);
+
+static inline bool l2_entry_is_compressed(struct l2_entry e)
+{
+    return (e.word & L2_ENTRY_COMPRESSED) != 0;
+}
+
+static inline uint64_t l2_entry_host_offset(struct l2_entry e)
+{
+    return e.word & L2_ENTRY_OFFSET_MASK;
+}
+
+enum subcluster_type l2_entry_subcluster_type(const struct geometry *g, struct l2_entry e,
+                                              uint32_t subcluster);
+
+/* The bytes a compressed cluster occupies: where they start and an upper bound on them. */
+struct compressed_desc {
+    uint64_t host_offset;
+    uint64_t max_bytes;             /* (extra sectors + 1) * 512 - (host_offset % 512) */
+    uint64_t high_offset_bits;      /* offset bits at 56 and above, which must be zero */
+};
+
+struct compressed_desc compressed_desc_decode(const struct geometry *g, uint64_t word);
+
+/* Decodes L1 entry `index` of a big-endian table. */
+static inline uint64_t l1_entry_l2_offset(uint64_t entry)
+{
+    return entry & L1_ENTRY_OFFSET_MASK;
+}
+
+/* A contiguous guest run with one subcluster type (what QEMU's get_host_offset gives). */
+struct host_range {
+    enum subcluster_type type;
+    uint64_t host_offset;           /* NORMAL / *_ALLOC: host byte offset of the run start */
+    uint64_t compressed_word;       /* COMPRESSED: the L2 word */
+    uint64_t bytes;
+};
+
+struct qcow2_image;
+
+/*
+ * Maps guest bytes [guest_off, guest_off + max_bytes) of the selected L1 table to the
+ * longest run, starting at guest_off, that shares a type and (when allocated) is
+ * contiguous on the host. Compressed clusters come one at a time.
+ */
+int cluster_get_host_range(struct qcow2_image *img, uint64_t guest_off, uint64_t max_bytes,
+                           struct host_range *r, struct qcow2_error *err);
+
+#endif

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "error.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static void copy_bounded(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+int err_set(struct qcow2_error *err, int code, const char *file, const char *structure,
+            uint64_t offset, const char *fmt, ...)
+{
+    if (!err)
+        return code;
+    err->code = code;
+    err->offset = offset;
+    copy_bounded(err->structure, sizeof(err->structure), structure);
+    copy_bounded(err->file, sizeof(err->file), file);
+
+    char text[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+
+    if (offset == QCOW2_NO_OFFSET)
+        snprintf(err->message, sizeof(err->message), "%s: %s", structure, text);
+    else
+        snprintf(err->message, sizeof(err->message), "%s at offset %" PRIu64 ": %s",
+                 structure, offset, text);
+    return code;
+}

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The image header (cluster 0): fixed fields, v3 fields, header extensions. */
+#ifndef QVET_HEADER_H
+#define QVET_HEADER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qcow2.h"
+
+#define QCOW2_MAGIC 0x514649FBu
+#define QCOW2_V2_HEADER_LENGTH 72u
+#define QCOW2_V3_MIN_HEADER_LENGTH 104u
+#define QCOW2_MIN_CLUSTER_BITS 9u
+#define QCOW2_MAX_CLUSTER_BITS 21u
+#define QCOW2_MAX_REFCOUNT_ORDER 6u
+#define QCOW2_MAX_REFTABLE_BYTES (8u << 20)
+#define QCOW2_MAX_L1_BYTES (32u << 20)
+#define QCOW2_MAX_SNAPSHOTS 65536u
+#define QCOW2_MAX_BACKING_NAME 1023u
+#define QCOW2_MAX_BACKING_FORMAT 15u
+
+#define HEADER_EXT_END 0x00000000u
+#define HEADER_EXT_BACKING_FORMAT 0xE2792ACAu
+#define HEADER_EXT_FEATURE_TABLE 0x6803F857u
+#define HEADER_EXT_BITMAPS 0x23852875u
+#define HEADER_EXT_FDE 0x0537BE77u
+#define HEADER_EXT_DATA_FILE 0x44415441u
+
+#define QCOW2_INCOMPAT_KNOWN \
+    (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DATA_FILE | \
+     QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_EXTL2)
+
+enum feature_type { FEATURE_INCOMPAT = 0, FEATURE_COMPAT = 1, FEATURE_AUTOCLEAR = 2 };
+
+struct feature_name {
+    uint8_t type;
+    uint8_t bit;
+    char name[47];
+};
+
+/* Every header field decoded, in host byte order. */
+struct header {
+    uint32_t version;
+    uint64_t backing_file_offset;
+    uint32_t backing_file_size;
+    uint32_t cluster_bits;
+    uint64_t size;
+    uint32_t crypt_method;
+    uint32_t l1_size;
+    uint64_t l1_table_offset;
+    uint64_t refcount_table_offset;
+    uint32_t refcount_table_clusters;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    uint64_t incompatible_features;
+    uint64_t compatible_features;
+    uint64_t autoclear_features;
+    uint32_t refcount_order;
+    uint32_t header_length;
+    uint8_t compression_type;
+
+    /* From the extensions and the backing name. */
+    char *backing_name;             /* NUL-terminated copy, or NULL */
+    char backing_format[QCOW2_MAX_BACKING_FORMAT + 1];
+    bool has_backing_format;
+    struct feature_name *feature_names;
+    uint32_t feature_name_count;
+    bool has_bitmaps_ext;
+    uint32_t nb_bitmaps;
+    uint64_t bitmap_directory_size;
+    uint64_t bitmap_directory_offset;
+    bool has_fde_ext;
+    bool has_data_file_ext;
+};
+
+/*
+ * Decodes and validates the header in `cluster0` (the first `len` bytes of the file,
+ * len >= the cluster size the header declares or the whole file if shorter; bytes past
+ * the end of the file are zeros). `file_size` bounds every table. On success the caller
+ * owns the allocations in *h (header_release). Refuses, with the rule named, anything
+ * QEMU 7.2 refuses to open plus the strict rules of the format fact sheet.
+ */
+int header_parse(const uint8_t *cluster0, size_t len, uint64_t file_size, const char *file,
+                 struct header *h, struct qcow2_error *err);
+
+/* Bytes of cluster 0 needed to decode the fixed fields, before cluster_bits is known. */
+#define HEADER_PROBE_BYTES 112u
+
+void header_release(struct header *h);
+
+/* The name the feature table gives to a bit, or NULL. */
+const char *header_feature_name(const struct header *h, enum feature_type type, unsigned bit);
+
+#endif

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The open image: shared by every engine module, never seen outside the engine. */
+#ifndef QVET_IMAGE_H
+#define QVET_IMAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cluster.h"
+#include "header.h"
+#include "qcow2.h"
+#include "snapshot.h"
+
+struct cache;
+struct decompressor;
+
+struct qcow2_image {
+    struct qcow2_backend *backend;
+    char *name;                     /* as given; used in messages and to resolve backing */
+    enum qcow2_format format;
+    uint64_t file_size;
+    uint64_t virtual_size;
+
+    /* qcow2 only below */
+    struct header hdr;
+    struct geometry geo;
+    uint32_t cluster_size;
+    uint64_t l1_offset;             /* of the selected state: active or a snapshot */
+    uint32_t l1_size;
+    uint64_t *l1;                   /* host-endian */
+    uint64_t *reftable;             /* host-endian */
+    uint32_t reftable_size;
+    struct cache *l2_cache;
+    struct cache *refblock_cache;
+    struct snapshot_table snapshots;
+    int selected_snapshot;          /* -1 = active state */
+
+    struct decompressor *decompressor;
+    uint8_t *compressed_buf;        /* 2 clusters: the largest stored compressed range */
+    uint8_t *cluster_buf;           /* the last decompressed cluster */
+    uint64_t cluster_buf_word;      /* its L2 word, 0 when empty */
+
+    int metadata_preallocation;     /* -1 not yet probed, else 0/1 (QEMU's heuristic) */
+
+    struct qcow2_image *backing;
+    char *backing_path;
+    struct qcow2_image *parent;     /* the image this one backs, while opening the chain */
+    char *real_path;                /* canonical name, to refuse a chain that loops */
+};
+
+/* Reads host bytes, turning a backend failure into a message about `structure`. */
+int image_read(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
+               const char *structure, struct qcow2_error *err);
+
+/* Fills err about img's file (a shorthand for err_set with img->name). */
+int image_error(const struct qcow2_image *img, struct qcow2_error *err, int code,
+                const char *structure, uint64_t offset, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+/*
+ * Opens an image `depth` levels below the top of a chain (0 = the image asked for);
+ * `parent` is the image it backs, or NULL.
+ */
+int image_open(struct qcow2_backend *backend, const char *name,
+               const struct qcow2_open_options *opts, struct qcow2_image *parent,
+               unsigned depth, struct qcow2_image **out, struct qcow2_error *err);
+
+#endif

@@ -1,0 +1,427 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* Opening, closing and reading images: the entry points of the public API. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backing.h"
+#include "bitmap.h"
+#include "bytes.h"
+#include "cache.h"
+#include "compress.h"
+#include "error.h"
+#include "image.h"
+#include "refcount.h"
+
+/* Large enough for most tables, small enough not to read much past a short table. */
+#define SNAPSHOT_FIRST_READ (64u << 10)
+
+int image_error(const struct qcow2_image *img, struct qcow2_error *err, int code,
+                const char *structure, uint64_t offset, const char *fmt, ...)
+{
+    char text[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    return err_set(err, code, img->name, structure, offset, "%s", text);
+}
+
+int image_read(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
+               const char *structure, struct qcow2_error *err)
+{
+    int ret = img->backend->ops->read(img->backend, buf, len, off);
+    if (ret)
+        return image_error(img, err, ret, structure, off, "read of %zu bytes failed: %s", len,
+                           strerror(-ret));
+    return 0;
+}
+
+/* Reads `count` big-endian u64 entries at `off` into a host-endian array. */
+static int read_u64_table(struct qcow2_image *img, uint64_t off, uint32_t count,
+                          const char *structure, uint64_t **out, struct qcow2_error *err)
+{
+    *out = NULL;
+    if (count == 0)
+        return 0;
+    uint64_t *t = malloc((size_t)count * 8u);
+    if (!t)
+        return image_error(img, err, -ENOMEM, structure, off,
+                           "out of memory for %" PRIu32 " entries", count);
+    int ret = image_read(img, t, (size_t)count * 8u, off, structure, err);
+    if (ret) {
+        free(t);
+        return ret;
+    }
+    for (uint32_t i = 0; i < count; i++)
+        t[i] = be64_get((const uint8_t *)&t[i]);
+    *out = t;
+    return 0;
+}
+
+static int read_header(struct qcow2_image *img, struct qcow2_error *err)
+{
+    uint8_t probe[HEADER_PROBE_BYTES];
+    int ret = image_read(img, probe, sizeof(probe), 0, "header", err);
+    if (ret)
+        return ret;
+    /* cluster_bits is validated by header_parse; only bound it to size the read here. */
+    uint32_t cb = be32_get(probe + 20);
+    size_t cluster0_len = cb >= 9 && cb <= 21 ? (size_t)1 << cb : sizeof(probe);
+    uint8_t *cluster0 = malloc(cluster0_len);
+    if (!cluster0)
+        return image_error(img, err, -ENOMEM, "header", 0, "out of memory");
+    ret = image_read(img, cluster0, cluster0_len, 0, "header", err);
+    if (!ret)
+        ret = header_parse(cluster0, cluster0_len, img->file_size, img->name, &img->hdr, err);
+    free(cluster0);
+    return ret;
+}
+
+static int read_snapshot_table(struct qcow2_image *img, struct qcow2_error *err)
+{
+    const struct header *h = &img->hdr;
+    if (!h->nb_snapshots)
+        return 0;
+    uint64_t available = QVET_MIN(img->file_size - h->snapshots_offset,
+                                  (uint64_t)SNAPSHOT_MAX_TABLE_BYTES);
+    uint64_t want = QVET_MIN(available, (uint64_t)SNAPSHOT_FIRST_READ);
+    for (;;) {
+        uint8_t *buf = malloc(want ? want : 1);
+        if (!buf)
+            return image_error(img, err, -ENOMEM, "snapshot table", h->snapshots_offset,
+                               "out of memory");
+        int ret = image_read(img, buf, want, h->snapshots_offset, "snapshot table", err);
+        if (!ret)
+            ret = snapshot_table_parse(buf, want, h->snapshots_offset, h->nb_snapshots,
+                                       img->name, &img->snapshots, err);
+        free(buf);
+        if (ret != -ENOBUFS || want == available)
+            return ret;
+        want = QVET_MIN(available, want * 4);
+    }
+}
+
+/* Switches reading to a snapshot's L1 table, validated as QEMU does when one is used. */
+static int select_snapshot(struct qcow2_image *img, const char *key, struct qcow2_error *err)
+{
+    int i = snapshot_find(&img->snapshots, key);
+    if (i < 0)
+        return image_error(img, err, -ENOENT, "snapshot table", img->hdr.snapshots_offset,
+                           "no snapshot with id or name \"%s\" (%" PRIu32 " snapshots)", key,
+                           img->snapshots.count);
+    const struct snapshot *s = &img->snapshots.entries[i];
+    if ((uint64_t)s->l1_size * 8u > QCOW2_MAX_L1_BYTES)
+        return image_error(img, err, -EFBIG, "snapshot table entry", s->entry_offset,
+                           "snapshot \"%s\" has an L1 table of %" PRIu32 " entries, more than "
+                           "%u",
+                           key, s->l1_size, QCOW2_MAX_L1_BYTES / 8u);
+    if (s->l1_table_offset % img->cluster_size)
+        return image_error(img, err, -EINVAL, "snapshot table entry", s->entry_offset,
+                           "snapshot \"%s\" L1 table offset 0x%" PRIx64
+                           " is not cluster-aligned",
+                           key, s->l1_table_offset);
+    uint64_t bytes = (uint64_t)s->l1_size * 8u;
+    if (bytes && (s->l1_table_offset > img->file_size ||
+                  bytes > img->file_size - s->l1_table_offset))
+        return image_error(img, err, -EINVAL, "snapshot table entry", s->entry_offset,
+                           "snapshot \"%s\" L1 table at 0x%" PRIx64 " (%" PRIu64
+                           " bytes) runs past the end of the file (%" PRIu64 " bytes)",
+                           key, s->l1_table_offset, bytes, img->file_size);
+    uint64_t *l1;
+    int ret = read_u64_table(img, s->l1_table_offset, s->l1_size, "snapshot L1 table", &l1,
+                             err);
+    if (ret)
+        return ret;
+    free(img->l1);
+    img->l1 = l1;
+    img->l1_size = s->l1_size;
+    img->l1_offset = s->l1_table_offset;
+    img->selected_snapshot = i;
+    return 0;
+}
+
+static int open_qcow2(struct qcow2_image *img, const struct qcow2_open_options *opts,
+                      unsigned depth, struct qcow2_error *err)
+{
+    int ret = read_header(img, err);
+    if (ret)
+        return ret;
+    const struct header *h = &img->hdr;
+    img->geo = (struct geometry){
+        .version = h->version,
+        .cluster_bits = h->cluster_bits,
+        .extended_l2 = (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0,
+    };
+    img->cluster_size = 1u << h->cluster_bits;
+    /* QEMU drops a size that is not a sector multiple down to the sector. */
+    img->virtual_size = h->size & ~(uint64_t)511;
+    img->reftable_size = h->refcount_table_clusters << (h->cluster_bits - 3);
+
+    ret = read_u64_table(img, h->refcount_table_offset, img->reftable_size, "refcount table",
+                         &img->reftable, err);
+    if (!ret)
+        ret = read_u64_table(img, h->l1_table_offset, h->l1_size, "active L1 table", &img->l1,
+                             err);
+    if (ret)
+        return ret;
+    img->l1_size = h->l1_size;
+    img->l1_offset = h->l1_table_offset;
+
+    size_t cache_bytes = opts->cache_bytes ? opts->cache_bytes : QCOW2_DEFAULT_CACHE_BYTES;
+    uint32_t l2_slots = (uint32_t)QVET_MAX((size_t)2, QVET_MIN(cache_bytes / img->cluster_size,
+                                                               (size_t)65536));
+    uint32_t refblock_slots = QVET_MAX(2u, l2_slots / 4u);
+    if (cache_new(l2_slots, img->cluster_size, &img->l2_cache) ||
+        cache_new(refblock_slots, img->cluster_size, &img->refblock_cache))
+        return image_error(img, err, -ENOMEM, "metadata cache", QCOW2_NO_OFFSET,
+                           "out of memory");
+
+    ret = read_snapshot_table(img, err);
+    if (!ret && h->has_bitmaps_ext && (h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS))
+        ret = bitmap_directory_check(img, err);
+    if (!ret && opts->snapshot)
+        ret = select_snapshot(img, opts->snapshot, err);
+    if (!ret && h->backing_name && !opts->no_backing)
+        ret = backing_open(img, opts, depth, err);
+    return ret;
+}
+
+int image_open(struct qcow2_backend *backend, const char *name,
+               const struct qcow2_open_options *opts, struct qcow2_image *parent,
+               unsigned depth, struct qcow2_image **out, struct qcow2_error *err)
+{
+    *out = NULL;
+    struct qcow2_image *img = calloc(1, sizeof(*img));
+    if (!img) {
+        qcow2_backend_destroy(backend);
+        return err_set(err, -ENOMEM, name, "image", QCOW2_NO_OFFSET, "out of memory");
+    }
+    img->backend = backend;
+    img->name = strdup(name);
+    img->real_path = realpath(name, NULL);
+    img->parent = parent;
+    img->format = opts->format;
+    img->selected_snapshot = -1;
+    img->metadata_preallocation = -1;
+    if (!img->name) {
+        qcow2_close(img);
+        return err_set(err, -ENOMEM, name, "image", QCOW2_NO_OFFSET, "out of memory");
+    }
+    int ret = backend->ops->size(backend, &img->file_size);
+    if (ret) {
+        image_error(img, err, ret, "file", QCOW2_NO_OFFSET, "cannot get its size: %s",
+                    strerror(-ret));
+    } else if (img->format == QCOW2_FORMAT_RAW) {
+        if (opts->snapshot)
+            ret = image_error(img, err, -EINVAL, "image", QCOW2_NO_OFFSET,
+                              "a raw image has no snapshots (asked for \"%s\")",
+                              opts->snapshot);
+        img->virtual_size = round_up_u64(img->file_size, 512);
+    } else {
+        ret = open_qcow2(img, opts, depth, err);
+    }
+    if (ret) {
+        qcow2_close(img);
+        return ret;
+    }
+    img->parent = NULL;
+    *out = img;
+    return 0;
+}
+
+int qcow2_open_backend(struct qcow2_backend *backend, const char *name,
+                       const struct qcow2_open_options *opts, struct qcow2_image **out,
+                       struct qcow2_error *err)
+{
+    static const struct qcow2_open_options defaults;
+    return image_open(backend, name, opts ? opts : &defaults, NULL, 0, out, err);
+}
+
+int qcow2_open(const char *path, const struct qcow2_open_options *opts,
+               struct qcow2_image **out, struct qcow2_error *err)
+{
+    *out = NULL;
+    struct qcow2_backend *backend;
+    int ret = qcow2_backend_fd_open(path, false, &backend, err);
+    if (ret)
+        return ret;
+    return qcow2_open_backend(backend, path, opts, out, err);
+}
+
+void qcow2_close(struct qcow2_image *img)
+{
+    if (!img)
+        return;
+    qcow2_close(img->backing);
+    qcow2_backend_destroy(img->backend);
+    header_release(&img->hdr);
+    snapshot_table_release(&img->snapshots);
+    cache_free(img->l2_cache);
+    cache_free(img->refblock_cache);
+    decompressor_free(img->decompressor);
+    free(img->compressed_buf);
+    free(img->cluster_buf);
+    free(img->l1);
+    free(img->reftable);
+    free(img->backing_path);
+    free(img->real_path);
+    free(img->name);
+    free(img);
+}
+
+uint64_t qcow2_virtual_size(const struct qcow2_image *img)
+{
+    return img->virtual_size;
+}
+
+struct qcow2_image *qcow2_backing_image(const struct qcow2_image *img)
+{
+    return img->backing;
+}
+
+/* Unallocated bytes: the backing file's, zeros past its end, or zeros without one. */
+static int read_from_backing(struct qcow2_image *img, uint8_t *buf, size_t len, uint64_t off,
+                             struct qcow2_error *err)
+{
+    size_t from_backing = 0;
+    if (img->backing && off < img->backing->virtual_size) {
+        from_backing = (size_t)QVET_MIN((uint64_t)len, img->backing->virtual_size - off);
+        int ret = qcow2_pread(img->backing, buf, from_backing, off, err);
+        if (ret)
+            return ret;
+    }
+    memset(buf + from_backing, 0, len - from_backing);
+    return 0;
+}
+
+static int load_compressed_cluster(struct qcow2_image *img, uint64_t word, uint64_t guest_off,
+                                   struct qcow2_error *err)
+{
+    if (img->cluster_buf_word == word)
+        return 0;
+    size_t cs = img->cluster_size;
+    if (!img->decompressor) {
+        if (decompressor_new((enum qcow2_compression)img->hdr.compression_type,
+                             &img->decompressor))
+            return image_error(img, err, -ENOMEM, "decompressor", QCOW2_NO_OFFSET,
+                               "out of memory");
+        img->compressed_buf = malloc(2 * cs);
+        img->cluster_buf = malloc(cs);
+        if (!img->compressed_buf || !img->cluster_buf)
+            return image_error(img, err, -ENOMEM, "decompressor", QCOW2_NO_OFFSET,
+                               "out of memory");
+    }
+    struct compressed_desc d = compressed_desc_decode(&img->geo, word);
+    size_t len = (size_t)QVET_MIN(d.max_bytes, (uint64_t)2 * cs);
+    img->cluster_buf_word = 0;
+    int ret = image_read(img, img->compressed_buf, len, d.host_offset, "compressed cluster",
+                         err);
+    if (ret)
+        return ret;
+    if (decompress_cluster(img->decompressor, img->compressed_buf, len, img->cluster_buf, cs))
+        return image_error(img, err, -EIO, "compressed cluster", d.host_offset,
+                           "%s stream of guest cluster 0x%" PRIx64
+                           " is damaged or does not fill the %zu-byte cluster",
+                           img->hdr.compression_type ? "zstd" : "deflate",
+                           guest_off & ~(uint64_t)(cs - 1), cs);
+    img->cluster_buf_word = word;
+    return 0;
+}
+
+int qcow2_pread(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
+                struct qcow2_error *err)
+{
+    if (off > img->virtual_size || len > img->virtual_size - off)
+        return image_error(img, err, -EINVAL, "read request", QCOW2_NO_OFFSET,
+                           "guest range %" PRIu64 "+%zu lies past the virtual size %" PRIu64,
+                           off, len, img->virtual_size);
+    if (img->format == QCOW2_FORMAT_RAW)
+        return image_read(img, buf, len, off, "raw image", err);
+
+    uint8_t *p = buf;
+    while (len) {
+        struct host_range r;
+        int ret = cluster_get_host_range(img, off, len, &r, err);
+        if (ret)
+            return ret;
+        size_t n = (size_t)r.bytes;
+        switch (r.type) {
+        case SUBCLUSTER_NORMAL:
+            ret = image_read(img, p, n, r.host_offset, "data cluster", err);
+            break;
+        case SUBCLUSTER_ZERO_PLAIN:
+        case SUBCLUSTER_ZERO_ALLOC:
+            memset(p, 0, n);
+            break;
+        case SUBCLUSTER_COMPRESSED:
+            ret = load_compressed_cluster(img, r.compressed_word, off, err);
+            if (!ret)
+                memcpy(p, img->cluster_buf + (off & (img->cluster_size - 1)), n);
+            break;
+        default:
+            ret = read_from_backing(img, p, n, off, err);
+            break;
+        }
+        if (ret)
+            return ret;
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int qcow2_get_info(const struct qcow2_image *img, struct qcow2_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    info->format = img->format;
+    info->filename = img->name;
+    info->virtual_size = img->virtual_size;
+    info->file_size = img->file_size;
+    struct qcow2_backend *b = img->backend;
+    if (b->ops->allocated_size && !b->ops->allocated_size(b, &info->allocated_size))
+        info->has_allocated_size = true;
+    if (img->format != QCOW2_FORMAT_QCOW2)
+        return 0;
+    const struct header *h = &img->hdr;
+    info->version = h->version;
+    info->cluster_size = img->cluster_size;
+    info->refcount_bits = 1u << h->refcount_order;
+    info->incompatible_features = h->incompatible_features;
+    info->compatible_features = h->compatible_features;
+    info->autoclear_features = h->autoclear_features;
+    info->compression = (enum qcow2_compression)h->compression_type;
+    info->extended_l2 = img->geo.extended_l2;
+    info->snapshot_count = img->snapshots.count;
+    info->bitmap_count = (h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) ? h->nb_bitmaps : 0;
+    info->backing_name = h->backing_name;
+    info->backing_path = img->backing_path;
+    info->backing_format = h->has_backing_format ? h->backing_format : NULL;
+    return 0;
+}
+
+int qcow2_snapshot_get(const struct qcow2_image *img, uint32_t i,
+                       struct qcow2_snapshot_info *info)
+{
+    if (i >= img->snapshots.count)
+        return -ENOENT;
+    const struct snapshot *s = &img->snapshots.entries[i];
+    *info = (struct qcow2_snapshot_info){
+        .id = s->id,
+        .name = s->name,
+        .vm_state_size = snapshot_vm_state_size(s),
+        .date_sec = s->date_sec,
+        .date_nsec = s->date_nsec,
+        .vm_clock_nsec = s->vm_clock_nsec,
+        .disk_size = snapshot_disk_size(s, img->virtual_size),
+        .icount = s->icount,
+        .has_icount = s->has_icount,
+        .l1_size = s->l1_size,
+    };
+    return 0;
+}

@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include "snapshot.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bytes.h"
+#include "error.h"
+#include "header.h"
+
+/* Byte offsets inside one entry. */
+enum {
+    SN_L1_OFFSET = 0,
+    SN_L1_SIZE = 8,
+    SN_ID_SIZE = 12,
+    SN_NAME_SIZE = 14,
+    SN_DATE_SEC = 16,
+    SN_DATE_NSEC = 20,
+    SN_VM_CLOCK = 24,
+    SN_VM_STATE_SIZE = 32,
+    SN_EXTRA_SIZE = 36,
+};
+
+/* Known fields of the extra data, by their offset inside it. */
+enum { EXTRA_VM_STATE_LARGE = 0, EXTRA_DISK_SIZE = 8, EXTRA_ICOUNT = 16 };
+
+static char *copy_string(const uint8_t *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
+}
+
+static void decode_extra(struct snapshot *s, const uint8_t *extra)
+{
+    if (s->extra_data_size >= EXTRA_VM_STATE_LARGE + 8) {
+        s->vm_state_size_large = be64_get(extra + EXTRA_VM_STATE_LARGE);
+        s->has_vm_state_size_large = true;
+    }
+    if (s->extra_data_size >= EXTRA_DISK_SIZE + 8) {
+        s->disk_size = be64_get(extra + EXTRA_DISK_SIZE);
+        s->has_disk_size = true;
+    }
+    if (s->extra_data_size >= EXTRA_ICOUNT + 8) {
+        s->icount = be64_get(extra + EXTRA_ICOUNT);
+        s->has_icount = true;
+    }
+}
+
+static int parse_entry(const uint8_t *buf, uint64_t len, uint64_t pos, uint64_t table_offset,
+                       uint32_t index, const char *file, struct snapshot *s, uint64_t *next,
+                       struct qcow2_error *err)
+{
+    uint64_t at = table_offset + pos;
+    if (len - pos < SNAPSHOT_FIXED_BYTES)
+        return err_set(err, -ENOBUFS, file, "snapshot table entry", at,
+                       "entry %" PRIu32 " runs past the end of the file", index);
+    const uint8_t *e = buf + pos;
+    s->entry_offset = at;
+    s->l1_table_offset = be64_get(e + SN_L1_OFFSET);
+    s->l1_size = be32_get(e + SN_L1_SIZE);
+    uint16_t id_size = be16_get(e + SN_ID_SIZE);
+    uint16_t name_size = be16_get(e + SN_NAME_SIZE);
+    s->date_sec = be32_get(e + SN_DATE_SEC);
+    s->date_nsec = be32_get(e + SN_DATE_NSEC);
+    s->vm_clock_nsec = be64_get(e + SN_VM_CLOCK);
+    s->vm_state_size = be32_get(e + SN_VM_STATE_SIZE);
+    s->extra_data_size = be32_get(e + SN_EXTRA_SIZE);
+
+    if (s->extra_data_size > SNAPSHOT_MAX_EXTRA_DATA)
+        return err_set(err, -EINVAL, file, "snapshot table entry", at,
+                       "entry %" PRIu32 " has %" PRIu32 " bytes of extra data, more than %u",
+                       index, s->extra_data_size, SNAPSHOT_MAX_EXTRA_DATA);
+    uint64_t body = SNAPSHOT_FIXED_BYTES + (uint64_t)s->extra_data_size + id_size + name_size;
+    uint64_t end = round_up_u64(pos + body, 8);
+    if (end > SNAPSHOT_MAX_TABLE_BYTES)
+        return err_set(err, -EFBIG, file, "snapshot table", table_offset,
+                       "entry %" PRIu32 " ends at byte %" PRIu64 "; the table may hold at most "
+                       "%u bytes",
+                       index, end, SNAPSHOT_MAX_TABLE_BYTES);
+    if (len - pos < body)
+        return err_set(err, -ENOBUFS, file, "snapshot table entry", at,
+                       "entry %" PRIu32 " (%" PRIu64 " bytes with its id and name) runs past "
+                       "the end of the file",
+                       index, body);
+    const uint8_t *extra = e + SNAPSHOT_FIXED_BYTES;
+    const uint8_t *id = extra + s->extra_data_size;
+    const uint8_t *name = id + id_size;
+    if (memchr(id, 0, id_size) || memchr(name, 0, name_size))
+        return err_set(err, -EINVAL, file, "snapshot table entry", at,
+                       "entry %" PRIu32 " has a NUL byte inside its id or name", index);
+    decode_extra(s, extra);
+    s->extra_data = s->extra_data_size ? malloc(s->extra_data_size) : NULL;
+    s->id = copy_string(id, id_size);
+    s->name = copy_string(name, name_size);
+    if ((s->extra_data_size && !s->extra_data) || !s->id || !s->name)
+        return err_set(err, -ENOMEM, file, "snapshot table entry", at, "out of memory");
+    if (s->extra_data_size)
+        memcpy(s->extra_data, extra, s->extra_data_size);
+    *next = end;
+    return 0;
+}
+
+int snapshot_table_parse(const uint8_t *buf, uint64_t len, uint64_t table_offset,
+                         uint32_t count, const char *file, struct snapshot_table *t,
+                         struct qcow2_error *err)
+{
+    memset(t, 0, sizeof(*t));
+    if (count == 0)
+        return 0;
+    if (count > QCOW2_MAX_SNAPSHOTS)
+        return err_set(err, -EINVAL, file, "snapshot table", table_offset,
+                       "%" PRIu32 " snapshots exceed the limit of %u", count,
+                       QCOW2_MAX_SNAPSHOTS);
+    t->entries = calloc(count, sizeof(*t->entries));
+    if (!t->entries)
+        return err_set(err, -ENOMEM, file, "snapshot table", table_offset, "out of memory");
+    uint64_t pos = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        t->count = i + 1;
+        int ret = parse_entry(buf, len, pos, table_offset, i, file, &t->entries[i], &pos, err);
+        if (ret) {
+            t->bytes = pos;
+            snapshot_table_release(t);
+            return ret;
+        }
+    }
+    t->bytes = pos;
+    return 0;
+}
+
+void snapshot_table_release(struct snapshot_table *t)
+{
+    for (uint32_t i = 0; i < t->count; i++) {
+        free(t->entries[i].extra_data);
+        free(t->entries[i].id);
+        free(t->entries[i].name);
+    }
+    free(t->entries);
+    t->entries = NULL;
+    t->count = 0;
+}
+
+int snapshot_find(const struct snapshot_table *t, const char *key)
+{
+    for (uint32_t i = 0; i < t->count; i++)
+        if (!strcmp(t->entries[i].id, key))
+            return (int)i;
+    for (uint32_t i = 0; i < t->count; i++)
+        if (!strcmp(t->entries[i].name, key))
+            return (int)i;
+    return -ENOENT;
+}
+
+uint64_t snapshot_disk_size(const struct snapshot *s, uint64_t fallback)
+{
+    return s->has_disk_size ? s->disk_size : fallback;
+}
+
+uint64_t snapshot_vm_state_size(const struct snapshot *s)
+{
+    return s->has_vm_state_size_large ? s->vm_state_size_large : s->vm_state_size;
+}

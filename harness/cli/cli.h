@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The qvet command: one file per subcommand, shared helpers here. */
+#ifndef QVET_CLI_H
+#define QVET_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "qcow2.h"
+
+/* Every subcommand: parses its own options, returns the process exit status. */
+int cmd_info(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+
+/* Prints "qvet: <file>: <message>" (one line) and returns 1. */
+int cli_fail(const char *file, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints an engine error as one line and returns 1. */
+int cli_fail_engine(const struct qcow2_error *err);
+
+/* Prints the subcommand's usage error as one line and returns 1. */
+int cli_usage(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Opens IMAGE, where "IMAGE@SNAPSHOT" names a snapshot when no file IMAGE@SNAPSHOT
+ * exists; `snapshot` (from -s) wins over the @ form. Prints the error itself.
+ */
+int cli_open_image(const char *arg, const char *snapshot, struct qcow2_image **img);
+
+enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };
+
+/* Parses the value of --output; returns false when it is neither human nor json. */
+bool cli_parse_output(const char *value, enum output_format *out);
+
+/* Writes s as a JSON string literal, escaped. */
+void json_put_string(FILE *f, const char *s);
+
+#endif

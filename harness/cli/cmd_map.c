@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* qvet map: range by range, merged and printed exactly as `qemu-img map` does. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *layer_name(struct qcow2_image *img, uint32_t depth)
+{
+    while (depth-- && qcow2_backing_image(img))
+        img = qcow2_backing_image(img);
+    struct qcow2_info info;
+    qcow2_get_info(img, &info);
+    return info.filename;
+}
+
+/* Returns 1 (after printing the error) when the human format cannot show the entry. */
+static int print_entry(enum output_format fmt, struct qcow2_image *img,
+                       const struct qcow2_map_entry *e, bool more)
+{
+    if (fmt == OUTPUT_JSON) {
+        printf("{ \"start\": %" PRIu64 ", \"length\": %" PRIu64 ", \"depth\": %" PRIu32
+               ", \"present\": %s, \"zero\": %s, \"data\": %s",
+               e->start, e->length, e->depth, e->present ? "true" : "false",
+               e->zero ? "true" : "false", e->data ? "true" : "false");
+        if (e->has_offset)
+            printf(", \"offset\": %" PRIu64, e->offset);
+        fputs(more ? "},\n" : "}", stdout);
+        return 0;
+    }
+    if (e->data && !e->has_offset) {
+        struct qcow2_info info;
+        qcow2_get_info(img, &info);
+        return cli_fail(info.filename,
+                        "compressed clusters have no host offset to show; use "
+                        "--output=json");
+    }
+    if (e->data)
+        printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n", e->start, e->length,
+               e->offset, layer_name(img, e->depth));
+    return 0;
+}
+
+int cmd_map(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "output", required_argument, NULL, 'O' },
+        { NULL, 0, NULL, 0 },
+    };
+    enum output_format fmt = OUTPUT_HUMAN;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c != 'O')
+            return cli_usage("map", "unknown option or missing value: '%s'", argv[optind - 1]);
+        if (!cli_parse_output(optarg, &fmt))
+            return cli_usage("map", "--output must be human or json, not '%s'", optarg);
+    }
+    if (optind != argc - 1)
+        return cli_usage("map", "expected exactly one IMAGE");
+
+    struct qcow2_image *img;
+    if (cli_open_image(argv[optind], NULL, &img))
+        return 1;
+    uint64_t size = qcow2_virtual_size(img);
+    struct qcow2_map_entry curr = { 0 }, next;
+    int status = 0;
+    fputs(fmt == OUTPUT_JSON ? "[" : "Offset          Length          Mapped to       File\n",
+          stdout);
+    while (!status && curr.start + curr.length < size) {
+        uint64_t off = curr.start + curr.length;
+        struct qcow2_error err;
+        if (qcow2_map_status(img, off, size - off, &next, &err)) {
+            status = cli_fail_engine(&err);
+            break;
+        }
+        if (qcow2_map_entries_mergeable(&curr, &next)) {
+            curr.length += next.length;
+            continue;
+        }
+        if (curr.length > 0)
+            status = print_entry(fmt, img, &curr, true);
+        curr = next;
+    }
+    if (!status)
+        status = print_entry(fmt, img, &curr, false);
+    if (!status && fmt == OUTPUT_JSON)
+        fputs("]\n", stdout);
+    qcow2_close(img);
+    return status;
+}

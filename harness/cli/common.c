@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+int cli_fail(const char *file, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "qvet: %s: ", file);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int cli_fail_engine(const struct qcow2_error *err)
+{
+    /* An engine message is one line by construction; keep it so even if a name isn't. */
+    fprintf(stderr, "qvet: ");
+    for (const char *p = err->file; *p; p++)
+        fputc(*p == '\n' ? '?' : *p, stderr);
+    fprintf(stderr, ": ");
+    for (const char *p = err->message; *p; p++)
+        fputc(*p == '\n' ? '?' : *p, stderr);
+    fputc('\n', stderr);
+    return 1;
+}
+
+int cli_usage(const char *command, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "qvet: %s: ", command);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see 'qvet help')\n");
+    va_end(ap);
+    return 1;
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int cli_open_image(const char *arg, const char *snapshot, struct qcow2_image **img)
+{
+    char *path = strdup(arg);
+    if (!path)
+        return cli_fail(arg, "out of memory");
+    char *at = strrchr(path, '@');
+    if (!file_exists(path) && at && at != path) {
+        *at = '\0';
+        if (file_exists(path)) {
+            if (!snapshot)
+                snapshot = at + 1;
+        } else {
+            *at = '@';
+        }
+    }
+    struct qcow2_open_options opts = { .snapshot = snapshot };
+    struct qcow2_error err;
+    int ret = qcow2_open(path, &opts, img, &err);
+    free(path);
+    return ret ? cli_fail_engine(&err) : 0;
+}
+
+bool cli_parse_output(const char *value, enum output_format *out)
+{
+    if (!strcmp(value, "human"))
+        *out = OUTPUT_HUMAN;
+    else if (!strcmp(value, "json"))
+        *out = OUTPUT_JSON;
+    else
+        return false;
+    return true;
+}
+
+void json_put_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
