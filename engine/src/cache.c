@@ -98,6 +98,7 @@ int cache_get(struct cache *c, struct qcow2_backend *backend, uint64_t offset,
 {
     uint32_t i = c->last_hit;
     if (i != NO_SLOT && c->slots[i].valid && c->slots[i].offset == offset) {
+        c->slots[i].last_use = ++c->clock;
         *table = slot_data(c, i);
         return 0;
     }

@@ -20,7 +20,7 @@ void cache_free(struct cache *c);
 /*
  * The table stored at host offset `offset`, read through `backend` on a miss. The
  * pointer stays valid until the next cache_get or cache_drop on the same cache.
- * Returns 0, or the backend's negative error (the cache is unchanged then).
+ * Returns 0, or the backend's negative error (the slot it would have used is then empty).
  */
 int cache_get(struct cache *c, struct qcow2_backend *backend, uint64_t offset,
               const uint8_t **table);

@@ -15,7 +15,6 @@
 #include "compress.h"
 #include "error.h"
 #include "image.h"
-#include "refcount.h"
 
 /* Large enough for most tables, small enough not to read much past a short table. */
 #define SNAPSHOT_FIRST_READ (64u << 10)
@@ -89,6 +88,12 @@ static int read_snapshot_table(struct qcow2_image *img, struct qcow2_error *err)
         return 0;
     uint64_t available = QVET_MIN(img->file_size - h->snapshots_offset,
                                   (uint64_t)SNAPSHOT_MAX_TABLE_BYTES);
+    /* The count sizes an allocation: first make sure the file could hold that many. */
+    if ((uint64_t)h->nb_snapshots * SNAPSHOT_FIXED_BYTES > available)
+        return image_error(img, err, -EINVAL, "header field nb_snapshots", 60,
+                           "%" PRIu32 " snapshots of at least %u bytes each cannot fit in the "
+                           "%" PRIu64 " bytes from the table's offset to the end of the file",
+                           h->nb_snapshots, SNAPSHOT_FIXED_BYTES, available);
     uint64_t want = QVET_MIN(available, (uint64_t)SNAPSHOT_FIRST_READ);
     for (;;) {
         uint8_t *buf = malloc(want ? want : 1);
