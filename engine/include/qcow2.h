@@ -100,6 +100,8 @@ struct qcow2_image;
 
 enum qcow2_format { QCOW2_FORMAT_QCOW2 = 0, QCOW2_FORMAT_RAW = 1 };
 
+enum qcow2_compression { QCOW2_COMPRESSION_ZLIB = 0, QCOW2_COMPRESSION_ZSTD = 1 };
+
 struct qcow2_open_options {
     enum qcow2_format format;       /* of the image itself; backing formats come from it */
     size_t cache_bytes;             /* metadata cache (L2 tables, refcount blocks); 0 = default */
@@ -107,6 +109,13 @@ struct qcow2_open_options {
     qcow2_backing_opener open_backing; /* NULL = file-descriptor backend */
     void *opener_ctx;
     bool no_backing;                /* ignore the backing file: unallocated reads as zeros */
+    bool writable;                  /* open read-write (backing files stay read-only) */
+    /*
+     * Open for `qcow2_check`: like `qemu-img check`, tolerate what check itself reports
+     * (a missing refcount table, a broken snapshot table) and do not repair a dirty
+     * image on open.
+     */
+    bool for_check;
 };
 
 #define QCOW2_DEFAULT_CACHE_BYTES (4u << 20)
@@ -134,6 +143,83 @@ QCOW2_API int qcow2_pread(struct qcow2_image *img, void *buf, size_t len, uint64
 QCOW2_API uint64_t qcow2_virtual_size(const struct qcow2_image *img);
 
 /* ------------------------------------------------------------------------------------ */
+/* Writing (images opened with .writable)                                                */
+
+/* Writes guest bytes; any size and alignment inside the virtual size. */
+QCOW2_API int qcow2_pwrite(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
+                           struct qcow2_error *err);
+
+/*
+ * Makes [off, off+len) read as zeros: zero flags (v3) where whole clusters or
+ * subclusters are covered, written zeros elsewhere and on v2 images. With
+ * QCOW2_ZERO_MAY_UNMAP, clusters it covers wholly may be freed.
+ */
+#define QCOW2_ZERO_MAY_UNMAP 0x1u
+QCOW2_API int qcow2_pwrite_zeroes(struct qcow2_image *img, uint64_t off, uint64_t len,
+                                  unsigned flags, struct qcow2_error *err);
+
+/*
+ * Frees the clusters wholly inside [off, off+len) as `qemu-io discard` does: they then
+ * read as zeros, or as the backing file's data when one exists and the image is v2.
+ */
+QCOW2_API int qcow2_discard(struct qcow2_image *img, uint64_t off, uint64_t len,
+                            struct qcow2_error *err);
+
+/*
+ * Writes one whole cluster compressed (off cluster-aligned, len the cluster size, or the
+ * tail up to the virtual size). Where compression does not save space the cluster is
+ * written uncompressed, as QEMU does.
+ */
+QCOW2_API int qcow2_pwrite_compressed(struct qcow2_image *img, const void *buf, size_t len,
+                                      uint64_t off, struct qcow2_error *err);
+
+QCOW2_API int qcow2_flush(struct qcow2_image *img, struct qcow2_error *err);
+
+/* Grows the virtual size, or shrinks it when nothing is allocated past the new end. */
+QCOW2_API int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error *err);
+
+/* ------------------------------------------------------------------------------------ */
+/* Creating images (the options of `qemu-img create -f qcow2`)                           */
+
+enum qcow2_preallocation { QCOW2_PREALLOC_OFF = 0, QCOW2_PREALLOC_METADATA = 1 };
+
+struct qcow2_create_options {
+    uint64_t size;                  /* 0 with a backing file: the backing file's size */
+    bool has_size;
+    uint32_t cluster_size;          /* default 65536 */
+    uint32_t version;               /* 2 (compat=0.10) or 3 (compat=1.1, default) */
+    uint32_t refcount_bits;         /* default 16 */
+    bool lazy_refcounts;
+    bool extended_l2;
+    enum qcow2_compression compression;
+    enum qcow2_preallocation preallocation;
+    const char *backing_file;       /* stored as given */
+    const char *backing_format;     /* "qcow2" or "raw"; required with backing_file */
+};
+
+/* The defaults of qemu-img 7.2. */
+QCOW2_API void qcow2_create_options_init(struct qcow2_create_options *o);
+
+/*
+ * Applies a qemu-img style option string ("cluster_size=4k,compat=0.10,...") on top of
+ * *o. Strings in *o point into `text`, which must outlive it.
+ */
+QCOW2_API int qcow2_create_options_parse(struct qcow2_create_options *o, char *text,
+                                         struct qcow2_error *err);
+
+/* Creates (or truncates) `path` and writes an empty image as qemu-img create would. */
+QCOW2_API int qcow2_create(const char *path, const struct qcow2_create_options *o,
+                           struct qcow2_error *err);
+
+/* The same on a backend (which stays the caller's). `name` is used in messages. */
+QCOW2_API int qcow2_create_backend(struct qcow2_backend *b, const char *name,
+                                   const struct qcow2_create_options *o,
+                                   struct qcow2_error *err);
+
+/* Parses "64k", "1M", "512", "2G" ... (binary units); false if malformed or > INT64_MAX. */
+QCOW2_API bool qcow2_parse_size(const char *text, uint64_t *out);
+
+/* ------------------------------------------------------------------------------------ */
 /* Facts about an image (what `qemu-img info` shows)                                     */
 
 #define QCOW2_INCOMPAT_DIRTY         (1ull << 0)
@@ -144,8 +230,6 @@ QCOW2_API uint64_t qcow2_virtual_size(const struct qcow2_image *img);
 #define QCOW2_COMPAT_LAZY_REFCOUNTS  (1ull << 0)
 #define QCOW2_AUTOCLEAR_BITMAPS      (1ull << 0)
 #define QCOW2_AUTOCLEAR_DATA_FILE_RAW (1ull << 1)
-
-enum qcow2_compression { QCOW2_COMPRESSION_ZLIB = 0, QCOW2_COMPRESSION_ZSTD = 1 };
 
 struct qcow2_info {
     enum qcow2_format format;
@@ -191,6 +275,48 @@ struct qcow2_snapshot_info {
 /* Snapshot i (0-based) of the table; strings are owned by img. */
 QCOW2_API int qcow2_snapshot_get(const struct qcow2_image *img, uint32_t i,
                        struct qcow2_snapshot_info *info);
+
+/* Internal snapshots of an image opened writable; names are looked up by id, then name. */
+QCOW2_API int qcow2_snapshot_create(struct qcow2_image *img, const char *name,
+                                    struct qcow2_error *err);
+QCOW2_API int qcow2_snapshot_apply(struct qcow2_image *img, const char *id_or_name,
+                                   struct qcow2_error *err);
+QCOW2_API int qcow2_snapshot_delete(struct qcow2_image *img, const char *id_or_name,
+                                    struct qcow2_error *err);
+QCOW2_API uint32_t qcow2_snapshot_count(const struct qcow2_image *img);
+
+/* ------------------------------------------------------------------------------------ */
+/* Consistency check and repair (what `qemu-img check` reports, with the same meaning)   */
+
+enum qcow2_repair { QCOW2_REPAIR_NONE = 0, QCOW2_REPAIR_LEAKS = 1, QCOW2_REPAIR_ALL = 2 };
+
+struct qcow2_check_result {
+    uint64_t check_errors;          /* the check could not complete a part */
+    uint64_t corruptions;           /* stored refcount < references, bad entries, COPIED */
+    uint64_t leaks;                 /* stored refcount > references */
+    uint64_t corruptions_fixed;
+    uint64_t leaks_fixed;
+    uint64_t image_end_offset;
+    uint64_t total_clusters;        /* guest clusters */
+    uint64_t allocated_clusters;
+    uint64_t fragmented_clusters;
+    uint64_t compressed_clusters;
+};
+
+/* Receives each finding as one line ("Leaked cluster 5 refcount=1 reference=0"). */
+typedef void (*qcow2_check_report)(void *ctx, const char *line);
+
+/*
+ * Recomputes every refcount from the image's tables and compares. With a repair mode
+ * the image must be open writable. Returns 0 when the check ran (the result says what
+ * it found), negative when it could not run at all.
+ */
+QCOW2_API int qcow2_check(struct qcow2_image *img, enum qcow2_repair repair,
+                          struct qcow2_check_result *result, qcow2_check_report report,
+                          void *report_ctx, struct qcow2_error *err);
+
+/* The exit status `qemu-img check` would give: 0 clean, 1 errors, 2 corrupt, 3 leaks. */
+QCOW2_API int qcow2_check_exit_status(const struct qcow2_check_result *r);
 
 /* ------------------------------------------------------------------------------------ */
 /* Allocation status (what `qemu-img map` reports, range by range)                       */

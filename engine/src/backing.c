@@ -97,6 +97,7 @@ int backing_open(struct qcow2_image *img, const struct qcow2_open_options *opts,
     struct qcow2_open_options child = *opts;
     child.format = format;
     child.snapshot = NULL;
+    child.writable = false;
     return image_open(backend, img->backing_path, &child, img, depth + 1, &img->backing,
                       err);
 }

@@ -93,42 +93,93 @@ static uint32_t victim(struct cache *c)
     return best;
 }
 
-int cache_get(struct cache *c, struct qcow2_backend *backend, uint64_t offset,
-              const uint8_t **table)
+/* The slot holding `offset`, refreshed as most recently used, or NO_SLOT. */
+static uint32_t lookup(struct cache *c, uint64_t offset)
 {
     uint32_t i = c->last_hit;
-    if (i != NO_SLOT && c->slots[i].valid && c->slots[i].offset == offset) {
-        c->slots[i].last_use = ++c->clock;
-        *table = slot_data(c, i);
-        return 0;
+    if (i == NO_SLOT || !c->slots[i].valid || c->slots[i].offset != offset) {
+        for (i = c->buckets[bucket_of(c, offset)]; i != NO_SLOT; i = c->slots[i].next)
+            if (c->slots[i].offset == offset)
+                break;
+        if (i == NO_SLOT)
+            return NO_SLOT;
     }
-    for (i = c->buckets[bucket_of(c, offset)]; i != NO_SLOT; i = c->slots[i].next) {
-        if (c->slots[i].offset == offset) {
-            c->slots[i].last_use = ++c->clock;
-            c->last_hit = i;
-            *table = slot_data(c, i);
-            return 0;
-        }
-    }
+    c->slots[i].last_use = ++c->clock;
+    c->last_hit = i;
+    return i;
+}
+
+/* Takes a slot for `offset` (evicting the least recently used), not yet filled. */
+static int claim(struct cache *c, uint32_t *slot)
+{
     if (!c->memory) {
         c->memory = malloc((size_t)c->slot_count * c->table_bytes);
         if (!c->memory)
             return -ENOMEM;
     }
-    i = victim(c);
+    uint32_t i = victim(c);
     if (c->slots[i].valid)
         unlink_slot(c, i);
-    int ret = backend->ops->read(backend, slot_data(c, i), c->table_bytes, offset);
-    if (ret)
-        return ret;
+    *slot = i;
+    return 0;
+}
+
+static void publish(struct cache *c, uint32_t i, uint64_t offset)
+{
     uint32_t b = bucket_of(c, offset);
     c->slots[i] = (struct cache_slot){
         .offset = offset, .last_use = ++c->clock, .next = c->buckets[b], .valid = true,
     };
     c->buckets[b] = i;
     c->last_hit = i;
+}
+
+int cache_get_mut(struct cache *c, struct qcow2_backend *backend, uint64_t offset,
+                  uint8_t **table)
+{
+    uint32_t i = lookup(c, offset);
+    if (i == NO_SLOT) {
+        int ret = claim(c, &i);
+        if (ret)
+            return ret;
+        ret = backend->ops->read(backend, slot_data(c, i), c->table_bytes, offset);
+        if (ret)
+            return ret;
+        publish(c, i, offset);
+    }
     *table = slot_data(c, i);
     return 0;
+}
+
+int cache_get(struct cache *c, struct qcow2_backend *backend, uint64_t offset,
+              const uint8_t **table)
+{
+    uint8_t *t;
+    int ret = cache_get_mut(c, backend, offset, &t);
+    *table = t;
+    return ret;
+}
+
+int cache_install(struct cache *c, uint64_t offset, const uint8_t *data)
+{
+    uint32_t i = lookup(c, offset);
+    if (i == NO_SLOT) {
+        int ret = claim(c, &i);
+        if (ret)
+            return ret;
+        publish(c, i, offset);
+    }
+    memcpy(slot_data(c, i), data, c->table_bytes);
+    return 0;
+}
+
+void cache_forget(struct cache *c, uint64_t offset)
+{
+    uint32_t i = lookup(c, offset);
+    if (i != NO_SLOT) {
+        unlink_slot(c, i);
+        c->last_hit = NO_SLOT;
+    }
 }
 
 void cache_drop(struct cache *c)

@@ -25,6 +25,20 @@ void cache_free(struct cache *c);
 int cache_get(struct cache *c, struct qcow2_backend *backend, uint64_t offset,
               const uint8_t **table);
 
+/*
+ * The same table for a caller that changes it: the engine writes metadata through, so
+ * the caller writes the changed bytes to the file itself and the cached copy stays equal
+ * to the file.
+ */
+int cache_get_mut(struct cache *c, struct qcow2_backend *backend, uint64_t offset,
+                  uint8_t **table);
+
+/* Caches a table the caller has just written at `offset` (a copy of `data`). */
+int cache_install(struct cache *c, uint64_t offset, const uint8_t *data);
+
+/* Forgets the table at `offset`, if cached (its cluster was freed). */
+void cache_forget(struct cache *c, uint64_t offset);
+
 /* Forgets every table (after the file changed underneath). */
 void cache_drop(struct cache *c);
 

@@ -8,8 +8,6 @@
 #include "cache.h"
 #include "image.h"
 
-#define SUBCLUSTER_ALLOC_MASK 0x00000000FFFFFFFFull
-
 struct l2_entry l2_entry_at(const struct geometry *g, const uint8_t *table, uint32_t index)
 {
     struct l2_entry e;
@@ -21,6 +19,16 @@ struct l2_entry l2_entry_at(const struct geometry *g, const uint8_t *table, uint
         e.bitmap = 0;
     }
     return e;
+}
+
+void l2_entry_put(const struct geometry *g, uint8_t *table, uint32_t index, struct l2_entry e)
+{
+    if (g->extended_l2) {
+        be64_put(table + 16u * index, e.word);
+        be64_put(table + 16u * index + 8u, e.bitmap);
+    } else {
+        be64_put(table + 8u * index, e.word);
+    }
 }
 
 enum subcluster_type l2_entry_subcluster_type(const struct geometry *g, struct l2_entry e,
@@ -70,8 +78,7 @@ static bool type_has_host_cluster(enum subcluster_type t)
            t == SUBCLUSTER_UNALLOCATED_ALLOC;
 }
 
-/* The L2 table behind L1 entry `l1_index`, or NULL when none is allocated. */
-static int load_l2_table(struct qcow2_image *img, uint64_t l1_index, const uint8_t **table,
+int cluster_l2_table(struct qcow2_image *img, uint64_t l1_index, const uint8_t **table,
                          struct qcow2_error *err)
 {
     *table = NULL;
@@ -182,7 +189,7 @@ int cluster_get_host_range(struct qcow2_image *img, uint64_t guest_off, uint64_t
     uint64_t limit = QVET_MIN(max_bytes, to_table_end);
 
     const uint8_t *table;
-    int ret = load_l2_table(img, l1_index, &table, err);
+    int ret = cluster_l2_table(img, l1_index, &table, err);
     if (ret)
         return ret;
     if (!table) {

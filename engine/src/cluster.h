@@ -55,6 +55,12 @@ struct l2_entry {
 /* Decodes entry `index` of an L2 table; the only place L2 entries are read. */
 struct l2_entry l2_entry_at(const struct geometry *g, const uint8_t *table, uint32_t index);
 
+/* Encodes entry `index` of an L2 table; the only place L2 entries are written. */
+void l2_entry_put(const struct geometry *g, uint8_t *table, uint32_t index, struct l2_entry e);
+
+#define SUBCLUSTER_ALLOC_MASK 0x00000000FFFFFFFFull
+#define SUBCLUSTER_ZERO_MASK 0xFFFFFFFF00000000ull
+
 static inline bool l2_entry_is_compressed(struct l2_entry e)
 {
     return (e.word & L2_ENTRY_COMPRESSED) != 0;
@@ -92,6 +98,13 @@ struct host_range {
 };
 
 struct qcow2_image;
+
+/*
+ * The L2 table behind entry `l1_index` of the selected L1 table (validated: aligned,
+ * inside the file), or *table = NULL when none is allocated.
+ */
+int cluster_l2_table(struct qcow2_image *img, uint64_t l1_index, const uint8_t **table,
+                     struct qcow2_error *err);
 
 /*
  * Maps guest bytes [guest_off, guest_off + max_bytes) of the selected L1 table to the

@@ -482,6 +482,35 @@ static int check_tables(struct parse_ctx *c)
     return 0;
 }
 
+size_t header_encode_fixed(const struct header *h, uint8_t *b)
+{
+    be32_put(b + OFF_MAGIC, QCOW2_MAGIC);
+    be32_put(b + OFF_VERSION, h->version);
+    be64_put(b + OFF_BACKING_OFFSET, h->backing_file_offset);
+    be32_put(b + OFF_BACKING_SIZE, h->backing_file_size);
+    be32_put(b + OFF_CLUSTER_BITS, h->cluster_bits);
+    be64_put(b + OFF_SIZE, h->size);
+    be32_put(b + OFF_CRYPT_METHOD, h->crypt_method);
+    be32_put(b + OFF_L1_SIZE, h->l1_size);
+    be64_put(b + OFF_L1_OFFSET, h->l1_table_offset);
+    be64_put(b + OFF_REFTABLE_OFFSET, h->refcount_table_offset);
+    be32_put(b + OFF_REFTABLE_CLUSTERS, h->refcount_table_clusters);
+    be32_put(b + OFF_NB_SNAPSHOTS, h->nb_snapshots);
+    be64_put(b + OFF_SNAPSHOTS_OFFSET, h->snapshots_offset);
+    if (h->version < 3)
+        return QCOW2_V2_HEADER_LENGTH;
+    be64_put(b + OFF_INCOMPAT, h->incompatible_features);
+    be64_put(b + OFF_COMPAT, h->compatible_features);
+    be64_put(b + OFF_AUTOCLEAR, h->autoclear_features);
+    be32_put(b + OFF_REFCOUNT_ORDER, h->refcount_order);
+    be32_put(b + OFF_HEADER_LENGTH, h->header_length);
+    if (h->header_length <= OFF_COMPRESSION_TYPE)
+        return OFF_COMPRESSION_TYPE;
+    b[OFF_COMPRESSION_TYPE] = h->compression_type;
+    memset(b + OFF_COMPRESSION_TYPE + 1, 0, OFF_PADDING_END - OFF_COMPRESSION_TYPE - 1);
+    return OFF_PADDING_END;
+}
+
 int header_parse(const uint8_t *cluster0, size_t len, uint64_t file_size, const char *file,
                  struct header *h, struct qcow2_error *err)
 {

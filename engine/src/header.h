@@ -89,6 +89,15 @@ int header_parse(const uint8_t *cluster0, size_t len, uint64_t file_size, const 
 
 void header_release(struct header *h);
 
+/*
+ * Encodes the fixed fields of *h (72 bytes for v2; 104, plus compression_type and its
+ * padding up to 112 when header_length says so, for v3) into buf, the inverse of what
+ * header_parse decodes. Returns the number of bytes written. Nothing after them (unknown
+ * header fields, extensions, the backing name) is touched, so rewriting these bytes in
+ * place preserves all of it.
+ */
+size_t header_encode_fixed(const struct header *h, uint8_t *buf);
+
 /* The name the feature table gives to a bit, or NULL. */
 const char *header_feature_name(const struct header *h, enum feature_type type, unsigned bit);
 

@@ -42,6 +42,16 @@ struct qcow2_image {
 
     int metadata_preallocation;     /* -1 not yet probed, else 0/1 (QEMU's heuristic) */
 
+    /* Writable images only. */
+    bool writable;
+    bool lazy_refcounts;            /* refcount writes need no ordering (dirty bit set) */
+    bool refcounts_unflushed;       /* raised refcounts not yet known to be on disk */
+    uint64_t free_cluster_hint;     /* no free cluster below this index */
+    uint64_t compressed_next;       /* byte where packed compressed data may continue, 0 none */
+    uint8_t *scratch;               /* one cluster, for copy-on-write and new tables */
+    uint8_t *refcount_scratch;      /* one cluster, for new refcount blocks */
+    uint8_t *zeros;                 /* one cluster of zeros, taken on the first zero write */
+
     struct qcow2_image *backing;
     char *backing_path;
     struct qcow2_image *parent;     /* the image this one backs, while opening the chain */
@@ -51,6 +61,19 @@ struct qcow2_image {
 /* Reads host bytes, turning a backend failure into a message about `structure`. */
 int image_read(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
                const char *structure, struct qcow2_error *err);
+
+/* Writes host bytes (the file grows as needed), with a message about `structure`. */
+int image_write(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
+                const char *structure, struct qcow2_error *err);
+
+/*
+ * Orders metadata: called before a new reference is written, it makes sure the raised
+ * refcounts it depends on reach the disk first (not needed with lazy refcounts).
+ */
+int image_barrier(struct qcow2_image *img, struct qcow2_error *err);
+
+/* Clears the dirty bit (after a flush), if set. */
+int image_mark_clean(struct qcow2_image *img, struct qcow2_error *err);
 
 /* Fills err about img's file (a shorthand for err_set with img->name). */
 int image_error(const struct qcow2_image *img, struct qcow2_error *err, int code,

@@ -150,6 +150,46 @@ static int select_snapshot(struct qcow2_image *img, const char *key, struct qcow
     return 0;
 }
 
+/*
+ * Readies an image for writing. QEMU's rules: a corrupt image is not written (except by
+ * a repair), and autoclear bits qvet does not implement (all of them: it keeps no
+ * bitmaps) are cleared before the first write, so that QEMU later treats the bitmaps as
+ * stale instead of trusting them.
+ */
+static int prepare_writable(struct qcow2_image *img, const struct qcow2_open_options *opts,
+                            struct qcow2_error *err)
+{
+    struct header *h = &img->hdr;
+    if (opts->snapshot)
+        return image_error(img, err, -EINVAL, "image", QCOW2_NO_OFFSET,
+                           "a snapshot (\"%s\") can only be opened read-only; apply it to "
+                           "write from it", opts->snapshot);
+    if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) && !opts->for_check)
+        return image_error(img, err, -EACCES, "header field incompatible_features", 72,
+                           "the corrupt bit (1) is set: the image may only be opened "
+                           "read-only, or repaired with check -r all");
+    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && !opts->for_check)
+        return image_error(img, err, -EUCLEAN, "header field incompatible_features", 72,
+                           "the dirty bit (0) is set: refcounts may be stale after an unclean "
+                           "shutdown; repair with check -r all before writing");
+    img->scratch = malloc(img->cluster_size);
+    img->refcount_scratch = malloc(img->cluster_size);
+    if (!img->scratch || !img->refcount_scratch)
+        return image_error(img, err, -ENOMEM, "image", QCOW2_NO_OFFSET, "out of memory");
+    img->writable = true;
+    img->lazy_refcounts = (h->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS) != 0;
+    if (h->version >= 3 && h->autoclear_features) {
+        uint8_t raw[8] = { 0 };
+        int ret = image_write(img, raw, sizeof(raw), 88, "header", err);
+        if (!ret)
+            ret = qcow2_flush(img, err);
+        if (ret)
+            return ret;
+        h->autoclear_features = 0;
+    }
+    return 0;
+}
+
 static int open_qcow2(struct qcow2_image *img, const struct qcow2_open_options *opts,
                       unsigned depth, struct qcow2_error *err)
 {
@@ -193,6 +233,8 @@ static int open_qcow2(struct qcow2_image *img, const struct qcow2_open_options *
         ret = select_snapshot(img, opts->snapshot, err);
     if (!ret && h->backing_name && !opts->no_backing)
         ret = backing_open(img, opts, depth, err);
+    if (!ret && opts->writable)
+        ret = prepare_writable(img, opts, err);
     return ret;
 }
 
@@ -222,7 +264,10 @@ int image_open(struct qcow2_backend *backend, const char *name,
         image_error(img, err, ret, "file", QCOW2_NO_OFFSET, "cannot get its size: %s",
                     strerror(-ret));
     } else if (img->format == QCOW2_FORMAT_RAW) {
-        if (opts->snapshot)
+        if (opts->writable)
+            ret = image_error(img, err, -ENOTSUP, "image", QCOW2_NO_OFFSET,
+                              "raw images are only read (as backing files)");
+        else if (opts->snapshot)
             ret = image_error(img, err, -EINVAL, "image", QCOW2_NO_OFFSET,
                               "a raw image has no snapshots (asked for \"%s\")",
                               opts->snapshot);
@@ -252,7 +297,7 @@ int qcow2_open(const char *path, const struct qcow2_open_options *opts,
 {
     *out = NULL;
     struct qcow2_backend *backend;
-    int ret = qcow2_backend_fd_open(path, false, &backend, err);
+    int ret = qcow2_backend_fd_open(path, opts && opts->writable, &backend, err);
     if (ret)
         return ret;
     return qcow2_open_backend(backend, path, opts, out, err);
@@ -262,6 +307,8 @@ void qcow2_close(struct qcow2_image *img)
 {
     if (!img)
         return;
+    if (img->writable)
+        image_mark_clean(img, NULL);
     qcow2_close(img->backing);
     qcow2_backend_destroy(img->backend);
     header_release(&img->hdr);
@@ -271,6 +318,9 @@ void qcow2_close(struct qcow2_image *img)
     decompressor_free(img->decompressor);
     free(img->compressed_buf);
     free(img->cluster_buf);
+    free(img->scratch);
+    free(img->refcount_scratch);
+    free(img->zeros);
     free(img->l1);
     free(img->reftable);
     free(img->backing_path);

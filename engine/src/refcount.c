@@ -1,8 +1,16 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Refcounts. Updates are written through entry by entry, in an order that keeps the
+ * image safe at every step: a refcount block reaches the disk before the table points to
+ * it, a new refcount table before the header does, and raised refcounts before anything
+ * references the clusters (image_barrier). A crash can leak clusters, never lose them.
+ */
 #include "refcount.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "bytes.h"
 #include "cache.h"
@@ -28,38 +36,368 @@ uint64_t refcount_block_entry(const uint8_t *block, uint32_t order, uint64_t ind
     }
 }
 
-int refcount_get(struct qcow2_image *img, uint64_t cluster_index, uint64_t *refcount,
-                 struct qcow2_error *err)
+void refcount_block_set_entry(uint8_t *block, uint32_t order, uint64_t index, uint64_t value)
 {
-    uint32_t block_bits = refcount_block_bits(img->geo.cluster_bits, img->hdr.refcount_order);
-    uint64_t table_index = cluster_index >> block_bits;
-    *refcount = 0;
+    if (order < 3) {
+        uint32_t bits = 1u << order;
+        uint32_t per_byte = 8u / bits;
+        uint32_t shift = bits * (uint32_t)(index % per_byte);
+        uint8_t mask = (uint8_t)(((1u << bits) - 1) << shift);
+        uint8_t *byte = &block[index / per_byte];
+        *byte = (uint8_t)((*byte & ~mask) | ((value << shift) & mask));
+        return;
+    }
+    switch (order) {
+    case 3: block[index] = (uint8_t)value; break;
+    case 4: be16_put(block + 2 * index, (uint16_t)value); break;
+    case 5: be32_put(block + 4 * index, (uint32_t)value); break;
+    default: be64_put(block + 8 * index, value); break;
+    }
+}
+
+/* Where in a block the bytes holding entry `index` are (for writing just them). */
+static void entry_bytes(uint32_t order, uint64_t index, uint64_t *offset, size_t *len)
+{
+    if (order < 3) {
+        *offset = index / (8u >> order);
+        *len = 1;
+    } else {
+        *len = (size_t)1 << (order - 3);
+        *offset = index * *len;
+    }
+}
+
+static uint32_t block_bits(const struct qcow2_image *img)
+{
+    return refcount_block_bits(img->geo.cluster_bits, img->hdr.refcount_order);
+}
+
+/* The refcount block of reftable entry `table_index`, validated; 0 when there is none. */
+static int block_offset_of(struct qcow2_image *img, uint64_t table_index, uint64_t *offset,
+                           struct qcow2_error *err)
+{
+    *offset = 0;
     if (table_index >= img->reftable_size)
         return 0;
     uint64_t entry = img->reftable[table_index];
+    uint64_t entry_at = img->hdr.refcount_table_offset + 8 * table_index;
     if (entry & REFTABLE_ENTRY_RESERVED_MASK)
-        return image_error(img, err, -EIO, "refcount table entry",
-                           img->hdr.refcount_table_offset + 8 * table_index,
+        return image_error(img, err, -EIO, "refcount table entry", entry_at,
                            "reserved bits set in 0x%016" PRIx64, entry);
-    uint64_t block_offset = entry & REFTABLE_ENTRY_OFFSET_MASK;
-    if (!block_offset)
+    uint64_t block = entry & REFTABLE_ENTRY_OFFSET_MASK;
+    if (!block)
         return 0;
-    if (block_offset % img->cluster_size)
-        return image_error(img, err, -EIO, "refcount table entry",
-                           img->hdr.refcount_table_offset + 8 * table_index,
-                           "refcount block offset 0x%" PRIx64 " is not cluster-aligned",
-                           block_offset);
-    if (block_offset > img->file_size || img->file_size - block_offset < img->cluster_size)
-        return image_error(img, err, -EIO, "refcount table entry",
-                           img->hdr.refcount_table_offset + 8 * table_index,
+    if (block % img->cluster_size)
+        return image_error(img, err, -EIO, "refcount table entry", entry_at,
+                           "refcount block offset 0x%" PRIx64 " is not cluster-aligned", block);
+    if (block > img->file_size || img->file_size - block < img->cluster_size)
+        return image_error(img, err, -EIO, "refcount table entry", entry_at,
                            "refcount block at 0x%" PRIx64 " runs past the end of the file "
                            "(%" PRIu64 " bytes)",
-                           block_offset, img->file_size);
+                           block, img->file_size);
+    *offset = block;
+    return 0;
+}
+
+int refcount_get(struct qcow2_image *img, uint64_t cluster_index, uint64_t *refcount,
+                 struct qcow2_error *err)
+{
+    uint32_t bits = block_bits(img);
+    uint64_t block_offset;
+    *refcount = 0;
+    int ret = block_offset_of(img, cluster_index >> bits, &block_offset, err);
+    if (ret || !block_offset)
+        return ret;
     const uint8_t *block;
-    int ret = cache_get(img->refblock_cache, img->backend, block_offset, &block);
+    ret = cache_get(img->refblock_cache, img->backend, block_offset, &block);
     if (ret)
         return image_error(img, err, ret, "refcount block", block_offset, "read failed");
-    uint64_t index = cluster_index & ((1ull << block_bits) - 1);
-    *refcount = refcount_block_entry(block, img->hdr.refcount_order, index);
+    *refcount = refcount_block_entry(block, img->hdr.refcount_order,
+                                     cluster_index & ((1ull << bits) - 1));
     return 0;
+}
+
+/* Writes reftable entry `index` through to disk and into memory. */
+static int write_reftable_entry(struct qcow2_image *img, uint64_t index, uint64_t value,
+                                struct qcow2_error *err)
+{
+    uint8_t raw[8];
+    be64_put(raw, value);
+    int ret = image_write(img, raw, 8, img->hdr.refcount_table_offset + 8 * index,
+                          "refcount table entry", err);
+    if (!ret)
+        img->reftable[index] = value;
+    return ret;
+}
+
+static int grow_reftable(struct qcow2_image *img, uint64_t min_entries, struct qcow2_error *err);
+
+/*
+ * Creates the refcount block for reftable entry `table_index` in the first cluster of
+ * the range it describes. Every cluster of that range has refcount 0 (no block covers
+ * it), so that cluster is free, and the block counts itself.
+ */
+static int create_block(struct qcow2_image *img, uint64_t table_index, uint64_t *offset,
+                        struct qcow2_error *err)
+{
+    if (table_index == 0)
+        return image_error(img, err, -EIO, "refcount table entry",
+                           img->hdr.refcount_table_offset,
+                           "entry 0 is empty, so the header's own cluster has no refcount; "
+                           "the image is corrupt (repair it with check -r all)");
+    uint64_t first_cluster = table_index << block_bits(img);
+    uint64_t block_offset = first_cluster << img->geo.cluster_bits;
+    uint8_t *block = img->refcount_scratch;
+    memset(block, 0, img->cluster_size);
+    refcount_block_set_entry(block, img->hdr.refcount_order, 0, 1);
+    int ret = image_write(img, block, img->cluster_size, block_offset, "refcount block", err);
+    if (!ret && cache_install(img->refblock_cache, block_offset, block))
+        ret = image_error(img, err, -ENOMEM, "refcount block", block_offset, "out of memory");
+    if (!ret)
+        ret = image_barrier(img, err);
+    if (!ret)
+        ret = write_reftable_entry(img, table_index, block_offset, err);
+    *offset = block_offset;
+    return ret;
+}
+
+/* The block covering `cluster_index`, created (and the table grown) when missing. */
+static int block_for(struct qcow2_image *img, uint64_t cluster_index, uint64_t *offset,
+                     bool *created, struct qcow2_error *err)
+{
+    uint64_t table_index = cluster_index >> block_bits(img);
+    int ret;
+    if (table_index >= img->reftable_size) {
+        ret = grow_reftable(img, table_index + 1, err);
+        if (ret)
+            return ret;
+        *created = true;
+    }
+    ret = block_offset_of(img, table_index, offset, err);
+    if (ret || *offset)
+        return ret;
+    *created = true;
+    return create_block(img, table_index, offset, err);
+}
+
+int refcount_set(struct qcow2_image *img, uint64_t cluster_index, uint64_t value,
+                 struct qcow2_error *err)
+{
+    uint64_t block_offset;
+    bool created = false;
+    int ret = block_for(img, cluster_index, &block_offset, &created, err);
+    if (ret)
+        return ret;
+    uint8_t *block;
+    ret = cache_get_mut(img->refblock_cache, img->backend, block_offset, &block);
+    if (ret)
+        return image_error(img, err, ret, "refcount block", block_offset, "read failed");
+    uint32_t order = img->hdr.refcount_order;
+    uint64_t index = cluster_index & ((1ull << block_bits(img)) - 1);
+    uint64_t old = refcount_block_entry(block, order, index);
+    refcount_block_set_entry(block, order, index, value);
+    uint64_t at;
+    size_t len;
+    entry_bytes(order, index, &at, &len);
+    ret = image_write(img, block + at, len, block_offset + at, "refcount block", err);
+    if (ret) {
+        refcount_block_set_entry(block, order, index, old);
+        return ret;
+    }
+    if (value > old)
+        img->refcounts_unflushed = true;
+    if (value == 0 && cluster_index < img->free_cluster_hint)
+        img->free_cluster_hint = cluster_index;
+    /* A freed cluster may be handed out again: stop packing compressed data into it. */
+    if (value == 0 && img->compressed_next >> img->geo.cluster_bits == cluster_index)
+        img->compressed_next = 0;
+    return 0;
+}
+
+int refcount_add_range(struct qcow2_image *img, uint64_t host_offset, uint64_t bytes,
+                       int64_t delta, struct qcow2_error *err)
+{
+    if (bytes == 0)
+        return 0;
+    uint32_t cb = img->geo.cluster_bits;
+    uint64_t first = host_offset >> cb;
+    uint64_t last = (host_offset + bytes - 1) >> cb;
+    uint64_t max = refcount_max(img->hdr.refcount_order);
+    for (uint64_t c = first; c <= last; c++) {
+        uint64_t rc;
+        int ret = refcount_get(img, c, &rc, err);
+        if (ret)
+            return ret;
+        if ((delta < 0 && rc < (uint64_t)-delta) || (delta > 0 && max - rc < (uint64_t)delta))
+            return image_error(img, err, -ERANGE, "refcount block", QCOW2_NO_OFFSET,
+                               "refcount of host cluster %" PRIu64 " is %" PRIu64
+                               "; adding %" PRId64 " would %s (the image is corrupt)",
+                               c, rc, delta, delta < 0 ? "go below zero" : "overflow");
+    }
+    for (uint64_t c = first; c <= last; c++) {
+        uint64_t rc;
+        int ret = refcount_get(img, c, &rc, err);
+        if (!ret)
+            ret = refcount_set(img, c, rc + (uint64_t)delta, err);
+        if (ret)
+            return ret;
+    }
+    return 0;
+}
+
+/* The first run of `count` clusters with refcount 0 at or after the hint. */
+static int find_free(struct qcow2_image *img, uint64_t count, uint64_t *start,
+                     struct qcow2_error *err)
+{
+    uint64_t run = 0;
+    uint64_t beyond_table = (uint64_t)img->reftable_size << block_bits(img);
+    for (uint64_t c = img->free_cluster_hint;; c++) {
+        if (c >= beyond_table) {
+            *start = c - run;           /* nothing past the table is in use */
+            return 0;
+        }
+        uint64_t rc;
+        int ret = refcount_get(img, c, &rc, err);
+        if (ret)
+            return ret;
+        run = rc ? 0 : run + 1;
+        if (run == count) {
+            *start = c + 1 - count;
+            return 0;
+        }
+    }
+}
+
+int refcount_alloc(struct qcow2_image *img, uint64_t count, uint64_t *host_offset,
+                   struct qcow2_error *err)
+{
+    for (;;) {
+        uint64_t start;
+        int ret = find_free(img, count, &start, err);
+        if (ret)
+            return ret;
+        /* Blocks created for the run may land inside it: then look again. */
+        bool created = false;
+        uint64_t bits = block_bits(img);
+        for (uint64_t r = start >> bits; r <= (start + count - 1) >> bits && !ret; r++) {
+            uint64_t block_offset;
+            ret = block_for(img, QVET_MAX(r << bits, start), &block_offset, &created, err);
+        }
+        if (ret)
+            return ret;
+        if (created)
+            continue;
+        for (uint64_t c = start; c < start + count; c++) {
+            ret = refcount_set(img, c, 1, err);
+            if (ret)
+                return ret;
+        }
+        if (start == img->free_cluster_hint)
+            img->free_cluster_hint = start + count;
+        *host_offset = start << img->geo.cluster_bits;
+        return 0;
+    }
+}
+
+/* The number of new blocks the area [start, end) needs: ranges without a block. */
+static uint64_t missing_blocks(const struct qcow2_image *img, uint64_t start, uint64_t end)
+{
+    uint64_t bits = block_bits(img), n = 0;
+    for (uint64_t r = start >> bits; r <= (end - 1) >> bits; r++)
+        if (r >= img->reftable_size || !(img->reftable[r] & REFTABLE_ENTRY_OFFSET_MASK))
+            n++;
+    return n;
+}
+
+/*
+ * Replaces the refcount table with one of at least `min_entries` entries, placed with
+ * the refcount blocks it needs in a new area at the end of the file that describes
+ * itself. Steps, each safe to crash after: count the area in existing blocks, write new
+ * blocks, write the new table, switch the header, free the old table.
+ */
+static int grow_reftable(struct qcow2_image *img, uint64_t min_entries, struct qcow2_error *err)
+{
+    uint64_t cs = img->cluster_size;
+    uint32_t cb = img->geo.cluster_bits;
+    uint64_t bits = block_bits(img);
+    uint64_t per_cluster = cs / 8;
+    uint64_t area = round_up_u64(img->file_size, cs) >> cb;
+    uint64_t entries = QVET_MAX(min_entries, (uint64_t)img->reftable_size * 3 / 2);
+    uint64_t table_clusters = 0, blocks = 0;
+    for (;;) {
+        uint64_t t = (entries + per_cluster - 1) / per_cluster;
+        uint64_t b = missing_blocks(img, area, area + t + blocks);
+        uint64_t need = ((area + t + b) >> bits) + 1;
+        if (t == table_clusters && b == blocks && entries >= need)
+            break;
+        table_clusters = t;
+        blocks = b;
+        entries = QVET_MAX(entries, need);
+    }
+    entries = table_clusters * per_cluster;
+    if (entries * 8 > QCOW2_MAX_REFTABLE_BYTES)
+        return image_error(img, err, -EFBIG, "refcount table", img->hdr.refcount_table_offset,
+                           "growing it to %" PRIu64 " entries would pass the %u-byte limit",
+                           entries, QCOW2_MAX_REFTABLE_BYTES);
+
+    uint64_t *table = calloc(entries, 8);
+    uint8_t *raw = calloc(table_clusters, cs);
+    if (!table || !raw) {
+        free(table);
+        free(raw);
+        return image_error(img, err, -ENOMEM, "refcount table", QCOW2_NO_OFFSET,
+                           "out of memory");
+    }
+    memcpy(table, img->reftable, (size_t)img->reftable_size * 8);
+
+    /* New blocks go right after the table; each range that lacks one gets the next. */
+    uint64_t area_end = area + table_clusters + blocks;
+    uint64_t next_block = area + table_clusters;
+    int ret = 0;
+    for (uint64_t r = area >> bits; r <= (area_end - 1) >> bits && !ret; r++) {
+        if (r < img->reftable_size && (img->reftable[r] & REFTABLE_ENTRY_OFFSET_MASK))
+            continue;
+        memset(img->refcount_scratch, 0, cs);
+        for (uint64_t c = QVET_MAX(area, r << bits); c < area_end && (c >> bits) == r; c++)
+            refcount_block_set_entry(img->refcount_scratch, img->hdr.refcount_order,
+                                     c & ((1ull << bits) - 1), 1);
+        uint64_t at = next_block++ << cb;
+        table[r] = at;
+        ret = image_write(img, img->refcount_scratch, cs, at, "refcount block", err);
+        if (!ret && cache_install(img->refblock_cache, at, img->refcount_scratch))
+            ret = image_error(img, err, -ENOMEM, "refcount block", at, "out of memory");
+    }
+    /* Area clusters in ranges that already have a block are counted there. */
+    for (uint64_t c = area; c < area_end && !ret; c++)
+        if ((c >> bits) < img->reftable_size &&
+            (img->reftable[c >> bits] & REFTABLE_ENTRY_OFFSET_MASK))
+            ret = refcount_set(img, c, 1, err);
+    for (uint64_t i = 0; i < entries; i++)
+        be64_put(raw + 8 * i, table[i]);
+    if (!ret)
+        ret = image_write(img, raw, table_clusters * cs, area << cb, "refcount table", err);
+    free(raw);
+    if (!ret)
+        ret = qcow2_flush(img, err);
+
+    uint64_t old_offset = img->hdr.refcount_table_offset;
+    uint64_t old_clusters = img->hdr.refcount_table_clusters;
+    if (!ret) {
+        uint8_t fields[12];
+        be64_put(fields, area << cb);
+        be32_put(fields + 8, (uint32_t)table_clusters);
+        ret = image_write(img, fields, sizeof(fields), 48, "header", err);
+    }
+    if (!ret)
+        ret = qcow2_flush(img, err);
+    if (ret) {
+        free(table);
+        return ret;
+    }
+    free(img->reftable);
+    img->reftable = table;
+    img->reftable_size = (uint32_t)entries;
+    img->hdr.refcount_table_offset = area << cb;
+    img->hdr.refcount_table_clusters = (uint32_t)table_clusters;
+    return refcount_add_range(img, old_offset, old_clusters * cs, -1, err);
 }

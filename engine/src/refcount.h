@@ -19,7 +19,36 @@ static inline uint32_t refcount_block_bits(uint32_t cluster_bits, uint32_t order
     return cluster_bits + 3u - order;
 }
 
+/* Stores `value` as entry `index` (value must fit the width). */
+void refcount_block_set_entry(uint8_t *block, uint32_t order, uint64_t index, uint64_t value);
+
+/* The largest refcount an entry 2^order bits wide can hold. */
+static inline uint64_t refcount_max(uint32_t order)
+{
+    return order >= 6 ? UINT64_MAX : (1ull << (1u << order)) - 1;
+}
+
 struct qcow2_image;
+
+/*
+ * Stores the refcount of host cluster `cluster_index`, creating the refcount block that
+ * covers it (placed inside its own range, so it counts itself) and growing the refcount
+ * table when needed.
+ */
+int refcount_set(struct qcow2_image *img, uint64_t cluster_index, uint64_t value,
+                 struct qcow2_error *err);
+
+/*
+ * Adds `delta` to the refcount of every host cluster touched by [host_offset,
+ * host_offset + bytes). Refuses overflow and underflow (either means the image is
+ * corrupt) before changing anything.
+ */
+int refcount_add_range(struct qcow2_image *img, uint64_t host_offset, uint64_t bytes,
+                       int64_t delta, struct qcow2_error *err);
+
+/* Finds `count` contiguous free clusters, sets their refcounts to 1, returns the offset. */
+int refcount_alloc(struct qcow2_image *img, uint64_t count, uint64_t *host_offset,
+                   struct qcow2_error *err);
 
 /* The stored refcount of host cluster `cluster_index` (0 when no block covers it). */
 int refcount_get(struct qcow2_image *img, uint64_t cluster_index, uint64_t *refcount,

@@ -14,6 +14,7 @@ int cmd_info(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 
+
 /* Prints "qvet: <file>: <message>" (one line) and returns 1. */
 int cli_fail(const char *file, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

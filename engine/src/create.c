@@ -1,0 +1,1293 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Creating images: the options of `qemu-img create -f qcow2`, checked with the rules
+ * qemu-img 7.2 applies, and a writer that lays the new image out the way qemu-img 7.2
+ * does, so that the same options give the same bytes.
+ *
+ * QEMU builds an image in steps: a header, a one-cluster refcount table and one empty
+ * refcount block (clusters 0..2); it then allocates those three clusters, grows the L1
+ * table to the virtual size, preallocates if asked, and finally records the backing
+ * file. Every allocation goes through its refcount allocator, whose placement rules
+ * (first fit from a moving free index, refcount blocks that describe themselves when
+ * they can, a refcount table that moves to the end of the file when it outgrows its
+ * cluster, retries after metadata was placed) decide where everything lands. The
+ * writer below replays those steps with the same rules, so that the layout is the same
+ * in the simple case (reftable at cluster 1, refblock at 2, L1 from 3) and also when the
+ * L1 or the refcount structures outgrow it.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backing.h"
+#include "bytes.h"
+#include "cluster.h"
+#include "error.h"
+#include "header.h"
+#include "qcow2.h"
+#include "refcount.h"
+
+#define CREATE_OPTION "create option"
+#define CREATE_DEFAULT_CLUSTER_SIZE 65536u
+#define CREATE_MIN_CLUSTER_SIZE (1u << QCOW2_MIN_CLUSTER_BITS)
+#define CREATE_MAX_CLUSTER_SIZE (1u << QCOW2_MAX_CLUSTER_BITS)
+/* Extended L2 splits a cluster in 32 subclusters of at least 512 bytes. */
+#define CREATE_MIN_EXTL2_CLUSTER_SIZE (512u * SUBCLUSTERS_PER_CLUSTER)
+#define CREATE_MAX_L1_ENTRIES (QCOW2_MAX_L1_BYTES / 8u)
+#define CREATE_V3_HEADER_LENGTH 112u
+#define CREATE_EXT_HEADER_BYTES 8u
+#define CREATE_FEATURE_ENTRY_BYTES 48u
+#define CREATE_FEATURE_NAME_BYTES 46u
+/* qemu-img leaves the feature name table out for clusters of 4 KiB and less. */
+#define CREATE_FEATURE_TABLE_MIN_CLUSTER 8192u
+#define CREATE_NONE UINT64_MAX
+/* One L1 entry update rewrites the 512-byte sector holding it (QEMU's unit). */
+#define CREATE_L1_SECTOR 512u
+/*
+ * Preallocation works in requests of at most INT_MAX bytes, cluster-aligned: QEMU's
+ * request limit (and so the largest run of data clusters allocated at once).
+ */
+#define CREATE_MAX_REQUEST_BYTES 0x7FFFFFFFull
+
+/* ------------------------------------------------------------------------------------ */
+/* Sizes                                                                                 */
+
+static int create_suffix_shift(char c)
+{
+    switch (c) {
+    case 'b': case 'B': return 0;
+    case 'k': case 'K': return 10;
+    case 'm': case 'M': return 20;
+    case 'g': case 'G': return 30;
+    case 't': case 'T': return 40;
+    case 'p': case 'P': return 50;
+    case 'e': case 'E': return 60;
+    default: return -1;
+    }
+}
+
+bool qcow2_parse_size(const char *text, uint64_t *out)
+{
+    if (!text || *text < '0' || *text > '9')
+        return false;
+    const char *p = text;
+    unsigned __int128 whole = 0;
+    while (*p >= '0' && *p <= '9') {
+        whole = whole * 10 + (unsigned)(*p++ - '0');
+        if (whole > UINT64_MAX)
+            return false;
+    }
+    /* A fraction ("1.5M") counts in units of the suffix, truncated to whole bytes. */
+    unsigned __int128 frac_num = 0, frac_den = 1;
+    bool frac_nonzero = false;
+    if (*p == '.') {
+        p++;
+        while (*p >= '0' && *p <= '9') {
+            /* 19 digits resolve far below a byte even for the E suffix. */
+            if (frac_den < 10000000000000000000ull) {
+                frac_num = frac_num * 10 + (unsigned)(*p - '0');
+                frac_den *= 10;
+            }
+            if (*p != '0')
+                frac_nonzero = true;
+            p++;
+        }
+    }
+    int shift = 0;
+    if (*p) {
+        shift = create_suffix_shift(*p);
+        if (shift < 0 || p[1])
+            return false;
+    }
+    /* Like QEMU, a fraction of a byte is refused when the unit is bytes. */
+    if (frac_nonzero && shift == 0)
+        return false;
+    unsigned __int128 value = (whole << shift) + ((frac_num << shift) / frac_den);
+    if (value > INT64_MAX)
+        return false;
+    *out = (uint64_t)value;
+    return true;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Options                                                                               */
+
+void qcow2_create_options_init(struct qcow2_create_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->cluster_size = CREATE_DEFAULT_CLUSTER_SIZE;
+    o->version = 3;
+    o->refcount_bits = 16;
+    o->lazy_refcounts = false;
+    o->extended_l2 = false;
+    o->compression = QCOW2_COMPRESSION_ZLIB;
+    o->preallocation = QCOW2_PREALLOC_OFF;
+}
+
+static int create_option_error(struct qcow2_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int create_option_error(struct qcow2_error *err, int code, const char *fmt, ...)
+{
+    char text[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    return err_set(err, code, NULL, CREATE_OPTION, QCOW2_NO_OFFSET, "%s", text);
+}
+
+/* qemu-img's booleans: on/off and their synonyms; a bare key means on. */
+static int create_parse_bool(const char *key, const char *value, bool *out,
+                             struct qcow2_error *err)
+{
+    static const char *const yes[] = { "on", "yes", "true", "y" };
+    static const char *const no[] = { "off", "no", "false", "n" };
+    if (!value) {
+        *out = true;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (!strcmp(value, yes[i])) {
+            *out = true;
+            return 0;
+        }
+        if (!strcmp(value, no[i])) {
+            *out = false;
+            return 0;
+        }
+    }
+    return create_option_error(err, -EINVAL, "%s=%s: expected on or off", key, value);
+}
+
+static int create_parse_size_option(const char *key, const char *value, uint64_t *out,
+                                    struct qcow2_error *err)
+{
+    if (!value || !qcow2_parse_size(value, out))
+        return create_option_error(err, -EINVAL,
+                                   "%s=%s: not a size (bytes, or a number with a k, M, G, "
+                                   "T, P or E suffix, at most 2^63-1)",
+                                   key, value ? value : "");
+    return 0;
+}
+
+static int create_parse_number(const char *key, const char *value, uint32_t *out,
+                               struct qcow2_error *err)
+{
+    uint64_t v = 0;
+    const char *p = value;
+    if (!p || !*p)
+        return create_option_error(err, -EINVAL, "%s needs a value", key);
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9' || v > UINT32_MAX)
+            return create_option_error(err, -EINVAL, "%s=%s: not a number", key, value);
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (v > UINT32_MAX)
+        return create_option_error(err, -EINVAL, "%s=%s: not a number", key, value);
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* Applies one key=value (value NULL for a bare key). */
+static int create_apply_option(struct qcow2_create_options *o, const char *key,
+                               const char *value, struct qcow2_error *err)
+{
+    if (!strcmp(key, "size")) {
+        int ret = create_parse_size_option(key, value, &o->size, err);
+        if (!ret)
+            o->has_size = true;
+        return ret;
+    }
+    if (!strcmp(key, "cluster_size")) {
+        uint64_t v;
+        int ret = create_parse_size_option(key, value, &v, err);
+        if (ret)
+            return ret;
+        if (v > UINT32_MAX)
+            return create_option_error(err, -EINVAL,
+                                       "cluster_size=%s: must be a power of two between "
+                                       "512 and 2048k",
+                                       value);
+        o->cluster_size = (uint32_t)v;
+        return 0;
+    }
+    if (!strcmp(key, "compat")) {
+        if (value && (!strcmp(value, "0.10") || !strcmp(value, "v2")))
+            o->version = 2;
+        else if (value && (!strcmp(value, "1.1") || !strcmp(value, "v3")))
+            o->version = 3;
+        else
+            return create_option_error(err, -EINVAL,
+                                       "compat=%s: expected 0.10 or v2, 1.1 or v3",
+                                       value ? value : "");
+        return 0;
+    }
+    if (!strcmp(key, "refcount_bits"))
+        return create_parse_number(key, value, &o->refcount_bits, err);
+    if (!strcmp(key, "lazy_refcounts"))
+        return create_parse_bool(key, value, &o->lazy_refcounts, err);
+    if (!strcmp(key, "extended_l2"))
+        return create_parse_bool(key, value, &o->extended_l2, err);
+    if (!strcmp(key, "compression_type")) {
+        if (value && !strcmp(value, "zlib"))
+            o->compression = QCOW2_COMPRESSION_ZLIB;
+        else if (value && !strcmp(value, "zstd"))
+            o->compression = QCOW2_COMPRESSION_ZSTD;
+        else
+            return create_option_error(err, -EINVAL,
+                                       "compression_type=%s: expected zlib or zstd",
+                                       value ? value : "");
+        return 0;
+    }
+    if (!strcmp(key, "preallocation")) {
+        if (value && !strcmp(value, "off"))
+            o->preallocation = QCOW2_PREALLOC_OFF;
+        else if (value && !strcmp(value, "metadata"))
+            o->preallocation = QCOW2_PREALLOC_METADATA;
+        else if (value && (!strcmp(value, "falloc") || !strcmp(value, "full")))
+            return create_option_error(err, -ENOTSUP,
+                                       "preallocation=%s is not supported by qvet (off and "
+                                       "metadata are)",
+                                       value);
+        else
+            return create_option_error(err, -EINVAL,
+                                       "preallocation=%s: expected off, metadata, falloc "
+                                       "or full",
+                                       value ? value : "");
+        return 0;
+    }
+    if (!strcmp(key, "backing_file") || !strcmp(key, "backing_fmt")) {
+        if (!value || !*value)
+            return create_option_error(err, -EINVAL, "%s needs a value", key);
+        if (!strcmp(key, "backing_file"))
+            o->backing_file = value;
+        else
+            o->backing_format = value;
+        return 0;
+    }
+    static const char *const unsupported[] = {
+        "data_file", "data_file_raw", "encryption", "encrypt.format", "encrypt.key-secret",
+        "encrypt.cipher-alg", "encrypt.cipher-mode", "encrypt.ivgen-alg",
+        "encrypt.ivgen-hash-alg", "encrypt.hash-alg", "encrypt.iter-time", "nocow",
+        "extent_size_hint",
+    };
+    for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++)
+        if (!strcmp(key, unsupported[i]))
+            return create_option_error(err, -ENOTSUP,
+                                       "qemu-img option \"%s\" is not supported by qvet",
+                                       key);
+    return create_option_error(err, -EINVAL,
+                               "unknown option \"%s\" (known: size, cluster_size, compat, "
+                               "refcount_bits, lazy_refcounts, extended_l2, "
+                               "compression_type, preallocation, backing_file, backing_fmt)",
+                               key);
+}
+
+int qcow2_create_options_parse(struct qcow2_create_options *o, char *text,
+                               struct qcow2_error *err)
+{
+    if (!text)
+        return create_option_error(err, -EINVAL, "no option list given");
+    char *p = text;
+    for (;;) {
+        /* One item runs to the next single comma; ",," stands for a literal comma. */
+        char *item = p, *w = p;
+        char *eq = NULL;
+        while (*p && !(*p == ',' && p[1] != ',')) {
+            if (*p == ',')
+                p++;
+            else if (*p == '=' && !eq)
+                eq = w;
+            *w++ = *p++;
+        }
+        bool more = *p == ',';
+        *w = '\0';
+        if (more)
+            p++;
+        if (!*item)
+            return create_option_error(err, -EINVAL,
+                                       "empty item in the option list (a stray comma?)");
+        const char *value = NULL;
+        if (eq) {
+            *eq = '\0';
+            value = eq + 1;
+        }
+        if (!*item)
+            return create_option_error(err, -EINVAL, "option with an empty name (=%s)",
+                                       value);
+        int ret = create_apply_option(o, item, value, err);
+        if (ret)
+            return ret;
+        if (!more)
+            return 0;
+    }
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Validation: everything qemu-img 7.2 checks before it writes anything                  */
+
+/* What the writer needs, with every option checked and the size resolved. */
+struct create_plan {
+    uint32_t version;
+    uint32_t cluster_bits;
+    uint32_t refcount_order;
+    bool lazy_refcounts;
+    bool extended_l2;
+    enum qcow2_compression compression;
+    bool preallocate;
+    uint64_t size;                  /* rounded up to 512 */
+    uint32_t l1_size;
+    const char *backing_file;
+    const char *backing_format;
+};
+
+static bool create_is_pow2(uint64_t v)
+{
+    return v && !(v & (v - 1));
+}
+
+static uint32_t create_log2(uint64_t v)
+{
+    return (uint32_t)__builtin_ctzll(v);
+}
+
+/* Bytes of cluster 0 in use: header, extensions, end marker and backing name. */
+static uint64_t create_cluster0_bytes(const struct qcow2_create_options *o)
+{
+    uint64_t n = o->version >= 3 ? CREATE_V3_HEADER_LENGTH : QCOW2_V2_HEADER_LENGTH;
+    if (o->backing_format)
+        n += CREATE_EXT_HEADER_BYTES + round_up_u64(strlen(o->backing_format), 8);
+    if (o->version >= 3 && o->cluster_size >= CREATE_FEATURE_TABLE_MIN_CLUSTER)
+        n += CREATE_EXT_HEADER_BYTES + 8u * CREATE_FEATURE_ENTRY_BYTES;
+    n += CREATE_EXT_HEADER_BYTES;   /* end marker */
+    if (o->backing_file)
+        n += strlen(o->backing_file);
+    return n;
+}
+
+static int create_check_size(const struct qcow2_create_options *o, uint64_t size,
+                             struct qcow2_error *err)
+{
+    if (size > (uint64_t)INT64_MAX - 511)
+        return create_option_error(err, -EINVAL,
+                                   "size %" PRIu64 " cannot be rounded up to a multiple of "
+                                   "512 within 2^63-1",
+                                   size);
+    uint64_t rounded = round_up_u64(size, 512);
+    uint32_t cb = create_log2(o->cluster_size);
+    uint32_t l2_bits = cb - (o->extended_l2 ? 4u : 3u);
+    uint32_t shift = cb + l2_bits;
+    uint64_t entries = (rounded >> shift) + ((rounded & ((1ull << shift) - 1)) != 0);
+    if (entries > CREATE_MAX_L1_ENTRIES)
+        return create_option_error(err, -EFBIG,
+                                   "size %" PRIu64 " needs %" PRIu64 " L1 entries with "
+                                   "cluster_size %" PRIu32 "%s, more than the %u a 32 MiB "
+                                   "L1 table holds (try a larger cluster size)",
+                                   rounded, entries, o->cluster_size,
+                                   o->extended_l2 ? " and extended L2" : "",
+                                   CREATE_MAX_L1_ENTRIES);
+    return 0;
+}
+
+/*
+ * The option rules of qemu-img 7.2 (its messages name the same constraints), plus what
+ * qvet itself cannot do. The size limit is checked here when the size is known, and
+ * again once a size taken from the backing file is known.
+ */
+static int create_validate(const struct qcow2_create_options *o, struct qcow2_error *err)
+{
+    uint32_t cs = o->cluster_size;
+    if (!create_is_pow2(cs) || cs < CREATE_MIN_CLUSTER_SIZE || cs > CREATE_MAX_CLUSTER_SIZE)
+        return create_option_error(err, -EINVAL,
+                                   "cluster_size %" PRIu32 " must be a power of two between "
+                                   "512 and 2048k",
+                                   cs);
+    if (o->version != 2 && o->version != 3)
+        return create_option_error(err, -EINVAL,
+                                   "version %" PRIu32 " does not exist (compat=0.10 is 2, "
+                                   "compat=1.1 is 3)",
+                                   o->version);
+    if (!create_is_pow2(o->refcount_bits) || o->refcount_bits > 64)
+        return create_option_error(err, -EINVAL,
+                                   "refcount_bits %" PRIu32 " must be a power of two and "
+                                   "at most 64",
+                                   o->refcount_bits);
+    if (o->version < 3 && o->refcount_bits != 16)
+        return create_option_error(err, -EINVAL,
+                                   "refcount_bits %" PRIu32 " needs compat=1.1 (v3): "
+                                   "compat=0.10 images have 16-bit refcounts",
+                                   o->refcount_bits);
+    if (o->version < 3 && o->lazy_refcounts)
+        return create_option_error(err, -EINVAL,
+                                   "lazy_refcounts=on needs compat=1.1 (v3)");
+    if (o->extended_l2 && o->version < 3)
+        return create_option_error(err, -EINVAL, "extended_l2=on needs compat=1.1 (v3)");
+    if (o->extended_l2 && cs < CREATE_MIN_EXTL2_CLUSTER_SIZE)
+        return create_option_error(err, -EINVAL,
+                                   "extended_l2=on needs cluster_size of at least %u (512-"
+                                   "byte subclusters), not %" PRIu32,
+                                   CREATE_MIN_EXTL2_CLUSTER_SIZE, cs);
+    if (o->compression != QCOW2_COMPRESSION_ZLIB && o->compression != QCOW2_COMPRESSION_ZSTD)
+        return create_option_error(err, -EINVAL,
+                                   "compression type %d is neither zlib (0) nor zstd (1)",
+                                   (int)o->compression);
+    if (o->compression == QCOW2_COMPRESSION_ZSTD && o->version < 3)
+        return create_option_error(err, -EINVAL,
+                                   "compression_type=zstd needs compat=1.1 (v3)");
+    if (o->preallocation != QCOW2_PREALLOC_OFF &&
+        o->preallocation != QCOW2_PREALLOC_METADATA)
+        return create_option_error(err, -ENOTSUP,
+                                   "preallocation mode %d is not supported (off and "
+                                   "metadata are)",
+                                   (int)o->preallocation);
+    if (o->backing_format && !o->backing_file)
+        return create_option_error(err, -EINVAL,
+                                   "backing_fmt=%s needs backing_file", o->backing_format);
+    if (o->backing_file && !o->backing_format)
+        return create_option_error(err, -EINVAL,
+                                   "backing_file=%s needs backing_fmt (qemu-img 7.2 refuses "
+                                   "a backing file without a format)",
+                                   o->backing_file);
+    if (o->backing_file) {
+        enum qcow2_format f;
+        if (!*o->backing_file)
+            return create_option_error(err, -EINVAL, "backing_file is empty");
+        if (strlen(o->backing_file) > QCOW2_MAX_BACKING_NAME)
+            return create_option_error(err, -EINVAL,
+                                       "backing_file name is %zu bytes, more than the %u "
+                                       "QEMU accepts",
+                                       strlen(o->backing_file), QCOW2_MAX_BACKING_NAME);
+        if (backing_format_parse(o->backing_format, &f))
+            return create_option_error(err, -ENOTSUP,
+                                       "backing_fmt=%s is not supported (qcow2 or raw)",
+                                       o->backing_format);
+        uint64_t need = create_cluster0_bytes(o);
+        if (need > cs)
+            return create_option_error(err, -ENOSPC,
+                                       "header, extensions and backing_file name need %" PRIu64
+                                       " bytes, more than cluster 0 (%" PRIu32 " bytes)",
+                                       need, cs);
+    }
+    if (o->preallocation == QCOW2_PREALLOC_METADATA && o->backing_file && !o->extended_l2)
+        return create_option_error(err, -EINVAL,
+                                   "preallocation=metadata with a backing file needs "
+                                   "extended_l2=on");
+    bool has_size = o->has_size || o->size;
+    if (!has_size && !o->backing_file)
+        return create_option_error(err, -EINVAL,
+                                   "size is missing (give one, or a backing file to take "
+                                   "it from)");
+    if (has_size)
+        return create_check_size(o, o->size, err);
+    return 0;
+}
+
+/* The virtual size of the backing file, opened the way the new image will name it. */
+static int create_backing_size(const struct qcow2_create_options *o, const char *name,
+                               uint64_t *size, struct qcow2_error *err)
+{
+    char *path = NULL;
+    struct qcow2_open_options oo;
+    memset(&oo, 0, sizeof(oo));
+    oo.no_backing = true;
+    if (backing_format_parse(o->backing_format, &oo.format))
+        return create_option_error(err, -ENOTSUP, "backing_fmt=%s is not supported",
+                                   o->backing_format);
+    if (backing_resolve(name ? name : "", o->backing_file, &path))
+        return create_option_error(err, -ENOMEM, "out of memory");
+    struct qcow2_image *img;
+    struct qcow2_error inner;
+    memset(&inner, 0, sizeof(inner));
+    int ret = qcow2_open(path, &oo, &img, &inner);
+    if (ret) {
+        ret = err_set(err, ret, name, "backing file", QCOW2_NO_OFFSET,
+                      "cannot open \"%s\" (%s) to take the size from it: %s", path,
+                      o->backing_format, inner.message);
+        free(path);
+        return ret;
+    }
+    *size = qcow2_virtual_size(img);
+    qcow2_close(img);
+    free(path);
+    return 0;
+}
+
+/* Validates *o and resolves the size: the common first step of both entry points. */
+static int create_prepare(const struct qcow2_create_options *o, const char *name,
+                          struct create_plan *p, struct qcow2_error *err)
+{
+    int ret = create_validate(o, err);
+    if (ret)
+        return ret;
+    uint64_t size = o->size;
+    if (!o->has_size && !o->size) {
+        ret = create_backing_size(o, name, &size, err);
+        if (!ret)
+            ret = create_check_size(o, size, err);
+        if (ret)
+            return ret;
+    }
+    memset(p, 0, sizeof(*p));
+    p->version = o->version;
+    p->cluster_bits = create_log2(o->cluster_size);
+    p->refcount_order = create_log2(o->refcount_bits);
+    p->lazy_refcounts = o->lazy_refcounts;
+    p->extended_l2 = o->extended_l2;
+    p->compression = o->compression;
+    p->preallocate = o->preallocation == QCOW2_PREALLOC_METADATA;
+    p->size = round_up_u64(size, 512);
+    uint32_t shift = p->cluster_bits + p->cluster_bits - (p->extended_l2 ? 4u : 3u);
+    p->l1_size = (uint32_t)((p->size >> shift) + ((p->size & ((1ull << shift) - 1)) != 0));
+    p->backing_file = o->backing_file;
+    p->backing_format = o->backing_format;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The writer: QEMU's allocator, replayed                                                */
+
+struct create_writer {
+    struct qcow2_backend *b;
+    const char *name;
+    struct qcow2_error *err;
+    const struct create_plan *p;
+    struct geometry geo;
+    uint32_t cb;
+    uint64_t cs;
+    uint32_t order;
+    uint32_t block_bits;            /* log2 of entries per refcount block */
+    uint64_t block_entries;
+
+    uint64_t *reftable;             /* host-endian */
+    uint64_t reftable_size;         /* entries */
+    uint64_t reftable_offset;
+    uint64_t reftable_max_index;    /* of the last used entry */
+
+    uint8_t *block;                 /* one cached refcount block */
+    uint64_t block_offset;          /* 0 = none cached */
+    bool block_dirty;
+
+    uint64_t free_index;            /* no free cluster below this one */
+
+    uint64_t *l1;                   /* host-endian */
+    uint64_t l1_offset;
+
+    uint8_t *l2;                    /* the L2 table being filled by preallocation */
+    uint64_t l2_offset;             /* 0 = none */
+    bool l2_dirty;
+};
+
+static int create_io_error(struct create_writer *w, int code, const char *what, uint64_t off,
+                           size_t len)
+{
+    return err_set(w->err, code, w->name, what, off, "write of %zu bytes failed: %s", len,
+                   strerror(-code));
+}
+
+static int create_write(struct create_writer *w, const void *buf, size_t len, uint64_t off,
+                        const char *what)
+{
+    int ret = w->b->ops->write(w->b, buf, len, off);
+    return ret ? create_io_error(w, ret, what, off, len) : 0;
+}
+
+static int create_flush_block(struct create_writer *w)
+{
+    if (!w->block_offset || !w->block_dirty)
+        return 0;
+    int ret = create_write(w, w->block, w->cs, w->block_offset, "refcount block");
+    if (!ret)
+        w->block_dirty = false;
+    return ret;
+}
+
+/* Makes the refcount block at `offset` the cached one, reading it back if needed. */
+static int create_load_block(struct create_writer *w, uint64_t offset)
+{
+    if (w->block_offset == offset)
+        return 0;
+    int ret = create_flush_block(w);
+    if (ret)
+        return ret;
+    ret = w->b->ops->read(w->b, w->block, w->cs, offset);
+    if (ret) {
+        w->block_offset = 0;
+        return err_set(w->err, ret, w->name, "refcount block", offset,
+                       "read of %" PRIu64 " bytes failed: %s", w->cs, strerror(-ret));
+    }
+    w->block_offset = offset;
+    w->block_dirty = false;
+    return 0;
+}
+
+/* Caches a new, zeroed refcount block at `offset`. */
+static int create_new_block(struct create_writer *w, uint64_t offset)
+{
+    int ret = create_flush_block(w);
+    if (ret)
+        return ret;
+    memset(w->block, 0, w->cs);
+    w->block_offset = offset;
+    w->block_dirty = true;
+    return 0;
+}
+
+static int create_get_refcount(struct create_writer *w, uint64_t cluster, uint64_t *refcount)
+{
+    uint64_t ti = cluster >> w->block_bits;
+    *refcount = 0;
+    if (ti >= w->reftable_size || !w->reftable[ti])
+        return 0;
+    int ret = create_load_block(w, w->reftable[ti]);
+    if (ret)
+        return ret;
+    *refcount = refcount_block_entry(w->block, w->order, cluster & (w->block_entries - 1));
+    return 0;
+}
+
+/* First fit from the free index, without touching refcounts; gives a cluster index. */
+static int create_alloc_noref(struct create_writer *w, uint64_t count, uint64_t *first)
+{
+    uint64_t done = 0;
+    while (done < count) {
+        uint64_t refcount;
+        if (w->free_index > ((uint64_t)INT64_MAX >> w->cb))
+            return err_set(w->err, -EFBIG, w->name, "refcount table", QCOW2_NO_OFFSET,
+                           "no room left for %" PRIu64 " more clusters", count);
+        int ret = create_get_refcount(w, w->free_index++, &refcount);
+        if (ret)
+            return ret;
+        done = refcount ? 0 : done + 1;
+    }
+    *first = w->free_index - count;
+    return 0;
+}
+
+static int create_update_refcount(struct create_writer *w, uint64_t first, uint64_t count,
+                                  bool decrease);
+
+static uint64_t create_div_round_up(uint64_t a, uint64_t b)
+{
+    return a / b + (a % b != 0);
+}
+
+/* QEMU's fixed point: how many refcount blocks cover `clusters` and themselves. */
+static uint64_t create_refblocks_needed(const struct create_writer *w, uint64_t clusters,
+                                        bool generous)
+{
+    uint64_t per_table_cluster = w->cs / 8;
+    uint64_t table = 0, blocks = 0, n = 0, last;
+    do {
+        last = n;
+        blocks = create_div_round_up(clusters + table + blocks, w->block_entries);
+        table = create_div_round_up(blocks, per_table_cluster);
+        n = clusters + blocks + table;
+        if (n == last && generous) {
+            clusters += create_div_round_up(table, 2);
+            n = 0;
+            generous = false;
+        }
+    } while (n != last);
+    return blocks;
+}
+
+static void create_update_max_index(struct create_writer *w)
+{
+    uint64_t i = w->reftable_size;
+    while (i > 0 && !w->reftable[i - 1])
+        i--;
+    w->reftable_max_index = i ? i - 1 : 0;
+}
+
+/*
+ * The refcount table has no room for entry `new_index`: build a bigger one (half as
+ * large again as needed) at `start`, beyond everything in use, with new refcount blocks
+ * in front of it that cover the blocks and the table themselves. The refcount block
+ * already made for `new_index` (at new_offset) goes into the new table.
+ */
+static int create_grow_reftable(struct create_writer *w, uint64_t start, uint64_t new_index,
+                                uint64_t new_offset)
+{
+    uint64_t total = create_refblocks_needed(w, start / w->cs, true);
+    uint64_t area_index = (start / w->cs) / w->block_entries;
+    uint64_t per_cluster = w->cs / 8;
+    uint64_t table_size = round_up_u64(total + create_div_round_up(total, 2), per_cluster);
+    uint64_t table_clusters = table_size / per_cluster;
+    if (table_size * 8 > QCOW2_MAX_REFTABLE_BYTES)
+        return err_set(w->err, -EFBIG, w->name, "refcount table", QCOW2_NO_OFFSET,
+                       "%" PRIu64 " entries would exceed the %u-byte limit", table_size,
+                       QCOW2_MAX_REFTABLE_BYTES);
+    uint64_t *table = calloc(table_size, sizeof(*table));
+    if (!table)
+        return err_set(w->err, -ENOMEM, w->name, "refcount table", QCOW2_NO_OFFSET,
+                       "out of memory for %" PRIu64 " entries", table_size);
+    uint64_t copy = table_size > w->reftable_max_index ? w->reftable_max_index + 1 : table_size;
+    memcpy(table, w->reftable, copy * sizeof(*table));
+    if (new_offset)
+        table[new_index] = new_offset;
+
+    uint64_t added = 0;
+    for (uint64_t i = area_index; i < total; i++)
+        added += !table[i];
+    uint64_t table_offset = start + added * w->cs;
+    uint64_t end = table_offset + table_clusters * w->cs;
+    uint64_t next_block = start;
+    int ret = 0;
+    for (uint64_t i = area_index; i < total && !ret; i++) {
+        if (table[i]) {
+            ret = create_load_block(w, table[i]);
+        } else {
+            ret = create_new_block(w, next_block);
+            table[i] = next_block;
+            next_block += w->cs;
+        }
+        uint64_t first = i * w->block_entries * w->cs;
+        if (ret || first >= end)
+            continue;
+        uint64_t j = first < start ? (start - first) / w->cs : 0;
+        uint64_t stop = QVET_MIN((end - first) / w->cs, w->block_entries);
+        for (; j < stop; j++)
+            refcount_block_set_entry(w->block, w->order, j, 1);
+        w->block_dirty = true;
+    }
+    if (!ret)
+        ret = create_flush_block(w);
+    uint8_t *raw = ret ? NULL : calloc(table_size, 8);
+    if (!ret && !raw)
+        ret = err_set(w->err, -ENOMEM, w->name, "refcount table", table_offset,
+                      "out of memory");
+    if (!ret) {
+        for (uint64_t i = 0; i < table_size; i++)
+            be64_put(raw + 8 * i, table[i]);
+        ret = create_write(w, raw, table_size * 8, table_offset, "refcount table");
+    }
+    free(raw);
+    if (ret) {
+        free(table);
+        return ret;
+    }
+    uint64_t old_offset = w->reftable_offset;
+    uint64_t old_clusters = create_div_round_up(w->reftable_size * 8, w->cs);
+    free(w->reftable);
+    w->reftable = table;
+    w->reftable_size = table_size;
+    w->reftable_offset = table_offset;
+    create_update_max_index(w);
+    /* The old table's clusters become free (and may be reused). */
+    return create_update_refcount(w, old_offset >> w->cb, old_clusters, true);
+}
+
+/*
+ * Finds the refcount block for `cluster`, creating it when there is none. Creating one
+ * returns -EAGAIN: the caller's free clusters may have been taken, so it starts over.
+ */
+static int create_refblock_for(struct create_writer *w, uint64_t cluster, uint64_t *offset)
+{
+    uint64_t ti = cluster >> w->block_bits;
+    if (ti < w->reftable_size && w->reftable[ti]) {
+        *offset = w->reftable[ti];
+        return 0;
+    }
+    uint64_t nb;
+    int ret = create_alloc_noref(w, 1, &nb);
+    if (ret)
+        return ret;
+    uint64_t nb_offset = nb << w->cb;
+    if ((nb >> w->block_bits) == ti) {
+        /* The block lies in its own range: it counts itself. */
+        ret = create_new_block(w, nb_offset);
+        if (ret)
+            return ret;
+        refcount_block_set_entry(w->block, w->order, nb & (w->block_entries - 1), 1);
+    } else {
+        ret = create_update_refcount(w, nb, 1, false);
+        if (!ret)
+            ret = create_new_block(w, nb_offset);
+        if (ret)
+            return ret;
+    }
+    ret = create_flush_block(w);
+    if (ret)
+        return ret;
+    if (ti < w->reftable_size) {
+        uint8_t entry[8];
+        be64_put(entry, nb_offset);
+        ret = create_write(w, entry, sizeof(entry), w->reftable_offset + ti * 8,
+                           "refcount table");
+        if (ret)
+            return ret;
+        w->reftable[ti] = nb_offset;
+        w->reftable_max_index = QVET_MAX(w->reftable_max_index, ti);
+        return -EAGAIN;
+    }
+    uint64_t blocks_used = create_div_round_up(QVET_MAX(cluster + 1, nb + 1), w->block_entries);
+    ret = create_grow_reftable(w, blocks_used * w->block_entries * w->cs, ti, nb_offset);
+    return ret ? ret : -EAGAIN;
+}
+
+/*
+ * Adds or removes one reference to `count` clusters from `first`. On failure (including
+ * -EAGAIN) the part already done is undone, as QEMU does.
+ */
+static int create_update_refcount(struct create_writer *w, uint64_t first, uint64_t count,
+                                  bool decrease)
+{
+    uint64_t old_ti = UINT64_MAX, block = 0, i;
+    int ret = 0;
+    for (i = 0; i < count; i++) {
+        uint64_t cluster = first + i;
+        uint64_t ti = cluster >> w->block_bits;
+        if (ti != old_ti) {
+            ret = create_refblock_for(w, cluster, &block);
+            if (ret)
+                break;
+        }
+        old_ti = ti;
+        ret = create_load_block(w, block);
+        if (ret)
+            break;
+        uint64_t index = cluster & (w->block_entries - 1);
+        uint64_t r = refcount_block_entry(w->block, w->order, index);
+        if (decrease ? r == 0 : r == refcount_max(w->order)) {
+            ret = err_set(w->err, -EINVAL, w->name, "refcount block", block,
+                          "refcount of cluster %" PRIu64 " would %s", cluster,
+                          decrease ? "drop below 0" : "overflow");
+            break;
+        }
+        r = decrease ? r - 1 : r + 1;
+        if (r == 0 && cluster < w->free_index)
+            w->free_index = cluster;
+        refcount_block_set_entry(w->block, w->order, index, r);
+        w->block_dirty = true;
+    }
+    if (ret && i > 0)
+        (void)create_update_refcount(w, first, i, !decrease);
+    return ret;
+}
+
+static int create_alloc_clusters(struct create_writer *w, uint64_t count, uint64_t *first)
+{
+    int ret;
+    do {
+        ret = create_alloc_noref(w, count, first);
+        if (ret)
+            return ret;
+        ret = create_update_refcount(w, *first, count, false);
+    } while (ret == -EAGAIN);
+    return ret;
+}
+
+/* Allocates up to `count` clusters exactly at `first` (as many as are free there). */
+static int create_alloc_clusters_at(struct create_writer *w, uint64_t first, uint64_t count,
+                                    uint64_t *got)
+{
+    int ret;
+    do {
+        uint64_t n = 0, refcount = 0;
+        while (n < count) {
+            ret = create_get_refcount(w, first + n, &refcount);
+            if (ret)
+                return ret;
+            if (refcount)
+                break;
+            n++;
+        }
+        *got = n;
+        ret = n ? create_update_refcount(w, first, n, false) : 0;
+    } while (ret == -EAGAIN);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Tables                                                                                */
+
+/* Rewrites the 512-byte sector of the L1 table that holds entry `index`. */
+static int create_write_l1_sector(struct create_writer *w, uint64_t index)
+{
+    uint8_t sector[CREATE_L1_SECTOR];
+    uint64_t per = CREATE_L1_SECTOR / 8;
+    uint64_t start = index - index % per;
+    memset(sector, 0, sizeof(sector));
+    for (uint64_t i = 0; i < per && start + i < w->p->l1_size; i++)
+        be64_put(sector + 8 * i, w->l1[start + i]);
+    return create_write(w, sector, sizeof(sector), w->l1_offset + 8 * start, "L1 table");
+}
+
+static int create_flush_l2(struct create_writer *w)
+{
+    if (!w->l2_offset || !w->l2_dirty)
+        return 0;
+    int ret = create_write(w, w->l2, w->cs, w->l2_offset, "L2 table");
+    if (!ret)
+        w->l2_dirty = false;
+    return ret;
+}
+
+/* Makes the L2 table of L1 entry `l1_index` current, allocating it first if needed. */
+static int create_l2_for(struct create_writer *w, uint64_t l1_index)
+{
+    uint64_t existing = w->l1[l1_index] & L1_ENTRY_OFFSET_MASK;
+    if (existing && existing == w->l2_offset)
+        return 0;
+    int ret = create_flush_l2(w);
+    if (ret)
+        return ret;
+    if (existing) {
+        ret = w->b->ops->read(w->b, w->l2, w->cs, existing);
+        if (ret)
+            return err_set(w->err, ret, w->name, "L2 table", existing,
+                           "read of %" PRIu64 " bytes failed: %s", w->cs, strerror(-ret));
+        w->l2_offset = existing;
+        return 0;
+    }
+    uint64_t cluster;
+    ret = create_alloc_clusters(w, 1, &cluster);
+    if (ret)
+        return ret;
+    memset(w->l2, 0, w->cs);
+    w->l2_offset = cluster << w->cb;
+    w->l2_dirty = true;
+    w->l1[l1_index] = w->l2_offset | ENTRY_COPIED;
+    return create_write_l1_sector(w, l1_index);
+}
+
+/*
+ * One preallocation request (QEMU's cluster allocation for a write): walks L2 ranges
+ * from `start`, the first run of data clusters wherever the allocator puts it, each
+ * later run only if it can continue the previous one on the host. *bytes shrinks to what
+ * was mapped; *host is where that starts.
+ */
+static int create_prealloc_request(struct create_writer *w, uint64_t start, uint64_t *bytes,
+                                   uint64_t *host)
+{
+    uint32_t l2_bits = geometry_l2_bits(&w->geo);
+    uint64_t l2_entries = 1ull << l2_bits;
+    uint64_t max_clusters = (CREATE_MAX_REQUEST_BYTES & ~(w->cs - 1)) >> w->cb;
+    uint64_t remaining = *bytes;
+    uint64_t hint = CREATE_NONE;
+    *host = CREATE_NONE;
+    while (remaining) {
+        uint64_t l1_index = start >> (w->cb + l2_bits);
+        uint64_t l2_index = (start >> w->cb) & (l2_entries - 1);
+        uint64_t in_cluster = start & (w->cs - 1);
+        uint64_t n = create_div_round_up(in_cluster + remaining, w->cs);
+        n = QVET_MIN(n, l2_entries - l2_index);
+        n = QVET_MIN(n, max_clusters);
+        int ret = create_l2_for(w, l1_index);
+        if (ret)
+            return ret;
+        uint64_t first;
+        if (hint == CREATE_NONE) {
+            ret = create_alloc_clusters(w, n, &first);
+        } else {
+            first = hint >> w->cb;
+            ret = create_alloc_clusters_at(w, first, n, &n);
+        }
+        if (ret)
+            return ret;
+        if (n == 0)
+            break;
+        for (uint64_t k = 0; k < n; k++) {
+            struct l2_entry e = { .word = ((first + k) << w->cb) | ENTRY_COPIED, .bitmap = 0 };
+            l2_entry_put(&w->geo, w->l2, (uint32_t)(l2_index + k), e);
+        }
+        w->l2_dirty = true;
+        uint64_t done = QVET_MIN(remaining, n * w->cs - in_cluster);
+        if (*host == CREATE_NONE)
+            *host = (first << w->cb) + in_cluster;
+        hint = (first << w->cb) + in_cluster + done;
+        start += done;
+        remaining -= done;
+    }
+    *bytes -= remaining;
+    return 0;
+}
+
+/*
+ * preallocation=metadata: every guest cluster gets a data cluster (not written, so the
+ * file stays sparse) and an L2 entry offset|COPIED, in QEMU's order: each L2 table just
+ * before the data clusters it maps. The file then reaches the last data cluster.
+ */
+static int create_preallocate(struct create_writer *w)
+{
+    uint64_t offset = 0, bytes = w->p->size;
+    uint64_t last_host = CREATE_NONE, last_len = 0;
+    uint64_t request_max = CREATE_MAX_REQUEST_BYTES & ~(w->cs - 1);
+    while (bytes) {
+        uint64_t cur = QVET_MIN(bytes, request_max), host;
+        int ret = create_prealloc_request(w, offset, &cur, &host);
+        if (ret)
+            return ret;
+        if (cur == 0)
+            return err_set(w->err, -EIO, w->name, "L2 table", QCOW2_NO_OFFSET,
+                           "internal: preallocation made no progress at guest offset %" PRIu64,
+                           offset);
+        last_host = host;
+        last_len = cur;
+        bytes -= cur;
+        offset += cur;
+    }
+    int ret = create_flush_l2(w);
+    if (ret || last_host == CREATE_NONE)
+        return ret;
+    uint64_t end = round_up_u64(last_host + last_len, w->cs), file_size;
+    ret = w->b->ops->size(w->b, &file_size);
+    if (!ret && end > file_size)
+        ret = w->b->ops->truncate(w->b, end);
+    if (ret)
+        return err_set(w->err, ret, w->name, "file", QCOW2_NO_OFFSET,
+                       "cannot extend it to %" PRIu64 " bytes: %s", end, strerror(-ret));
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Cluster 0                                                                             */
+
+/* The feature name table qemu-img 7.2 writes (type, bit, name). */
+static const struct {
+    uint8_t type;
+    uint8_t bit;
+    const char *name;
+} create_feature_names[] = {
+    { FEATURE_INCOMPAT, 0, "dirty bit" },
+    { FEATURE_INCOMPAT, 1, "corrupt bit" },
+    { FEATURE_INCOMPAT, 2, "external data file" },
+    { FEATURE_INCOMPAT, 3, "compression type" },
+    { FEATURE_INCOMPAT, 4, "extended L2 entries" },
+    { FEATURE_COMPAT, 0, "lazy refcounts" },
+    { FEATURE_AUTOCLEAR, 0, "bitmaps" },
+    { FEATURE_AUTOCLEAR, 1, "raw external data" },
+};
+
+static size_t create_put_ext_header(uint8_t *buf, size_t pos, uint32_t type, uint32_t len)
+{
+    be32_put(buf + pos, type);
+    be32_put(buf + pos + 4, len);
+    return pos + CREATE_EXT_HEADER_BYTES;
+}
+
+/* Builds the whole of cluster 0 for the writer's current state. */
+static void create_build_cluster0(const struct create_writer *w, uint8_t *buf)
+{
+    const struct create_plan *p = w->p;
+    memset(buf, 0, w->cs);
+    size_t pos = p->version >= 3 ? CREATE_V3_HEADER_LENGTH : QCOW2_V2_HEADER_LENGTH;
+    if (p->backing_format) {
+        size_t len = strlen(p->backing_format);
+        pos = create_put_ext_header(buf, pos, HEADER_EXT_BACKING_FORMAT, (uint32_t)len);
+        memcpy(buf + pos, p->backing_format, len);
+        pos += round_up_u64(len, 8);
+    }
+    if (p->version >= 3 && w->cs >= CREATE_FEATURE_TABLE_MIN_CLUSTER) {
+        size_t n = sizeof(create_feature_names) / sizeof(create_feature_names[0]);
+        pos = create_put_ext_header(buf, pos, HEADER_EXT_FEATURE_TABLE,
+                                    (uint32_t)(n * CREATE_FEATURE_ENTRY_BYTES));
+        for (size_t i = 0; i < n; i++) {
+            uint8_t *e = buf + pos + i * CREATE_FEATURE_ENTRY_BYTES;
+            e[0] = create_feature_names[i].type;
+            e[1] = create_feature_names[i].bit;
+            memcpy(e + 2, create_feature_names[i].name,
+                   QVET_MIN(strlen(create_feature_names[i].name),
+                            (size_t)CREATE_FEATURE_NAME_BYTES));
+        }
+        pos += n * CREATE_FEATURE_ENTRY_BYTES;
+    }
+    pos = create_put_ext_header(buf, pos, HEADER_EXT_END, 0);
+
+    struct header h;
+    memset(&h, 0, sizeof(h));
+    h.version = p->version;
+    if (p->backing_file) {
+        size_t len = strlen(p->backing_file);
+        memcpy(buf + pos, p->backing_file, len);
+        h.backing_file_offset = pos;
+        h.backing_file_size = (uint32_t)len;
+    }
+    h.cluster_bits = w->cb;
+    h.size = p->size;
+    h.l1_size = p->l1_size;
+    h.l1_table_offset = w->l1_offset;
+    h.refcount_table_offset = w->reftable_offset;
+    h.refcount_table_clusters = (uint32_t)(w->reftable_size * 8 / w->cs);
+    if (p->version >= 3) {
+        if (p->compression == QCOW2_COMPRESSION_ZSTD)
+            h.incompatible_features |= QCOW2_INCOMPAT_COMPRESSION;
+        if (p->extended_l2)
+            h.incompatible_features |= QCOW2_INCOMPAT_EXTL2;
+        if (p->lazy_refcounts)
+            h.compatible_features |= QCOW2_COMPAT_LAZY_REFCOUNTS;
+        h.refcount_order = p->refcount_order;
+        h.header_length = CREATE_V3_HEADER_LENGTH;
+        h.compression_type = (uint8_t)p->compression;
+    }
+    header_encode_fixed(&h, buf);
+}
+
+static int create_write_cluster0(struct create_writer *w)
+{
+    uint8_t *buf = malloc(w->cs);
+    if (!buf)
+        return err_set(w->err, -ENOMEM, w->name, "header", 0, "out of memory");
+    create_build_cluster0(w, buf);
+    int ret = create_write(w, buf, w->cs, 0, "header");
+    free(buf);
+    return ret;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The steps                                                                             */
+
+/* Cluster 0, then a one-cluster refcount table pointing to an empty block at cluster 2. */
+static int create_initial_clusters(struct create_writer *w)
+{
+    w->reftable_size = w->cs / 8;
+    w->reftable = calloc(w->reftable_size, sizeof(*w->reftable));
+    if (!w->reftable)
+        return err_set(w->err, -ENOMEM, w->name, "refcount table", w->cs, "out of memory");
+    w->reftable[0] = 2 * w->cs;
+    w->reftable_offset = w->cs;
+    w->reftable_max_index = 0;
+    int ret = create_write_cluster0(w);
+    if (ret)
+        return ret;
+    uint8_t *two = calloc(2, w->cs);
+    if (!two)
+        return err_set(w->err, -ENOMEM, w->name, "refcount table", w->cs, "out of memory");
+    be64_put(two, 2 * w->cs);
+    ret = create_write(w, two, 2 * w->cs, w->cs, "refcount table");
+    free(two);
+    if (ret)
+        return ret;
+    uint64_t first;
+    ret = create_alloc_clusters(w, 3, &first);
+    if (!ret && first != 0)
+        ret = err_set(w->err, -EIO, w->name, "refcount block", 2 * w->cs,
+                      "internal: the header clusters landed at cluster %" PRIu64, first);
+    return ret;
+}
+
+/* The L1 table, exactly as long as the virtual size needs, written as zeros. */
+static int create_l1_table(struct create_writer *w)
+{
+    uint32_t n = w->p->l1_size;
+    if (n == 0)
+        return 0;
+    w->l1 = calloc(n, sizeof(*w->l1));
+    uint8_t *zeros = calloc(n, 8);
+    int ret = 0;
+    if (!w->l1 || !zeros)
+        ret = err_set(w->err, -ENOMEM, w->name, "L1 table", QCOW2_NO_OFFSET,
+                      "out of memory for %" PRIu32 " entries", n);
+    uint64_t first = 0;
+    if (!ret)
+        ret = create_alloc_clusters(w, create_div_round_up((uint64_t)n * 8, w->cs), &first);
+    if (!ret) {
+        w->l1_offset = first << w->cb;
+        ret = create_write(w, zeros, (size_t)n * 8, w->l1_offset, "L1 table");
+    }
+    free(zeros);
+    return ret;
+}
+
+static int create_image(struct qcow2_backend *b, const char *name, const struct create_plan *p,
+                        struct qcow2_error *err)
+{
+    struct create_writer w;
+    memset(&w, 0, sizeof(w));
+    w.b = b;
+    w.name = name;
+    w.err = err;
+    w.p = p;
+    w.cb = p->cluster_bits;
+    w.cs = 1ull << w.cb;
+    w.order = p->refcount_order;
+    w.block_bits = refcount_block_bits(w.cb, w.order);
+    w.block_entries = 1ull << w.block_bits;
+    w.geo.version = p->version;
+    w.geo.cluster_bits = w.cb;
+    w.geo.extended_l2 = p->extended_l2;
+    w.free_index = 0;
+    w.block = malloc(w.cs);
+    w.l2 = malloc(w.cs);
+    int ret = 0;
+    if (!w.block || !w.l2)
+        ret = err_set(err, -ENOMEM, name, "image", QCOW2_NO_OFFSET, "out of memory");
+    if (!ret) {
+        ret = b->ops->truncate(b, 0);
+        if (ret)
+            ret = err_set(err, ret, name, "file", QCOW2_NO_OFFSET,
+                          "cannot truncate it to 0 bytes: %s", strerror(-ret));
+    }
+    if (!ret)
+        ret = create_initial_clusters(&w);
+    if (!ret)
+        ret = create_l1_table(&w);
+    if (!ret && p->preallocate)
+        ret = create_preallocate(&w);
+    if (!ret)
+        ret = create_flush_block(&w);
+    if (!ret)
+        ret = create_write_cluster0(&w);
+    if (!ret) {
+        ret = b->ops->flush(b);
+        if (ret)
+            ret = err_set(err, ret, name, "file", QCOW2_NO_OFFSET, "flush failed: %s",
+                          strerror(-ret));
+    }
+    free(w.block);
+    free(w.l2);
+    free(w.reftable);
+    free(w.l1);
+    return ret;
+}
+
+int qcow2_create_backend(struct qcow2_backend *b, const char *name,
+                         const struct qcow2_create_options *o, struct qcow2_error *err)
+{
+    struct create_plan p;
+    int ret = create_prepare(o, name, &p, err);
+    if (ret)
+        return ret;
+    return create_image(b, name, &p, err);
+}
+
+/* Creates (or truncates) the file at `path`, mode 0644, and opens it writable. */
+static int create_open_file(const char *path, struct qcow2_backend **b, struct qcow2_error *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int code = -errno;
+        return err_set(err, code, path, "file", QCOW2_NO_OFFSET, "cannot create it: %s",
+                       strerror(-code));
+    }
+    if (close(fd)) {
+        int code = -errno;
+        return err_set(err, code, path, "file", QCOW2_NO_OFFSET, "cannot close it: %s",
+                       strerror(-code));
+    }
+    return qcow2_backend_fd_open(path, true, b, err);
+}
+
+int qcow2_create(const char *path, const struct qcow2_create_options *o,
+                 struct qcow2_error *err)
+{
+    struct create_plan p;
+    int ret = create_prepare(o, path, &p, err);
+    if (ret)
+        return ret;
+    struct qcow2_backend *b;
+    ret = create_open_file(path, &b, err);
+    if (ret)
+        return ret;
+    ret = create_image(b, path, &p, err);
+    qcow2_backend_destroy(b);
+    return ret;
+}

@@ -1,0 +1,601 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The write path: data, zero writes, discard, compressed writes, flush, resize.
+ *
+ * Metadata is written through, one entry at a time, in crash-safe order: guest data
+ * first, then (after raised refcounts are on disk) the L2 entry, then the L1 entry; a
+ * refcount is dropped only after the reference to it is gone. Copy-on-write reads the
+ * guest-visible bytes a write leaves untouched through the ordinary read path, so the
+ * source (backing file, zeros, compressed data, a cluster shared with a snapshot, an
+ * unallocated subcluster) never needs a case of its own.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "bytes.h"
+#include "cache.h"
+#include "cluster.h"
+#include "image.h"
+#include "refcount.h"
+
+#define HEADER_INCOMPAT_OFFSET 72u
+#define HEADER_SIZE_OFFSET 24u
+#define HEADER_L1_FIELDS_OFFSET 36u
+
+int image_write(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
+                const char *structure, struct qcow2_error *err)
+{
+    int ret = img->backend->ops->write(img->backend, buf, len, off);
+    if (ret)
+        return image_error(img, err, ret, structure, off, "write of %zu bytes failed: %s", len,
+                           strerror(-ret));
+    if (off + len > img->file_size)
+        img->file_size = off + len;
+    return 0;
+}
+
+int qcow2_flush(struct qcow2_image *img, struct qcow2_error *err)
+{
+    int ret = img->backend->ops->flush(img->backend);
+    if (ret)
+        return image_error(img, err, ret, "file", QCOW2_NO_OFFSET, "flush failed: %s",
+                           strerror(-ret));
+    img->refcounts_unflushed = false;
+    return 0;
+}
+
+int image_barrier(struct qcow2_image *img, struct qcow2_error *err)
+{
+    if (!img->refcounts_unflushed || img->lazy_refcounts)
+        return 0;
+    return qcow2_flush(img, err);
+}
+
+static int mark_dirty(struct qcow2_image *img, struct qcow2_error *err);
+
+/* Every change starts here: the range must be in the disk, and lazy refcounts are marked. */
+static int check_writable(struct qcow2_image *img, uint64_t off, uint64_t len,
+                          struct qcow2_error *err)
+{
+    if (!img->writable)
+        return image_error(img, err, -EROFS, "image", QCOW2_NO_OFFSET,
+                           "opened read-only (or a snapshot is selected); cannot write");
+    if (off > img->virtual_size || len > img->virtual_size - off)
+        return image_error(img, err, -EINVAL, "write request", QCOW2_NO_OFFSET,
+                           "guest range %" PRIu64 "+%" PRIu64 " lies past the virtual size %"
+                           PRIu64, off, len, img->virtual_size);
+    return mark_dirty(img, err);
+}
+
+/* With lazy refcounts, refcounts may go stale from the first change on: say so first. */
+static int mark_dirty(struct qcow2_image *img, struct qcow2_error *err)
+{
+    if (!img->lazy_refcounts || (img->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY))
+        return 0;
+    uint8_t raw[8];
+    be64_put(raw, img->hdr.incompatible_features | QCOW2_INCOMPAT_DIRTY);
+    int ret = image_write(img, raw, 8, HEADER_INCOMPAT_OFFSET, "header", err);
+    if (!ret)
+        ret = qcow2_flush(img, err);
+    if (!ret)
+        img->hdr.incompatible_features |= QCOW2_INCOMPAT_DIRTY;
+    return ret;
+}
+
+int image_mark_clean(struct qcow2_image *img, struct qcow2_error *err)
+{
+    if (!(img->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY))
+        return 0;
+    int ret = qcow2_flush(img, err);
+    uint8_t raw[8];
+    be64_put(raw, img->hdr.incompatible_features & ~QCOW2_INCOMPAT_DIRTY);
+    if (!ret)
+        ret = image_write(img, raw, 8, HEADER_INCOMPAT_OFFSET, "header", err);
+    if (!ret)
+        ret = qcow2_flush(img, err);
+    if (!ret)
+        img->hdr.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
+    return ret;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* L2 tables                                                                             */
+
+struct l2_ref {
+    uint64_t offset;
+    uint8_t *table;
+};
+
+static int write_l1_entry(struct qcow2_image *img, uint64_t index, uint64_t value,
+                          struct qcow2_error *err)
+{
+    uint8_t raw[8];
+    be64_put(raw, value);
+    int ret = image_write(img, raw, 8, img->l1_offset + 8 * index, "L1 table entry", err);
+    if (!ret)
+        img->l1[index] = value;
+    return ret;
+}
+
+/* Drops one reference to a cluster; forgets it from the L2 cache once it is free. */
+static int release_cluster(struct qcow2_image *img, uint64_t host_offset,
+                           struct qcow2_error *err)
+{
+    int ret = refcount_add_range(img, host_offset, 1, -1, err);
+    uint64_t rc;
+    if (!ret)
+        ret = refcount_get(img, host_offset >> img->geo.cluster_bits, &rc, err);
+    if (!ret && rc == 0)
+        cache_forget(img->l2_cache, host_offset);
+    return ret;
+}
+
+/*
+ * The L2 table for `l1_index`, ready to be changed: a new one when there is none, a
+ * private copy when it is shared with a snapshot (its entries' clusters keep their
+ * refcounts: every path to them still exists).
+ */
+static int l2_for_write(struct qcow2_image *img, uint64_t l1_index, struct l2_ref *l2,
+                        struct qcow2_error *err)
+{
+    const uint8_t *old_table;
+    int ret = cluster_l2_table(img, l1_index, &old_table, err);
+    if (ret)
+        return ret;
+    uint64_t entry = img->l1[l1_index];
+    uint64_t old = l1_entry_l2_offset(entry);
+    if (old && (entry & ENTRY_COPIED)) {
+        l2->offset = old;
+        ret = cache_get_mut(img->l2_cache, img->backend, old, &l2->table);
+        return ret ? image_error(img, err, ret, "L2 table", old, "read failed") : 0;
+    }
+    uint64_t fresh;
+    ret = refcount_alloc(img, 1, &fresh, err);
+    if (ret)
+        return ret;
+    if (old) {
+        ret = cache_get(img->l2_cache, img->backend, old, &old_table);
+        if (ret)
+            return image_error(img, err, ret, "L2 table", old, "read failed");
+        memcpy(img->scratch, old_table, img->cluster_size);
+    } else {
+        memset(img->scratch, 0, img->cluster_size);
+    }
+    ret = image_write(img, img->scratch, img->cluster_size, fresh, "L2 table", err);
+    if (!ret && cache_install(img->l2_cache, fresh, img->scratch))
+        ret = image_error(img, err, -ENOMEM, "L2 table", fresh, "out of memory");
+    if (!ret)
+        ret = image_barrier(img, err);
+    if (!ret)
+        ret = write_l1_entry(img, l1_index, fresh | ENTRY_COPIED, err);
+    if (!ret && old)
+        ret = release_cluster(img, old, err);
+    if (ret)
+        return ret;
+    l2->offset = fresh;
+    ret = cache_get_mut(img->l2_cache, img->backend, fresh, &l2->table);
+    return ret ? image_error(img, err, ret, "L2 table", fresh, "read failed") : 0;
+}
+
+static int write_l2_entry(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
+                          struct l2_entry e, struct qcow2_error *err)
+{
+    const struct geometry *g = &img->geo;
+    uint32_t size = geometry_l2_entry_bytes(g);
+    struct l2_entry old = l2_entry_at(g, l2->table, index);
+    l2_entry_put(g, l2->table, index, e);
+    int ret = image_write(img, l2->table + (size_t)size * index, size,
+                          l2->offset + (uint64_t)size * index, "L2 table entry", err);
+    if (ret)
+        l2_entry_put(g, l2->table, index, old);
+    return ret;
+}
+
+/* Drops what an entry that is being replaced held: its cluster or compressed range. */
+static int release_entry(struct qcow2_image *img, struct l2_entry e, struct qcow2_error *err)
+{
+    if (l2_entry_is_compressed(e)) {
+        struct compressed_desc d = compressed_desc_decode(&img->geo, e.word);
+        uint64_t start = d.host_offset & ~(uint64_t)511;
+        return refcount_add_range(img, start, d.max_bytes + (d.host_offset & 511), -1, err);
+    }
+    uint64_t host = l2_entry_host_offset(e);
+    return host ? release_cluster(img, host, err) : 0;
+}
+
+/* The guest-visible bytes [off, off+len), zeros past the virtual size. */
+static int read_current(struct qcow2_image *img, uint8_t *buf, uint64_t off, uint64_t len,
+                        struct qcow2_error *err)
+{
+    uint64_t visible = off < img->virtual_size ? QVET_MIN(len, img->virtual_size - off) : 0;
+    memset(buf + visible, 0, len - visible);
+    return visible ? qcow2_pread(img, buf, visible, off, err) : 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Data                                                                                  */
+
+/*
+ * Writes `n` bytes at `in_cluster` inside the guest cluster starting at `cluster_start`,
+ * whose L2 entry is l2->table[index].
+ */
+static int write_cluster(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
+                         uint64_t cluster_start, uint64_t in_cluster, const uint8_t *data,
+                         uint64_t n, struct qcow2_error *err)
+{
+    const struct geometry *g = &img->geo;
+    uint64_t cs = img->cluster_size;
+    struct l2_entry e = l2_entry_at(g, l2->table, index);
+    uint64_t host = l2_entry_host_offset(e);
+    bool compressed = l2_entry_is_compressed(e);
+    bool owned = host && !compressed && (e.word & ENTRY_COPIED);
+    enum subcluster_type t = l2_entry_subcluster_type(g, e, 0);
+
+    if (!g->extended_l2 && owned && t == SUBCLUSTER_NORMAL)
+        return image_write(img, data, n, host + in_cluster, "data cluster", err);
+
+    /* The span of the cluster this write has to (re)write on the host. */
+    uint64_t lo = 0, hi = cs;
+    uint64_t new_bitmap = 0;
+    if (g->extended_l2 && !compressed) {
+        uint32_t shift = g->cluster_bits - 5;
+        uint64_t first = in_cluster >> shift, last = (in_cluster + n - 1) >> shift;
+        uint64_t touched = ((2ull << last) - 1) & ~((1ull << first) - 1);
+        new_bitmap = (e.bitmap | touched) & ~(touched << 32);
+        if (owned || !host) {           /* otherwise copy every subcluster to the new one */
+            lo = first << shift;
+            hi = (last + 1) << shift;
+        }
+    } else if (g->extended_l2) {
+        new_bitmap = SUBCLUSTER_ALLOC_MASK;
+    }
+
+    uint64_t target = host;
+    int ret;
+    if (!owned) {
+        ret = refcount_alloc(img, 1, &target, err);
+        if (ret)
+            return ret;
+    }
+    const uint8_t *src = data;
+    if (lo != in_cluster || hi != in_cluster + n) {
+        ret = read_current(img, img->scratch, cluster_start + lo, hi - lo, err);
+        if (ret)
+            return ret;
+        memcpy(img->scratch + (in_cluster - lo), data, n);
+        src = img->scratch;
+    }
+    ret = image_write(img, src, hi - lo, target + lo, "data cluster", err);
+    if (!ret && !owned)
+        ret = image_barrier(img, err);
+    if (ret)
+        return ret;
+    struct l2_entry fresh = { .word = target | ENTRY_COPIED, .bitmap = new_bitmap };
+    ret = write_l2_entry(img, l2, index, fresh, err);
+    if (!ret && !owned)
+        ret = release_entry(img, e, err);
+    return ret;
+}
+
+/* Applies `fn` to each cluster-sized piece of [off, off+len), with its L2 table ready. */
+typedef int (*cluster_fn)(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
+                          uint64_t cluster_start, uint64_t in_cluster, uint64_t n,
+                          const uint8_t *data, unsigned flags, struct qcow2_error *err);
+
+static int for_each_cluster(struct qcow2_image *img, uint64_t off, uint64_t len,
+                            const uint8_t *data, unsigned flags, cluster_fn fn,
+                            struct qcow2_error *err)
+{
+    const struct geometry *g = &img->geo;
+    uint32_t l2_bits = geometry_l2_bits(g);
+    uint64_t cs = img->cluster_size;
+    while (len) {
+        uint64_t cluster_start = off & ~(cs - 1);
+        uint64_t in_cluster = off - cluster_start;
+        uint64_t n = QVET_MIN(len, cs - in_cluster);
+        uint64_t l1_index = off >> (g->cluster_bits + l2_bits);
+        uint32_t index = (uint32_t)((off >> g->cluster_bits) & ((1ull << l2_bits) - 1));
+        if (l1_index >= img->l1_size)
+            return image_error(img, err, -EIO, "active L1 table", img->l1_offset,
+                               "%" PRIu32 " entries do not reach guest offset %" PRIu64,
+                               img->l1_size, off);
+        struct l2_ref l2;
+        int ret = l2_for_write(img, l1_index, &l2, err);
+        if (!ret)
+            ret = fn(img, &l2, index, cluster_start, in_cluster, n, data, flags, err);
+        if (ret)
+            return ret;
+        off += n;
+        len -= n;
+        if (data)
+            data += n;
+    }
+    return 0;
+}
+
+static int data_piece(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
+                      uint64_t cluster_start, uint64_t in_cluster, uint64_t n,
+                      const uint8_t *data, unsigned flags, struct qcow2_error *err)
+{
+    (void)flags;
+    /* The entry must be readable before it is rewritten (and COW reads through it). */
+    struct host_range r;
+    int ret = cluster_get_host_range(img, cluster_start + in_cluster, n, &r, err);
+    if (ret)
+        return ret;
+    return write_cluster(img, l2, index, cluster_start, in_cluster, data, n, err);
+}
+
+int qcow2_pwrite(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
+                 struct qcow2_error *err)
+{
+    int ret = check_writable(img, off, len, err);
+    if (ret || !len)
+        return ret;
+    return for_each_cluster(img, off, len, buf, 0, data_piece, err);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Zero writes and discard                                                               */
+
+static int write_zero_bytes(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
+                            uint64_t cluster_start, uint64_t in_cluster, uint64_t n,
+                            struct qcow2_error *err)
+{
+    memset(img->zeros, 0, img->cluster_size);
+    return data_piece(img, l2, index, cluster_start, in_cluster, n, img->zeros, 0, err);
+}
+
+/* Rewrites an entry so that the whole cluster reads as zeros (or, for discard, `e`). */
+static int replace_entry(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
+                         struct l2_entry old, struct l2_entry fresh, struct qcow2_error *err)
+{
+    if (old.word == fresh.word && old.bitmap == fresh.bitmap)
+        return 0;
+    int ret = write_l2_entry(img, l2, index, fresh, err);
+    bool keeps_cluster = l2_entry_host_offset(fresh) &&
+                         l2_entry_host_offset(fresh) == l2_entry_host_offset(old) &&
+                         !l2_entry_is_compressed(old);
+    if (!ret && !keeps_cluster)
+        ret = release_entry(img, old, err);
+    return ret;
+}
+
+static int zero_piece(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
+                      uint64_t cluster_start, uint64_t in_cluster, uint64_t n,
+                      const uint8_t *data, unsigned flags, struct qcow2_error *err)
+{
+    (void)data;
+    const struct geometry *g = &img->geo;
+    uint64_t cs = img->cluster_size;
+    struct l2_entry e = l2_entry_at(g, l2->table, index);
+    struct host_range r;
+    int ret = cluster_get_host_range(img, cluster_start + in_cluster, n, &r, err);
+    if (ret)
+        return ret;
+    bool whole = in_cluster == 0 && (n == cs || cluster_start + n == img->virtual_size);
+    bool compressed = l2_entry_is_compressed(e);
+    uint64_t host = l2_entry_host_offset(e);
+
+    if (g->extended_l2) {
+        uint32_t shift = g->cluster_bits - 5;
+        uint64_t sc = 1ull << shift;
+        uint64_t first = (in_cluster + sc - 1) >> shift;        /* wholly covered */
+        uint64_t end = (in_cluster + n) >> shift;
+        if (whole)
+            end = 32;
+        if (whole || (compressed && first < end)) {
+            if (!whole)
+                return write_zero_bytes(img, l2, index, cluster_start, in_cluster, n, err);
+            struct l2_entry z = { .word = 0, .bitmap = SUBCLUSTER_ZERO_MASK };
+            return replace_entry(img, l2, index, e, z, err);
+        }
+        /* Bytes outside whole subclusters are written as zeros. */
+        uint64_t head_end = QVET_MIN(first << shift, in_cluster + n);
+        if (first >= end)
+            return write_zero_bytes(img, l2, index, cluster_start, in_cluster, n, err);
+        if (head_end > in_cluster)
+            ret = write_zero_bytes(img, l2, index, cluster_start, in_cluster,
+                                   head_end - in_cluster, err);
+        if (!ret && in_cluster + n > (end << shift))
+            ret = write_zero_bytes(img, l2, index, cluster_start, end << shift,
+                                   in_cluster + n - (end << shift), err);
+        if (ret)
+            return ret;
+        e = l2_entry_at(g, l2->table, index);
+        uint64_t covered = ((1ull << end) - 1) & ~((1ull << first) - 1);
+        struct l2_entry z = { .word = e.word, .bitmap = (e.bitmap & ~covered) | (covered << 32) };
+        return replace_entry(img, l2, index, e, z, err);
+    }
+
+    if (!whole)
+        return write_zero_bytes(img, l2, index, cluster_start, in_cluster, n, err);
+    if (g->version < 3) {
+        /* No zero flag: without a backing file, an unallocated cluster reads as zeros. */
+        if (img->backing)
+            return write_zero_bytes(img, l2, index, cluster_start, in_cluster, n, err);
+        return replace_entry(img, l2, index, e, (struct l2_entry){ 0 }, err);
+    }
+    bool keep = host && !compressed && (e.word & ENTRY_COPIED) &&
+                !(flags & QCOW2_ZERO_MAY_UNMAP);
+    struct l2_entry z = { .word = (keep ? host | ENTRY_COPIED : 0) | L2_ENTRY_ZERO };
+    return replace_entry(img, l2, index, e, z, err);
+}
+
+int qcow2_pwrite_zeroes(struct qcow2_image *img, uint64_t off, uint64_t len, unsigned flags,
+                        struct qcow2_error *err)
+{
+    int ret = check_writable(img, off, len, err);
+    if (ret || !len)
+        return ret;
+    if (!img->zeros && !(img->zeros = calloc(1, img->cluster_size)))
+        return image_error(img, err, -ENOMEM, "image", QCOW2_NO_OFFSET, "out of memory");
+    return for_each_cluster(img, off, len, NULL, flags, zero_piece, err);
+}
+
+static int discard_piece(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
+                         uint64_t cluster_start, uint64_t in_cluster, uint64_t n,
+                         const uint8_t *data, unsigned flags, struct qcow2_error *err)
+{
+    (void)data;
+    (void)flags;
+    (void)in_cluster;
+    (void)n;
+    (void)cluster_start;
+    const struct geometry *g = &img->geo;
+    struct l2_entry e = l2_entry_at(g, l2->table, index);
+    bool allocated = l2_entry_host_offset(e) || l2_entry_is_compressed(e);
+    if (!img->backing && !allocated)
+        return 0;
+    struct l2_entry fresh = { 0 };
+    if (g->extended_l2)
+        fresh.bitmap = SUBCLUSTER_ZERO_MASK;
+    else if (g->version >= 3)
+        fresh.word = L2_ENTRY_ZERO;
+    return replace_entry(img, l2, index, e, fresh, err);
+}
+
+int qcow2_discard(struct qcow2_image *img, uint64_t off, uint64_t len, struct qcow2_error *err)
+{
+    int ret = check_writable(img, off, len, err);
+    if (ret)
+        return ret;
+    /* Only whole clusters are discarded (and the partial last one of the disk). */
+    uint64_t cs = img->cluster_size;
+    uint64_t start = round_up_u64(off, cs);
+    uint64_t end = off + len == img->virtual_size ? off + len : (off + len) & ~(cs - 1);
+    if (end <= start)
+        return 0;
+    for (uint64_t c = start; c < end; c += cs) {
+        uint64_t n = QVET_MIN(cs, end - c);
+        ret = for_each_cluster(img, c, n, NULL, 0, discard_piece, err);
+        if (ret)
+            return ret;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Compressed writes                                                                     */
+
+/* Compresses one cluster into dst (at most cap bytes); returns the length, 0 if it won't fit. */
+static size_t compress_cluster(const struct qcow2_image *img, const uint8_t *src, size_t len,
+                               uint8_t *dst, size_t cap)
+{
+    if (img->hdr.compression_type == QCOW2_COMPRESSION_ZSTD) {
+        size_t n = ZSTD_compress(dst, cap, src, len, ZSTD_CLEVEL_DEFAULT);
+        return ZSTD_isError(n) ? 0 : n;
+    }
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+        return 0;
+    zs.next_in = (Bytef *)src;
+    zs.avail_in = (uInt)len;
+    zs.next_out = dst;
+    zs.avail_out = (uInt)cap;
+    int ret = deflate(&zs, Z_FINISH);
+    size_t n = ret == Z_STREAM_END ? cap - zs.avail_out : 0;
+    deflateEnd(&zs);
+    return n;
+}
+
+/* Room for `len` compressed bytes: packed after the previous ones when they fit. */
+static int alloc_compressed_bytes(struct qcow2_image *img, uint64_t len, uint64_t *at,
+                                  struct qcow2_error *err)
+{
+    uint64_t cs = img->cluster_size;
+    uint64_t next = img->compressed_next;
+    if (next % cs && len <= cs - next % cs && img->hdr.refcount_order > 0) {
+        uint64_t rc;
+        int ret = refcount_get(img, next >> img->geo.cluster_bits, &rc, err);
+        if (ret)
+            return ret;
+        if (rc > 0 && rc < refcount_max(img->hdr.refcount_order)) {
+            ret = refcount_add_range(img, next, 1, 1, err);
+            if (ret)
+                return ret;
+            *at = next;
+            img->compressed_next = next + len;
+            return 0;
+        }
+    }
+    int ret = refcount_alloc(img, (len + cs - 1) / cs, at, err);
+    if (!ret)
+        img->compressed_next = *at + len;
+    return ret;
+}
+
+static int write_compressed_cluster(struct qcow2_image *img, const uint8_t *buf, size_t len,
+                                    uint64_t off, struct qcow2_error *err)
+{
+    uint64_t cs = img->cluster_size;
+    int ret;
+    const struct geometry *g = &img->geo;
+    uint32_t l2_bits = geometry_l2_bits(g);
+    uint64_t l1_index = off >> (g->cluster_bits + l2_bits);
+    uint32_t index = (uint32_t)((off >> g->cluster_bits) & ((1ull << l2_bits) - 1));
+    struct l2_ref l2;
+    ret = l2_for_write(img, l1_index, &l2, err);
+    if (ret)
+        return ret;
+    struct l2_entry e = l2_entry_at(g, l2.table, index);
+    if (l2_entry_host_offset(e) || l2_entry_is_compressed(e))
+        return image_error(img, err, -EIO, "L2 table entry",
+                           l2.offset + (uint64_t)index * geometry_l2_entry_bytes(g),
+                           "compressed writes may only target an unallocated cluster (as in "
+                           "QEMU); guest cluster 0x%" PRIx64 " is allocated",
+                           off);
+
+    uint8_t *plain = img->scratch;
+    memcpy(plain, buf, len);
+    memset(plain + len, 0, cs - len);
+    uint8_t *packed = malloc(cs);
+    if (!packed)
+        return image_error(img, err, -ENOMEM, "image", QCOW2_NO_OFFSET, "out of memory");
+    size_t clen = compress_cluster(img, plain, cs, packed, cs - 1);
+    if (!clen) {
+        free(packed);
+        return qcow2_pwrite(img, buf, len, off, err);
+    }
+    uint64_t at;
+    /* The same descriptor may now name new bytes: the decompressed copy is stale. */
+    img->cluster_buf_word = 0;
+    ret = alloc_compressed_bytes(img, clen, &at, err);
+    if (!ret)
+        ret = image_write(img, packed, clen, at, "compressed cluster", err);
+    free(packed);
+    if (!ret)
+        ret = image_barrier(img, err);
+    if (ret)
+        return ret;
+    uint32_t offset_bits = 70u - g->cluster_bits;
+    uint64_t extra_sectors = ((at + clen - 1) >> 9) - (at >> 9);
+    struct l2_entry fresh = {
+        .word = L2_ENTRY_COMPRESSED | (extra_sectors << offset_bits) | at,
+    };
+    return replace_entry(img, &l2, index, e, fresh, err);
+}
+
+int qcow2_pwrite_compressed(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
+                            struct qcow2_error *err)
+{
+    uint64_t cs = img->cluster_size;
+    int ret = check_writable(img, off, len, err);
+    if (ret)
+        return ret;
+    if (off % cs || (len % cs && off + len != img->virtual_size))
+        return image_error(img, err, -EINVAL, "write request", QCOW2_NO_OFFSET,
+                           "a compressed write must cover whole clusters (offset %" PRIu64
+                           ", %zu bytes, cluster size %" PRIu64 ")",
+                           off, len, cs);
+    const uint8_t *p = buf;
+    for (uint64_t done = 0; done < len && !ret; done += cs)
+        ret = write_compressed_cluster(img, p + done, (size_t)QVET_MIN(cs, len - done),
+                                       off + done, err);
+    return ret;
+}
