@@ -409,30 +409,44 @@ static int check_encryption(struct parse_ctx *c)
     return 0;
 }
 
+/* Where a table's location and length live in the header, for messages. */
+struct table_fields {
+    const char *table;              /* "refcount table", "active L1 table" */
+    const char *offset_name;
+    uint32_t offset_field;
+    const char *count_name;
+    uint32_t count_field;
+};
+
 /* A table of `entries` entries of `entry_bytes` at `offset`, inside the file. */
-static int check_table(struct parse_ctx *c, const char *what, uint32_t field_off,
-                       uint64_t offset, uint64_t entries, uint64_t entry_bytes,
-                       uint64_t max_bytes)
+static int check_table(struct parse_ctx *c, const struct table_fields *f, uint64_t offset,
+                       uint64_t entries, uint64_t entry_bytes, uint64_t max_bytes)
 {
+    char where[64];
     uint64_t cs = 1ull << c->h->cluster_bits;
+    snprintf(where, sizeof(where), "header field %s", f->count_name);
     if (entries > max_bytes / entry_bytes)
-        return fail(c, field_off, what,
-                    "%" PRIu64 " entries exceed the limit of %" PRIu64 " bytes", entries,
-                    max_bytes);
+        return fail(c, f->count_field, where,
+                    "the %s would have %" PRIu64 " entries, more than the limit of %" PRIu64
+                    " bytes holds",
+                    f->table, entries, max_bytes);
+    snprintf(where, sizeof(where), "header field %s", f->offset_name);
     if (offset % cs)
-        return fail(c, field_off, what, "offset 0x%" PRIx64 " is not cluster-aligned",
-                    offset);
+        return fail(c, f->offset_field, where,
+                    "%s offset 0x%" PRIx64 " is not cluster-aligned", f->table, offset);
     uint64_t bytes = entries * entry_bytes;
     if (offset > INT64_MAX - bytes)
-        return fail(c, field_off, what, "offset 0x%" PRIx64 " + %" PRIu64 " bytes overflows",
-                    offset, bytes);
+        return fail(c, f->offset_field, where,
+                    "%s offset 0x%" PRIx64 " + %" PRIu64 " bytes overflows", f->table, offset,
+                    bytes);
     if (bytes && offset + bytes > c->file_size)
-        return fail(c, field_off, what,
-                    "table at 0x%" PRIx64 " (%" PRIu64 " bytes) runs past the end of the "
-                    "file (%" PRIu64 " bytes)",
-                    offset, bytes, c->file_size);
+        return fail(c, f->offset_field, where,
+                    "%s at 0x%" PRIx64 " (%" PRIu64 " bytes) runs past the end of the file "
+                    "(%" PRIu64 " bytes)",
+                    f->table, offset, bytes, c->file_size);
     if (bytes && offset == 0)
-        return fail(c, field_off, what, "table at offset 0 would overlap the header");
+        return fail(c, f->offset_field, where, "%s at offset 0 would overlap the header",
+                    f->table);
     return 0;
 }
 
@@ -443,8 +457,14 @@ static int check_tables(struct parse_ctx *c)
     if (h->refcount_table_clusters == 0)
         return fail(c, OFF_REFTABLE_CLUSTERS, "header field refcount_table_clusters",
                     "value 0: the image has no refcount table");
-    int ret = check_table(c, "refcount table", OFF_REFTABLE_OFFSET,
-                          h->refcount_table_offset,
+    static const struct table_fields reftable = {
+        "refcount table", "refcount_table_offset", OFF_REFTABLE_OFFSET,
+        "refcount_table_clusters", OFF_REFTABLE_CLUSTERS,
+    };
+    static const struct table_fields l1 = {
+        "active L1 table", "l1_table_offset", OFF_L1_OFFSET, "l1_size", OFF_L1_SIZE,
+    };
+    int ret = check_table(c, &reftable, h->refcount_table_offset,
                           (uint64_t)h->refcount_table_clusters << (cb - 3), 8,
                           QCOW2_MAX_REFTABLE_BYTES);
     if (ret)
@@ -461,8 +481,7 @@ static int check_tables(struct parse_ctx *c)
                     "snapshot table at 0x%" PRIx64 " lies outside the file (%" PRIu64
                     " bytes)",
                     h->snapshots_offset, c->file_size);
-    ret = check_table(c, "active L1 table", OFF_L1_OFFSET, h->l1_table_offset, h->l1_size, 8,
-                      QCOW2_MAX_L1_BYTES);
+    ret = check_table(c, &l1, h->l1_table_offset, h->l1_size, 8, QCOW2_MAX_L1_BYTES);
     if (ret)
         return ret;
 

@@ -72,6 +72,15 @@ int image_write(struct qcow2_image *img, const void *buf, size_t len, uint64_t o
  */
 int image_barrier(struct qcow2_image *img, struct qcow2_error *err);
 
+/* Grows the active L1 table to `entries` (a new copy, header switched last). */
+int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error *err);
+
+/* L1 entries needed to map a virtual size of `size` bytes. */
+uint32_t image_l1_entries_for(const struct qcow2_image *img, uint64_t size);
+
+/* Sets the virtual size in the header (growing the L1 table first if needed). */
+int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err);
+
 /* Clears the dirty bit (after a flush), if set. */
 int image_mark_clean(struct qcow2_image *img, struct qcow2_error *err);
 

@@ -599,3 +599,122 @@ int qcow2_pwrite_compressed(struct qcow2_image *img, const void *buf, size_t len
                                        off + done, err);
     return ret;
 }
+
+/* ------------------------------------------------------------------------------------ */
+/* Resize                                                                                */
+
+int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error *err)
+{
+    if (entries <= img->l1_size)
+        return 0;
+    if ((uint64_t)entries * 8 > QCOW2_MAX_L1_BYTES)
+        return image_error(img, err, -EFBIG, "active L1 table", img->l1_offset,
+                           "%" PRIu32 " entries would pass the %u-byte limit", entries,
+                           QCOW2_MAX_L1_BYTES);
+    uint64_t cs = img->cluster_size;
+    uint64_t bytes = round_up_u64((uint64_t)entries * 8, cs);
+    uint64_t *l1 = calloc(entries, 8);
+    uint8_t *raw = calloc(1, bytes);
+    uint64_t at = 0;
+    int ret = l1 && raw ? 0 : image_error(img, err, -ENOMEM, "active L1 table",
+                                          QCOW2_NO_OFFSET, "out of memory");
+    if (!ret)
+        ret = refcount_alloc(img, bytes / cs, &at, err);
+    if (!ret) {
+        memcpy(l1, img->l1, (size_t)img->l1_size * 8);
+        for (uint32_t i = 0; i < img->l1_size; i++)
+            be64_put(raw + 8 * i, l1[i]);
+        ret = image_write(img, raw, bytes, at, "active L1 table", err);
+    }
+    if (!ret)
+        ret = qcow2_flush(img, err);
+    if (!ret) {
+        uint8_t fields[12];
+        be32_put(fields, entries);
+        be64_put(fields + 4, at);
+        ret = image_write(img, fields, sizeof(fields), HEADER_L1_FIELDS_OFFSET, "header", err);
+    }
+    if (!ret)
+        ret = qcow2_flush(img, err);
+    free(raw);
+    if (ret) {
+        free(l1);
+        return ret;
+    }
+    uint64_t old = img->l1_offset, old_bytes = round_up_u64((uint64_t)img->l1_size * 8, cs);
+    free(img->l1);
+    img->l1 = l1;
+    img->l1_size = entries;
+    img->l1_offset = at;
+    img->hdr.l1_size = entries;
+    img->hdr.l1_table_offset = at;
+    return old_bytes ? refcount_add_range(img, old, old_bytes, -1, err) : 0;
+}
+
+uint32_t image_l1_entries_for(const struct qcow2_image *img, uint64_t size)
+{
+    uint32_t shift = img->geo.cluster_bits + geometry_l2_bits(&img->geo);
+    return (uint32_t)((size + (1ull << shift) - 1) >> shift);
+}
+
+int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err)
+{
+    int ret = image_grow_l1(img, image_l1_entries_for(img, size), err);
+    if (ret)
+        return ret;
+    uint8_t raw[8];
+    be64_put(raw, size);
+    ret = image_write(img, raw, 8, HEADER_SIZE_OFFSET, "header", err);
+    if (ret)
+        return ret;
+    img->hdr.size = size;
+    img->virtual_size = size;
+    return 0;
+}
+
+/* True when some guest cluster at or past `size` is allocated or reads as zeros. */
+static int allocated_past(struct qcow2_image *img, uint64_t size, bool *found,
+                          struct qcow2_error *err)
+{
+    *found = false;
+    uint64_t cs = img->cluster_size;
+    for (uint64_t off = round_up_u64(size, cs); off < img->virtual_size;) {
+        struct host_range r;
+        int ret = cluster_get_host_range(img, off, img->virtual_size - off, &r, err);
+        if (ret)
+            return ret;
+        if (r.type != SUBCLUSTER_UNALLOCATED_PLAIN) {
+            *found = true;
+            return 0;
+        }
+        off += r.bytes;
+    }
+    return 0;
+}
+
+int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error *err)
+{
+    int ret = check_writable(img, 0, 0, err);
+    if (ret)
+        return ret;
+    if (new_size % 512)
+        return image_error(img, err, -EINVAL, "resize request", QCOW2_NO_OFFSET,
+                           "the new size %" PRIu64 " is not a multiple of 512", new_size);
+    if (img->snapshots.count && img->geo.version < 3)
+        return image_error(img, err, -ENOTSUP, "resize request", QCOW2_NO_OFFSET,
+                           "a version 2 image with snapshots cannot be resized (as in QEMU)");
+    if (new_size < img->virtual_size) {
+        bool found;
+        ret = allocated_past(img, new_size, &found, err);
+        if (ret)
+            return ret;
+        if (found)
+            return image_error(img, err, -ENOTSUP, "resize request", QCOW2_NO_OFFSET,
+                               "cannot shrink to %" PRIu64 ": clusters past it are allocated",
+                               new_size);
+    }
+    ret = image_set_size(img, new_size, err);
+    if (!ret)
+        ret = qcow2_flush(img, err);
+    return ret;
+}
