@@ -231,8 +231,10 @@ int refcount_add_range(struct qcow2_image *img, uint64_t host_offset, uint64_t b
         if ((delta < 0 && rc < (uint64_t)-delta) || (delta > 0 && max - rc < (uint64_t)delta))
             return image_error(img, err, -ERANGE, "refcount block", QCOW2_NO_OFFSET,
                                "refcount of host cluster %" PRIu64 " is %" PRIu64
-                               "; adding %" PRId64 " would %s (the image is corrupt)",
-                               c, rc, delta, delta < 0 ? "go below zero" : "overflow");
+                               "; adding %" PRId64 " would %s",
+                               c, rc, delta,
+                               delta < 0 ? "go below zero (the image is corrupt)"
+                                         : "pass the maximum the refcount width holds");
     }
     for (uint64_t c = first; c <= last; c++) {
         uint64_t rc;

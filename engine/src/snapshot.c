@@ -146,6 +146,63 @@ void snapshot_table_release(struct snapshot_table *t)
     t->count = 0;
 }
 
+int snapshot_set_extra(struct snapshot *s, uint64_t vm_state_size, uint64_t disk_size,
+                       uint64_t icount)
+{
+    uint8_t *extra = calloc(1, EXTRA_ICOUNT + 8);
+    if (!extra)
+        return -ENOMEM;
+    be64_put(extra + EXTRA_VM_STATE_LARGE, vm_state_size);
+    be64_put(extra + EXTRA_DISK_SIZE, disk_size);
+    be64_put(extra + EXTRA_ICOUNT, icount);
+    free(s->extra_data);
+    s->extra_data = extra;
+    s->extra_data_size = EXTRA_ICOUNT + 8;
+    decode_extra(s, extra);
+    return 0;
+}
+
+static uint64_t entry_size(const struct snapshot *s)
+{
+    return round_up_u64(SNAPSHOT_FIXED_BYTES + (uint64_t)s->extra_data_size + strlen(s->id) +
+                            strlen(s->name),
+                        8);
+}
+
+uint64_t snapshot_table_size(const struct snapshot_table *t)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < t->count; i++)
+        n += entry_size(&t->entries[i]);
+    return n;
+}
+
+void snapshot_table_encode(const struct snapshot_table *t, uint8_t *buf)
+{
+    uint64_t pos = 0;
+    for (uint32_t i = 0; i < t->count; i++) {
+        const struct snapshot *s = &t->entries[i];
+        uint8_t *e = buf + pos;
+        size_t id_size = strlen(s->id), name_size = strlen(s->name);
+        memset(e, 0, entry_size(s));
+        be64_put(e + SN_L1_OFFSET, s->l1_table_offset);
+        be32_put(e + SN_L1_SIZE, s->l1_size);
+        be16_put(e + SN_ID_SIZE, (uint16_t)id_size);
+        be16_put(e + SN_NAME_SIZE, (uint16_t)name_size);
+        be32_put(e + SN_DATE_SEC, s->date_sec);
+        be32_put(e + SN_DATE_NSEC, s->date_nsec);
+        be64_put(e + SN_VM_CLOCK, s->vm_clock_nsec);
+        be32_put(e + SN_VM_STATE_SIZE, s->vm_state_size);
+        be32_put(e + SN_EXTRA_SIZE, s->extra_data_size);
+        uint8_t *extra = e + SNAPSHOT_FIXED_BYTES;
+        if (s->extra_data_size)
+            memcpy(extra, s->extra_data, s->extra_data_size);
+        memcpy(extra + s->extra_data_size, s->id, id_size);
+        memcpy(extra + s->extra_data_size + id_size, s->name, name_size);
+        pos += entry_size(s);
+    }
+}
+
 int snapshot_find(const struct snapshot_table *t, const char *key)
 {
     for (uint32_t i = 0; i < t->count; i++)

@@ -51,6 +51,19 @@ int snapshot_table_parse(const uint8_t *buf, uint64_t len, uint64_t table_offset
 
 void snapshot_table_release(struct snapshot_table *t);
 
+/*
+ * Gives a new entry the extra data QEMU 7.2 writes: 24 bytes holding the large VM-state
+ * size, the disk size and the instruction count. Returns -ENOMEM or 0.
+ */
+int snapshot_set_extra(struct snapshot *s, uint64_t vm_state_size, uint64_t disk_size,
+                       uint64_t icount);
+
+/* Bytes the table takes once encoded (entries 8-aligned). */
+uint64_t snapshot_table_size(const struct snapshot_table *t);
+
+/* Encodes the table into buf (snapshot_table_size bytes); the inverse of parse. */
+void snapshot_table_encode(const struct snapshot_table *t, uint8_t *buf);
+
 /* Index of the snapshot whose id is `key`, else of the first whose name is; or -ENOENT. */
 int snapshot_find(const struct snapshot_table *t, const char *key);
 

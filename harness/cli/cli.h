@@ -13,6 +13,9 @@
 int cmd_info(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
+int cmd_io(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+int cmd_resize(int argc, char **argv);
 
 
 /* Prints "qvet: <file>: <message>" (one line) and returns 1. */
