@@ -14,6 +14,7 @@ int cmd_info(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_io(int argc, char **argv);
+int cmd_create(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 

@@ -13,6 +13,7 @@ static const struct command commands[] = {
     { "info", cmd_info, "info [--output=human|json] IMAGE[@SNAPSHOT]" },
     { "map", cmd_map, "map [--output=human|json] IMAGE[@SNAPSHOT]" },
     { "cat", cmd_cat, "cat [-s SNAPSHOT] IMAGE[@SNAPSHOT]" },
+    { "create", cmd_create, "create [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]" },
     { "io", cmd_io, "io [-r] [-c 'read|write|discard|flush ...']... IMAGE" },
     { "snapshot", cmd_snapshot, "snapshot -l | -c NAME | -a NAME | -d NAME IMAGE" },
     { "resize", cmd_resize, "resize IMAGE [+|-]SIZE" },
