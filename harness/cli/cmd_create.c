@@ -57,7 +57,7 @@ int cmd_create(int argc, char **argv)
         o.has_size = true;
     }
     if (!status && qcow2_create(image, &o, &err))
-        status = cli_fail_engine(&err);
+        status = err.file[0] ? cli_fail_engine(&err) : cli_fail(image, "%s", err.message);
     for (int i = 0; i < n_options; i++)
         free(copies[i]);
     return status;
