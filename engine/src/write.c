@@ -102,6 +102,16 @@ int image_mark_clean(struct qcow2_image *img, struct qcow2_error *err)
     return ret;
 }
 
+/*
+ * Gives back clusters allocated for a change that then failed, so that a failed write
+ * leaks nothing. Best effort: if the storage refuses this too, the clusters leak (a
+ * check reports and reclaims them), which is still safe.
+ */
+static void undo_alloc(struct qcow2_image *img, uint64_t offset, uint64_t bytes)
+{
+    refcount_add_range(img, offset, bytes, -1, NULL);
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* L2 tables                                                                             */
 
@@ -172,9 +182,12 @@ static int l2_for_write(struct qcow2_image *img, uint64_t l1_index, struct l2_re
         ret = image_barrier(img, err);
     if (!ret)
         ret = write_l1_entry(img, l1_index, fresh | ENTRY_COPIED, err);
-    if (!ret && old)
-        ret = release_cluster(img, old, err);
-    if (ret)
+    if (ret) {
+        cache_forget(img->l2_cache, fresh);
+        undo_alloc(img, fresh, 1);
+        return ret;
+    }
+    if (old && (ret = release_cluster(img, old, err)))
         return ret;
     l2->offset = fresh;
     ret = cache_get_mut(img->l2_cache, img->backend, fresh, &l2->table);
@@ -272,13 +285,15 @@ static int write_cluster(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
     ret = image_write(img, src, hi - lo, target + lo, "data cluster", err);
     if (!ret && !owned)
         ret = image_barrier(img, err);
-    if (ret)
-        return ret;
     struct l2_entry fresh = { .word = target | ENTRY_COPIED, .bitmap = new_bitmap };
-    ret = write_l2_entry(img, l2, index, fresh, err);
-    if (!ret && !owned)
-        ret = release_entry(img, e, err);
-    return ret;
+    if (!ret)
+        ret = write_l2_entry(img, l2, index, fresh, err);
+    if (ret) {
+        if (!owned)
+            undo_alloc(img, target, 1);
+        return ret;
+    }
+    return owned ? 0 : release_entry(img, e, err);
 }
 
 /* Applies `fn` to each cluster-sized piece of [off, off+len), with its L2 table ready. */
@@ -566,19 +581,26 @@ static int write_compressed_cluster(struct qcow2_image *img, const uint8_t *buf,
     /* The same descriptor may now name new bytes: the decompressed copy is stale. */
     img->cluster_buf_word = 0;
     ret = alloc_compressed_bytes(img, clen, &at, err);
-    if (!ret)
-        ret = image_write(img, packed, clen, at, "compressed cluster", err);
+    if (ret) {
+        free(packed);
+        return ret;
+    }
+    ret = image_write(img, packed, clen, at, "compressed cluster", err);
     free(packed);
     if (!ret)
         ret = image_barrier(img, err);
-    if (ret)
-        return ret;
     uint32_t offset_bits = 70u - g->cluster_bits;
     uint64_t extra_sectors = ((at + clen - 1) >> 9) - (at >> 9);
     struct l2_entry fresh = {
         .word = L2_ENTRY_COMPRESSED | (extra_sectors << offset_bits) | at,
     };
-    return replace_entry(img, &l2, index, e, fresh, err);
+    if (!ret)
+        ret = replace_entry(img, &l2, index, e, fresh, err);
+    if (ret) {
+        img->compressed_next = 0;
+        undo_alloc(img, at, clen);
+    }
+    return ret;
 }
 
 int qcow2_pwrite_compressed(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
@@ -618,8 +640,9 @@ int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error 
     uint64_t at = 0;
     int ret = l1 && raw ? 0 : image_error(img, err, -ENOMEM, "active L1 table",
                                           QCOW2_NO_OFFSET, "out of memory");
+    bool allocated = false;
     if (!ret)
-        ret = refcount_alloc(img, bytes / cs, &at, err);
+        allocated = !(ret = refcount_alloc(img, bytes / cs, &at, err));
     if (!ret) {
         memcpy(l1, img->l1, (size_t)img->l1_size * 8);
         for (uint32_t i = 0; i < img->l1_size; i++)
@@ -638,6 +661,8 @@ int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error 
         ret = qcow2_flush(img, err);
     free(raw);
     if (ret) {
+        if (allocated)
+            undo_alloc(img, at, bytes);
         free(l1);
         return ret;
     }
