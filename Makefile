@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all build asan test unit deps clean help
+.PHONY: all build asan test interop deps clean help
 
 all: build
 
@@ -14,6 +14,7 @@ help:
 	@echo "make asan       the same with ASan+UBSan (clang) into $(ASAN_BUILD)/"
 	@echo "make test       build both, run the Check suites, the malformed-image suite"
 	@echo "                and the qemu-img interop gate (scripts/interop.sh)"
+	@echo "make interop    only the qemu-img interop gate (read and write)"
 	@echo "make deps       install the Debian packages qvet needs (scripts/install-deps.sh)"
 	@echo "make clean      remove the build trees"
 
@@ -32,6 +33,9 @@ asan: deps
 test: build asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+interop: build
+	QVET=$(BUILD)/qvet bash scripts/interop.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

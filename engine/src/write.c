@@ -458,9 +458,11 @@ static int discard_piece(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
 {
     (void)data;
     (void)flags;
-    (void)in_cluster;
-    (void)n;
-    (void)cluster_start;
+    /* Only a valid entry may have its clusters released. */
+    struct host_range r;
+    int ret = cluster_get_host_range(img, cluster_start + in_cluster, n, &r, err);
+    if (ret)
+        return ret;
     const struct geometry *g = &img->geo;
     struct l2_entry e = l2_entry_at(g, l2->table, index);
     bool allocated = l2_entry_host_offset(e) || l2_entry_is_compressed(e);
