@@ -740,7 +740,13 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
                                "cannot shrink to %" PRIu64 ": clusters past it are allocated",
                                new_size);
     }
+    uint64_t old_size = img->virtual_size;
     ret = image_set_size(img, new_size, err);
+    /* As QEMU does, a grown disk must not show the backing file's data: zero it. */
+    if (!ret && img->backing && new_size > old_size && img->backing->virtual_size > old_size)
+        ret = qcow2_pwrite_zeroes(img, old_size,
+                                  QVET_MIN(new_size, img->backing->virtual_size) - old_size, 0,
+                                  err);
     if (!ret)
         ret = qcow2_flush(img, err);
     return ret;
