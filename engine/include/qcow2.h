@@ -168,7 +168,8 @@ QCOW2_API int qcow2_discard(struct qcow2_image *img, uint64_t off, uint64_t len,
 /*
  * Writes one whole cluster compressed (off cluster-aligned, len the cluster size, or the
  * tail up to the virtual size). Where compression does not save space the cluster is
- * written uncompressed, as QEMU does.
+ * written uncompressed, as QEMU does. Like QEMU, only unallocated clusters (or ones that
+ * merely read as zeros without a host cluster) may be targeted: otherwise -EEXIST.
  */
 QCOW2_API int qcow2_pwrite_compressed(struct qcow2_image *img, const void *buf, size_t len,
                                       uint64_t off, struct qcow2_error *err);

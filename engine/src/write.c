@@ -562,7 +562,7 @@ static int write_compressed_cluster(struct qcow2_image *img, const uint8_t *buf,
         return ret;
     struct l2_entry e = l2_entry_at(g, l2.table, index);
     if (l2_entry_host_offset(e) || l2_entry_is_compressed(e))
-        return image_error(img, err, -EIO, "L2 table entry",
+        return image_error(img, err, -EEXIST, "L2 table entry",
                            l2.offset + (uint64_t)index * geometry_l2_entry_bytes(g),
                            "compressed writes may only target an unallocated cluster (as in "
                            "QEMU); guest cluster 0x%" PRIx64 " is allocated",
@@ -617,6 +617,21 @@ int qcow2_pwrite_compressed(struct qcow2_image *img, const void *buf, size_t len
                            "a compressed write must cover whole clusters (offset %" PRIu64
                            ", %zu bytes, cluster size %" PRIu64 ")",
                            off, len, cs);
+    /* A refusal must change nothing: every cluster is checked before any is written. */
+    const struct geometry *g = &img->geo;
+    uint32_t l2_bits = geometry_l2_bits(g);
+    for (uint64_t c = off; c < off + len && !ret; c += cs) {
+        const uint8_t *table;
+        ret = cluster_l2_table(img, c >> (g->cluster_bits + l2_bits), &table, err);
+        if (ret || !table)
+            continue;
+        uint32_t index = (uint32_t)((c >> g->cluster_bits) & ((1ull << l2_bits) - 1));
+        struct l2_entry e = l2_entry_at(g, table, index);
+        if (l2_entry_host_offset(e) || l2_entry_is_compressed(e))
+            ret = image_error(img, err, -EEXIST, "L2 table entry", QCOW2_NO_OFFSET,
+                              "compressed writes may only target unallocated clusters (as in "
+                              "QEMU); guest cluster 0x%" PRIx64 " is allocated", c);
+    }
     const uint8_t *p = buf;
     for (uint64_t done = 0; done < len && !ret; done += cs)
         ret = write_compressed_cluster(img, p + done, (size_t)QVET_MIN(cs, len - done),
