@@ -112,8 +112,9 @@ struct qcow2_open_options {
     bool writable;                  /* open read-write (backing files stay read-only) */
     /*
      * Open for `qcow2_check`: like `qemu-img check`, tolerate what check itself reports
-     * (a missing refcount table, a broken snapshot table) and do not repair a dirty
-     * image on open.
+     * (a missing refcount table, a broken snapshot table), keep the bitmaps, and do not
+     * repair a dirty image on open. (Without it, a writable open of a dirty image first
+     * rebuilds its refcounts, as QEMU does.)
      */
     bool for_check;
 };
@@ -309,8 +310,11 @@ typedef void (*qcow2_check_report)(void *ctx, const char *line);
 
 /*
  * Recomputes every refcount from the image's tables and compares. With a repair mode
- * the image must be open writable. Returns 0 when the check ran (the result says what
- * it found), negative when it could not run at all.
+ * the image must be open writable (and for_check). Returns 0 when the check ran to the
+ * end (the result says what it found); negative when it stopped part-way, where
+ * `qemu-img check` says "Check failed" (an I/O error, a repair that needs a refcount
+ * rebuild under REPAIR_LEAKS, an unreadable snapshot table): *result then holds what it
+ * saw, with check_errors at least 1.
  */
 QCOW2_API int qcow2_check(struct qcow2_image *img, enum qcow2_repair repair,
                           struct qcow2_check_result *result, qcow2_check_report report,

@@ -55,6 +55,7 @@ struct parse_ctx {
     size_t len;
     uint64_t file_size;
     const char *file;
+    unsigned flags;
     struct header *h;
     struct qcow2_error *err;
 };
@@ -454,7 +455,7 @@ static int check_tables(struct parse_ctx *c)
 {
     const struct header *h = c->h;
     uint32_t cb = h->cluster_bits;
-    if (h->refcount_table_clusters == 0)
+    if (h->refcount_table_clusters == 0 && !(c->flags & HEADER_FOR_CHECK))
         return fail(c, OFF_REFTABLE_CLUSTERS, "header field refcount_table_clusters",
                     "value 0: the image has no refcount table");
     static const struct table_fields reftable = {
@@ -533,9 +534,17 @@ size_t header_encode_fixed(const struct header *h, uint8_t *b)
 int header_parse(const uint8_t *cluster0, size_t len, uint64_t file_size, const char *file,
                  struct header *h, struct qcow2_error *err)
 {
+    return header_parse_flags(cluster0, len, file_size, file, 0, h, err);
+}
+
+int header_parse_flags(const uint8_t *cluster0, size_t len, uint64_t file_size,
+                       const char *file, unsigned flags, struct header *h,
+                       struct qcow2_error *err)
+{
     memset(h, 0, sizeof(*h));
     struct parse_ctx c = {
-        .buf = cluster0, .len = len, .file_size = file_size, .file = file, .h = h, .err = err,
+        .buf = cluster0, .len = len, .file_size = file_size, .file = file, .flags = flags,
+        .h = h, .err = err,
     };
     if (len < HEADER_PROBE_BYTES)
         return fail(&c, 0, "header", "internal: %zu bytes given, %u needed", len,

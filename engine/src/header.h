@@ -84,6 +84,15 @@ struct header {
 int header_parse(const uint8_t *cluster0, size_t len, uint64_t file_size, const char *file,
                  struct header *h, struct qcow2_error *err);
 
+/*
+ * header_parse with options. HEADER_FOR_CHECK accepts what `qemu-img check` tolerates so
+ * that it can report and repair it: an image without a refcount table.
+ */
+#define HEADER_FOR_CHECK 0x1u
+int header_parse_flags(const uint8_t *cluster0, size_t len, uint64_t file_size,
+                       const char *file, unsigned flags, struct header *h,
+                       struct qcow2_error *err);
+
 /* Bytes of cluster 0 needed to decode the fixed fields, before cluster_bits is known. */
 #define HEADER_PROBE_BYTES 112u
 

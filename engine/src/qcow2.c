@@ -62,7 +62,7 @@ static int read_u64_table(struct qcow2_image *img, uint64_t off, uint32_t count,
     return 0;
 }
 
-static int read_header(struct qcow2_image *img, struct qcow2_error *err)
+static int read_header(struct qcow2_image *img, bool for_check, struct qcow2_error *err)
 {
     uint8_t probe[HEADER_PROBE_BYTES];
     int ret = image_read(img, probe, sizeof(probe), 0, "header", err);
@@ -76,7 +76,8 @@ static int read_header(struct qcow2_image *img, struct qcow2_error *err)
         return image_error(img, err, -ENOMEM, "header", 0, "out of memory");
     ret = image_read(img, cluster0, cluster0_len, 0, "header", err);
     if (!ret)
-        ret = header_parse(cluster0, cluster0_len, img->file_size, img->name, &img->hdr, err);
+        ret = header_parse_flags(cluster0, cluster0_len, img->file_size, img->name,
+                                 for_check ? HEADER_FOR_CHECK : 0, &img->hdr, err);
     free(cluster0);
     return ret;
 }
@@ -151,6 +152,26 @@ static int select_snapshot(struct qcow2_image *img, const char *key, struct qcow
 }
 
 /*
+ * A dirty image (lazy refcounts, not closed cleanly) may have stale refcounts: QEMU's
+ * rule is to rebuild them from the tables before anything is allocated, and to refuse
+ * the open if the image is still not consistent afterwards.
+ */
+static int repair_dirty(struct qcow2_image *img, struct qcow2_error *err)
+{
+    struct qcow2_check_result r;
+    int ret = qcow2_check(img, QCOW2_REPAIR_ALL, &r, NULL, NULL, err);
+    if (ret)
+        return ret;
+    if (r.check_errors || r.corruptions)
+        return image_error(img, err, -EUCLEAN, "header field incompatible_features", 72,
+                           "the dirty bit is set and repairing the refcounts left %" PRIu64
+                           " corruptions and %" PRIu64 " check errors; the image cannot be "
+                           "opened for writing",
+                           r.corruptions, r.check_errors);
+    return image_mark_clean(img, err);
+}
+
+/*
  * Readies an image for writing. QEMU's rules: a corrupt image is not written (except by
  * a repair), and autoclear bits qvet does not implement (all of them: it keeps no
  * bitmaps) are cleared before the first write, so that QEMU later treats the bitmaps as
@@ -168,17 +189,14 @@ static int prepare_writable(struct qcow2_image *img, const struct qcow2_open_opt
         return image_error(img, err, -EACCES, "header field incompatible_features", 72,
                            "the corrupt bit (1) is set: the image may only be opened "
                            "read-only, or repaired with check -r all");
-    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && !opts->for_check)
-        return image_error(img, err, -EUCLEAN, "header field incompatible_features", 72,
-                           "the dirty bit (0) is set: refcounts may be stale after an unclean "
-                           "shutdown; repair with check -r all before writing");
     img->scratch = malloc(img->cluster_size);
     img->refcount_scratch = malloc(img->cluster_size);
     if (!img->scratch || !img->refcount_scratch)
         return image_error(img, err, -ENOMEM, "image", QCOW2_NO_OFFSET, "out of memory");
     img->writable = true;
     img->lazy_refcounts = (h->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS) != 0;
-    if (h->version >= 3 && h->autoclear_features) {
+    /* A repair keeps the bitmaps (and counts their clusters) as qemu-img check -r does. */
+    if (h->version >= 3 && h->autoclear_features && !opts->for_check) {
         uint8_t raw[8] = { 0 };
         int ret = image_write(img, raw, sizeof(raw), 88, "header", err);
         if (!ret)
@@ -187,13 +205,15 @@ static int prepare_writable(struct qcow2_image *img, const struct qcow2_open_opt
             return ret;
         h->autoclear_features = 0;
     }
-    return 0;
+    return (h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && !opts->for_check
+               ? repair_dirty(img, err)
+               : 0;
 }
 
 static int open_qcow2(struct qcow2_image *img, const struct qcow2_open_options *opts,
                       unsigned depth, struct qcow2_error *err)
 {
-    int ret = read_header(img, err);
+    int ret = read_header(img, opts->for_check, err);
     if (ret)
         return ret;
     const struct header *h = &img->hdr;
@@ -226,7 +246,9 @@ static int open_qcow2(struct qcow2_image *img, const struct qcow2_open_options *
         return image_error(img, err, -ENOMEM, "metadata cache", QCOW2_NO_OFFSET,
                            "out of memory");
 
-    ret = read_snapshot_table(img, err);
+    /* A check reads (and may repair) the snapshot table itself, with qemu-img's rules. */
+    if (!opts->for_check)
+        ret = read_snapshot_table(img, err);
     if (!ret && h->has_bitmaps_ext && (h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS))
         ret = bitmap_directory_check(img, err);
     if (!ret && opts->snapshot)
