@@ -164,11 +164,14 @@ END_TEST
 
 START_TEST(new_refcount_blocks_count_themselves)
 {
-    /* 512-byte clusters, 16-bit refcounts: one block covers 256 clusters (128 KiB). */
+    /*
+     * 512-byte clusters, 64-bit refcounts: one block covers 64 clusters (32 KiB), and the
+     * one-cluster refcount table 64 blocks (2 MiB): 3 MiB of data forces it to grow.
+     */
     const char *path = test_path("refblocks.qcow2");
-    create(path, "cluster_size=512", "16M");
+    create(path, "cluster_size=512,refcount_bits=64", "16M");
     struct qcow2_image *img = open_rw(path);
-    write_pattern(img, 0, 12u << 20, 0x5a);     /* also forces refcount-table growth */
+    write_pattern(img, 0, 3u << 20, 0x5a);
     uint32_t blocks = 0;
     for (uint32_t i = 0; i < img->reftable_size; i++) {
         uint64_t block = img->reftable[i] & REFTABLE_ENTRY_OFFSET_MASK;
@@ -181,11 +184,11 @@ START_TEST(new_refcount_blocks_count_themselves)
                       (unsigned long long)block, (unsigned long long)rc);
         blocks++;
     }
-    ck_assert_msg(blocks >= 96, "expected a block per 128 KiB of 12 MiB (96), got %u", blocks);
+    ck_assert_msg(blocks >= 96, "expected a block per 32 KiB of 3 MiB (96), got %u", blocks);
     ck_assert_msg(img->hdr.refcount_table_clusters > 1,
                   "expected the refcount table to have grown, it has %u cluster(s)",
                   img->hdr.refcount_table_clusters);
-    expect_bytes(img, 0, 12u << 20, 0x5a);
+    expect_bytes(img, 0, 3u << 20, 0x5a);
     qcow2_close(img);
     expect_qemu_check_clean(path);
 }

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -232,13 +233,26 @@ static int read_current(struct qcow2_image *img, uint8_t *buf, uint64_t off, uin
 /* ------------------------------------------------------------------------------------ */
 /* Data                                                                                  */
 
+/* An L2 entry a write will switch, once its data is on the host. */
+struct pending {
+    uint32_t index;
+    struct l2_entry old;
+    struct l2_entry fresh;
+    uint64_t allocated;             /* host cluster allocated for it, or 0 */
+};
+
+/* Enough for one flush to cover many clusters, small enough to live on the stack. */
+#define PENDING_MAX 64
+
 /*
- * Writes `n` bytes at `in_cluster` inside the guest cluster starting at `cluster_start`,
- * whose L2 entry is l2->table[index].
+ * Writes the data of `n` bytes at `in_cluster` inside the guest cluster starting at
+ * `cluster_start` (entry l2->table[index]): in place when the cluster is this image's
+ * alone, otherwise into a new cluster with the untouched bytes copied. The L2 entry is
+ * not changed yet: when it must be, *p says how and *staged is set.
  */
-static int write_cluster(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
+static int stage_cluster(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
                          uint64_t cluster_start, uint64_t in_cluster, const uint8_t *data,
-                         uint64_t n, struct qcow2_error *err)
+                         uint64_t n, struct pending *p, bool *staged, struct qcow2_error *err)
 {
     const struct geometry *g = &img->geo;
     uint64_t cs = img->cluster_size;
@@ -247,6 +261,7 @@ static int write_cluster(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
     bool compressed = l2_entry_is_compressed(e);
     bool owned = host && !compressed && (e.word & ENTRY_COPIED);
     enum subcluster_type t = l2_entry_subcluster_type(g, e, 0);
+    *staged = false;
 
     if (!g->extended_l2 && owned && t == SUBCLUSTER_NORMAL)
         return image_write(img, data, n, host + in_cluster, "data cluster", err);
@@ -277,23 +292,56 @@ static int write_cluster(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
     const uint8_t *src = data;
     if (lo != in_cluster || hi != in_cluster + n) {
         ret = read_current(img, img->scratch, cluster_start + lo, hi - lo, err);
-        if (ret)
-            return ret;
-        memcpy(img->scratch + (in_cluster - lo), data, n);
-        src = img->scratch;
+        if (!ret) {
+            memcpy(img->scratch + (in_cluster - lo), data, n);
+            src = img->scratch;
+        }
+    } else {
+        ret = 0;
     }
-    ret = image_write(img, src, hi - lo, target + lo, "data cluster", err);
-    if (!ret && !owned)
-        ret = image_barrier(img, err);
-    struct l2_entry fresh = { .word = target | ENTRY_COPIED, .bitmap = new_bitmap };
     if (!ret)
-        ret = write_l2_entry(img, l2, index, fresh, err);
+        ret = image_write(img, src, hi - lo, target + lo, "data cluster", err);
     if (ret) {
         if (!owned)
             undo_alloc(img, target, 1);
         return ret;
     }
-    return owned ? 0 : release_entry(img, e, err);
+    *p = (struct pending){
+        .index = index,
+        .old = e,
+        .fresh = { .word = target | ENTRY_COPIED, .bitmap = new_bitmap },
+        .allocated = owned ? 0 : target,
+    };
+    *staged = true;
+    return 0;
+}
+
+/*
+ * Switches the staged L2 entries: one flush makes the raised refcounts durable before
+ * any entry refers to them, then each entry is written and what it held released. An
+ * entry that could not be written gives its new cluster back.
+ */
+static int commit_pending(struct qcow2_image *img, struct l2_ref *l2, struct pending *p,
+                          size_t n, struct qcow2_error *err)
+{
+    int ret = 0;
+    bool allocated = false;
+    for (size_t i = 0; i < n; i++)
+        allocated |= p[i].allocated != 0;
+    if (!ret && allocated)
+        ret = image_barrier(img, err);
+    for (size_t i = 0; i < n; i++) {
+        int r = ret ? ret : write_l2_entry(img, l2, p[i].index, p[i].fresh, err);
+        if (r) {
+            if (p[i].allocated)
+                undo_alloc(img, p[i].allocated, 1);
+            ret = r;
+            continue;
+        }
+        if (p[i].allocated && (r = release_entry(img, p[i].old, err)))
+            ret = r;
+    }
+    return ret;
 }
 
 /* Applies `fn` to each cluster-sized piece of [off, off+len), with its L2 table ready. */
@@ -332,17 +380,51 @@ static int for_each_cluster(struct qcow2_image *img, uint64_t off, uint64_t len,
     return 0;
 }
 
+/*
+ * Writes the clusters of [off, off+len) that share the L2 table l2 (the caller keeps
+ * the range inside it), flushing once per batch instead of once per cluster.
+ */
+static int write_in_table(struct qcow2_image *img, struct l2_ref *l2, uint64_t off,
+                          uint64_t len, const uint8_t *data, struct qcow2_error *err)
+{
+    uint64_t cs = img->cluster_size;
+    uint32_t l2_mask = (1u << geometry_l2_bits(&img->geo)) - 1;
+    struct pending pending[PENDING_MAX];
+    size_t n = 0;
+    int ret = 0;
+    while (len && !ret) {
+        uint64_t cluster_start = off & ~(cs - 1);
+        uint64_t in_cluster = off - cluster_start;
+        uint64_t piece = QVET_MIN(len, cs - in_cluster);
+        uint32_t index = (uint32_t)(off >> img->geo.cluster_bits) & l2_mask;
+        /* The entry must be valid before it is rewritten (and COW reads through it). */
+        struct host_range r;
+        bool staged = false;
+        ret = cluster_get_host_range(img, off, piece, &r, err);
+        if (!ret)
+            ret = stage_cluster(img, l2, index, cluster_start, in_cluster, data, piece,
+                                &pending[n], &staged, err);
+        n += staged;
+        if (!ret && n == PENDING_MAX) {
+            ret = commit_pending(img, l2, pending, n, err);
+            n = 0;
+        }
+        off += piece;
+        len -= piece;
+        data += piece;
+    }
+    /* What was staged before a failure is still committed: its data is on the host. */
+    int committed = commit_pending(img, l2, pending, n, err);
+    return ret ? ret : committed;
+}
+
 static int data_piece(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
                       uint64_t cluster_start, uint64_t in_cluster, uint64_t n,
                       const uint8_t *data, unsigned flags, struct qcow2_error *err)
 {
+    (void)index;
     (void)flags;
-    /* The entry must be readable before it is rewritten (and COW reads through it). */
-    struct host_range r;
-    int ret = cluster_get_host_range(img, cluster_start + in_cluster, n, &r, err);
-    if (ret)
-        return ret;
-    return write_cluster(img, l2, index, cluster_start, in_cluster, data, n, err);
+    return write_in_table(img, l2, cluster_start + in_cluster, n, data, err);
 }
 
 int qcow2_pwrite(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
@@ -351,7 +433,25 @@ int qcow2_pwrite(struct qcow2_image *img, const void *buf, size_t len, uint64_t 
     int ret = check_writable(img, off, len, err);
     if (ret || !len)
         return ret;
-    return for_each_cluster(img, off, len, buf, 0, data_piece, err);
+    const struct geometry *g = &img->geo;
+    uint64_t table_span = (uint64_t)img->cluster_size << geometry_l2_bits(g);
+    const uint8_t *data = buf;
+    while (len && !ret) {
+        uint64_t l1_index = off >> (g->cluster_bits + geometry_l2_bits(g));
+        uint64_t n = QVET_MIN((uint64_t)len, table_span - (off & (table_span - 1)));
+        if (l1_index >= img->l1_size)
+            return image_error(img, err, -EIO, "active L1 table", img->l1_offset,
+                               "%" PRIu32 " entries do not reach guest offset %" PRIu64,
+                               img->l1_size, off);
+        struct l2_ref l2;
+        ret = l2_for_write(img, l1_index, &l2, err);
+        if (!ret)
+            ret = write_in_table(img, &l2, off, n, data, err);
+        off += n;
+        len -= n;
+        data += n;
+    }
+    return ret;
 }
 
 /* ------------------------------------------------------------------------------------ */
