@@ -161,7 +161,8 @@ QCOW2_API int qcow2_pwrite_zeroes(struct qcow2_image *img, uint64_t off, uint64_
 
 /*
  * Frees the clusters wholly inside [off, off+len) as `qemu-io discard` does: they then
- * read as zeros, or as the backing file's data when one exists and the image is v2.
+ * read as zeros. Like QEMU, a v2 image with a backing file ignores discards (it has no
+ * zero flag, so the backing file's data would show through).
  */
 QCOW2_API int qcow2_discard(struct qcow2_image *img, uint64_t off, uint64_t len,
                             struct qcow2_error *err);

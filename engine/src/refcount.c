@@ -8,6 +8,7 @@
 #include "refcount.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +271,44 @@ static int find_free(struct qcow2_image *img, uint64_t count, uint64_t *start,
     }
 }
 
+/* True when clusters [first, first+count) meet the bytes [off, off+len). */
+static bool meets(uint64_t first, uint64_t count, uint32_t cluster_bits, uint64_t off,
+                  uint64_t len)
+{
+    if (!len)
+        return false;
+    uint64_t lo = off >> cluster_bits, hi = (off + len - 1) >> cluster_bits;
+    return first <= hi && lo < first + count;
+}
+
+/*
+ * A free cluster that holds the header or a table the image uses means the refcounts
+ * lie (a consistent image counts them all). Handing it out would let a write destroy
+ * that metadata, so refuse, as QEMU's overlap checks do.
+ */
+static int check_not_metadata(struct qcow2_image *img, uint64_t first, uint64_t count,
+                              struct qcow2_error *err)
+{
+    const struct header *h = &img->hdr;
+    uint32_t cb = img->geo.cluster_bits;
+    const char *what = NULL;
+    if (first == 0)
+        what = "the header";
+    else if (meets(first, count, cb, img->l1_offset, (uint64_t)img->l1_size * 8))
+        what = "the active L1 table";
+    else if (meets(first, count, cb, h->refcount_table_offset,
+                   (uint64_t)h->refcount_table_clusters << cb))
+        what = "the refcount table";
+    else if (meets(first, count, cb, h->snapshots_offset, img->snapshots.bytes))
+        what = "the snapshot table";
+    if (!what)
+        return 0;
+    return image_error(img, err, -EIO, "refcount block", QCOW2_NO_OFFSET,
+                       "host cluster %" PRIu64 " has refcount 0 but holds %s: the refcounts "
+                       "are corrupt (repair with check -r all); nothing was written",
+                       first, what);
+}
+
 int refcount_alloc(struct qcow2_image *img, uint64_t count, uint64_t *host_offset,
                    struct qcow2_error *err)
 {
@@ -289,6 +328,9 @@ int refcount_alloc(struct qcow2_image *img, uint64_t count, uint64_t *host_offse
             return ret;
         if (created)
             continue;
+        ret = check_not_metadata(img, start, count, err);
+        if (ret)
+            return ret;
         for (uint64_t c = start; c < start + count; c++) {
             ret = refcount_set(img, c, 1, err);
             if (ret)

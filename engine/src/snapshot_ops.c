@@ -348,13 +348,13 @@ int qcow2_snapshot_apply(struct qcow2_image *img, const char *key, struct qcow2_
     ret = read_snapshot_l1(img, s, &snap_l1, err);
     if (ret)
         return ret;
+    /* First the step that may be refused (a refcount at its maximum): nothing changed yet. */
+    ret = add_to_tree(img, snap_l1, s->l1_size, 1, err);
     uint64_t disk_size = snapshot_disk_size(s, img->virtual_size);
-    if (disk_size != img->virtual_size)
+    if (!ret && disk_size != img->virtual_size)
         ret = image_set_size(img, disk_size, err);
     if (!ret)
         ret = image_grow_l1(img, s->l1_size, err);
-    if (!ret)
-        ret = add_to_tree(img, snap_l1, s->l1_size, 1, err);
     uint64_t *old_l1 = NULL;
     uint8_t *raw = NULL;
     uint32_t old_size = img->l1_size;

@@ -581,6 +581,12 @@ int qcow2_discard(struct qcow2_image *img, uint64_t off, uint64_t len, struct qc
     int ret = check_writable(img, off, len, err);
     if (ret)
         return ret;
+    /*
+     * Without zero flags (v2), a discarded cluster would show the backing file's stale
+     * data: QEMU then ignores the discard, and so does qvet.
+     */
+    if (img->geo.version < 3 && img->backing)
+        return 0;
     /* Only whole clusters are discarded (and the partial last one of the disk). */
     uint64_t cs = img->cluster_size;
     uint64_t start = round_up_u64(off, cs);
@@ -858,10 +864,14 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
     uint64_t old_size = img->virtual_size;
     ret = image_set_size(img, new_size, err);
     /* As QEMU does, a grown disk must not show the backing file's data: zero it. */
-    if (!ret && img->backing && new_size > old_size && img->backing->virtual_size > old_size)
+    if (!ret && img->backing && new_size > old_size && img->backing->virtual_size > old_size) {
         ret = qcow2_pwrite_zeroes(img, old_size,
                                   QVET_MIN(new_size, img->backing->virtual_size) - old_size, 0,
                                   err);
+        /* A failed resize leaves the size as it was (the larger L1 table is harmless). */
+        if (ret)
+            image_set_size(img, old_size, NULL);
+    }
     if (!ret)
         ret = qcow2_flush(img, err);
     return ret;

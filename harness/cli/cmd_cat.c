@@ -17,7 +17,7 @@ int cmd_cat(int argc, char **argv)
     };
     const char *snapshot = NULL;
     int c;
-    opterr = 0;
+    cli_getopt_reset();
     while ((c = getopt_long(argc, argv, "s:", longopts, NULL)) != -1) {
         if (c == 's')
             snapshot = optarg;

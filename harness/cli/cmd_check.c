@@ -92,7 +92,7 @@ int cmd_check(int argc, char **argv)
     enum output_format fmt = OUTPUT_HUMAN;
     enum qcow2_repair repair = QCOW2_REPAIR_NONE;
     int c;
-    opterr = 0;
+    cli_getopt_reset();
     while ((c = getopt_long(argc, argv, "r:", longopts, NULL)) != -1) {
         switch (c) {
         case 'O':

@@ -14,8 +14,7 @@ int cmd_create(int argc, char **argv)
     char *option_texts[16];
     int n_options = 0, c, status = 0;
     const char *backing = NULL, *backing_fmt = NULL;
-    opterr = 0;
-    optind = 1;
+    cli_getopt_reset();
     while ((c = getopt(argc, argv, "o:b:F:f:q")) != -1) {
         switch (c) {
         case 'o':

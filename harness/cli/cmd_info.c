@@ -163,7 +163,7 @@ int cmd_info(int argc, char **argv)
     };
     enum output_format fmt = OUTPUT_HUMAN;
     int c;
-    opterr = 0;
+    cli_getopt_reset();
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (c != 'O')
             return cli_usage("info", "unknown option or missing value: '%s'",

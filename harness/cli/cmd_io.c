@@ -55,8 +55,7 @@ static int parse_args(const char *image, struct io_args *a, const char *allowed,
                       bool want_range)
 {
     int c;
-    optind = 1;
-    opterr = 0;
+    cli_getopt_reset();
     while ((c = getopt(a->argc, a->argv, allowed)) != -1) {
         switch (c) {
         case 'P':
@@ -205,8 +204,7 @@ int cmd_io(int argc, char **argv)
         { "read-only", no_argument, NULL, 'r' },
         { NULL, 0, NULL, 0 },
     };
-    opterr = 0;
-    optind = 1;
+    cli_getopt_reset();
     while ((c = getopt_long(argc, argv, "+c:r", longopts, NULL)) != -1) {
         if (c == 'c') {
             cmds[ncmds++] = optarg;

@@ -50,7 +50,7 @@ int cmd_map(int argc, char **argv)
     };
     enum output_format fmt = OUTPUT_HUMAN;
     int c;
-    opterr = 0;
+    cli_getopt_reset();
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (c != 'O')
             return cli_usage("map", "unknown option or missing value: '%s'", argv[optind - 1]);

@@ -10,8 +10,7 @@ int cmd_snapshot(int argc, char **argv)
     char action = 0;
     const char *name = NULL;
     int c;
-    opterr = 0;
-    optind = 1;
+    cli_getopt_reset();
     while ((c = getopt(argc, argv, "lc:a:d:")) != -1) {
         if (c == '?' || action)
             return cli_usage("snapshot", "give exactly one of -l, -c NAME, -a NAME, -d NAME");

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,12 @@ int cli_open_image(const char *arg, const char *snapshot, struct qcow2_image **i
     int ret = qcow2_open(path, &opts, img, &err);
     free(path);
     return ret ? cli_fail_engine(&err) : 0;
+}
+
+void cli_getopt_reset(void)
+{
+    opterr = 0;
+    optind = 0;
 }
 
 bool cli_parse_output(const char *value, enum output_format *out)
