@@ -5,16 +5,38 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all build asan test interop deps clean help
+.PHONY: all build asan test interop soak bench deps clean help fuzz coverage fuzz-bench seeds
 
 all: build
 
+# The main job: a default soak (60 s, 64 MiB image of qemu-img's defaults), ending in the
+# summary and, on a divergence, the report. SOAK_ARGS adds `qvet soak` options.
+SOAK_DIR  ?= reports/soak
+SOAK_ARGS ?=
+
+# Fuzzing (scripts/fuzz.sh): ENGINE=libfuzzer|afl, seconds per target, FUZZ_TARGETS to
+# pick some of harness/fuzz/fuzz_*.c (default all).
+ENGINE       ?= libfuzzer
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+
 help:
+	@echo "make soak       THE MAIN JOB: a 60 s differential soak of the engine against a raw"
+	@echo "                oracle (every read compared, qemu-img check/compare as it goes);"
+	@echo "                SOAK_ARGS='--seconds 600 -o cluster_size=4k --backing qcow2' etc."
 	@echo "make            build build/qvet and libqvet (gcc, -Werror)"
 	@echo "make asan       the same with ASan+UBSan (clang) into $(ASAN_BUILD)/"
 	@echo "make test       build both, run the Check suites, the malformed-image suite"
 	@echo "                and the qemu-img interop gate (scripts/interop.sh)"
+	@echo "make bench      speed: soak ops/s for 4 KiB ops vs QEMU blkverify, fuzz execs/s"
 	@echo "make interop    only the qemu-img interop gate (read and write)"
+	@echo "make fuzz       libFuzzer on every harness/fuzz target, FUZZ_SECONDS (60) each on"
+	@echo "                all cores; new coverage merged into corpus/, crashers to"
+	@echo "                reports/fuzz/ (ENGINE=afl: the same under AFL++)"
+	@echo "make coverage   lcov line+branch coverage of engine/ (Check suites, corpus replay,"
+	@echo "                a short soak) into reports/coverage/"
+	@echo "make fuzz-bench fuzz execs/s per target (10 s each, one worker)"
+	@echo "make seeds      rebuild the seed corpora (corpus/make-seeds.sh, needs qemu-img)"
 	@echo "make deps       install the Debian packages qvet needs (scripts/install-deps.sh)"
 	@echo "make clean      remove the build trees"
 
@@ -34,8 +56,27 @@ test: build asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+soak: build
+	@rm -rf $(SOAK_DIR) && mkdir -p $(dir $(SOAK_DIR))
+	$(BUILD)/qvet soak --dir $(SOAK_DIR) $(SOAK_ARGS)
+
+bench: build
+	QVET=$(BUILD)/qvet bash scripts/bench.sh
+
 interop: build
 	QVET=$(BUILD)/qvet bash scripts/interop.sh
 
+fuzz: deps
+	ENGINE=$(ENGINE) FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh $(FUZZ_TARGETS)
+
+coverage: deps
+	bash scripts/coverage.sh
+
+fuzz-bench: deps
+	bash scripts/fuzz-bench.sh $(FUZZ_TARGETS)
+
+seeds: build
+	bash corpus/make-seeds.sh $(BUILD)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-afl build-cov

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-2-Clause
 #
-# interop.sh - the read gate.
+# interop.sh - the read gate and the write gate.
 #
-# Builds a matrix of qcow2 images with QEMU's own tools (qemu-img, qemu-io) and
-# checks that qvet reads every one of them exactly as QEMU does:
+# Read gate: builds a matrix of qcow2 images with QEMU's own tools (qemu-img,
+# qemu-io) and checks that qvet reads every one of them exactly as QEMU does:
 #
 #   cat:LABEL         qvet cat IMG                 == qemu-img convert -O raw IMG
 #   map:LABEL         qvet map --output=json IMG   == qemu-img map --output=json IMG
@@ -19,21 +19,36 @@
 # files: qcow2, raw, smaller, depth 4, relative names from other directories),
 # odd_sizes, boundaries (L2 edges, past 4 GiB), misc (bitmaps, amend, commit,
 # rebase, applied snapshot, many/duplicate snapshot names, symlinks).
+#
+# Write gate (section "the write gate" below): twin images, one written by
+# qvet (io, snapshot, resize), the other by QEMU (qemu-io, qemu-img) with the
+# same command script, then qemu-img check on qvet's image and qemu-img
+# compare of the twins, snapshot by snapshot:
+#
+#   create:LABEL           qvet create writes the bytes qemu-img create writes
+#   write:LABEL/qi|qv:...  the option matrix, twins from qemu-img (qi) or qvet (qv) create
+#   snap:LABEL#STEP:...    snapshots interleaved with writes, checked after every step
+#   agree:...              qvet check --output=json agrees with qemu-img check
+#   repair:damage/...      qvet check -r all repairs an image damaged on purpose
+#
 # Every comparison prints "PASS name" or "FAIL name: reason"; the last line is
 # "N passed, M failed". Exit status 1 if anything failed or nothing passed.
 #
 # Environment:
 #   QVET   the binary under test (default: build/qvet under the repo root)
 #   KEEP=1 keep the work directory (its path is printed on stderr)
-#   ONLY   optional extended regex: only check images whose label matches
+#   ONLY   optional extended regex: only check images and write units whose
+#          label matches (write units: write:LABEL/qi, snap:LABEL, damage:LABEL)
 #   JOBS   images checked in parallel (default: the number of CPUs)
 #   TIMEOUT seconds one qvet run may take (default 300)
+#   TIMES=1 print the 20 slowest images/units on stderr at the end
 #
 # Snapshot sizes follow qemu-img convert -l: QEMU 7.2 reads a snapshot with the
 # image's *current* virtual size, so a snapshot taken before the image grew reads
 # as its old contents followed by zeros up to the current size. (Applying the
 # snapshot with "qemu-img snapshot -a" would instead shrink the image back to
-# the snapshot's recorded disk size; the gate does not use that.)
+# the snapshot's recorded disk size; the read gate does not use that, the
+# write gate's snap:resize does.)
 #
 # The script only reads build/; it never builds anything.
 
@@ -47,6 +62,7 @@ KEEP=${KEEP:-0}
 ONLY=${ONLY:-}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 TIMEOUT=${TIMEOUT:-300}
+TIMES=${TIMES:-0}
 
 passed=0
 failed=0
@@ -924,6 +940,845 @@ check_error() {
 }
 
 # ---------------------------------------------------------------------------
+# the write gate
+#
+# A write unit makes two images that start out identical ("twins"): A, which
+# qvet writes, and B, which QEMU writes. It plays one script on both, line by
+# line:
+#
+#   io CMD          qvet io -c CMD on A, qemu-io -c CMD on B (consecutive io
+#                   lines go to one run of each, as one command script)
+#   resize SIZE     qvet resize A SIZE, qemu-img resize --shrink B SIZE
+#   snap OP NAME    qvet snapshot OP NAME A, qemu-img snapshot OP NAME B
+#   qsnap OP NAME   qemu-img snapshot OP NAME on both (cross-direction tests)
+#   check           compare the twins now (also done after the last line)
+#
+# Each check step gives the cases PREFIX:run (every qvet command exited as its
+# QEMU counterpart did and printed the same messages), PREFIX:check
+# (qemu-img check on A exits 0), PREFIX:compare (qemu-img compare A B says
+# identical, same virtual size) and, when there are snapshots, PREFIX:list
+# (qemu-img snapshot -l gives the same IDs and names) and PREFIX@ID.NAME (the
+# snapshot reads the same from A and B with qemu-img convert -l, and qvet cat
+# -s reads A's copy the same way).
+#
+# create:LABEL (the qv variant) requires qvet create to write the very bytes
+# qemu-img create writes for the same options. agree:* requires qvet check
+# --output=json to report what qemu-img check --output=json reports on every
+# image the write gate made, and on images damaged on purpose (damage:*);
+# repair:* runs qvet check -r all on a damaged copy and then wants qemu-img
+# check to find nothing. The agree/repair cases are skipped (one SKIP line)
+# while qvet has no check command.
+
+CHECK_FIELDS="check-errors corruptions leaks image-end-offset total-clusters allocated-clusters compressed-clusters fragmented-clusters"
+HAVE_CHECK=0
+
+# hex N: N in hex, for qemu-io patterns
+hex() {
+  printf '0x%02x' "$1"
+}
+
+# u64 FILE OFFSET / u32 FILE OFFSET / u16 FILE OFFSET: big-endian integers
+u64() {
+  od -An -tu8 --endian=big -j "$2" -N 8 "$1" | tr -d ' \n'
+}
+u32() {
+  od -An -tu4 --endian=big -j "$2" -N 4 "$1" | tr -d ' \n'
+}
+u16() {
+  od -An -tu2 --endian=big -j "$2" -N 2 "$1" | tr -d ' \n'
+}
+
+# poke FILE OFFSET BYTES VALUE: store VALUE big-endian in BYTES bytes
+poke() {
+  local file=$1 off=$2 n=$3 v=$4 s="" i
+  for ((i = n - 1; i >= 0; i--)); do
+    s+=$(printf '\\x%02x' $(((v >> (8 * i)) & 255)))
+  done
+  printf '%b' "$s" | dd of="$file" bs=1 seek="$off" conv=notrunc status=none
+}
+
+# cs_of OPTIONS: the cluster size the options ask for, in bytes
+cs_of() {
+  local v
+  v=$(sed -n 's/.*cluster_size=\([^,]*\).*/\1/p' <<<"$1")
+  v=${v:-64k}
+  numfmt --from=iec "${v^^}"
+}
+
+# sz CS [MIN]: a disk size for the general script: room for 32 clusters (and
+# at least MIN bytes, default 4 MiB), then 1.5 KiB more, so that the last
+# cluster is partial
+sz() {
+  local s=$((32 * $1)) min=${2:-$((4 * M))}
+  if [ "$s" -lt "$min" ]; then
+    s=$min
+  fi
+  echo $((s + 1536))
+}
+
+# checkfields FILE: the CHECK_FIELDS of a check --output=json object, as
+# "key=value" words (0 when a key is absent, as qemu-img leaves out zero counts)
+checkfields() {
+  tr -d ' \t\n\r"' <"$1" | tr ',{}' '\n' | awk -F : -v keys="$CHECK_FIELDS" '
+    $2 ~ /^-?[0-9]+$/ { v[$1] = $2 }
+    END { n = split(keys, k, " "); for (i = 1; i <= n; i++) printf "%s=%s ", k[i], (k[i] in v ? v[k[i]] : 0) }'
+}
+
+# --- script generators: each prints a script for the twins on stdout -------
+
+# The general script, for any cluster size: CS SIZE OPTIONS
+gen_general() {
+  local c=$1 s=$2 opts=$3 span sub t s1 s2 e
+  e=8
+  case $opts in *extended_l2=on*) e=16 ;; esac
+  span=$((c * c / e))
+  # unaligned writes inside a cluster and across a cluster boundary
+  echo "io write -P 0x11 100 $((c / 2))"
+  echo "io write -P 0x12 $((c - 100)) 300"
+  echo "io read -P 0x12 $((c - 100)) 300"
+  echo "io write -P 0x13 $((2 * c + c / 4)) $((c + c / 4))"
+  # zero writes on whole clusters, then writes into them (zero flag cleared)
+  echo "io write -z $((4 * c)) $((2 * c))"
+  echo "io write -P 0x14 $((4 * c + c / 2)) 100"
+  echo "io write -P 0x15 $((5 * c)) $c"
+  echo "io read -P 0 $((4 * c)) $((c / 2))"
+  echo "io read -P 0x14 $((4 * c + c / 2)) 100"
+  # zero with unmap: a whole allocated cluster, then part of one
+  echo "io write -P 0x16 $((6 * c)) $((2 * c))"
+  echo "io write -z -u $((6 * c)) $c"
+  echo "io write -z -u $((7 * c + c / 4)) $((c / 2))"
+  echo "io read -P 0x16 $((7 * c)) $((c / 4))"
+  # partial zero writes: in an allocated cluster, in an unallocated one
+  echo "io write -P 0x17 $((8 * c)) $c"
+  echo "io write -z $((8 * c + 100)) 300"
+  echo "io write -z $((9 * c + 5)) $((c / 2))"
+  echo "io flush"
+  # discard: a whole cluster, part of one, a range across two
+  echo "io write -P 0x18 $((10 * c)) $((3 * c))"
+  echo "io discard $((10 * c)) $c"
+  echo "io discard $((11 * c + c / 4)) $((c / 2))"
+  echo "io discard $((11 * c + 3 * c / 4)) $((c / 2))"
+  # a small unaligned write into an unallocated cluster (COW from a backing file)
+  echo "io write -P 0x19 $((13 * c + 10)) 20"
+  if [[ $opts != *preallocation=metadata* ]]; then
+    # compressed writes on unallocated clusters, then ordinary writes into them
+    echo "io write -c -P 0x1a $((14 * c)) $c"
+    echo "io write -c -P 0x1b $((15 * c)) $((2 * c))"
+    # (QEMU 7.2 packs compressed data into the host cluster it used last in the
+    # session even after that cluster was freed and reused for other data: so
+    # every compressed write of a session comes before anything is freed)
+    echo "io write -c -P 0x35 $((28 * c)) $((2 * c))"
+    echo "io flush"
+    echo "io write -P 0x1c $((14 * c + 300)) 100"
+    echo "io write -z $((15 * c + c / 2)) $((c / 4))"
+    echo "io write -z -u $((16 * c)) $c"
+    echo "io read -P 0x1a $((14 * c)) 300"
+    echo "io read -P 0x1b $((15 * c)) $((c / 2))"
+  else
+    echo "io write -P 0x1a $((14 * c)) $((3 * c))"
+    echo "io write -P 0x35 $((28 * c)) $((2 * c))"
+    echo "io write -z -u $((16 * c)) $c"
+  fi
+  echo "io write -P 0x1e $((17 * c)) $c"
+  # a long unaligned write over several clusters, then a discard inside it
+  echo "io write -P 0x1f $((18 * c + 123)) $((4 * c + 777))"
+  echo "io discard $((18 * c + 100)) $((3 * c))"
+  echo "io read -P 0x1f $((21 * c)) $((c / 2))"
+  # a write across the boundary of two zeroed clusters
+  echo "io write -z $((24 * c)) $((2 * c))"
+  echo "io write -P 0x20 $((25 * c - 50)) 100"
+  echo "io flush"
+  if [ "$e" = 16 ]; then
+    # subclusters: unallocated, zero, unmapped and discarded ones
+    sub=$((c / 32))
+    echo "io write -P 0x31 $((26 * c + 3 * sub + 100)) 300"
+    echo "io write -z $((26 * c + 8 * sub)) $((3 * sub))"
+    echo "io write -P 0x32 $((26 * c + 9 * sub + 7)) 10"
+    echo "io write -z -u $((26 * c + 12 * sub + 5)) $((2 * sub))"
+    echo "io discard $((26 * c + 16 * sub)) $((2 * sub))"
+    echo "io write -P 0x33 $((27 * c)) $c"
+    echo "io write -z $((27 * c + 31 * sub)) $sub"
+    echo "io write -z -u $((27 * c)) $sub"
+    echo "io write -P 0x34 $((27 * c + sub / 2)) $((sub * 3))"
+    echo "io read -P 0x32 $((26 * c + 9 * sub + 7)) 10"
+  fi
+  # a discarded compressed cluster, then a write across it and the next one
+  echo "io discard $((28 * c)) $c"
+  echo "io write -P 0x36 $((29 * c - 10)) 20"
+  echo "io read -P 0x35 $((29 * c + 10)) 100"
+  # across L2 tables, where the disk is large enough
+  if [ $((span + 2000)) -lt $((s - 4 * c - 2000)) ] && [ "$span" -gt $((30 * c)) ]; then
+    echo "io write -P 0x21 $((span - 700)) 1400"
+    echo "io read -P 0x21 $((span - 700)) 1400"
+    if [ $((4 * span + 10000)) -lt $((s - 4 * c - 2000)) ]; then
+      echo "io write -P 0x22 $((2 * span - 5000)) $((span + 10000))"
+      echo "io discard $((2 * span - 2 * c)) $((span + 4 * c))"
+    fi
+  fi
+  # the tail: a write, a discard of the last (partial) cluster, more writes
+  t=$(align $((s - 1)) "$c")
+  echo "io write -P 0x23 $((s - 2000)) 2000"
+  echo "io discard $t $((s - t))"
+  echo "io write -P 0x24 $((s - 700)) 300"
+  echo "io write -z -u $((s - 200)) 200"
+  echo "io read -P 0x24 $((s - 700)) 300"
+  # grow, write into the new part, shrink to just past it, write at the end
+  s1=$((s + 3 * c + 1536))
+  s2=$((s1 - c - 1024))
+  echo "resize +$((3 * c + 1536))"
+  echo "io write -P 0x25 $((s + 100)) $c"
+  echo "io read -P 0 $((s + 100 + c)) 100"
+  echo "resize -$((c + 1024))"
+  echo "io write -P 0x26 $((s2 - 300)) 300"
+  echo "io read -P 0x25 $((s + 100)) $c"
+  echo "io read -P 0x13 $((2 * c + c / 4)) 100"
+}
+
+# Enough writes at 512-byte clusters that the refcount table must grow (one
+# cluster of table covers 8 MiB at 16-bit refcounts, 2 MiB at 64-bit): CS SIZE OPTIONS MiB
+gen_grow() {
+  local c=$1 s=$2 n=$4
+  echo "io write -P 0x41 0 $((n * M))"
+  echo "io write -P 0x42 $((n * M + 1000)) 70000"
+  echo "io discard $((M)) $((M / 2))"
+  echo "io write -z $((2 * M)) 64k"
+  echo "io write -c -P 0x43 $((n * M + 128 * K)) $((8 * c))"
+  echo "io write -P 0x44 $((M + 100)) 200"
+  echo "io read -P 0x41 0 4k"
+  echo "resize +1M"
+  echo "io write -P 0x45 $s 64k"
+}
+
+# Snapshots interleaved with writes: CS SIZE OPTIONS
+gen_snap_basic() {
+  local c=$1 s=$2 m
+  m=$(((s - 1536) / 4))    # a quarter of the disk, for offsets
+  echo "io write -P 0x51 0 200k"
+  echo "io write -P 0x52 $m 64k"
+  echo "io write -c -P 0x53 $((2 * m)) $(((128 * K + c - 1) / c * c))"
+  echo "snap -c s1"
+  echo "check"
+  echo "io write -P 0x54 100k 10k"
+  echo "io write -z $m 64k"
+  echo "io discard 128k 64k"
+  echo "io write -P 0x55 $((2 * m + 1000)) 100"
+  echo "snap -c s2"
+  echo "check"
+  echo "io write -z -u 0 64k"
+  echo "io write -P 0x56 $((3 * m)) 64k"
+  echo "snap -c s3"
+  echo "check"
+  echo "snap -a s1"
+  echo "check"
+  echo "io write -P 0x57 50k 1k"
+  echo "io read -P 0x51 0 1k"
+  echo "check"
+  echo "snap -d s2"
+  echo "check"
+  echo "snap -a s3"
+  echo "io write -P 0x58 $m 4k"
+  echo "check"
+  echo "snap -d s1"
+  echo "snap -d s3"
+  echo "check"
+  echo "io write -P 0x59 0 64k"
+  echo "snap -c s4"
+  echo "io write -P 0x5a 1000 100"
+}
+
+# A snapshot of the small disk, one of the grown disk, applied in turn
+gen_snap_resize() {
+  local s=$2
+  echo "io write -P 0x61 0 512k"
+  echo "snap -c small"
+  echo "check"
+  echo "resize +2M"
+  echo "io write -P 0x62 $((s + 1000)) 64k"
+  echo "io write -P 0x63 100k 4k"
+  echo "snap -c big"
+  echo "check"
+  echo "snap -a small"
+  echo "check"
+  echo "io write -P 0x64 0 4k"
+  echo "check"
+  echo "snap -a big"
+  echo "check"
+  echo "snap -d small"
+  echo "check"
+}
+
+# Duplicate names and a name that is also an ID: apply looks up IDs first,
+# delete takes the first match, new IDs continue after the largest
+gen_snap_names() {
+  echo "io write -P 0x71 0 64k"
+  echo "snap -c dup"
+  echo "io write -P 0x72 0 32k"
+  echo "snap -c dup"
+  echo "io write -P 0x73 0 16k"
+  echo "snap -c 1"
+  echo "check"
+  echo "snap -a 1"
+  echo "check"
+  echo "io write -P 0x74 8k 1k"
+  echo "snap -d dup"
+  echo "check"
+  echo "snap -a 1"
+  echo "check"
+  echo "snap -a dup"
+  echo "snap -c after"
+  echo "check"
+}
+
+# Many snapshots at 512-byte clusters: the table spans several clusters
+gen_snap_many() {
+  local i
+  for i in $(seq 1 20); do
+    echo "io write -P $((0x20 + i)) $((i * 9000)) 700"
+    echo "snap -c number-$i"
+  done
+  for i in $(seq 2 2 18); do
+    echo "snap -d number-$i"
+  done
+  echo "check"
+  echo "snap -a number-5"
+  echo "io write -P 0x7e 40000 3000"
+  echo "snap -c number-21"
+  echo "check"
+}
+
+# Snapshots made by qemu-img, then read, applied and deleted by qvet
+gen_cross_qemu() {
+  echo "io write -P 0x81 0 300k"
+  echo "qsnap -c a"
+  echo "io write -P 0x82 100k 100k"
+  echo "io write -z 200k 64k"
+  echo "qsnap -c b"
+  echo "io write -P 0x83 0 4k"
+  echo "check"
+  echo "snap -a a"
+  echo "check"
+  echo "io write -P 0x84 1M 64k"
+  echo "snap -d b"
+  echo "check"
+  echo "snap -c c"
+  echo "check"
+  echo "snap -d a"
+  echo "check"
+}
+
+# Snapshots made by qvet (on A; by qemu-img on B), then applied and deleted by
+# qemu-img on both
+gen_cross_qvet() {
+  echo "io write -P 0x91 0 300k"
+  echo "snap -c a"
+  echo "io write -P 0x92 64k 128k"
+  echo "io write -z 256k 64k"
+  echo "snap -c b"
+  echo "io write -P 0x93 500k 10k"
+  echo "check"
+  echo "qsnap -a a"
+  echo "check"
+  echo "io write -P 0x94 0 4k"
+  echo "check"
+  echo "qsnap -d b"
+  echo "check"
+  echo "qsnap -a a"
+  echo "qsnap -d a"
+  echo "check"
+}
+
+# --- running a script on the twins -----------------------------------------
+
+# w_batch: run the io lines collected so far on both twins
+w_batch() {
+  local c vrc qrc
+  local args=()
+  if [ ${#w_io[@]} -eq 0 ]; then
+    return
+  fi
+  for c in "${w_io[@]}"; do
+    args+=(-c "$c")
+  done
+  w_io=()
+  w_nbatch=$((w_nbatch + 1))
+  qvet io "${args[@]}" A.qcow2 >"$OUT/vio" 2>"$OUT/err"
+  vrc=$?
+  qemu-io -f qcow2 "${args[@]}" B.qcow2 >"$OUT/qio.all" 2>&1 </dev/null
+  qrc=$?
+  grep -Ev '^[0-9.]+ (bytes|[KMGTPE]iB), [0-9]+ ops; ' "$OUT/qio.all" >"$OUT/qio"
+  if [ "$qrc" != 0 ]; then
+    echo "harness: qemu-io exited $qrc on io batch $w_nbatch: $(grep -v '^wrote\|^read\|^discard' "$OUT/qio" | head -n 1)" >>"$OUT/ops"
+  fi
+  if [ "$vrc" != "$qrc" ]; then
+    echo "io batch $w_nbatch: qvet io $(exited "$vrc") (qemu-io exited $qrc)$(errline)" >>"$OUT/ops"
+  elif ! cmp -s "$OUT/vio" "$OUT/qio"; then
+    echo "io batch $w_nbatch: qvet io printed other messages than qemu-io:" >>"$OUT/ops"
+    diff --label qemu-io --label qvet -u "$OUT/qio" "$OUT/vio" | sed -n '3,10p' >>"$OUT/ops"
+  fi
+}
+
+# w_pair WHAT QVET-ARGS -- QEMU-COMMAND...: one step on A by qvet, on B by QEMU
+w_pair() {
+  local what=$1 vrc qrc
+  local v=()
+  shift
+  while [ "$1" != -- ]; do
+    v+=("$1")
+    shift
+  done
+  shift
+  qvet "${v[@]}" >/dev/null 2>"$OUT/err"
+  vrc=$?
+  "$@" >"$OUT/qout" 2>&1 </dev/null
+  qrc=$?
+  if [ "$qrc" != 0 ]; then
+    echo "harness: $* exited $qrc: $(head -n 1 "$OUT/qout")" >>"$OUT/ops"
+  fi
+  if [ "$vrc" != "$qrc" ]; then
+    echo "$what: qvet ${v[*]} $(exited "$vrc") ($1 exited $qrc)$(errline)" >>"$OUT/ops"
+  fi
+}
+
+# w_both_qemu WHAT COMMAND...: a QEMU command on A, then on B (the word IMG in
+# COMMAND stands for the image)
+w_both_qemu() {
+  local what=$1 img rc
+  shift
+  for img in A B; do
+    "${@//IMG/$img.qcow2}" >"$OUT/qout" 2>&1 </dev/null
+    rc=$?
+    if [ "$rc" != 0 ]; then
+      if [ "$img" = A ]; then
+        echo "$what: on qvet's image: ${*//IMG/A.qcow2} exited $rc: $(head -n 1 "$OUT/qout")" >>"$OUT/ops"
+      else
+        echo "harness: ${*//IMG/B.qcow2} exited $rc: $(head -n 1 "$OUT/qout")" >>"$OUT/ops"
+      fi
+    fi
+  done
+}
+
+# snaps IMG: "ID NAME" of every snapshot, one a line (from qemu-img snapshot -l)
+snaps() {
+  qemu-img snapshot -l "$1" 2>&1 | awk 'NR > 2 { print $1, $2 }'
+}
+
+# w_verify PREFIX: compare the twins (see the top of this section)
+w_verify() {
+  local p=$1 rc va vb id sname
+  if [ -s "$OUT/ops" ]; then
+    fail "$p:run" "$(grep -c . "$OUT/ops") step(s) differed from QEMU" "$OUT/ops"
+  else
+    pass "$p:run"
+  fi
+  : >"$OUT/ops"
+  qemu-img check A.qcow2 >"$OUT/qchk" 2>&1
+  rc=$?
+  if [ "$rc" = 0 ]; then
+    pass "$p:check"
+  else
+    grep -v '^$' "$OUT/qchk" | head -n 8 >"$OUT/qchk.head"
+    fail "$p:check" "qemu-img check exited $rc on qvet's image" "$OUT/qchk.head"
+  fi
+  va=$(u64 A.qcow2 24)
+  vb=$(u64 B.qcow2 24)
+  qemu-img compare A.qcow2 B.qcow2 >"$OUT/cmp" 2>&1
+  rc=$?
+  if [ "$rc" = 0 ] && [ "$va" = "$vb" ]; then
+    pass "$p:compare"
+  elif [ "$rc" = 0 ]; then
+    fail "$p:compare" "virtual size: qvet $va, qemu $vb"
+  else
+    fail "$p:compare" "qemu-img compare exited $rc: $(grep -v '^Warning' "$OUT/cmp" | head -n 1)$([ "$va" = "$vb" ] || echo "; virtual size: qvet $va, qemu $vb")"
+  fi
+  if [ "$w_snaps" != 1 ]; then
+    return
+  fi
+  snaps A.qcow2 >"$OUT/snaps.a"
+  snaps B.qcow2 >"$OUT/snaps.b"
+  if cmp -s "$OUT/snaps.a" "$OUT/snaps.b"; then
+    pass "$p:list"
+  else
+    diff -u --label "qemu-img snapshot -l (qemu's image)" --label "(qvet's image)" \
+      "$OUT/snaps.b" "$OUT/snaps.a" | tail -n +3 >"$OUT/diff"
+    fail "$p:list" "the snapshot lists differ (ID NAME)" "$OUT/diff"
+  fi
+  # The disks are small: plain cmp of the raw contents is cheap.
+  while read -r id sname; do
+    rm -f "$OUT/sa.raw" "$OUT/sb.raw"
+    if ! qemu-img convert -t unsafe -O raw -l "snapshot.id=$id" B.qcow2 "$OUT/sb.raw" 2>"$OUT/qerr"; then
+      fail "$p@$id.$sname" "harness: qemu-img convert -l snapshot.id=$id on qemu's image: $(head -n 1 "$OUT/qerr")"
+      continue
+    fi
+    if ! qemu-img convert -t unsafe -O raw -l "snapshot.id=$id" A.qcow2 "$OUT/sa.raw" 2>"$OUT/qerr"; then
+      fail "$p@$id.$sname" "qemu-img convert -l snapshot.id=$id on qvet's image: $(head -n 1 "$OUT/qerr")"
+      continue
+    fi
+    if ! cmp "$OUT/sb.raw" "$OUT/sa.raw" >"$OUT/cmp" 2>&1; then
+      fail "$p@$id.$sname" "the snapshot reads differently from qvet's image (qemu-img convert -l): $(sed 's|^.*/sb.raw .*/sa.raw ||; s|^cmp: ||; s|/[^ ]*/s\([ab]\).raw|\1|' "$OUT/cmp" | head -n 1)"
+      continue
+    fi
+    qvet cat -s "$id" A.qcow2 2>"$OUT/err" | cmp - "$OUT/sb.raw" >"$OUT/cmp" 2>&1
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" != 0 ]; then
+      fail "$p@$id.$sname" "qvet cat -s $id $(exited "$rc")$(errline)"
+    elif [ -s "$OUT/cmp" ]; then
+      fail "$p@$id.$sname" "qvet cat -s $id reads other data than qemu-img convert -l: $(sed 's|^cmp: ||; s|/[^ ]*/sb.raw|qemu-img|' "$OUT/cmp" | head -n 1)"
+    else
+      pass "$p@$id.$sname"
+    fi
+  done <"$OUT/snaps.b"
+  rm -f "$OUT/sa.raw" "$OUT/sb.raw"
+}
+
+# w_play PREFIX SCRIPT: play SCRIPT on the twins A.qcow2 and B.qcow2 (cwd)
+w_play() {
+  local p=$1 script=$2 line verb rest step=0 nchecks
+  w_io=()
+  w_nbatch=0
+  w_snaps=0
+  if grep -q '^q\?snap ' "$script"; then
+    w_snaps=1
+  fi
+  : >"$OUT/ops"
+  nchecks=$(grep -c '^check$' "$script")
+  if [ "$(tail -n 1 "$script")" != check ]; then
+    nchecks=$((nchecks + 1))
+    echo check >>"$script"
+  fi
+  while IFS= read -r -u 4 line; do
+    verb=${line%% *}
+    rest=${line#* }
+    if [ "$verb" = io ]; then
+      w_io+=("$rest")
+      continue
+    fi
+    w_batch
+    case $verb in
+      resize) w_pair "resize $rest" resize A.qcow2 "$rest" -- qemu-img resize -q --shrink B.qcow2 "$rest" ;;
+      snap) w_pair "snapshot $rest" snapshot "${rest%% *}" "${rest#* }" A.qcow2 -- \
+        qemu-img snapshot "${rest%% *}" "${rest#* }" B.qcow2 ;;
+      qsnap) w_both_qemu "qemu-img snapshot $rest" qemu-img snapshot "${rest%% *}" "${rest#* }" IMG ;;
+      check)
+        step=$((step + 1))
+        if [ "$nchecks" -gt 1 ]; then
+          w_verify "$p#$step"
+        else
+          w_verify "$p"
+        fi
+        ;;
+      *) echo "harness: unknown script line: $line" >>"$OUT/ops" ;;
+    esac
+  done 4<"$script"
+}
+
+# w_agree NAME IMG: qvet check and qemu-img check must agree on IMG
+w_agree() {
+  local name=$1 img=$2 qrc vrc qf vf i why=""
+  local qa=() va=()
+  if [ "$HAVE_CHECK" != 1 ]; then
+    return
+  fi
+  qemu-img check --output=json "$img" >"$OUT/q.json" 2>"$OUT/q.err"
+  qrc=$?
+  qvet check --output=json "$img" >"$OUT/v.json" 2>"$OUT/err"
+  vrc=$?
+  if [ "$vrc" != "$qrc" ]; then
+    why="exit status: qemu-img $qrc, qvet $vrc$(errline)"
+  fi
+  if [ -s "$OUT/q.json" ]; then
+    qf=$(checkfields "$OUT/q.json")
+    vf=$(checkfields "$OUT/v.json")
+    if [ "$qf" != "$vf" ]; then
+      read -ra qa <<<"$qf"
+      read -ra va <<<"$vf"
+      for i in "${!qa[@]}"; do
+        if [ "${qa[$i]}" != "${va[$i]:-}" ]; then
+          why="${why:+$why; }${qa[$i]%%=*}: qemu-img ${qa[$i]#*=}, qvet ${va[$i]#*=}"
+        fi
+      done
+    fi
+  fi
+  if [ -z "$why" ]; then
+    pass "$name"
+  else
+    fail "$name" "$why"
+  fi
+}
+
+# make_base PATH FORMAT SIZE: a backing file with position-dependent content
+make_base() {
+  local p=$1 fmt=$2 s=$3 n
+  if [ "$fmt" = raw ]; then
+    cat "$WORK/$T1" "$WORK/$T2" | head -c "$s" >"$p"
+    return
+  fi
+  qemu-img create -q -f qcow2 "$p" "$s" || return 1
+  n=$((s < 2 * M ? s : 2 * M))
+  qemu-io -f qcow2 -c "write -s $WORK/$T1 0 $n" -c "write -P 0xb1 $n $((s - n))" \
+    -c "write -s $WORK/$T2 $((s - 3000)) 3000" -c "write -z $((64 * K)) 64k" "$p" >/dev/null
+}
+
+# u_twins LABEL VARIANT SIZE OPTIONS BACKING GENERATOR [ARGS...]
+#   VARIANT  qi: both twins from qemu-img create; qv: both from qvet create
+#   OPTIONS  create -o options ("-" for none)
+#   BACKING  none, qcow2:SIZE or raw:SIZE (made with QEMU's tools)
+u_twins() {
+  local label=$1 var=$2 size=$3 opts=$4 back=$5 gen=$6
+  shift 6
+  local p="write:$label/$var" dir=$WORK/w/$label.$var cs rc
+  local co=()
+  if ! { mkdir -p "$dir" && cd "$dir"; }; then
+    fail "$p:setup" "harness: cannot make $dir"
+    return
+  fi
+  if [ "$opts" != - ]; then
+    co+=(-o "$opts")
+  fi
+  case $back in
+    none) ;;
+    *)
+      if ! make_base "base.${back%%:*}" "${back%%:*}" "${back#*:}" 2>"$OUT/err"; then
+        fail "$p:setup" "harness: cannot make the backing file$(errline)"
+        return
+      fi
+      co+=(-b "base.${back%%:*}" -F "${back%%:*}")
+      ;;
+  esac
+  if [ "$var" = qv ]; then
+    qvet create "${co[@]}" A.qcow2 "$size" >/dev/null 2>"$OUT/err"
+    rc=$?
+    if [ "$rc" != 0 ]; then
+      fail "create:$label" "qvet create ${co[*]} A.qcow2 $size $(exited "$rc")$(errline)"
+      return
+    fi
+    cp A.qcow2 B.qcow2
+    qemu-img create -q -f qcow2 "${co[@]}" ref.qcow2 "$size" >/dev/null
+    if cmp -s A.qcow2 ref.qcow2; then
+      pass "create:$label"
+    else
+      fail "create:$label" "qvet create ${co[*]} IMG $size differs from qemu-img create: $(cmp A.qcow2 ref.qcow2 2>&1 | sed 's/^A.qcow2 ref.qcow2 //' | head -n 1) (sizes $(stat -c %s A.qcow2) and $(stat -c %s ref.qcow2))"
+    fi
+    rm -f ref.qcow2
+  else
+    if ! qemu-img create -q -f qcow2 "${co[@]}" A.qcow2 "$size" 2>"$OUT/err"; then
+      fail "$p:setup" "harness: qemu-img create failed$(errline)"
+      return
+    fi
+    cp A.qcow2 B.qcow2
+  fi
+  cs=$(cs_of "$opts")
+  "$gen" "$cs" "$(u64 A.qcow2 24)" "$opts" "$@" >script
+  w_play "$p" script
+  w_agree "agree:$label/$var:qvet-img" A.qcow2
+  w_agree "agree:$label/$var:qemu-img" B.qcow2
+}
+
+# u_snap LABEL SIZE OPTIONS BACKING GENERATOR: twins from qemu-img create,
+# checked after every step
+u_snap() {
+  local label=$1 size=$2 opts=$3 back=$4 gen=$5
+  local p="snap:$label" dir=$WORK/w/snap-$label
+  local co=()
+  if ! { mkdir -p "$dir" && cd "$dir"; }; then
+    fail "$p:setup" "harness: cannot make $dir"
+    return
+  fi
+  if [ "$opts" != - ]; then
+    co+=(-o "$opts")
+  fi
+  if [ "$back" != none ]; then
+    make_base "base.${back%%:*}" "${back%%:*}" "${back#*:}" || return
+    co+=(-b "base.${back%%:*}" -F "${back%%:*}")
+  fi
+  if ! qemu-img create -q -f qcow2 "${co[@]}" A.qcow2 "$size" 2>"$OUT/err"; then
+    fail "$p:setup" "harness: qemu-img create failed$(errline)"
+    return
+  fi
+  cp A.qcow2 B.qcow2
+  "$gen" "$(cs_of "$opts")" "$(u64 A.qcow2 24)" "$opts" >script
+  w_play "$p" script
+  w_agree "agree:snap/$label:qvet-img" A.qcow2
+  w_agree "agree:snap/$label:qemu-img" B.qcow2
+}
+
+# damage FILE KIND: break one thing in a 16-bit-refcount image
+damage() {
+  local f=$1 kind=$2 cb rt rb l1 l2 i e idx n
+  cb=$(u32 "$f" 20)
+  rt=$(u64 "$f" 48)
+  rb=$(($(u64 "$f" "$rt") & 0x00fffffffffffe00))
+  case $kind in
+    leak) # the header cluster counted twice
+      poke "$f" "$rb" 2 2 ;;
+    lower) # the first shared cluster counted once
+      n=$((1 << (cb - 1)))
+      idx=$(od -An -tu2 --endian=big -v -w2 -N $((2 * n)) -j "$rb" "$f" | awk '$1 == 2 { print NR - 1; exit }')
+      [ -n "$idx" ] || return 1
+      poke "$f" $((rb + 2 * idx)) 2 1 ;;
+    zero | copied) # a data cluster of the active L2 table with COPIED set
+      l1=$(u64 "$f" 40)
+      l2=$(($(u64 "$f" "$l1") & 0x00fffffffffffe00))
+      [ "$l2" != 0 ] || return 1
+      for ((i = 0; i < (1 << (cb - 3)); i++)); do
+        e=$(u64 "$f" $((l2 + 8 * i)))
+        if [ $((e >> 63 & 1)) = 1 ] && [ $((e >> 62 & 1)) = 0 ] && [ $((e & 0x00fffffffffffe00)) != 0 ]; then
+          break
+        fi
+        e=
+      done
+      [ -n "$e" ] || return 1
+      if [ "$kind" = copied ]; then
+        poke "$f" $((l2 + 8 * i)) 1 $(((e >> 56) & 0x7f))
+      else
+        idx=$(((e & 0x00fffffffffffe00) >> cb))
+        rb=$(($(u64 "$f" $((rt + 8 * (idx >> (cb - 1))))) & 0x00fffffffffffe00))
+        poke "$f" $((rb + 2 * (idx & ((1 << (cb - 1)) - 1)))) 2 0
+      fi
+      ;;
+    reftable) # the first refcount block lost
+      poke "$f" "$rt" 8 0 ;;
+  esac
+}
+
+# u_damage KIND CLUSTER-SIZE: a written image with a snapshot, damaged in one
+# way; qvet check must agree with qemu-img check, and repair it
+u_damage() {
+  local label=$1 kind=$2 cs=$3 dir=$WORK/w/damage-$1 vrc qrc rc why=""
+  mkdir -p "$dir" && cd "$dir" || return
+  if [ "$HAVE_CHECK" != 1 ]; then
+    return
+  fi
+  if ! {
+    qemu-img create -q -f qcow2 -o cluster_size="$cs" img.qcow2 4M &&
+      qemu-io -f qcow2 -c "write -P 0xa1 0 300k" -c "write -P 0xa2 1M 100k" \
+        -c "write -c -P 0xa3 2M 64k" img.qcow2 >/dev/null &&
+      qemu-img snapshot -c s1 img.qcow2 &&
+      qemu-io -f qcow2 -c "write -P 0xa4 0 8k" -c "write -P 0xa5 3M 4k" img.qcow2 >/dev/null &&
+      cp img.qcow2 dmg.qcow2 && damage dmg.qcow2 "$kind"
+  }; then
+    fail "damage:$label" "harness: cannot build the damaged image"
+    return
+  fi
+  w_agree "agree:damage/$label" dmg.qcow2
+  cp dmg.qcow2 fixv.qcow2
+  cp dmg.qcow2 fixq.qcow2
+  qvet check -r all fixv.qcow2 >"$OUT/vrep" 2>"$OUT/err"
+  vrc=$?
+  qemu-img check -r all fixq.qcow2 >/dev/null 2>&1
+  qrc=$?
+  if [ "$vrc" != "$qrc" ]; then
+    why="qvet check -r all $(exited "$vrc"), qemu-img check -r all exited $qrc$(errline)"
+  fi
+  qemu-img check fixv.qcow2 >"$OUT/qchk" 2>&1
+  rc=$?
+  if [ "$rc" != 0 ]; then
+    why="${why:+$why; }after qvet check -r all, qemu-img check exited $rc: $(grep -v '^$' "$OUT/qchk" | head -n 1)"
+  fi
+  if ! qemu-img compare -q img.qcow2 fixv.qcow2 2>/dev/null; then
+    why="${why:+$why; }the repair changed the guest data"
+  fi
+  if [ -z "$why" ]; then
+    pass "repair:damage/$label"
+  else
+    fail "repair:damage/$label" "$why"
+  fi
+}
+
+# The write units: one line each in the queue (see main).
+# wu LABEL FUNCTION ARGS...; wu1 for the long ones, started first
+wu() {
+  wu_add w "$@"
+}
+wu1() {
+  wu_add W "$@"
+}
+wu_add() {
+  local kind=$1 label=$2 fn=$3
+  shift 3
+  if [ -n "$ONLY" ] && ! [[ $label =~ $ONLY ]]; then
+    return
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\n' "$count" "$kind" "$label" "$fn" "$*" >>"$QUEUE"
+  count=$((count + 1))
+}
+
+# twins LABEL SIZE OPTIONS BACKING GENERATOR [ARGS...]: both variants
+twins() {
+  local label=$1
+  shift
+  wu "write:$label/qi" u_twins "$label" qi "$@"
+  wu "write:$label/qv" u_twins "$label" qv "$@"
+}
+
+write_units() {
+  local cs rb k
+  wu1 "write:grow/c512-8M/qi" u_twins grow/c512-8M qi $((16 * M)) cluster_size=512 none gen_grow 8
+  for cs in 512 1k 4k 16k 64k 2M; do
+    k=$(numfmt --from=iec "${cs^^}")
+    case $cs in
+      16k) twins "cs/c$cs" "$(sz "$k" $((36 * M)))" "cluster_size=$cs" none gen_general ;;
+      64k) twins "cs/c$cs" "$(sz "$k" $((520 * M)))" "cluster_size=$cs" none gen_general ;;
+      *) twins "cs/c$cs" "$(sz "$k")" "cluster_size=$cs" none gen_general ;;
+    esac
+  done
+  for cs in 512 4k 64k 2M; do
+    k=$(numfmt --from=iec "${cs^^}")
+    twins "v2/c$cs" "$(sz "$k")" "compat=0.10,cluster_size=$cs" none gen_general
+  done
+  twins "v3/default" "$(sz 65536)" "compat=1.1" none gen_general
+  for rb in 1 2 4 8 32 64; do
+    twins "rb/r$rb-c512" "$(sz 512 $((M / 2)))" "refcount_bits=$rb,cluster_size=512" none gen_general
+    twins "rb/r$rb-c64k" "$(sz 65536)" "refcount_bits=$rb" none gen_general
+  done
+  wu "write:grow/c512-rb64/qi" u_twins grow/c512-rb64 qi $((4 * M)) cluster_size=512,refcount_bits=64 none gen_grow 2
+  twins "lazy/c64k" "$(sz 65536)" "lazy_refcounts=on" none gen_general
+  twins "lazy/c512" "$(sz 512 $((M / 2)))" "lazy_refcounts=on,cluster_size=512" none gen_general
+  twins "xl2/c16k" "$(sz 16384 $((20 * M)))" "extended_l2=on,cluster_size=16k" none gen_general
+  twins "xl2/c64k" "$(sz 65536 $((260 * M)))" "extended_l2=on" none gen_general
+  twins "xl2/c2M" "$(sz $((2 * M)))" "extended_l2=on,cluster_size=2M" none gen_general
+  twins "zstd/c64k" "$(sz 65536)" "compression_type=zstd" none gen_general
+  twins "zstd/c4k" "$(sz 4096)" "compression_type=zstd,cluster_size=4k" none gen_general
+  twins "zstd/xl2-c16k" "$(sz 16384)" "compression_type=zstd,extended_l2=on,cluster_size=16k" none gen_general
+  twins "prealloc/c64k" "$(sz 65536)" "preallocation=metadata" none gen_general
+  twins "prealloc/c512" "$(sz 512)" "preallocation=metadata,cluster_size=512" none gen_general
+  twins "prealloc/c2M" "$(sz $((2 * M)))" "preallocation=metadata,cluster_size=2M" none gen_general
+  twins "prealloc/v2-c4k" "$(sz 4096)" "preallocation=metadata,compat=0.10,cluster_size=4k" none gen_general
+  twins "backing/qcow2-c64k" "$(sz 65536)" - "qcow2:$((2 * M + 512))" gen_general
+  twins "backing/qcow2-c4k" "$(sz 4096)" "cluster_size=4k" "qcow2:$((2 * M + 512))" gen_general
+  twins "backing/qcow2-c512" "$(sz 512 $((M / 2)))" "cluster_size=512" "qcow2:$((M / 4 + 512))" gen_general
+  twins "backing/raw-c64k" "$(sz 65536)" - "raw:$((M + 777))" gen_general
+  twins "backing/raw-c1k" "$(sz 1024 $((M / 2)))" "cluster_size=1k" "raw:$((M / 4 + 333))" gen_general
+  twins "backing/v2-qcow2" "$(sz 65536)" "compat=0.10" "qcow2:$((3 * M))" gen_general
+  twins "backing/xl2-c16k" "$(sz 16384)" "extended_l2=on,cluster_size=16k" "qcow2:$((2 * M + 512))" gen_general
+  twins "backing/xl2-c64k" "$(sz 65536)" "extended_l2=on" "raw:$((M + 4097))" gen_general
+  twins "backing/xl2-c2M" "$(sz $((2 * M)))" "extended_l2=on,cluster_size=2M" "qcow2:$((20 * M + 512))" gen_general
+  twins "backing/xl2-prealloc" "$(sz 65536)" "extended_l2=on,preallocation=metadata" "qcow2:$((2 * M + 512))" gen_general
+
+  wu "snap:basic-c64k" u_snap basic-c64k $((4 * M + 1536)) - none gen_snap_basic
+  wu "snap:basic-c512" u_snap basic-c512 $((4 * M + 1536)) cluster_size=512 none gen_snap_basic
+  wu "snap:basic-v2-c4k" u_snap basic-v2-c4k $((4 * M + 1536)) compat=0.10,cluster_size=4k none gen_snap_basic
+  wu "snap:basic-xl2-c16k" u_snap basic-xl2-c16k $((4 * M + 1536)) extended_l2=on,cluster_size=16k none gen_snap_basic
+  wu "snap:basic-lazy-zstd" u_snap basic-lazy-zstd $((4 * M + 1536)) lazy_refcounts=on,compression_type=zstd none gen_snap_basic
+  wu "snap:basic-rb64-c2M" u_snap basic-rb64-c2M $((4 * M + 1536)) refcount_bits=64,cluster_size=2M none gen_snap_basic
+  wu "snap:basic-overlay" u_snap basic-overlay $((4 * M + 1536)) cluster_size=32k "qcow2:$((2 * M + 512))" gen_snap_basic
+  wu "snap:resize" u_snap resize $((3 * M + 1536)) - none gen_snap_resize
+  wu "snap:names" u_snap names "$M" cluster_size=4k none gen_snap_names
+  wu "snap:many-c512" u_snap many-c512 $((256 * K)) cluster_size=512 none gen_snap_many
+  wu "snap:cross-qemu-made" u_snap cross-qemu-made $((4 * M + 1536)) - none gen_cross_qemu
+  wu "snap:cross-qemu-made-v2-c512" u_snap cross-qemu-made-v2-c512 $((4 * M + 1536)) compat=0.10,cluster_size=512 none gen_cross_qemu
+  wu "snap:cross-qvet-made" u_snap cross-qvet-made $((4 * M + 1536)) - none gen_cross_qvet
+  wu "snap:cross-qvet-made-xl2" u_snap cross-qvet-made-xl2 $((4 * M + 1536)) extended_l2=on,cluster_size=32k none gen_cross_qvet
+
+  if [ "$HAVE_CHECK" = 1 ]; then
+    for k in leak lower zero copied reftable; do
+      for cs in 65536 512; do
+        wu "damage:$k-c$cs" u_damage "$k-c$cs" "$k" "$cs"
+      done
+    done
+  fi
+}
+
+# ---------------------------------------------------------------------------
 # main: build the groups in parallel, then check the images in parallel
 # (JOBS at a time); results are printed in manifest order.
 
@@ -964,29 +1819,58 @@ for g in "${GROUPS_ALL[@]}"; do
 done
 echo "interop: $(wc -l <"$MANIFEST") images built in $(($(date +%s) - start))s; checking $QVET with $JOBS jobs" >&2
 
+# The queue: the read gate's images (r), then the write units (w; W: long
+# ones, started first). Results are printed in queue order.
+QUEUE=$OUT/queue
+: >"$QUEUE"
 count=0
-next=0
-running=0
 while IFS=$'\t' read -r -u 3 label cwd path snaps; do
   if [ -n "$ONLY" ] && ! [[ $label =~ $ONLY ]]; then
     continue
   fi
-  mkdir -p "$OUT/r$count"
+  printf '%s\tr\t%s\t%s\t%s\t%s\n' "$count" "$label" "$cwd" "$path" "$snaps" >>"$QUEUE"
+  count=$((count + 1))
+done 3<"$MANIFEST"
+if "$QVET" help 2>/dev/null | grep -qE '^[[:space:]]*qvet check( |$)'; then
+  HAVE_CHECK=1
+fi
+write_units
+{
+  awk -F '\t' '$2 == "W"' "$QUEUE"
+  awk -F '\t' '$2 != "W"' "$QUEUE"
+} >"$OUT/start"
+
+next=0
+running=0
+while IFS=$'\t' read -r -u 3 idx kind label a b c; do
+  mkdir -p "$OUT/r$idx"
   (
-    OUT=$OUT/r$count
-    check_image "$label" "$cwd" "$path" "$snaps" >"$OUT/result" 2>&1
+    OUT=$OUT/r$idx
+    t0=$(date +%s%N)
+    if [ "$kind" = r ]; then
+      check_image "$label" "$a" "$b" "$c" >"$OUT/result" 2>&1
+    else
+      read -ra wargs <<<"$b"
+      "$a" "${wargs[@]}" >"$OUT/result" 2>"$OUT/stderr"
+    fi
+    echo "$((($(date +%s%N) - t0) / 1000000)) $label" >"$OUT/time"
     : >"$OUT/done"
   ) &
-  count=$((count + 1))
   running=$((running + 1))
   if [ "$running" -ge "$JOBS" ]; then
     wait -n
     running=$((running - 1))
   fi
   flush_results
-done 3<"$MANIFEST"
+done 3<"$OUT/start"
 wait
 flush_results
+if [ "$TIMES" = 1 ]; then
+  cat "$WORK"/.out/r*/time 2>/dev/null | sort -rn | head -n 20 | sed 's/^/interop: ms /' >&2
+fi
+if [ "$HAVE_CHECK" != 1 ]; then
+  echo "SKIP agree:*, repair:*: 'qvet check' is not a command in 'qvet help' yet; checker agreement not run"
+fi
 
 if [ -z "$ONLY" ]; then
   check_error "error:missing-file" "qvet: nonexistent.qcow2: " cat nonexistent.qcow2

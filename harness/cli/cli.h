@@ -13,10 +13,14 @@
 int cmd_info(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 int cmd_io(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
+int cmd_soak(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
+int cmd_minimize(int argc, char **argv);
 
 
 /* Prints "qvet: <file>: <message>" (one line) and returns 1. */
@@ -38,6 +42,13 @@ enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };
 
 /* Parses the value of --output; returns false when it is neither human nor json. */
 bool cli_parse_output(const char *value, enum output_format *out);
+
+/*
+ * Readies getopt for a new argument list, silently (errors are reported as one line by
+ * the caller). glibc needs optind = 0, not 1, to forget the state of a previous list:
+ * `qvet io` parses one per command, and `snapshot -l` hands over to `info`.
+ */
+void cli_getopt_reset(void);
 
 /* Writes s as a JSON string literal, escaped. */
 void json_put_string(FILE *f, const char *s);

@@ -13,10 +13,16 @@ static const struct command commands[] = {
     { "info", cmd_info, "info [--output=human|json] IMAGE[@SNAPSHOT]" },
     { "map", cmd_map, "map [--output=human|json] IMAGE[@SNAPSHOT]" },
     { "cat", cmd_cat, "cat [-s SNAPSHOT] IMAGE[@SNAPSHOT]" },
+    { "check", cmd_check, "check [-r leaks|all] [--output=human|json] IMAGE" },
     { "create", cmd_create, "create [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]" },
     { "io", cmd_io, "io [-r] [-c 'read|write|discard|flush ...']... IMAGE" },
     { "snapshot", cmd_snapshot, "snapshot -l | -c NAME | -a NAME | -d NAME IMAGE" },
     { "resize", cmd_resize, "resize IMAGE [+|-]SIZE" },
+    { "soak", cmd_soak, "soak [--seed S] [--ops N | --seconds T] [--size SIZE] [-o OPTIONS] "
+                        "[--backing none|qcow2|raw|chain] [--check-every K] [--dir DIR] "
+                        "[--trace FILE] [--weights KIND=N,...] [--io-size SIZE] [--no-qemu-checks]" },
+    { "replay", cmd_replay, "replay TRACE" },
+    { "minimize", cmd_minimize, "minimize TRACE -o OUT" },
 };
 
 static void print_help(FILE *f)

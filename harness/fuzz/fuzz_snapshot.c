@@ -1,0 +1,447 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * fuzz_snapshot: a valid small image with internal snapshots is built once per layout
+ * (through the engine's own create, write and snapshot calls on a memory backend); the
+ * input then replaces its snapshot table:
+ *
+ *   byte 0      bits 0-1: which base layout; bits 2-7: which operations (below)
+ *   byte 1      nb_snapshots written into the header
+ *   byte 2..    the bytes written over the snapshot table, from its offset on
+ *
+ * The patched image is read through every listed snapshot, checked, then opened
+ * writable for apply / delete / create. What a snapshot read before an apply must be what
+ * the active state reads after it, and writes on an image the check found consistent
+ * must leave it consistent.
+ *
+ * Setting QVET_FUZZ_SNAPSHOT_SEEDS=<dir> makes the first run write one seed per layout
+ * (its own, unmodified table) into <dir>; corpus/make-seeds.sh uses this. For triage,
+ * QVET_FUZZ_DUMP=<file> saves the patched image an input makes.
+ */
+#include "fuzz_common.h"
+
+#define WINDOW (256u << 10)
+#define SNAP_READS 4u
+#define MAX_TABLE_INPUT (256u << 10)
+#define HEADROOM (4u << 20)
+
+struct layout {
+    const char *options;            /* qemu-img style create options */
+    uint64_t size;
+    unsigned snapshots;
+};
+
+static const struct layout layouts[4] = {
+    { "cluster_size=512", 128u << 10, 2 },
+    { "compat=0.10,cluster_size=4k", 512u << 10, 2 },
+    { "cluster_size=16k,extended_l2=on", 1u << 20, 3 },
+    { "cluster_size=4k,refcount_bits=4,lazy_refcounts=on,compression_type=zstd", 256u << 10,
+      2 },
+};
+
+struct base {
+    uint8_t *bytes;
+    size_t len;
+    uint64_t table_offset;
+    uint32_t nb;
+    size_t table_len;               /* bytes of the valid table */
+};
+
+static struct base bases[4];
+static uint8_t window_a[WINDOW];
+static uint8_t window_b[WINDOW];
+static uint8_t buf[2 * FUZZ_READ_CHUNK];
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/*
+ * Length of a valid snapshot table of nb entries (each padded to 8 bytes). It also
+ * fixes each entry's date, so that a base (and so every input's meaning) is the same
+ * from run to run.
+ */
+static size_t table_length(uint8_t *t, size_t avail, uint32_t nb)
+{
+    size_t off = 0;
+    for (uint32_t i = 0; i < nb; i++) {
+        if (avail - off < 40)
+            fuzz_fail("base snapshot table runs past the file");
+        uint8_t *e = t + off;
+        put_be32(e + 16, 0x60000000u + i);  /* date_sec */
+        put_be32(e + 20, 0);                /* date_nsec */
+        size_t id_len = (size_t)e[12] << 8 | e[13];
+        size_t name_len = (size_t)e[14] << 8 | e[15];
+        size_t extra = get_be32(e + 36);
+        off += (40 + extra + id_len + name_len + 7) & ~(size_t)7;
+        if (off > avail)
+            fuzz_fail("base snapshot table runs past the file");
+    }
+    return off;
+}
+
+static void build_base(unsigned i)
+{
+    const struct layout *l = &layouts[i];
+    struct base *b = &bases[i];
+    struct qcow2_create_options o;
+    struct qcow2_error err;
+    char text[128];
+    qcow2_create_options_init(&o);
+    snprintf(text, sizeof(text), "%s", l->options);
+    if (qcow2_create_options_parse(&o, text, &err))
+        fuzz_fail("layout %u: %s", i, err.message);
+    o.size = l->size;
+    o.has_size = true;
+
+    struct qcow2_backend *mem;
+    if (qcow2_backend_mem_new(NULL, 0, 64u << 20, &mem))
+        fuzz_fail("out of memory");
+    if (qcow2_create_backend(mem, "base.qcow2", &o, &err))
+        fuzz_fail("layout %u: create: %s", i, err.message);
+    struct qcow2_open_options opts = { .writable = true };
+    struct qcow2_image *img;
+    if (fuzz_open_over(mem, &opts, NULL, &img))
+        fuzz_fail("layout %u: cannot open the new image", i);
+    uint32_t cs = 0;
+    struct qcow2_info info;
+    qcow2_get_info(img, &info);
+    cs = info.cluster_size;
+    /* Every state differs: a few clusters of a pattern per snapshot, one compressed. */
+    for (unsigned s = 0; s <= l->snapshots; s++) {
+        for (unsigned k = 0; k < 3; k++) {
+            uint64_t off = ((uint64_t)(s * 5u + k * 3u) * cs) % l->size;
+            size_t len = cs + 1000u;
+            if (off + len > l->size)
+                len = (size_t)(l->size - off);
+            fuzz_fill(buf, len, s * 16u + k);
+            if (qcow2_pwrite(img, buf, len, off, &err))
+                fuzz_fail("layout %u: write: %s", i, err.message);
+        }
+        uint64_t coff = (uint64_t)(s * 7u + 11u) * cs % l->size;
+        fuzz_fill(buf, cs, 99u + s);
+        memset(buf + cs / 2, 0, cs / 2);
+        int ret = qcow2_pwrite_compressed(img, buf, cs, coff, &err);
+        if (ret && ret != -EEXIST)
+            fuzz_fail("layout %u: compressed write: %s", i, err.message);
+        if (qcow2_pwrite_zeroes(img, (uint64_t)s * cs, cs / 2, 0, &err))
+            fuzz_fail("layout %u: zero write: %s", i, err.message);
+        if (s < l->snapshots) {
+            char name[16];
+            snprintf(name, sizeof(name), "snap%u", s);
+            if (qcow2_snapshot_create(img, name, &err))
+                fuzz_fail("layout %u: snapshot: %s", i, err.message);
+        }
+    }
+    qcow2_close(img);
+
+    size_t n;
+    const uint8_t *p = qcow2_backend_mem_data(mem, &n);
+    b->bytes = malloc(n);
+    if (!b->bytes)
+        fuzz_fail("out of memory");
+    memcpy(b->bytes, p, n);
+    b->len = n;
+    qcow2_backend_destroy(mem);
+    b->nb = get_be32(b->bytes + 60);
+    b->table_offset = get_be64(b->bytes + 64);
+    if (b->nb != l->snapshots || b->table_offset == 0 || b->table_offset >= b->len)
+        fuzz_fail("layout %u: %" PRIu32 " snapshots at 0x%" PRIx64, i, b->nb, b->table_offset);
+    b->table_len = table_length(b->bytes + b->table_offset,
+                                b->len - (size_t)b->table_offset, b->nb);
+}
+
+/* One seed per layout and operation mix, each with the layout's own valid table. */
+static void write_seeds(const char *dir)
+{
+    static const uint8_t mixes[] = { 0x00, 0x13, 0x2a, 0x3d };
+    for (unsigned i = 0; i < 4; i++) {
+        for (unsigned m = 0; m < sizeof(mixes); m++) {
+            char path[4096];
+            snprintf(path, sizeof(path), "%s/layout%u-ops%02x", dir, i, mixes[m]);
+            FILE *f = fopen(path, "wb");
+            if (!f)
+                fuzz_fail("cannot write %s", path);
+            uint8_t head[2] = { (uint8_t)(i | mixes[m] << 2), (uint8_t)bases[i].nb };
+            fwrite(head, 1, 2, f);
+            fwrite(bases[i].bytes + bases[i].table_offset, 1, bases[i].table_len, f);
+            fclose(f);
+        }
+    }
+}
+
+static void init_once(void)
+{
+    static bool done;
+    if (done)
+        return;
+    done = true;
+    for (unsigned i = 0; i < 4; i++)
+        build_base(i);
+    const char *dir = getenv("QVET_FUZZ_SNAPSHOT_SEEDS");
+    if (dir && *dir)
+        write_seeds(dir);
+}
+
+/*
+ * The id of the snapshot just created (named "fz"), when no other snapshot's id or name
+ * could be mistaken for it; NULL otherwise.
+ */
+static char *unique_new_id(const struct qcow2_image *img)
+{
+    uint32_t n = qcow2_snapshot_count(img);
+    const char *id = NULL;
+    struct qcow2_snapshot_info s;
+    for (uint32_t i = 0; i < n; i++)
+        if (qcow2_snapshot_get(img, i, &s) == 0 && !strcmp(s.name, "fz")) {
+            if (id)
+                return NULL;
+            id = s.id;
+        }
+    if (!id)
+        fuzz_fail("the snapshot just created is not listed");
+    for (uint32_t i = 0; i < n; i++)
+        if (qcow2_snapshot_get(img, i, &s) == 0 && s.id != id &&
+            (!strcmp(s.id, id) || !strcmp(s.name, id)))
+            return NULL;
+    return strdup(id);
+}
+
+/* Reads [0, len) of the state `snapshot` names (NULL: active) into out. */
+static int read_state(const uint8_t *img_bytes, size_t len, const char *snapshot,
+                      uint8_t *out, uint64_t *vsize)
+{
+    struct qcow2_open_options opts = {
+        .cache_bytes = FUZZ_CACHE_BYTES,
+        .snapshot = snapshot,
+        .open_backing = fuzz_refuse_backing,
+    };
+    struct qcow2_image *img;
+    struct qcow2_error err;
+    int ret = fuzz_open_mem(img_bytes, len, len, &opts, &img);
+    if (ret)
+        return ret;
+    *vsize = qcow2_virtual_size(img);
+    uint64_t n = *vsize < WINDOW ? *vsize : WINDOW;
+    ret = qcow2_pread(img, out, (size_t)n, 0, &err);
+    fuzz_walk_and_read(img, buf, FUZZ_READ_BYTES / 4u);
+    qcow2_close(img);
+    return ret;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    init_once();
+    if (size < 2 || size > MAX_TABLE_INPUT + 2)
+        return 0;
+    const struct base *base = &bases[data[0] & 3u];
+    uint8_t ops = data[0] >> 2;
+    const uint8_t *table = data + 2;
+    size_t table_len = size - 2;
+
+    /* The base image with the input over its snapshot table. */
+    size_t len = (size_t)base->table_offset + table_len;
+    if (len < base->len)
+        len = base->len;
+    uint8_t *image = malloc(len);
+    if (!image)
+        return 0;
+    memcpy(image, base->bytes, base->len);
+    if (len > base->len)
+        memset(image + base->len, 0, len - base->len);
+    memcpy(image + base->table_offset, table, table_len);
+    put_be32(image + 60, data[1]);
+    /* For triage: QVET_FUZZ_DUMP=<file> saves the image this input makes. */
+    const char *dump = getenv("QVET_FUZZ_DUMP");
+    if (dump && *dump) {
+        FILE *f = fopen(dump, "wb");
+        if (f) {
+            fwrite(image, 1, len, f);
+            fclose(f);
+        }
+    }
+
+    /* 1. Every listed snapshot, read through its own open. */
+    struct qcow2_open_options ro = {
+        .cache_bytes = FUZZ_CACHE_BYTES,
+        .open_backing = fuzz_refuse_backing,
+    };
+    struct qcow2_image *img;
+    char *ids[SNAP_READS] = { NULL };
+    uint32_t nsnap = 0;
+    if (fuzz_open_mem(image, len, len, &ro, &img) == 0) {
+        size_t sum = fuzz_touch_info(img);
+        nsnap = fuzz_list_snapshots(img, &sum);
+        for (uint32_t i = 0; i < nsnap && i < SNAP_READS; i++) {
+            struct qcow2_snapshot_info s;
+            if (qcow2_snapshot_get(img, i, &s) == 0)
+                ids[i] = strdup(s.id);
+        }
+        qcow2_close(img);
+    }
+    for (uint32_t i = 0; i < SNAP_READS; i++) {
+        uint64_t vs;
+        if (ids[i])
+            read_state(image, len, ids[i], window_a, &vs);
+    }
+
+    /* 2. The check, read-only: does the oracle hold the writes to consistency? */
+    bool clean = false;
+    struct qcow2_open_options ck = {
+        .cache_bytes = FUZZ_CACHE_BYTES,
+        .no_backing = true,
+        .for_check = true,
+    };
+    if (fuzz_open_mem(image, len, len, &ck, &img) == 0) {
+        struct qcow2_check_result res;
+        clean = fuzz_check(img, QCOW2_REPAIR_NONE, &res) == 0 && res.corruptions == 0 &&
+                res.check_errors == 0;
+        qcow2_close(img);
+    }
+
+    /* 3. Writable: apply, delete, create. */
+    struct qcow2_backend *mem;
+    if (qcow2_backend_mem_new(image, len, len + HEADROOM, &mem))
+        goto out;
+    struct qcow2_open_options rw = {
+        .cache_bytes = FUZZ_CACHE_BYTES,
+        .open_backing = fuzz_refuse_backing,
+        .writable = true,
+    };
+    struct qcow2_error err;
+    bool repaired = false;
+    if (fuzz_open_over(mem, &rw, NULL, &img)) {
+        /* Repair what the check can repair (a broken table among it), then try again. */
+        clean = false;
+        repaired = true;
+        struct qcow2_open_options rep = rw;
+        rep.for_check = true;
+        if (fuzz_open_over(mem, &rep, NULL, &img) == 0) {
+            struct qcow2_check_result res;
+            fuzz_check(img, (ops & 1) ? QCOW2_REPAIR_ALL : QCOW2_REPAIR_LEAKS, &res);
+            qcow2_close(img);
+        }
+        if (fuzz_open_over(mem, &rw, NULL, &img)) {
+            qcow2_backend_destroy(mem);
+            goto out;
+        }
+    }
+    bool all_ok = true;
+    uint32_t count = qcow2_snapshot_count(img);
+    if (count != nsnap && nsnap)
+        fuzz_fail("writable open lists %" PRIu32 " snapshots, read-only %" PRIu32, count,
+                  nsnap);
+    if (count) {
+        /* Apply one: the active state then reads as the snapshot did. */
+        uint32_t k = (ops >> 1) % count;
+        struct qcow2_snapshot_info s;
+        qcow2_snapshot_get(img, k, &s);
+        char *key = strdup((ops & 0x20) ? s.name : s.id);
+        uint64_t snap_vsize = 0;
+        bool expect = key && !repaired &&
+                      read_state(image, len, key, window_a, &snap_vsize) == 0;
+        if (key && qcow2_snapshot_apply(img, key, &err) == 0) {
+            /* Compare what both views cover (a snapshot opened read-only keeps the
+             * active virtual size; an apply takes the snapshot's). */
+            uint64_t vs = qcow2_virtual_size(img);
+            uint64_t n = vs < WINDOW ? vs : WINDOW;
+            uint64_t both = n < snap_vsize ? n : snap_vsize;
+            if (qcow2_pread(img, window_b, (size_t)n, 0, &err))
+                fuzz_fail("apply \"%s\": the applied state does not read: %s", key,
+                          err.message);
+            if (expect && memcmp(window_a, window_b, (size_t)both))
+                fuzz_fail("apply \"%s\": the active state differs from the snapshot", key);
+            /* Diverge from the snapshot. */
+            fuzz_fill(buf, 4096 < n ? 4096 : (size_t)n, ops);
+            if (n && qcow2_pwrite(img, buf, 4096 < n ? 4096 : (size_t)n, 0, &err))
+                all_ok = false;
+        } else {
+            all_ok = false;
+        }
+        free(key);
+        /* Delete one (possibly the one just applied). */
+        uint32_t c2 = qcow2_snapshot_count(img);
+        if (c2) {
+            uint32_t j = (ops >> 3) % c2;
+            if (qcow2_snapshot_get(img, j, &s) == 0) {
+                char *id = strdup(s.id);
+                if (id && qcow2_snapshot_delete(img, id, &err))
+                    all_ok = false;
+                else if (id && qcow2_snapshot_count(img) != c2 - 1)
+                    fuzz_fail("delete \"%s\": %" PRIu32 " snapshots left of %" PRIu32, id,
+                              qcow2_snapshot_count(img), c2);
+                free(id);
+            }
+        }
+    }
+    char *new_id = NULL;
+    if (ops & 0x10) {
+        uint32_t before = qcow2_snapshot_count(img);
+        if (qcow2_snapshot_create(img, "fz", &err))
+            all_ok = false;
+        else if (qcow2_snapshot_count(img) != before + 1)
+            fuzz_fail("create: %" PRIu32 " snapshots after, %" PRIu32 " before",
+                      qcow2_snapshot_count(img), before);
+        else
+            new_id = unique_new_id(img);
+    }
+    if (qcow2_snapshot_delete(img, "no such snapshot \x01", &err) != -ENOENT)
+        all_ok = false;
+    if (qcow2_flush(img, &err))
+        all_ok = false;
+    /* The active state now, for the reopen below. */
+    uint64_t active_vsize = qcow2_virtual_size(img);
+    uint64_t an = active_vsize < WINDOW ? active_vsize : WINDOW;
+    bool have_active = qcow2_pread(img, window_a, (size_t)an, 0, &err) == 0;
+    qcow2_close(img);
+
+    /* 4. After a restart: consistent, and reading as it did. */
+    size_t now_len;
+    const uint8_t *now = qcow2_backend_mem_data(mem, &now_len);
+    if (fuzz_open_mem(now, now_len, now_len, &ck, &img) == 0) {
+        struct qcow2_check_result res;
+        int ret = fuzz_check(img, QCOW2_REPAIR_NONE, &res);
+        struct qcow2_info info;
+        qcow2_get_info(img, &info);
+        if (clean && all_ok && ret == 0 && !(info.incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
+            (res.corruptions || res.check_errors))
+            fuzz_fail("%" PRIu64 " corruptions, %" PRIu64 " check errors after snapshot "
+                      "operations on a consistent image", res.corruptions, res.check_errors);
+        qcow2_close(img);
+    } else if (clean && all_ok) {
+        fuzz_fail("the image no longer opens after snapshot operations");
+    }
+    uint64_t vs2;
+    if (have_active && all_ok && read_state(now, now_len, NULL, window_b, &vs2) == 0) {
+        if (vs2 != active_vsize || memcmp(window_a, window_b, (size_t)an))
+            fuzz_fail("the active state reads differently after reopening");
+    }
+    if (new_id) {
+        /* The new snapshot, taken last, holds the final active state. */
+        uint64_t vs3;
+        if (have_active && all_ok && read_state(now, now_len, new_id, window_b, &vs3) == 0 &&
+            memcmp(window_a, window_b, (size_t)an))
+            fuzz_fail("snapshot \"fz\" (id %s) does not read as the state it was taken of",
+                      new_id);
+        free(new_id);
+    }
+    qcow2_backend_destroy(mem);
+out:
+    for (uint32_t i = 0; i < SNAP_READS; i++)
+        free(ids[i]);
+    free(image);
+    return 0;
+}

@@ -1,0 +1,896 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The soak driver: generate (or replay) an operation, append it to the trace, apply it to
+ * the target, mirror its guest-visible effect in the oracle, compare every read. Every
+ * `check_every` operations and at the end: the target's own check, `qemu-img check`,
+ * `qemu-img compare` against the oracle, and each snapshot against its oracle copy.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "oracle.h"
+#include "qcow2.h"
+#include "soak.h"
+
+extern char **environ;
+
+#define SECTOR 512u
+#define MAX_IO (4u << 20)
+#define MAX_SNAPSHOTS 8
+#define RECENT 32
+#define HISTORY_SHOWN 12
+
+struct range {
+    uint64_t off, len;
+};
+
+struct soak {
+    const struct soak_config *c;
+    struct soak_result *r;
+    FILE *out;
+    uint64_t rng[4];
+    struct target *t;
+    struct oracle *o;
+    struct target_facts facts;
+    uint64_t initial_size;
+    uint64_t backing_size;
+    int backing_view_fd;            /* guest view of the backing chain, or -1 */
+    char image[1024], trace_path[1024], backing_view[1024];
+    int trace_fd;
+    char *trace_map;                /* the trace file, mapped shared */
+    size_t trace_cap, trace_used;
+    struct range recent[RECENT];
+    unsigned recent_count;
+    char snapshots[MAX_SNAPSHOTS][TARGET_ID_MAX];
+    unsigned n_snapshots;
+    uint8_t *buf, *want;
+};
+
+/* ---- the generator ----------------------------------------------------------------- */
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(struct soak *s)
+{
+    uint64_t *r = s->rng;
+    uint64_t result = rotl(r[1] * 5, 7) * 9, t = r[1] << 17;
+    r[2] ^= r[0];
+    r[3] ^= r[1];
+    r[1] ^= r[2];
+    r[0] ^= r[3];
+    r[2] ^= t;
+    r[3] = rotl(r[3], 45);
+    return result;
+}
+
+static uint64_t below(struct soak *s, uint64_t n)
+{
+    return n ? rng_next(s) % n : 0;
+}
+
+static void rng_seed(struct soak *s, uint64_t seed)
+{
+    for (int i = 0; i < 4; i++) {
+        uint64_t z = (seed += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        s->rng[i] = z ^ (z >> 31);
+    }
+}
+
+static void remember(struct soak *s, uint64_t off, uint64_t len)
+{
+    s->recent[s->recent_count++ % RECENT] = (struct range){ off, len };
+}
+
+/* A small signed nudge around a boundary: where off-by-one bugs live. */
+static int64_t nudge(struct soak *s)
+{
+    static const int64_t d[] = { 0, 0, 0, -1, 1, -512, 512, -4096, 4096, -100, 100 };
+    return d[below(s, sizeof(d) / sizeof(d[0]))];
+}
+
+static uint64_t pick_offset(struct soak *s)
+{
+    const struct target_facts *f = &s->facts;
+    uint64_t size = f->size;
+    uint64_t cs = f->cluster_size;
+    int64_t base;
+    switch (below(s, 10)) {
+    case 0: case 1:
+        return below(s, size);
+    case 2: case 3:
+        base = (int64_t)(below(s, size / cs + 1) * cs) + nudge(s);
+        break;
+    case 4:
+        base = (int64_t)(below(s, size / f->subcluster_size + 1) * f->subcluster_size) +
+               nudge(s);
+        break;
+    case 5: {
+        uint64_t l2 = cs * f->l2_coverage_clusters;
+        base = (int64_t)(below(s, size / l2 + 1) * l2) + nudge(s);
+        break;
+    }
+    case 6:
+        base = (int64_t)size - (int64_t)below(s, 2 * cs + 1);
+        break;
+    case 7:
+        base = s->backing_size ? (int64_t)s->backing_size + nudge(s) - (int64_t)below(s, cs)
+                               : (int64_t)below(s, size);
+        break;
+    default:
+        if (!s->recent_count)
+            return below(s, size);
+        struct range r = s->recent[below(s, s->recent_count < RECENT ? s->recent_count : RECENT)];
+        base = (int64_t)r.off + (int64_t)below(s, r.len + 1) - (int64_t)below(s, 2);
+        if (below(s, 2))
+            base = (int64_t)r.off + nudge(s);
+        break;
+    }
+    if (base < 0)
+        base = 0;
+    return (uint64_t)base >= size ? size - 1 : (uint64_t)base;
+}
+
+static uint64_t pick_length(struct soak *s, uint64_t off)
+{
+    uint64_t cs = s->facts.cluster_size, len;
+    switch (below(s, 10)) {
+    case 0: case 1: len = SECTOR * (1 + below(s, 8)); break;
+    case 2: len = 4096; break;
+    case 3: len = cs; break;
+    case 4: len = 1 + below(s, 1024); break;
+    case 5: len = cs * (1 + below(s, 3)) + below(s, 1024); break;
+    case 6: len = s->facts.subcluster_size * (1 + below(s, 4)); break;
+    default: len = 1 + below(s, 2 * cs); break;
+    }
+    uint64_t room = s->facts.size - off;
+    if (len > room)
+        len = room;
+    if (len > MAX_IO)
+        len = MAX_IO;
+    return len ? len : 1;
+}
+
+static enum op_kind pick_kind(struct soak *s)
+{
+    unsigned total = 0;
+    for (int k = 0; k < OP_KINDS; k++)
+        total += s->c->weights[k];
+    uint64_t x = below(s, total ? total : 1);
+    for (int k = 0; k < OP_KINDS; k++) {
+        if (x < s->c->weights[k])
+            return (enum op_kind)k;
+        x -= s->c->weights[k];
+    }
+    return OP_READ;
+}
+
+static void generate(struct soak *s, uint32_t n, struct op *op)
+{
+    memset(op, 0, sizeof(*op));
+    op->n = n;
+    op->kind = pick_kind(s);
+    if ((op->kind == OP_SNAPSHOT_APPLY || op->kind == OP_SNAPSHOT_DELETE) && !s->n_snapshots)
+        op->kind = OP_SNAPSHOT_CREATE;
+    if (op->kind == OP_SNAPSHOT_CREATE && s->n_snapshots == MAX_SNAPSHOTS)
+        op->kind = OP_SNAPSHOT_DELETE;
+    uint64_t cs = s->facts.cluster_size;
+    switch (op->kind) {
+    case OP_SNAPSHOT_CREATE:
+        snprintf(op->snapshot, sizeof(op->snapshot), "s%" PRIu32, n);
+        break;
+    case OP_SNAPSHOT_APPLY:
+    case OP_SNAPSHOT_DELETE:
+        strcpy(op->snapshot, s->snapshots[below(s, s->n_snapshots)]);
+        break;
+    case OP_RESIZE: {
+        /* Whole clusters only: a partial last cluster would keep stale bytes past a shrink. */
+        uint64_t now = (s->facts.size + cs - 1) / cs * cs;
+        uint64_t step = cs * (1 + below(s, 4));
+        op->len = now < 2 * s->initial_size || now <= step ? now + step : now - step;
+        break;
+    }
+    case OP_WRITE_COMPRESSED:
+        op->off = pick_offset(s) / cs * cs;
+        op->len = cs * (1 + below(s, 2));
+        if (op->off + op->len > s->facts.size)
+            op->len = s->facts.size - op->off;
+        break;
+    default:
+        if (op->kind > OP_WRITE_COMPRESSED)
+            break;
+        if (s->c->io_size) {
+            op->off = below(s, s->facts.size / s->c->io_size) * s->c->io_size;
+            op->len = s->c->io_size;
+        } else {
+            op->off = pick_offset(s);
+            op->len = pick_length(s, op->off);
+        }
+        break;
+    }
+}
+
+/* ---- running external tools ------------------------------------------------------- */
+
+/* Runs argv with stdout and stderr going to `log`; returns the exit status or -1. */
+static int run_tool(const char *log, char *const argv[])
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t pid;
+    int ret = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (ret)
+        return -1;
+    int status;
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
+}
+
+/* The first lines of a tool's log, indented, into the report. */
+static void show_log(struct soak *s, const char *log, int max_lines)
+{
+    FILE *f = fopen(log, "r");
+    char line[512];
+    for (int i = 0; f && i < max_lines && fgets(line, sizeof(line), f); i++)
+        fprintf(s->out, "    %s", line);
+    if (f)
+        fclose(f);
+}
+
+/* ---- reporting --------------------------------------------------------------------- */
+
+static void hexdump_sector(FILE *out, const uint8_t *p, const uint8_t *other)
+{
+    for (unsigned line = 0; line < SECTOR; line += 16) {
+        bool differs = memcmp(p + line, other + line, 16) != 0;
+        if (line >= 64 && !differs)
+            continue;
+        fprintf(out, "    %03x:%s", line, differs ? "*" : " ");
+        for (unsigned i = 0; i < 16; i++)
+            fprintf(out, " %02x", p[line + i]);
+        fprintf(out, "  |");
+        for (unsigned i = 0; i < 16; i++)
+            fputc(p[line + i] >= 0x20 && p[line + i] < 0x7f ? p[line + i] : '.', out);
+        fprintf(out, "|\n");
+    }
+}
+
+static void describe_op(const struct op *op, char *buf, size_t cap)
+{
+    char line[128];
+    op_format(op, line, sizeof(line));
+    const char *rest = strchr(line, ' ');
+    snprintf(buf, cap, "%s", rest ? rest + 1 : line);
+}
+
+static bool op_touches(const struct op *op, uint64_t sector)
+{
+    uint64_t first = op->off / SECTOR, last = (op->off + op->len - 1) / SECTOR;
+    switch (op->kind) {
+    case OP_WRITE: case OP_ZERO: case OP_ZERO_UNMAP: case OP_DISCARD: case OP_WRITE_COMPRESSED:
+        return op->len && sector >= first && sector <= last;
+    case OP_SNAPSHOT_APPLY: case OP_RESIZE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Provenance and history of one sector, from the oracle and the trace on disk. */
+static void report_sector_history(struct soak *s, uint64_t sector)
+{
+    struct soak_config c;
+    struct op *ops = NULL;
+    size_t n = 0;
+    char errbuf[256];
+    uint32_t author = oracle_sector_author(s->o, sector);
+    if (soak_trace_load(s->trace_path, &c, &ops, &n, errbuf, sizeof(errbuf)))
+        n = 0;
+    char what[160];
+    if (author == ORACLE_NO_OP) {
+        fprintf(s->out, "  sector %" PRIu64 " has not been written in this run: it holds the "
+                "image's initial contents (%s)\n", sector,
+                s->backing_view_fd >= 0 ? "the backing file's data" : "zeros");
+    } else {
+        snprintf(what, sizeof(what), "?");
+        for (size_t i = 0; i < n; i++)
+            if (ops[i].n == author)
+                describe_op(&ops[i], what, sizeof(what));
+        fprintf(s->out, "  sector %" PRIu64 " was last written by op %" PRIu32 " (%s)\n",
+                sector, author, what);
+    }
+    size_t shown = 0, first = n;
+    for (size_t i = n; i-- > 0 && shown < HISTORY_SHOWN;)
+        if (op_touches(&ops[i], sector)) {
+            shown++;
+            first = i;
+        }
+    if (shown) {
+        fprintf(s->out, "  history of sector %" PRIu64 " (last %zu ops that touched it):\n",
+                sector, shown);
+        for (size_t i = first; i < n; i++) {
+            if (!op_touches(&ops[i], sector))
+                continue;
+            describe_op(&ops[i], what, sizeof(what));
+            fprintf(s->out, "    op %" PRIu32 ": %s\n", ops[i].n, what);
+        }
+    }
+    free(ops);
+}
+
+static void report_footer(struct soak *s)
+{
+    fprintf(s->out, "  image, oracle and trace kept in %s\n  replay: qvet replay %s\n",
+             s->c->dir, s->trace_path);
+}
+
+static void report_mismatch(struct soak *s, const char *what, const struct op *op,
+                            uint64_t off, size_t len, uint64_t sector, const uint8_t *got,
+                            const uint8_t *want)
+{
+    const uint8_t *g = got + (sector * SECTOR - (off & ~(uint64_t)(SECTOR - 1)));
+    const uint8_t *w = want + (sector * SECTOR - (off & ~(uint64_t)(SECTOR - 1)));
+    char desc[160];
+    describe_op(op, desc, sizeof(desc));
+    fprintf(s->out, "qvet soak: %s at op %" PRIu32 " (%s)\n", what, op->n, desc);
+    uint64_t first = off / SECTOR, count = (off % SECTOR + len + SECTOR - 1) / SECTOR;
+    fprintf(s->out, "  read sector_num=%" PRIu64 " nb_sectors=%" PRIu64
+            " contents mismatch in sector %" PRIu64 "\n", first, count, sector);
+    fprintf(s->out, "  expected (oracle), sector %" PRIu64 ":\n", sector);
+    hexdump_sector(s->out, w, g);
+    fprintf(s->out, "  actual (%s):\n", s->t->ops->name);
+    hexdump_sector(s->out, g, w);
+    uint32_t from_op;
+    uint64_t from_sector;
+    if (payload_identify(g, &from_op, &from_sector)) {
+        fprintf(s->out, "  the actual bytes are op %" PRIu32 "'s data for sector %" PRIu64,
+                from_op, from_sector);
+        if (from_sector != sector)
+            fprintf(s->out, " (misplaced by %+" PRId64 " sectors)",
+                    (int64_t)(sector - from_sector));
+        else if (from_op != oracle_sector_author(s->o, sector))
+            fprintf(s->out, " (stale: a later op rewrote it)");
+        fprintf(s->out, "\n");
+    } else {
+        static const uint8_t zeros[SECTOR];
+        fprintf(s->out, "  the actual bytes are %s\n",
+                memcmp(g, zeros, SECTOR) ? "not a payload of this run" : "all zeros");
+    }
+    report_sector_history(s, sector);
+    report_footer(s);
+}
+
+static int fail(struct soak *s, enum soak_outcome outcome, const struct op *op)
+{
+    s->r->outcome = outcome;
+    s->r->failing_kind = op ? op->kind : OP_KINDS;
+    s->r->failing_op = op ? op->n : s->r->ops_run;
+    return 1;
+}
+
+static int target_failed(struct soak *s, const struct op *op, int ret)
+{
+    char desc[160];
+    describe_op(op, desc, sizeof(desc));
+    fprintf(s->out, "qvet soak: the target failed op %" PRIu32 " (%s): %s (%d)\n", op->n, desc,
+            s->t->message, ret);
+    report_footer(s);
+    return fail(s, SOAK_TARGET_ERROR, op);
+}
+
+/* ---- cross-checks ------------------------------------------------------------------ */
+
+/* After an op that may change the disk's size: the target's must be the oracle's. */
+static int check_size(struct soak *s, const struct op *op)
+{
+    if (s->facts.size == oracle_size(s->o))
+        return 0;
+    char desc[160];
+    describe_op(op, desc, sizeof(desc));
+    fprintf(s->out, "qvet soak: after op %" PRIu32 " (%s) the %s disk is %" PRIu64 " bytes, "
+            "the oracle's %" PRIu64 "\n", op->n, desc, s->t->ops->name, s->facts.size,
+            oracle_size(s->o));
+    report_footer(s);
+    return fail(s, SOAK_DIVERGED, op);
+}
+
+static int compare_snapshots(struct soak *s)
+{
+    for (unsigned i = 0; i < s->n_snapshots; i++) {
+        const char *id = s->snapshots[i];
+        uint64_t size = oracle_snapshot_size(s->o, id);
+        if (size > s->facts.size)
+            size = s->facts.size;
+        for (uint64_t off = 0; off < size; off += MAX_IO) {
+            size_t n = size - off < MAX_IO ? (size_t)(size - off) : MAX_IO;
+            int ret = s->t->ops->snapshot_read(s->t, id, s->buf, n, off);
+            if (ret) {
+                fprintf(s->out, "qvet soak: reading snapshot %s failed: %s\n", id,
+                        s->t->message);
+                report_footer(s);
+                return fail(s, SOAK_SNAPSHOT_DIVERGED, NULL);
+            }
+            if (oracle_snapshot_read(s->o, id, s->want, n, off))
+                return fail(s, SOAK_SETUP_ERROR, NULL);
+            uint64_t sector;
+            if (oracle_first_mismatch(s->buf, s->want, n, off, &sector)) {
+                struct op op = { .n = (uint32_t)s->r->ops_run, .kind = OP_READ, .off = off,
+                                 .len = n };
+                char what[96];
+                snprintf(what, sizeof(what), "snapshot %s differs from its oracle copy", id);
+                report_mismatch(s, what, &op, off, n, sector, s->buf, s->want);
+                return fail(s, SOAK_SNAPSHOT_DIVERGED, NULL);
+            }
+        }
+    }
+    return 0;
+}
+
+/*
+ * After `qemu-img compare` found the image and the oracle different: the first divergent
+ * sector as the target reads it, with its provenance, as for a read that diverged.
+ */
+static void report_first_divergence(struct soak *s)
+{
+    uint64_t size = oracle_size(s->o) < s->facts.size ? oracle_size(s->o) : s->facts.size;
+    for (uint64_t off = 0; off < size; off += MAX_IO) {
+        size_t n = size - off < MAX_IO ? (size_t)(size - off) : MAX_IO;
+        uint64_t sector;
+        if (s->t->ops->read(s->t, s->buf, n, off) || oracle_read(s->o, s->want, n, off))
+            break;
+        if (oracle_first_mismatch(s->buf, s->want, n, off, &sector)) {
+            struct op op = { .n = (uint32_t)s->r->ops_run, .kind = OP_READ, .off = off,
+                             .len = n };
+            report_mismatch(s, "the image differs from the oracle", &op, off, n, sector,
+                            s->buf, s->want);
+            return;
+        }
+    }
+    report_footer(s);
+}
+
+static int cross_check(struct soak *s)
+{
+    s->r->checks_run++;
+    if (s->t->ops->flush(s->t)) {
+        fprintf(s->out, "qvet soak: flush before the check failed: %s\n", s->t->message);
+        return fail(s, SOAK_TARGET_ERROR, NULL);
+    }
+    struct target_check tc;
+    int ret = s->t->ops->check(s->t, &tc);
+    if (ret || tc.corruptions || tc.leaks || tc.check_errors) {
+        fprintf(s->out, "qvet soak: after op %" PRIu64 " the %s check %s", s->r->ops_run,
+                s->t->ops->name, ret ? "could not run: " : "found problems:");
+        if (ret)
+            fprintf(s->out, "%s\n", s->t->message);
+        else
+            fprintf(s->out, " %" PRIu64 " corruptions, %" PRIu64 " leaks, %" PRIu64
+                    " check errors\n%s%s%s", tc.corruptions, tc.leaks, tc.check_errors,
+                    s->t->message[0] ? "    " : "", s->t->message,
+                    s->t->message[0] ? "\n" : "");
+        report_footer(s);
+        return fail(s, SOAK_CHECK_FAILED, NULL);
+    }
+    if (s->c->qemu_checks) {
+        char log[1100];
+        snprintf(log, sizeof(log), "%s/qemu-img.log", s->c->dir);
+        char *check[] = { "qemu-img", "check", "-f", "qcow2", s->image, NULL };
+        if ((ret = run_tool(log, check)) != 0) {
+            fprintf(s->out, "qvet soak: after op %" PRIu64 " qemu-img check exited %d:\n",
+                    s->r->ops_run, ret);
+            show_log(s, log, 20);
+            report_footer(s);
+            return fail(s, SOAK_CHECK_FAILED, NULL);
+        }
+        char *compare[] = { "qemu-img", "compare", "-f", "qcow2", "-F", "raw", s->image,
+                            (char *)oracle_path(s->o), NULL };
+        if ((ret = run_tool(log, compare)) != 0) {
+            fprintf(s->out, "qvet soak: after op %" PRIu64 " qemu-img compare (image vs "
+                    "oracle) exited %d:\n", s->r->ops_run, ret);
+            show_log(s, log, 10);
+            report_first_divergence(s);
+            return fail(s, SOAK_CHECK_FAILED, NULL);
+        }
+    }
+    return compare_snapshots(s);
+}
+
+/* ---- applying one operation ------------------------------------------------------- */
+
+static bool in_disk(const struct soak *s, const struct op *op)
+{
+    return op->len && op->off < s->facts.size && op->len <= s->facts.size - op->off &&
+           op->len <= MAX_IO;
+}
+
+static int snapshot_index(const struct soak *s, const char *id)
+{
+    for (unsigned i = 0; i < s->n_snapshots; i++)
+        if (!strcmp(s->snapshots[i], id))
+            return (int)i;
+    return -1;
+}
+
+/* The discard's effect: whole clusters read as zeros (unless the target ignores it). */
+static int mirror_discard(struct soak *s, const struct op *op)
+{
+    uint64_t cs = s->facts.cluster_size;
+    uint64_t start = (op->off + cs - 1) / cs * cs;
+    uint64_t end = op->off + op->len == s->facts.size ? op->off + op->len
+                                                       : (op->off + op->len) / cs * cs;
+    if (end <= start || s->facts.discard_ignored)
+        return 0;
+    return oracle_zero(s->o, end - start, start, op->n);
+}
+
+static int apply(struct soak *s, const struct op *op)
+{
+    struct target *t = s->t;
+    int ret = 0;
+    switch (op->kind) {
+    case OP_READ: {
+        if (!in_disk(s, op))
+            return 0;
+        if ((ret = t->ops->read(t, s->buf, op->len, op->off)))
+            return target_failed(s, op, ret);
+        if (oracle_read(s->o, s->want, op->len, op->off))
+            return fail(s, SOAK_SETUP_ERROR, op);
+        s->r->reads_compared++;
+        uint64_t sector;
+        if (oracle_first_mismatch(s->buf, s->want, op->len, op->off, &sector)) {
+            report_mismatch(s, "read differs from the oracle", op, op->off, op->len, sector,
+                            s->buf, s->want);
+            return fail(s, SOAK_DIVERGED, op);
+        }
+        return 0;
+    }
+    case OP_WRITE:
+    case OP_WRITE_COMPRESSED:
+        if (!in_disk(s, op))
+            return 0;
+        payload_fill(s->buf, op->off, op->len, op->n);
+        if (op->kind == OP_WRITE) {
+            ret = t->ops->write(t, s->buf, op->len, op->off);
+        } else {
+            uint64_t cs = s->facts.cluster_size;
+            if (op->off % cs || (op->len % cs && op->off + op->len != s->facts.size))
+                return 0;
+            ret = t->ops->write_compressed(t, s->buf, op->len, op->off);
+            if (ret == TARGET_REFUSED)
+                return 0;
+        }
+        if (ret)
+            return target_failed(s, op, ret);
+        remember(s, op->off, op->len);
+        return oracle_write(s->o, s->buf, op->len, op->off, op->n) ? fail(s, SOAK_SETUP_ERROR, op)
+                                                                   : 0;
+    case OP_ZERO:
+    case OP_ZERO_UNMAP:
+        if (!in_disk(s, op))
+            return 0;
+        if ((ret = t->ops->zero(t, op->len, op->off, op->kind == OP_ZERO_UNMAP)))
+            return target_failed(s, op, ret);
+        remember(s, op->off, op->len);
+        return oracle_zero(s->o, op->len, op->off, op->n) ? fail(s, SOAK_SETUP_ERROR, op) : 0;
+    case OP_DISCARD:
+        if (!in_disk(s, op))
+            return 0;
+        if ((ret = t->ops->discard(t, op->len, op->off)))
+            return target_failed(s, op, ret);
+        remember(s, op->off, op->len);
+        return mirror_discard(s, op) ? fail(s, SOAK_SETUP_ERROR, op) : 0;
+    case OP_FLUSH:
+        return (ret = t->ops->flush(t)) ? target_failed(s, op, ret) : 0;
+    case OP_REOPEN:
+        return (ret = t->ops->reopen(t)) ? target_failed(s, op, ret) : 0;
+    case OP_SNAPSHOT_CREATE: {
+        char id[TARGET_ID_MAX];
+        if (s->n_snapshots == MAX_SNAPSHOTS)
+            return 0;
+        ret = t->ops->snapshot_create(t, op->snapshot, id);
+        if (ret == TARGET_REFUSED)
+            return 0;
+        if (ret)
+            return target_failed(s, op, ret);
+        if (oracle_snapshot_create(s->o, id))
+            return fail(s, SOAK_SETUP_ERROR, op);
+        strcpy(s->snapshots[s->n_snapshots++], id);
+        return 0;
+    }
+    case OP_SNAPSHOT_APPLY:
+    case OP_SNAPSHOT_DELETE: {
+        int i = snapshot_index(s, op->snapshot);
+        if (i < 0)
+            return 0;
+        if (op->kind == OP_SNAPSHOT_APPLY) {
+            ret = t->ops->snapshot_apply(t, op->snapshot);
+            if (ret == TARGET_REFUSED)
+                return 0;
+            if (ret)
+                return target_failed(s, op, ret);
+            return oracle_snapshot_apply(s->o, op->snapshot) ? fail(s, SOAK_SETUP_ERROR, op) : 0;
+        }
+        if ((ret = t->ops->snapshot_delete(t, op->snapshot)))
+            return target_failed(s, op, ret);
+        if (oracle_snapshot_delete(s->o, op->snapshot))
+            return fail(s, SOAK_SETUP_ERROR, op);
+        memmove(s->snapshots[i], s->snapshots[i + 1],
+                (s->n_snapshots - (unsigned)i - 1) * sizeof(s->snapshots[0]));
+        s->n_snapshots--;
+        return 0;
+    }
+    case OP_RESIZE:
+        if (!op->len || op->len % SECTOR)
+            return 0;
+        ret = t->ops->resize(t, op->len);
+        if (ret == TARGET_REFUSED)
+            return 0;
+        if (ret)
+            return target_failed(s, op, ret);
+        return oracle_resize(s->o, op->len, op->n) ? fail(s, SOAK_SETUP_ERROR, op) : 0;
+    default:
+        return 0;
+    }
+}
+
+/* ---- the trace file ---------------------------------------------------------------- */
+
+/*
+ * The trace is written through a shared mapping: no system call per operation, and what
+ * was stored survives the process crashing (the page cache keeps it). The file is cut to
+ * its real length on close; after a crash its tail is zeros, which the loader skips.
+ */
+static int trace_append(struct soak *s, const char *text, size_t n)
+{
+    if (s->trace_used + n > s->trace_cap) {
+        size_t cap = s->trace_cap ? s->trace_cap * 2 : (1u << 20);
+        while (cap < s->trace_used + n)
+            cap *= 2;
+        if (s->trace_map)
+            munmap(s->trace_map, s->trace_cap);
+        s->trace_map = NULL;
+        if (ftruncate(s->trace_fd, (off_t)cap))
+            return -errno;
+        void *m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED, s->trace_fd, 0);
+        if (m == MAP_FAILED)
+            return -errno;
+        s->trace_map = m;
+        s->trace_cap = cap;
+    }
+    memcpy(s->trace_map + s->trace_used, text, n);
+    s->trace_used += n;
+    return 0;
+}
+
+static void trace_close(struct soak *s)
+{
+    if (s->trace_map)
+        munmap(s->trace_map, s->trace_cap);
+    if (s->trace_fd >= 0) {
+        if (ftruncate(s->trace_fd, (off_t)s->trace_used))
+            s->trace_used = 0;
+        close(s->trace_fd);
+    }
+}
+
+/* ---- setting up -------------------------------------------------------------------- */
+
+static int setup_error(struct soak *s, const char *what, const char *detail)
+{
+    fprintf(s->out, "qvet soak: %s: %s%s\n", s->c->dir, what, detail);
+    s->r->outcome = SOAK_SETUP_ERROR;
+    return -1;
+}
+
+static int qemu(struct soak *s, char *const argv[])
+{
+    char log[1100];
+    snprintf(log, sizeof(log), "%s/setup.log", s->c->dir);
+    int ret = run_tool(log, argv);
+    if (ret) {
+        fprintf(s->out, "qvet soak: %s: `%s %s` failed (exit %d):\n", s->c->dir, argv[0],
+                argv[1], ret);
+        show_log(s, log, 5);
+    }
+    return ret;
+}
+
+/* Makes the backing chain (with data written by QEMU's tools) and its raw guest view. */
+static int make_backing(struct soak *s, char *name, size_t cap, const char **fmt)
+{
+    const struct soak_config *c = s->c;
+    char base[1100], top[1100], size_text[32], half[32], quarter[32];
+    s->backing_size = c->size / 4 * 3 / SECTOR * SECTOR;
+    snprintf(size_text, sizeof(size_text), "%" PRIu64, s->backing_size);
+    snprintf(half, sizeof(half), "%" PRIu64, s->backing_size / 2 / SECTOR * SECTOR);
+    snprintf(quarter, sizeof(quarter), "%" PRIu64, s->backing_size / 4 / SECTOR * SECTOR);
+    char w1[96], w2[96];
+    snprintf(w1, sizeof(w1), "write -q -P 0xb1 0 %s", half);
+    snprintf(w2, sizeof(w2), "write -q -P 0xb2 %s %s", half, quarter);
+    if (c->backing == BACKING_RAW || c->backing == BACKING_CHAIN) {
+        snprintf(base, sizeof(base), "%s/base.raw", c->dir);
+        char *create[] = { "qemu-img", "create", "-q", "-f", "raw", base, size_text, NULL };
+        char *io[] = { "qemu-io", "-f", "raw", "-c", w1, base, NULL };
+        if (qemu(s, create) || qemu(s, io))
+            return -1;
+        snprintf(name, cap, "base.raw");
+        *fmt = "raw";
+        snprintf(top, sizeof(top), "%s", base);
+    }
+    if (c->backing == BACKING_QCOW2 || c->backing == BACKING_CHAIN) {
+        snprintf(top, sizeof(top), "%s/mid.qcow2", c->dir);
+        char *create_plain[] = { "qemu-img", "create", "-q", "-f", "qcow2", top, size_text,
+                                 NULL };
+        char *create_over[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw",
+                                "-F", "raw", top, size_text, NULL };
+        char *io[] = { "qemu-io", "-f", "qcow2", "-c", w2, "-c", "write -q -c -P 0xb3 0 64k",
+                       top, NULL };
+        if (qemu(s, c->backing == BACKING_CHAIN ? create_over : create_plain) || qemu(s, io))
+            return -1;
+        snprintf(name, cap, "mid.qcow2");
+        *fmt = "qcow2";
+    }
+    snprintf(s->backing_view, sizeof(s->backing_view), "%s/backing-view.raw", c->dir);
+    char *convert[] = { "qemu-img", "convert", "-O", "raw", top, s->backing_view, NULL };
+    if (qemu(s, convert))
+        return -1;
+    s->backing_view_fd = open(s->backing_view, O_RDONLY | O_CLOEXEC);
+    return s->backing_view_fd < 0 ? -1 : 0;
+}
+
+static int setup(struct soak *s)
+{
+    const struct soak_config *c = s->c;
+    if (mkdir(c->dir, 0755) && errno != EEXIST)
+        return setup_error(s, "cannot create the directory: ", strerror(errno));
+    snprintf(s->image, sizeof(s->image), "%s/image.qcow2", c->dir);
+    if (c->trace[0])
+        snprintf(s->trace_path, sizeof(s->trace_path), "%s", c->trace);
+    else
+        snprintf(s->trace_path, sizeof(s->trace_path), "%s/trace.txt", c->dir);
+    char backing_name[64] = "";
+    const char *backing_fmt = NULL;
+    if (c->backing != BACKING_NONE && make_backing(s, backing_name, sizeof(backing_name),
+                                                   &backing_fmt))
+        return setup_error(s, "could not make the backing file", "");
+
+    struct qcow2_create_options o;
+    qcow2_create_options_init(&o);
+    char options[sizeof(c->options)];
+    snprintf(options, sizeof(options), "%s", c->options);
+    struct qcow2_error err;
+    if (options[0] && qcow2_create_options_parse(&o, options, &err))
+        return setup_error(s, "image options: ", err.message);
+    o.size = c->size;
+    o.has_size = true;
+    if (backing_fmt) {
+        o.backing_file = backing_name;
+        o.backing_format = backing_fmt;
+    }
+    if (qcow2_create(s->image, &o, &err))
+        return setup_error(s, "creating the image: ", err.message);
+
+    char errbuf[512];
+    if (oracle_create(c->dir, c->size, backing_fmt ? s->backing_view : NULL, &s->o, errbuf,
+                      sizeof(errbuf)))
+        return setup_error(s, "oracle: ", errbuf);
+    if (target_qvet_open(s->image, c->target_opts, &s->t, errbuf, sizeof(errbuf)))
+        return setup_error(s, "opening the image: ", errbuf);
+    s->t->ops->facts(s->t, &s->facts);
+    s->initial_size = s->facts.size;
+
+    s->trace_fd = open(s->trace_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (s->trace_fd < 0)
+        return setup_error(s, "cannot write the trace: ", strerror(errno));
+    char header[2400];
+    snprintf(header, sizeof(header), "# qvet soak trace 1: replay with `qvet replay %s`\nseed %"
+             PRIu64 "\nsize %" PRIu64 "\noptions %s\nbacking %s\ncheck-every %" PRIu64 "\nops\n",
+             s->trace_path, c->seed, c->size, c->options[0] ? c->options : "-",
+             soak_backing_name(c->backing), c->check_every);
+    return trace_append(s, header, strlen(header)) ? setup_error(s, "cannot write the trace: ",
+                                                                strerror(errno))
+                                                  : 0;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void log_op(struct soak *s, const struct op *op)
+{
+    char line[160];
+    op_format(op, line, sizeof(line));
+    size_t n = strlen(line);
+    line[n++] = '\n';
+    /* Appended before it runs, so a crash still leaves a replayable trace. */
+    trace_append(s, line, n);
+}
+
+int soak_run(const struct soak_config *c, const struct op *replay, size_t n_replay,
+             struct soak_result *r, FILE *out)
+{
+    struct soak s = { .c = c, .r = r, .backing_view_fd = -1, .trace_fd = -1 };
+    FILE *devnull = NULL;
+    if (c->quiet)
+        out = devnull = fopen("/dev/null", "w");
+    s.out = out;
+    memset(r, 0, sizeof(*r));
+    r->failing_kind = OP_KINDS;
+    rng_seed(&s, c->seed);
+    s.buf = malloc(MAX_IO);
+    s.want = malloc(MAX_IO);
+    int status = s.buf && s.want ? setup(&s) : -1;
+    double start = now_seconds(), in_checks = 0;
+    uint64_t limit = replay ? n_replay : c->ops;
+    for (uint64_t i = 0; !status; i++) {
+        if (limit && i >= limit)
+            break;
+        if (!limit && now_seconds() - start - in_checks >= (c->seconds > 0 ? c->seconds : 60))
+            break;
+        struct op op;
+        if (replay)
+            op = replay[i];
+        else
+            generate(&s, (uint32_t)(i + 1), &op);
+        log_op(&s, &op);
+        status = apply(&s, &op);
+        r->ops_run++;
+        if (!status && (op.kind == OP_RESIZE || op.kind == OP_SNAPSHOT_APPLY ||
+                        op.kind == OP_REOPEN)) {
+            s.t->ops->facts(s.t, &s.facts);
+            status = check_size(&s, &op);
+        }
+        if (!status && c->check_every && r->ops_run % c->check_every == 0) {
+            double t0 = now_seconds();
+            status = cross_check(&s);
+            in_checks += now_seconds() - t0;
+        }
+    }
+    if (!status) {
+        double t0 = now_seconds();
+        status = cross_check(&s);
+        in_checks += now_seconds() - t0;
+    }
+    r->seconds = now_seconds() - start - in_checks;
+    if (status >= 0 && out)
+        fprintf(out, "soak: %s: %" PRIu64 " ops in %.1f s (%.0f ops/s), %" PRIu64
+                " reads compared, %" PRIu64 " checks run; seed %" PRIu64 ", options %s, "
+                "backing %s\n",
+                status ? "FAILED" : "passed", r->ops_run, r->seconds,
+                r->seconds > 0 ? (double)r->ops_run / r->seconds : 0.0, r->reads_compared,
+                r->checks_run, c->seed, c->options[0] ? c->options : "(defaults)",
+                soak_backing_name(c->backing));
+    if (s.t)
+        s.t->ops->close(s.t);
+    if (s.o)
+        oracle_close(s.o);
+    if (s.backing_view_fd >= 0)
+        close(s.backing_view_fd);
+    trace_close(&s);
+    free(s.buf);
+    free(s.want);
+    if (devnull)
+        fclose(devnull);
+    return status;
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Payloads are computed from (op, sector), never stored: any sector's expected content
+ * and its author can be rebuilt from the trace alone, and data that turns up in the
+ * wrong place says where it came from. Each 512-byte sector starts with a tag (magic,
+ * op, sector), followed by a stream seeded from both.
+ */
+#include <string.h>
+
+#include "soak.h"
+
+#define PAYLOAD_MAGIC "qvet"
+#define SECTOR 512u
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void sector_content(uint8_t *s, uint32_t op, uint64_t sector)
+{
+    memcpy(s, PAYLOAD_MAGIC, 4);
+    for (int i = 0; i < 4; i++)
+        s[4 + i] = (uint8_t)(op >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        s[8 + i] = (uint8_t)(sector >> (8 * i));
+    uint64_t state = ((uint64_t)op << 40) ^ sector;
+    for (unsigned i = 16; i < SECTOR; i += 8) {
+        uint64_t v = splitmix(&state);
+        memcpy(s + i, &v, 8);
+    }
+}
+
+void payload_fill(uint8_t *buf, uint64_t off, size_t len, uint32_t op)
+{
+    uint8_t s[SECTOR];
+    while (len) {
+        uint64_t sector = off / SECTOR;
+        size_t in = (size_t)(off % SECTOR);
+        size_t n = SECTOR - in < len ? SECTOR - in : len;
+        sector_content(s, op, sector);
+        memcpy(buf, s + in, n);
+        buf += n;
+        off += n;
+        len -= n;
+    }
+}
+
+bool payload_identify(const uint8_t *sector, uint32_t *op, uint64_t *sector_no)
+{
+    if (memcmp(sector, PAYLOAD_MAGIC, 4))
+        return false;
+    uint32_t o = 0;
+    uint64_t n = 0;
+    for (int i = 0; i < 4; i++)
+        o |= (uint32_t)sector[4 + i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        n |= (uint64_t)sector[8 + i] << (8 * i);
+    uint8_t expect[SECTOR];
+    sector_content(expect, o, n);
+    if (memcmp(expect, sector, SECTOR))
+        return false;
+    *op = o;
+    *sector_no = n;
+    return true;
+}

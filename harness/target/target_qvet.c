@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The qvet engine as a soak target: each op is one call of the public API. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qcow2.h"
+#include "target.h"
+
+struct qvet_target {
+    struct target base;
+    char *path;
+    struct target_qvet_options opts;
+    struct qcow2_image *img;
+};
+
+static struct qvet_target *qt(struct target *t)
+{
+    return (struct qvet_target *)t;
+}
+
+/* Records the engine's message; maps the documented refusals to TARGET_REFUSED. */
+static int result(struct target *t, int ret, const struct qcow2_error *err)
+{
+    if (!ret)
+        return 0;
+    snprintf(t->message, sizeof(t->message), "%s: %s", err->file, err->message);
+    return ret;
+}
+
+static int open_image(struct qvet_target *q, struct qcow2_error *err)
+{
+    struct qcow2_backend *file;
+    int ret = qcow2_backend_fd_open(q->path, true, &file, err);
+    if (ret)
+        return ret;
+    if (q->opts.hook)
+        file = q->opts.hook(file, q->opts.hook_ctx);
+    struct qcow2_open_options o = { .writable = true };
+    return qcow2_open_backend(file, q->path, &o, &q->img, err);
+}
+
+static int qvet_facts(struct target *t, struct target_facts *f)
+{
+    struct qcow2_info info;
+    qcow2_get_info(qt(t)->img, &info);
+    uint32_t entry = info.extended_l2 ? 16 : 8;
+    *f = (struct target_facts){
+        .size = info.virtual_size,
+        .cluster_size = info.cluster_size,
+        .subcluster_size = info.extended_l2 ? info.cluster_size / 32 : info.cluster_size,
+        .discard_ignored = info.version < 3 && info.backing_name != NULL,
+        .l2_coverage_clusters = info.cluster_size / entry,
+    };
+    return 0;
+}
+
+static int qvet_read(struct target *t, void *buf, size_t len, uint64_t off)
+{
+    struct qcow2_error err;
+    return result(t, qcow2_pread(qt(t)->img, buf, len, off, &err), &err);
+}
+
+static int qvet_write(struct target *t, const void *buf, size_t len, uint64_t off)
+{
+    struct qcow2_error err;
+    return result(t, qcow2_pwrite(qt(t)->img, buf, len, off, &err), &err);
+}
+
+static int qvet_zero(struct target *t, uint64_t len, uint64_t off, bool unmap)
+{
+    struct qcow2_error err;
+    return result(t, qcow2_pwrite_zeroes(qt(t)->img, off, len,
+                                         unmap ? QCOW2_ZERO_MAY_UNMAP : 0, &err), &err);
+}
+
+static int qvet_discard(struct target *t, uint64_t len, uint64_t off)
+{
+    struct qcow2_error err;
+    return result(t, qcow2_discard(qt(t)->img, off, len, &err), &err);
+}
+
+static int qvet_write_compressed(struct target *t, const void *buf, size_t len, uint64_t off)
+{
+    struct qcow2_error err;
+    int ret = qcow2_pwrite_compressed(qt(t)->img, buf, len, off, &err);
+    result(t, ret, &err);
+    return ret == -EEXIST ? TARGET_REFUSED : ret;
+}
+
+static int qvet_flush(struct target *t)
+{
+    struct qcow2_error err;
+    return result(t, qcow2_flush(qt(t)->img, &err), &err);
+}
+
+static int qvet_snapshot_create(struct target *t, const char *name, char *id)
+{
+    struct qcow2_error err;
+    struct qcow2_image *img = qt(t)->img;
+    int ret = qcow2_snapshot_create(img, name, &err);
+    if (ret == -ERANGE || ret == -ENOTSUP) {
+        result(t, ret, &err);
+        return TARGET_REFUSED;          /* a refcount at its maximum, or 1-bit refcounts */
+    }
+    if (ret)
+        return result(t, ret, &err);
+    struct qcow2_snapshot_info s;
+    qcow2_snapshot_get(img, qcow2_snapshot_count(img) - 1, &s);
+    snprintf(id, TARGET_ID_MAX, "%s", s.id);
+    return 0;
+}
+
+static int qvet_snapshot_apply(struct target *t, const char *id)
+{
+    struct qcow2_error err;
+    int ret = qcow2_snapshot_apply(qt(t)->img, id, &err);
+    result(t, ret, &err);
+    return ret == -ERANGE ? TARGET_REFUSED : ret;   /* a refcount at its width's maximum */
+}
+
+static int qvet_snapshot_delete(struct target *t, const char *id)
+{
+    struct qcow2_error err;
+    return result(t, qcow2_snapshot_delete(qt(t)->img, id, &err), &err);
+}
+
+/* A snapshot is read through a second, read-only handle on the same file. */
+static int qvet_snapshot_read(struct target *t, const char *id, void *buf, size_t len,
+                              uint64_t off)
+{
+    struct qvet_target *q = qt(t);
+    struct qcow2_error err;
+    int ret = qcow2_flush(q->img, &err);
+    if (ret)
+        return result(t, ret, &err);
+    struct qcow2_open_options o = { .snapshot = id };
+    struct qcow2_image *snap;
+    ret = qcow2_open(q->path, &o, &snap, &err);
+    if (ret)
+        return result(t, ret, &err);
+    ret = qcow2_pread(snap, buf, len, off, &err);
+    result(t, ret, &err);
+    qcow2_close(snap);
+    return ret;
+}
+
+static int qvet_resize(struct target *t, uint64_t size)
+{
+    struct qcow2_error err;
+    int ret = qcow2_resize(qt(t)->img, size, &err);
+    result(t, ret, &err);
+    return ret == -ENOTSUP ? TARGET_REFUSED : ret;
+}
+
+static int qvet_reopen(struct target *t)
+{
+    struct qvet_target *q = qt(t);
+    qcow2_close(q->img);
+    q->img = NULL;
+    struct qcow2_error err;
+    return result(t, open_image(q, &err), &err);
+}
+
+#define CHECK_LINES_KEPT 12
+
+/* Collects the check's first findings into t->message, one indented line each. */
+static void check_line(void *ctx, const char *line)
+{
+    struct target *t = ctx;
+    size_t used = strlen(t->message), room = sizeof(t->message) - used, lines = 0;
+    for (const char *p = t->message; used && (p = strchr(p, '\n')); p++)
+        lines++;
+    if (used && lines + 1 >= CHECK_LINES_KEPT) {
+        if (lines + 1 == CHECK_LINES_KEPT && room > 10)
+            snprintf(t->message + used, room, "\n    ...");
+        return;
+    }
+    if (room > strlen(line) + 6)
+        snprintf(t->message + used, room, "%s%s", used ? "\n    " : "", line);
+}
+
+static int qvet_check(struct target *t, struct target_check *r)
+{
+    struct qcow2_error err;
+    struct qcow2_check_result c;
+    t->message[0] = '\0';
+    int ret = qcow2_check(qt(t)->img, QCOW2_REPAIR_NONE, &c, check_line, t, &err);
+    if (ret)
+        return result(t, ret, &err);
+    *r = (struct target_check){
+        .corruptions = c.corruptions, .leaks = c.leaks, .check_errors = c.check_errors,
+    };
+    return 0;
+}
+
+static void qvet_close(struct target *t)
+{
+    struct qvet_target *q = qt(t);
+    qcow2_close(q->img);
+    free(q->path);
+    free(q);
+}
+
+static const struct target_ops qvet_ops = {
+    .name = "qvet",
+    .facts = qvet_facts,
+    .read = qvet_read,
+    .write = qvet_write,
+    .zero = qvet_zero,
+    .discard = qvet_discard,
+    .write_compressed = qvet_write_compressed,
+    .flush = qvet_flush,
+    .snapshot_create = qvet_snapshot_create,
+    .snapshot_apply = qvet_snapshot_apply,
+    .snapshot_delete = qvet_snapshot_delete,
+    .snapshot_read = qvet_snapshot_read,
+    .resize = qvet_resize,
+    .reopen = qvet_reopen,
+    .check = qvet_check,
+    .close = qvet_close,
+};
+
+int target_qvet_open(const char *path, const struct target_qvet_options *opts,
+                     struct target **out, char *errbuf, size_t errlen)
+{
+    struct qvet_target *q = calloc(1, sizeof(*q));
+    if (!q || !(q->path = strdup(path))) {
+        free(q);
+        snprintf(errbuf, errlen, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    q->base.ops = &qvet_ops;
+    if (opts)
+        q->opts = *opts;
+    struct qcow2_error err;
+    int ret = open_image(q, &err);
+    if (ret) {
+        snprintf(errbuf, errlen, "%s: %s", err.file, err.message);
+        free(q->path);
+        free(q);
+        return ret;
+    }
+    *out = &q->base;
+    if (opts && opts->wrap && !(*out = opts->wrap(&q->base, opts->wrap_ctx))) {
+        qvet_close(&q->base);
+        snprintf(errbuf, errlen, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    return 0;
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+# Fuzz speed: execs/s of each harness/fuzz target under libFuzzer (ASan+UBSan), one
+# worker, BENCH_SECONDS (10) each, starting from the committed seeds (which it does not
+# modify). One line per target:  fuzz-bench: <target> <execs/s> execs/s (<runs> runs)
+#
+#   scripts/fuzz-bench.sh [TARGET...]      FUZZ_BUILD=build-fuzz (built if missing)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+FUZZ_BUILD=${FUZZ_BUILD:-$root/build-fuzz}
+gen=$(command -v ninja >/dev/null 2>&1 && echo "-G Ninja" || true)
+
+# shellcheck disable=SC2086
+CC=clang cmake -S "$root" -B "$FUZZ_BUILD" $gen -DQVET_FUZZ=libfuzzer \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$FUZZ_BUILD" --target qvet_fuzzers -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
+
+targets=("$@")
+if [[ ${#targets[@]} -eq 0 ]]; then
+    for f in harness/fuzz/fuzz_*.c; do
+        f=${f##*/fuzz_}
+        targets+=("${f%.c}")
+    done
+fi
+
+# A speed measurement, not a bug hunt: do not stop at the known allocation-over-metadata
+# bug (corpus/regressions/image/), so that every target runs its full time.
+export QVET_FUZZ_ALLOW_CLOBBER=${QVET_FUZZ_ALLOW_CLOBBER:-1}
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+for t in "${targets[@]}"; do
+    bin=$FUZZ_BUILD/fuzz/fuzz_$t
+    mkdir -p "$scratch/$t"
+    dict=()
+    [[ -f corpus/$t.dict ]] && dict=(-dict="corpus/$t.dict")
+    seeds=()
+    [[ -d corpus/$t ]] && seeds=("corpus/$t")
+    # New units go to the scratch directory; the seeds are only read.
+    log=$("$bin" "${dict[@]}" -max_total_time="$BENCH_SECONDS" -print_final_stats=1 \
+        -artifact_prefix="$scratch/" "$scratch/$t" "${seeds[@]}" 2>&1 || true)
+    runs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+).*/\1/p' <<<"$log" | tail -1)
+    rate=$(sed -nE 's/^stat::average_exec_per_sec: *([0-9]+).*/\1/p' <<<"$log" | tail -1)
+    if [[ -z $rate ]]; then
+        echo "fuzz-bench: $t: no statistics (crashed?)" >&2
+        grep -E 'ERROR|invariant' <<<"$log" | head -3 >&2 || true
+        continue
+    fi
+    printf 'fuzz-bench: %-10s %8s execs/s (%s runs in %ss)\n' "$t" "$rate" "$runs" "$BENCH_SECONDS"
+done

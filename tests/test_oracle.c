@@ -1,0 +1,888 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The raw oracle: contents, provenance, resize, snapshots, sparseness, blkverify compare. */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "oracle.h"
+#include "support.h"
+
+#define KiB 1024ull
+#define MiB (1024ull * 1024ull)
+#define GiB (1024ull * MiB)
+
+/* A fresh directory per test (the suites run forked or not). */
+static const char *fresh_dir(const char *name)
+{
+    const char *d = test_path(name);
+    ck_assert_msg(test_run("rm -rf '%s' && mkdir -p '%s'", d, d) == 0, "cannot make %s", d);
+    return d;
+}
+
+static struct oracle *make(const char *dir, uint64_t size, const char *initial)
+{
+    struct oracle *o = NULL;
+    char err[256] = "";
+    int ret = oracle_create(dir, size, initial, &o, err, sizeof(err));
+    ck_assert_msg(ret == 0 && o, "oracle_create(%s, %llu): expected 0, got %d (%s)", dir,
+                  (unsigned long long)size, ret, err);
+    return o;
+}
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    ck_assert_msg(stat(path, &st) == 0, "stat %s: %s", path, strerror(errno));
+    return (uint64_t)st.st_size;
+}
+
+static uint64_t file_allocated(const char *path)
+{
+    struct stat st;
+    ck_assert_msg(stat(path, &st) == 0, "stat %s: %s", path, strerror(errno));
+    return (uint64_t)st.st_blocks * 512u;
+}
+
+/* Reads the whole active disk and checks it equals model (size bytes). */
+static void expect_disk(struct oracle *o, const uint8_t *model, uint64_t size, const char *when)
+{
+    ck_assert_msg(oracle_size(o) == size, "%s: expected size %llu, got %llu", when,
+                  (unsigned long long)size, (unsigned long long)oracle_size(o));
+    uint8_t *got = malloc(size ? size : 1);
+    ck_assert_ptr_nonnull(got);
+    int ret = oracle_read(o, got, size, 0);
+    ck_assert_msg(ret == 0, "%s: read of the whole disk: expected 0, got %d", when, ret);
+    uint64_t sector;
+    bool differs = oracle_first_mismatch(got, model, size, 0, &sector);
+    if (differs) {
+        uint64_t i = sector * ORACLE_SECTOR;
+        while (i < size && got[i] == model[i])
+            i++;
+        unsigned want_byte = model[i], got_byte = got[i];
+        free(got);
+        ck_abort_msg("%s: byte %llu (sector %llu) differs: expected 0x%02x, got 0x%02x", when,
+                     (unsigned long long)i, (unsigned long long)sector, want_byte, got_byte);
+    }
+    free(got);
+    ck_assert_msg(file_size(oracle_path(o)) == size, "%s: %s: expected %llu bytes, got %llu",
+                  when, oracle_path(o), (unsigned long long)size,
+                  (unsigned long long)file_size(oracle_path(o)));
+}
+
+/* Checks sectors [first, end) have author `op`. */
+static void expect_authors(struct oracle *o, uint64_t first, uint64_t end, uint32_t op,
+                           const char *when)
+{
+    for (uint64_t s = first; s < end; s++) {
+        uint32_t a = oracle_sector_author(o, s);
+        if (a != op)                    /* not ck_assert: each one is a write to a pipe */
+            ck_abort_msg("%s: sector %llu: expected author %u, got %u", when,
+                         (unsigned long long)s, op, a);
+    }
+}
+
+/* ---- reads and writes -------------------------------------------------------------- */
+
+START_TEST(round_trips_at_unaligned_offsets)
+{
+    const uint64_t size = 64 * KiB;
+    struct oracle *o = make(fresh_dir("rt"), size, NULL);
+    uint8_t *model = calloc(1, size);
+    ck_assert_ptr_nonnull(model);
+    expect_disk(o, model, size, "fresh disk");
+
+    static const struct { uint64_t off; size_t len; } w[] = {
+        {0, 1}, {1, 7}, {511, 2}, {513, 1000}, {4095, 4097}, {12345, 6789},
+        {size - 1, 1}, {size - 700, 700}, {3, 65000},
+    };
+    uint8_t buf[65536];
+    for (unsigned i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+        test_fill_random(buf, w[i].len, 100 + i);
+        int ret = oracle_write(o, buf, w[i].len, w[i].off, i + 1);
+        ck_assert_msg(ret == 0, "write %u at %llu+%zu: expected 0, got %d", i,
+                      (unsigned long long)w[i].off, w[i].len, ret);
+        memcpy(model + w[i].off, buf, w[i].len);
+
+        /* Read back exactly what was written, and an unaligned window around it. */
+        uint8_t back[65536 + 64];
+        ck_assert_int_eq(oracle_read(o, back, w[i].len, w[i].off), 0);
+        ck_assert_msg(memcmp(back, buf, w[i].len) == 0, "write %u does not read back", i);
+        uint64_t from = w[i].off >= 13 ? w[i].off - 13 : 0;
+        uint64_t to = w[i].off + w[i].len + 29 <= size ? w[i].off + w[i].len + 29 : size;
+        ck_assert_int_eq(oracle_read(o, back, to - from, from), 0);
+        ck_assert_msg(memcmp(back, model + from, to - from) == 0,
+                      "window [%llu, %llu) after write %u differs from the model",
+                      (unsigned long long)from, (unsigned long long)to, i);
+    }
+    expect_disk(o, model, size, "after the writes");
+    free(model);
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(out_of_range_is_refused)
+{
+    struct oracle *o = make(fresh_dir("range"), 8 * KiB, NULL);
+    uint8_t buf[1024] = {0};
+    ck_assert_int_eq(oracle_read(o, buf, 1, 8 * KiB), -EINVAL);
+    ck_assert_int_eq(oracle_read(o, buf, 2, 8 * KiB - 1), -EINVAL);
+    ck_assert_int_eq(oracle_write(o, buf, 1024, 8 * KiB - 512, 1), -EINVAL);
+    ck_assert_int_eq(oracle_write(o, buf, 16, UINT64_MAX - 8, 1), -EINVAL);
+    ck_assert_int_eq(oracle_zero(o, 1, 8 * KiB, 1), -EINVAL);
+    ck_assert_int_eq(oracle_zero(o, UINT64_MAX, 512, 1), -EINVAL);
+    /* Empty transfers at the end are fine and author nothing. */
+    ck_assert_int_eq(oracle_read(o, buf, 0, 8 * KiB), 0);
+    ck_assert_int_eq(oracle_write(o, buf, 0, 8 * KiB, 5), 0);
+    ck_assert_int_eq(oracle_zero(o, 0, 0, 5), 0);
+    expect_authors(o, 0, 16, ORACLE_NO_OP, "after refused and empty ops");
+    ck_assert_uint_eq(oracle_sector_author(o, 16), ORACLE_NO_OP);
+    ck_assert_uint_eq(oracle_sector_author(o, UINT64_MAX), ORACLE_NO_OP);
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(zero_clears_exactly_the_range)
+{
+    const uint64_t size = 256 * KiB;
+    struct oracle *o = make(fresh_dir("zero"), size, NULL);
+    uint8_t *model = malloc(size);
+    ck_assert_ptr_nonnull(model);
+    test_fill_random(model, size, 7);
+    ck_assert_int_eq(oracle_write(o, model, size, 0, 1), 0);
+
+    /* Unaligned on both ends, spanning whole file-system blocks in the middle. */
+    ck_assert_int_eq(oracle_zero(o, 100000, 1001, 2), 0);
+    memset(model + 1001, 0, 100000);
+    /* Inside one sector. */
+    ck_assert_int_eq(oracle_zero(o, 10, 200000, 3), 0);
+    memset(model + 200000, 0, 10);
+    /* The very end. */
+    ck_assert_int_eq(oracle_zero(o, 513, size - 513, 4), 0);
+    memset(model + size - 513, 0, 513);
+    expect_disk(o, model, size, "after the zero ops");
+
+    expect_authors(o, 0, 1, 1, "before the first zero");
+    expect_authors(o, 1, (1001 + 100000 - 1) / 512 + 1, 2, "first zero");
+    expect_authors(o, (1001 + 100000 - 1) / 512 + 1, 200000 / 512, 1, "between zeros");
+    expect_authors(o, 200000 / 512, 200000 / 512 + 1, 3, "one-sector zero");
+    expect_authors(o, (size - 513) / 512, size / 512, 4, "zero at the end");
+    free(model);
+    oracle_close(o);
+}
+END_TEST
+
+/* ---- provenance -------------------------------------------------------------------- */
+
+START_TEST(provenance_per_sector)
+{
+    struct oracle *o = make(fresh_dir("prov"), 16 * KiB, NULL);
+    uint8_t buf[4096];
+    memset(buf, 0xab, sizeof(buf));
+    expect_authors(o, 0, 32, ORACLE_NO_OP, "fresh disk");
+
+    /* One byte in sector 3 authors the whole of sector 3 and nothing else. */
+    ck_assert_int_eq(oracle_write(o, buf, 1, 3 * 512 + 100, 10), 0);
+    expect_authors(o, 0, 3, ORACLE_NO_OP, "before a one-byte write");
+    expect_authors(o, 3, 4, 10, "one-byte write");
+    expect_authors(o, 4, 32, ORACLE_NO_OP, "after a one-byte write");
+
+    /* Two bytes straddling sectors 5 and 6. */
+    ck_assert_int_eq(oracle_write(o, buf, 2, 6 * 512 - 1, 11), 0);
+    expect_authors(o, 5, 7, 11, "straddling write");
+    expect_authors(o, 7, 8, ORACLE_NO_OP, "after the straddling write");
+
+    /* Exactly sectors 8..15: ends on a boundary, so sector 16 stays untouched. */
+    ck_assert_int_eq(oracle_write(o, buf, 4096, 8 * 512, 12), 0);
+    expect_authors(o, 8, 16, 12, "aligned 4 KiB write");
+    ck_assert_uint_eq(oracle_sector_author(o, 16), ORACLE_NO_OP);
+
+    /* A later write overrides part of it. */
+    ck_assert_int_eq(oracle_write(o, buf, 600, 10 * 512 + 10, 13), 0);
+    expect_authors(o, 8, 10, 12, "left of the override");
+    expect_authors(o, 10, 12, 13, "override");
+    expect_authors(o, 12, 16, 12, "right of the override");
+
+    /* Zeroing authors too, and so does an override of a zeroed sector. */
+    ck_assert_int_eq(oracle_zero(o, 1, 3 * 512, 14), 0);
+    expect_authors(o, 3, 4, 14, "zeroed sector");
+    ck_assert_int_eq(oracle_write(o, buf, 512, 3 * 512, 15), 0);
+    expect_authors(o, 3, 4, 15, "rewritten zeroed sector");
+    oracle_close(o);
+}
+END_TEST
+
+/* ---- resize ------------------------------------------------------------------------ */
+
+START_TEST(resize_grow_reads_zeros_authored_by_the_resize)
+{
+    const uint64_t small = 8 * KiB, big = 40 * KiB;
+    struct oracle *o = make(fresh_dir("grow"), small, NULL);
+    uint8_t *model = calloc(1, big);
+    ck_assert_ptr_nonnull(model);
+    test_fill_random(model, small, 3);
+    ck_assert_int_eq(oracle_write(o, model, small, 0, 1), 0);
+
+    int ret = oracle_resize(o, big, 2);
+    ck_assert_msg(ret == 0, "grow: expected 0, got %d", ret);
+    expect_disk(o, model, big, "after growing");
+    expect_authors(o, 0, small / 512, 1, "old part after growing");
+    expect_authors(o, small / 512, big / 512, 2, "grown part");
+    ck_assert_uint_eq(oracle_sector_author(o, big / 512), ORACLE_NO_OP);
+
+    /* The new area is a normal part of the disk. */
+    uint8_t buf[1000];
+    test_fill_random(buf, sizeof(buf), 4);
+    ck_assert_int_eq(oracle_write(o, buf, sizeof(buf), big - sizeof(buf), 3), 0);
+    memcpy(model + big - sizeof(buf), buf, sizeof(buf));
+    expect_disk(o, model, big, "after writing the grown part");
+    free(model);
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(resize_shrink_drops_the_tail)
+{
+    const uint64_t big = 32 * KiB, small = 12 * KiB + 512;
+    struct oracle *o = make(fresh_dir("shrink"), big, NULL);
+    uint8_t *model = malloc(big);
+    ck_assert_ptr_nonnull(model);
+    test_fill_random(model, big, 5);
+    ck_assert_int_eq(oracle_write(o, model, big, 0, 1), 0);
+
+    ck_assert_int_eq(oracle_resize(o, small, 2), 0);
+    expect_disk(o, model, small, "after shrinking");
+    expect_authors(o, 0, small / 512, 1, "kept part after shrinking");
+    ck_assert_uint_eq(oracle_sector_author(o, small / 512), ORACLE_NO_OP);
+    uint8_t b[512];
+    ck_assert_int_eq(oracle_read(o, b, 1, small), -EINVAL);
+    ck_assert_int_eq(oracle_write(o, b, 1, small, 3), -EINVAL);
+
+    /* Growing back exposes zeros, not the old tail, authored by the grow. */
+    ck_assert_int_eq(oracle_resize(o, big, 4), 0);
+    memset(model + small, 0, big - small);
+    expect_disk(o, model, big, "after shrinking and growing back");
+    expect_authors(o, 0, small / 512, 1, "kept part after growing back");
+    expect_authors(o, small / 512, big / 512, 4, "regrown part");
+
+    ck_assert_int_eq(oracle_resize(o, big + 100, 5), -EINVAL);
+    ck_assert_int_eq(oracle_resize(o, 0, 6), 0);
+    ck_assert_uint_eq(oracle_size(o), 0);
+    ck_assert_uint_eq(oracle_sector_author(o, 0), ORACLE_NO_OP);
+    ck_assert_int_eq(oracle_resize(o, 1024, 7), 0);
+    expect_authors(o, 0, 2, 7, "grown from nothing");
+    free(model);
+    oracle_close(o);
+}
+END_TEST
+
+/* ---- creation ---------------------------------------------------------------------- */
+
+START_TEST(initial_raw_shorter_than_the_disk)
+{
+    const char *dir = fresh_dir("init-short");
+    const uint64_t size = 16 * KiB;
+    uint8_t raw[3000];                  /* not even a whole number of sectors */
+    test_fill_random(raw, sizeof(raw), 9);
+    const char *raw_path = test_path("init-short.raw");
+    ck_assert_int_eq(test_write_file(raw_path, raw, sizeof(raw)), 0);
+
+    struct oracle *o = make(dir, size, raw_path);
+    uint8_t *model = calloc(1, size);
+    ck_assert_ptr_nonnull(model);
+    memcpy(model, raw, sizeof(raw));
+    expect_disk(o, model, size, "disk over a shorter raw file");
+    expect_authors(o, 0, size / 512, ORACLE_NO_OP, "initial contents");
+    /* The initial raw file itself is left alone. */
+    ck_assert_uint_eq(file_size(raw_path), sizeof(raw));
+    free(model);
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(initial_raw_longer_than_the_disk)
+{
+    const char *dir = fresh_dir("init-long");
+    const uint64_t size = 8 * KiB;
+    uint8_t raw[20000];
+    test_fill_random(raw, sizeof(raw), 10);
+    const char *raw_path = test_path("init-long.raw");
+    ck_assert_int_eq(test_write_file(raw_path, raw, sizeof(raw)), 0);
+
+    struct oracle *o = make(dir, size, raw_path);
+    expect_disk(o, raw, size, "disk over a longer raw file");
+    expect_authors(o, 0, size / 512, ORACLE_NO_OP, "initial contents");
+    /* Growing later shows zeros, not the rest of the raw file. */
+    ck_assert_int_eq(oracle_resize(o, 16 * KiB, 1), 0);
+    uint8_t model[16 * KiB] = {0};
+    memcpy(model, raw, size);
+    expect_disk(o, model, 16 * KiB, "grown disk over a longer raw file");
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(initial_raw_holes_stay_holes)
+{
+    const char *dir = fresh_dir("init-sparse");
+    const char *raw_path = test_path("init-sparse.raw");
+    /* 256 MiB, mostly a hole, with "qvet" at 100000000 and 4 MiB of written zeros. */
+    ck_assert_int_eq(test_run("truncate -s 256M '%s' && printf 'qvet' | dd of='%s' bs=1 "
+                              "seek=100000000 conv=notrunc status=none && dd if=/dev/zero "
+                              "of='%s' bs=1M seek=10 count=4 conv=notrunc status=none",
+                              raw_path, raw_path, raw_path),
+                     0);
+    ck_assert_msg(file_allocated(raw_path) >= 4 * MiB, "%s: expected 4 MiB allocated",
+                  raw_path);
+    struct oracle *o = make(dir, 512 * MiB, raw_path);
+    uint8_t got[8];
+    ck_assert_int_eq(oracle_read(o, got, 8, 100000000 - 2), 0);
+    ck_assert_msg(memcmp(got, "\0\0qvet\0\0", 8) == 0, "expected ..qvet.. at 99999998, got "
+                  "%02x %02x %02x %02x %02x %02x %02x %02x", got[0], got[1], got[2], got[3],
+                  got[4], got[5], got[6], got[7]);
+    /* Neither the hole nor the written zeros take space in the oracle. */
+    uint64_t alloc = file_allocated(oracle_path(o));
+    ck_assert_msg(alloc <= 1 * MiB, "oracle over a sparse raw file: expected at most 1 MiB "
+                  "allocated, got %llu", (unsigned long long)alloc);
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(create_errors_say_why)
+{
+    struct oracle *o = (struct oracle *)1;
+    char err[256];
+
+    const char *missing = test_path("no-such-dir");
+    int ret = oracle_create(missing, 4096, NULL, &o, err, sizeof(err));
+    ck_assert_msg(ret == -ENOENT, "missing directory: expected %d, got %d", -ENOENT, ret);
+    ck_assert_ptr_null(o);
+    ck_assert_msg(strstr(err, missing) && !strchr(err, '\n'),
+                  "expected a one-line reason naming %s, got \"%s\"", missing, err);
+
+    ret = oracle_create(fresh_dir("errs"), 1000, NULL, &o, err, sizeof(err));
+    ck_assert_msg(ret == -EINVAL, "size 1000: expected %d, got %d", -EINVAL, ret);
+    ck_assert_msg(strstr(err, "1000") != NULL, "expected the size in \"%s\"", err);
+
+    const char *raw = test_path("no-such.raw");
+    ret = oracle_create(test_path("errs"), 4096, raw, &o, err, sizeof(err));
+    ck_assert_msg(ret == -ENOENT, "missing raw: expected %d, got %d", -ENOENT, ret);
+    ck_assert_msg(strstr(err, raw) && !strchr(err, '\n'),
+                  "expected a one-line reason naming %s, got \"%s\"", raw, err);
+
+    ret = oracle_create(test_path("errs"), 4096, test_dir(), &o, err, sizeof(err));
+    ck_assert_msg(ret < 0, "directory as raw: expected an error, got %d", ret);
+    ck_assert_msg(err[0] != '\0', "directory as raw: expected a reason");
+
+    /* Tiny and absent error buffers are fine. */
+    ret = oracle_create(missing, 4096, NULL, &o, err, 4);
+    ck_assert_int_eq(ret, -ENOENT);
+    ck_assert_uint_eq(strlen(err), 3);
+    ck_assert_int_eq(oracle_create(missing, 4096, NULL, &o, NULL, 0), -ENOENT);
+}
+END_TEST
+
+START_TEST(files_stay_after_close)
+{
+    const char *dir = fresh_dir("keep");
+    struct oracle *o = make(dir, 4 * KiB, NULL);
+    ck_assert_int_eq(oracle_write(o, "kept", 4, 1000, 1), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "1"), 0);
+    char active[512], snap[512];
+    snprintf(active, sizeof(active), "%s", oracle_path(o));
+    snprintf(snap, sizeof(snap), "%s", oracle_snapshot_path(o, "1"));
+    oracle_close(o);
+    size_t len;
+    uint8_t *data = test_read_file(active, &len);
+    ck_assert_msg(data && len == 4 * KiB && memcmp(data + 1000, "kept", 4) == 0,
+                  "%s after close: expected 4096 bytes with \"kept\" at 1000", active);
+    free(data);
+    data = test_read_file(snap, &len);
+    ck_assert_msg(data && len == 4 * KiB && memcmp(data + 1000, "kept", 4) == 0,
+                  "%s after close: expected 4096 bytes with \"kept\" at 1000", snap);
+    free(data);
+}
+END_TEST
+
+/* ---- snapshots --------------------------------------------------------------------- */
+
+START_TEST(snapshot_apply_restores_contents_and_provenance)
+{
+    const uint64_t size = 128 * KiB;
+    struct oracle *o = make(fresh_dir("snap"), size, NULL);
+    uint8_t *at_snap = calloc(1, size), *later = calloc(1, size);
+    ck_assert_ptr_nonnull(at_snap);
+    ck_assert_ptr_nonnull(later);
+
+    test_fill_random(at_snap + 4096, 8192, 1);
+    ck_assert_int_eq(oracle_write(o, at_snap + 4096, 8192, 4096, 1), 0);
+    test_fill_random(at_snap + 70001, 999, 2);
+    ck_assert_int_eq(oracle_write(o, at_snap + 70001, 999, 70001, 2), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "1"), 0);
+    ck_assert_uint_eq(oracle_snapshot_count(o), 1);
+    ck_assert_uint_eq(oracle_snapshot_size(o, "1"), size);
+    ck_assert_int_eq(oracle_snapshot_create(o, "1"), -EEXIST);
+
+    /* Change everything after the snapshot. */
+    test_fill_random(later, size, 3);
+    ck_assert_int_eq(oracle_write(o, later, size, 0, 3), 0);
+    ck_assert_int_eq(oracle_zero(o, 4096, 8192, 4), 0);
+    memset(later + 8192, 0, 4096);
+    expect_disk(o, later, size, "before apply");
+
+    /* The snapshot still reads as it was. */
+    uint8_t *snap = malloc(size);
+    ck_assert_ptr_nonnull(snap);
+    ck_assert_int_eq(oracle_snapshot_read(o, "1", snap, size, 0), 0);
+    ck_assert_msg(memcmp(snap, at_snap, size) == 0, "snapshot 1 changed with the active disk");
+    ck_assert_int_eq(oracle_snapshot_read(o, "1", snap, 10, 70000), 0);
+    ck_assert_msg(memcmp(snap, at_snap + 70000, 10) == 0, "unaligned snapshot read differs");
+    ck_assert_int_eq(oracle_snapshot_read(o, "1", snap, 1, size), -EINVAL);
+    ck_assert_int_eq(oracle_snapshot_read(o, "2", snap, 1, 0), -ENOENT);
+
+    ck_assert_int_eq(oracle_snapshot_apply(o, "1"), 0);
+    expect_disk(o, at_snap, size, "after apply");
+    expect_authors(o, 0, 8, ORACLE_NO_OP, "after apply, before write 1");
+    expect_authors(o, 8, 24, 1, "after apply, write 1");
+    expect_authors(o, 24, 70001 / 512, ORACLE_NO_OP, "after apply, between writes");
+    expect_authors(o, 70001 / 512, (70001 + 999 - 1) / 512 + 1, 2, "after apply, write 2");
+    expect_authors(o, (70001 + 999 - 1) / 512 + 1, size / 512, ORACLE_NO_OP,
+                   "after apply, the rest");
+    /* The snapshot survives its apply, and the active disk is independent of it again. */
+    ck_assert_uint_eq(oracle_snapshot_count(o), 1);
+    ck_assert_int_eq(oracle_write(o, later, 512, 4096, 5), 0);
+    ck_assert_int_eq(oracle_snapshot_read(o, "1", snap, 512, 4096), 0);
+    ck_assert_msg(memcmp(snap, at_snap + 4096, 512) == 0, "write after apply reached the "
+                  "snapshot");
+    ck_assert_int_eq(oracle_snapshot_apply(o, "nope"), -ENOENT);
+    free(snap);
+    free(at_snap);
+    free(later);
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(snapshot_apply_restores_the_size)
+{
+    const uint64_t size = 32 * KiB;
+    struct oracle *o = make(fresh_dir("snap-size"), size, NULL);
+    uint8_t *model = malloc(2 * size);
+    ck_assert_ptr_nonnull(model);
+    test_fill_random(model, size, 11);
+    ck_assert_int_eq(oracle_write(o, model, size, 0, 1), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "small"), 0);
+
+    /* Grow, fill the new part, snapshot the big disk. */
+    ck_assert_int_eq(oracle_resize(o, 2 * size, 2), 0);
+    test_fill_random(model + size, size, 12);
+    ck_assert_int_eq(oracle_write(o, model + size, size - 512, size, 3), 0);
+    memset(model + 2 * size - 512, 0, 512);
+    ck_assert_int_eq(oracle_snapshot_create(o, "big"), 0);
+    ck_assert_uint_eq(oracle_snapshot_size(o, "small"), size);
+    ck_assert_uint_eq(oracle_snapshot_size(o, "big"), 2 * size);
+    ck_assert_uint_eq(file_size(oracle_snapshot_path(o, "big")), 2 * size);
+
+    /* Back to the small one: size, file and provenance shrink with it. */
+    ck_assert_int_eq(oracle_snapshot_apply(o, "small"), 0);
+    expect_disk(o, model, size, "after applying the small snapshot");
+    expect_authors(o, 0, size / 512, 1, "after applying the small snapshot");
+    ck_assert_uint_eq(oracle_sector_author(o, size / 512), ORACLE_NO_OP);
+
+    /* Shrink further, then apply the big one: the grown part comes back. */
+    ck_assert_int_eq(oracle_resize(o, 4096, 4), 0);
+    ck_assert_int_eq(oracle_snapshot_apply(o, "big"), 0);
+    expect_disk(o, model, 2 * size, "after applying the big snapshot");
+    expect_authors(o, 0, size / 512, 1, "old part of the big snapshot");
+    expect_authors(o, size / 512, 2 * size / 512 - 1, 3, "written part of the big snapshot");
+    expect_authors(o, 2 * size / 512 - 1, 2 * size / 512, 2, "last sector, from the grow");
+    free(model);
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(snapshot_delete_removes_it)
+{
+    const char *dir = fresh_dir("snap-del");
+    struct oracle *o = make(dir, 8 * KiB, NULL);
+    ck_assert_int_eq(oracle_write(o, "first", 5, 0, 1), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "1"), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "2"), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "3"), 0);
+    ck_assert_uint_eq(oracle_snapshot_count(o), 3);
+
+    /* Keep snapshot 2's file open through a read, then delete it. */
+    char buf[8];
+    ck_assert_int_eq(oracle_snapshot_read(o, "2", buf, 5, 0), 0);
+    char path[512];
+    snprintf(path, sizeof(path), "%s", oracle_snapshot_path(o, "2"));
+    ck_assert_int_eq(oracle_snapshot_delete(o, "2"), 0);
+    ck_assert_uint_eq(oracle_snapshot_count(o), 2);
+    ck_assert_msg(access(path, F_OK) != 0, "%s: expected gone after delete", path);
+    ck_assert_ptr_null(oracle_snapshot_path(o, "2"));
+    ck_assert_uint_eq(oracle_snapshot_size(o, "2"), 0);
+    ck_assert_int_eq(oracle_snapshot_read(o, "2", buf, 1, 0), -ENOENT);
+    ck_assert_int_eq(oracle_snapshot_apply(o, "2"), -ENOENT);
+    ck_assert_int_eq(oracle_snapshot_delete(o, "2"), -ENOENT);
+    ck_assert_ptr_nonnull(oracle_snapshot_path(o, "1"));
+    ck_assert_ptr_nonnull(oracle_snapshot_path(o, "3"));
+
+    /* The id can be reused, and reads see the new snapshot, not the old file. */
+    ck_assert_int_eq(oracle_write(o, "again", 5, 0, 2), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "2"), 0);
+    ck_assert_int_eq(oracle_snapshot_read(o, "2", buf, 5, 0), 0);
+    ck_assert_msg(memcmp(buf, "again", 5) == 0, "recreated snapshot 2: expected \"again\", "
+                  "got \"%.5s\"", buf);
+    ck_assert_int_eq(oracle_snapshot_read(o, "1", buf, 5, 0), 0);
+    ck_assert_msg(memcmp(buf, "first", 5) == 0, "snapshot 1: expected \"first\", got "
+                  "\"%.5s\"", buf);
+    ck_assert_int_eq(oracle_snapshot_delete(o, "1"), 0);
+    ck_assert_int_eq(oracle_snapshot_delete(o, "3"), 0);
+    ck_assert_int_eq(oracle_snapshot_delete(o, "2"), 0);
+    ck_assert_uint_eq(oracle_snapshot_count(o), 0);
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(snapshot_keeps_lone_bytes)
+{
+    /* One nonzero byte at either end of a block or of the disk must not pass for a hole. */
+    const uint64_t size = 3 * MiB;
+    struct oracle *o = make(fresh_dir("snap-bytes"), size, NULL);
+    static const uint64_t at[] = {0, 4095, 4096 * 5, 1 * MiB - 1, 1 * MiB, 2 * MiB + 4095,
+                                  size - 1};
+    const unsigned n = sizeof(at) / sizeof(at[0]);
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t b = (uint8_t)(0x80 + i);
+        ck_assert_int_eq(oracle_write(o, &b, 1, at[i], i + 1), 0);
+    }
+    /* And a block of one repeated nonzero byte is data too. */
+    uint8_t ff[4096];
+    memset(ff, 0xff, sizeof(ff));
+    ck_assert_int_eq(oracle_write(o, ff, sizeof(ff), 3 * MiB / 2, 50), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "1"), 0);
+    ck_assert_int_eq(oracle_zero(o, size, 0, 100), 0);
+    uint8_t got[4096];
+    ck_assert_int_eq(oracle_snapshot_read(o, "1", got, sizeof(got), 3 * MiB / 2), 0);
+    ck_assert_msg(memcmp(got, ff, sizeof(got)) == 0, "snapshot block of 0xff: got 0x%02x at "
+                  "its start", got[0]);
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t b = 0;
+        ck_assert_int_eq(oracle_snapshot_read(o, "1", &b, 1, at[i]), 0);
+        ck_assert_msg(b == 0x80 + i, "snapshot byte at %llu: expected 0x%02x, got 0x%02x",
+                      (unsigned long long)at[i], 0x80 + i, b);
+    }
+    ck_assert_int_eq(oracle_snapshot_apply(o, "1"), 0);
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t b = 0;
+        ck_assert_int_eq(oracle_read(o, &b, 1, at[i]), 0);
+        ck_assert_msg(b == 0x80 + i, "byte at %llu after apply: expected 0x%02x, got 0x%02x",
+                      (unsigned long long)at[i], 0x80 + i, b);
+        expect_authors(o, at[i] / 512, at[i] / 512 + 1, i + 1, "lone byte after apply");
+    }
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(snapshot_ids_stay_inside_the_directory)
+{
+    const char *dir = fresh_dir("snap-ids");
+    struct oracle *o = make(dir, 4 * KiB, NULL);
+    static const char *ids[] = {"17", "../evil", "a/b", "a_b", "a%2Fb", ".", "..", "x y\n"};
+    size_t dlen = strlen(dir);
+    for (unsigned i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        int ret = oracle_snapshot_create(o, ids[i]);
+        ck_assert_msg(ret == 0, "id \"%s\": expected 0, got %d", ids[i], ret);
+        const char *p = oracle_snapshot_path(o, ids[i]);
+        ck_assert_msg(p && strncmp(p, dir, dlen) == 0 && p[dlen] == '/' &&
+                      !strchr(p + dlen + 1, '/') && strncmp(p + dlen + 1, "snap-", 5) == 0,
+                      "id \"%s\": expected %s/snap-..., got %s", ids[i], dir, p ? p : "NULL");
+        ck_assert_msg(access(p, F_OK) == 0, "id \"%s\": %s missing", ids[i], p);
+        for (unsigned j = 0; j < i; j++)
+            ck_assert_msg(strcmp(p, oracle_snapshot_path(o, ids[j])) != 0,
+                          "ids \"%s\" and \"%s\" share %s", ids[i], ids[j], p);
+    }
+    ck_assert_str_eq(strrchr(oracle_snapshot_path(o, "17"), '/') + 1, "snap-17.raw");
+    ck_assert_int_eq(access(test_path("evil.raw"), F_OK), -1);
+    ck_assert_int_eq(oracle_snapshot_create(o, ""), -EINVAL);
+    char longid[300];
+    memset(longid, '7', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    ck_assert_int_eq(oracle_snapshot_create(o, longid), -ENAMETOOLONG);
+    ck_assert_uint_eq(oracle_snapshot_count(o), sizeof(ids) / sizeof(ids[0]));
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(snapshots_of_a_sparse_disk_stay_sparse)
+{
+    const uint64_t size = 1 * GiB;
+    struct oracle *o = make(fresh_dir("sparse"), size, NULL);
+    uint8_t buf[4096];
+    for (unsigned i = 0; i < 8; i++) {
+        test_fill_random(buf, sizeof(buf), i);
+        ck_assert_int_eq(oracle_write(o, buf, sizeof(buf), i * 128 * MiB + 12345, i + 1), 0);
+    }
+    /* A written-then-zeroed area need not come back as data either. */
+    ck_assert_int_eq(oracle_write(o, buf, sizeof(buf), 900 * MiB, 9), 0);
+    ck_assert_int_eq(oracle_zero(o, 1 * MiB, 900 * MiB, 10), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "1"), 0);
+
+    const char *sp = oracle_snapshot_path(o, "1");
+    ck_assert_uint_eq(file_size(sp), size);
+    uint64_t alloc = file_allocated(sp);
+    ck_assert_msg(alloc <= 1 * MiB, "snapshot of a 1 GiB disk with 32 KiB written: expected "
+                  "at most 1 MiB allocated, got %llu", (unsigned long long)alloc);
+
+    ck_assert_int_eq(oracle_write(o, buf, sizeof(buf), 500 * MiB, 11), 0);
+    ck_assert_int_eq(oracle_snapshot_apply(o, "1"), 0);
+    alloc = file_allocated(oracle_path(o));
+    ck_assert_msg(alloc <= 1 * MiB, "active disk after apply: expected at most 1 MiB "
+                  "allocated, got %llu", (unsigned long long)alloc);
+    ck_assert_uint_eq(file_size(oracle_path(o)), size);
+
+    for (unsigned i = 0; i < 8; i++) {
+        uint8_t want[4096], got[4096];
+        test_fill_random(want, sizeof(want), i);
+        ck_assert_int_eq(oracle_read(o, got, sizeof(got), i * 128 * MiB + 12345), 0);
+        ck_assert_msg(memcmp(got, want, sizeof(got)) == 0, "block %u differs after apply", i);
+        ck_assert_uint_eq(oracle_sector_author(o, (i * 128 * MiB + 12345) / 512), i + 1);
+    }
+    ck_assert_int_eq(oracle_read(o, buf, sizeof(buf), 500 * MiB), 0);
+    uint64_t sector;
+    static const uint8_t zero[4096];
+    ck_assert_msg(!oracle_first_mismatch(buf, zero, sizeof(buf), 500 * MiB, &sector),
+                  "write after the snapshot survived apply (sector %llu)",
+                  (unsigned long long)sector);
+    ck_assert_uint_eq(oracle_sector_author(o, 500 * MiB / 512), ORACLE_NO_OP);
+    ck_assert_uint_eq(oracle_sector_author(o, 900 * MiB / 512), 10);
+    oracle_close(o);
+}
+END_TEST
+
+/* ---- comparison -------------------------------------------------------------------- */
+
+START_TEST(first_mismatch_by_sector)
+{
+    uint8_t a[4096], b[4096];
+    test_fill_random(a, sizeof(a), 21);
+    memcpy(b, a, sizeof(b));
+    uint64_t sector = 12345;
+
+    ck_assert(!oracle_first_mismatch(a, b, sizeof(a), 0, &sector));
+    ck_assert(!oracle_first_mismatch(a, b, sizeof(a), 777, &sector));
+    ck_assert(!oracle_first_mismatch(a, b, 0, 0, &sector));
+    ck_assert_uint_eq(sector, 12345);   /* untouched when equal */
+
+    static const struct {
+        uint64_t off;
+        size_t byte;            /* index into the buffer of the only differing byte */
+        uint64_t sector;
+    } cases[] = {
+        {0, 0, 0},      {0, 511, 0},     {0, 512, 1},     {0, 4095, 7},
+        {1024, 0, 2},   {1024, 513, 3},
+        {1000, 0, 1},   {1000, 23, 1},   {1000, 24, 2},   {1000, 535, 2},  {1000, 536, 3},
+        {511, 0, 0},    {511, 1, 1},
+        {(1ull << 40) + 100, 411, (1ull << 40) / 512 + 0},
+        {(1ull << 40) + 100, 412, (1ull << 40) / 512 + 1},
+    };
+    for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        memcpy(b, a, sizeof(b));
+        b[cases[i].byte] ^= 0x10;
+        bool differs = oracle_first_mismatch(a, b, sizeof(a), cases[i].off, &sector);
+        ck_assert_msg(differs && sector == cases[i].sector,
+                      "off %llu, byte %zu: expected sector %llu, got %s %llu",
+                      (unsigned long long)cases[i].off, cases[i].byte,
+                      (unsigned long long)cases[i].sector, differs ? "sector" : "no mismatch",
+                      (unsigned long long)sector);
+    }
+
+    /* Two differences: the first one wins; a difference past len is not seen. */
+    memcpy(b, a, sizeof(b));
+    b[3000] ^= 1;
+    b[2000] ^= 1;
+    ck_assert(oracle_first_mismatch(a, b, sizeof(a), 0, &sector));
+    ck_assert_uint_eq(sector, 3);
+    ck_assert(!oracle_first_mismatch(a, b, 2000, 0, &sector));
+    ck_assert(oracle_first_mismatch(a, b, 2001, 0, &sector));
+    ck_assert_uint_eq(sector, 3);
+}
+END_TEST
+
+/* ---- everything together against an in-memory model ------------------------------- */
+
+static uint32_t rng_state;
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+
+struct model {
+    uint8_t *data;
+    uint32_t *prov;
+    uint64_t size;
+};
+
+START_TEST(random_ops_match_a_memory_model)
+{
+    const uint64_t max = 1 * MiB;
+    struct oracle *o = make(fresh_dir("model"), 256 * KiB, NULL);
+    struct model m = {calloc(1, max), calloc(max / 512, 4), 256 * KiB};
+    struct model snaps[4];
+    bool have[4] = {false};
+    for (unsigned i = 0; i < 4; i++) {
+        snaps[i].data = malloc(max);
+        snaps[i].prov = malloc(max / 512 * 4);
+        ck_assert_ptr_nonnull(snaps[i].data);
+        ck_assert_ptr_nonnull(snaps[i].prov);
+    }
+    ck_assert_ptr_nonnull(m.data);
+    ck_assert_ptr_nonnull(m.prov);
+    uint8_t *buf = malloc(64 * KiB);
+    ck_assert_ptr_nonnull(buf);
+    rng_state = 0x9e3779b9u;
+
+    for (uint32_t op = 1; op <= 6000; op++) {
+        uint32_t kind = rnd() % 100;
+        char id[8];
+        snprintf(id, sizeof(id), "%u", rnd() % 4);
+        unsigned si = (unsigned)(id[0] - '0');
+        if (kind < 70) {
+            uint64_t len = 1 + rnd() % (64 * KiB);
+            if (len > m.size)
+                len = m.size;
+            uint64_t off = m.size > len ? rnd() % (m.size - len + 1) : 0;
+            if (kind < 55) {
+                test_fill_random(buf, len, op);
+                ck_assert_int_eq(oracle_write(o, buf, len, off, op), 0);
+                memcpy(m.data + off, buf, len);
+            } else {
+                ck_assert_int_eq(oracle_zero(o, len, off, op), 0);
+                memset(m.data + off, 0, len);
+            }
+            for (uint64_t s = off / 512; s <= (off + len - 1) / 512; s++)
+                m.prov[s] = op;
+        } else if (kind < 80) {
+            uint64_t len = 1 + rnd() % (64 * KiB);
+            if (len > m.size)
+                len = m.size;
+            uint64_t off = m.size > len ? rnd() % (m.size - len + 1) : 0;
+            ck_assert_int_eq(oracle_read(o, buf, len, off), 0);
+            uint64_t sector;
+            ck_assert_msg(!oracle_first_mismatch(buf, m.data + off, len, off, &sector),
+                          "op %u: read %llu+%llu differs at sector %llu", op,
+                          (unsigned long long)off, (unsigned long long)len,
+                          (unsigned long long)sector);
+        } else if (kind < 85) {
+            uint64_t ns = (1 + rnd() % (max / 512)) * 512;
+            ck_assert_int_eq(oracle_resize(o, ns, op), 0);
+            if (ns > m.size) {
+                memset(m.data + m.size, 0, ns - m.size);
+                for (uint64_t s = m.size / 512; s < ns / 512; s++)
+                    m.prov[s] = op;
+            }
+            m.size = ns;
+        } else if (kind < 92) {
+            int ret = oracle_snapshot_create(o, id);
+            ck_assert_int_eq(ret, have[si] ? -EEXIST : 0);
+            if (!have[si]) {
+                memcpy(snaps[si].data, m.data, m.size);
+                memcpy(snaps[si].prov, m.prov, m.size / 512 * 4);
+                snaps[si].size = m.size;
+                have[si] = true;
+            }
+        } else if (kind < 97) {
+            ck_assert_int_eq(oracle_snapshot_apply(o, id), have[si] ? 0 : -ENOENT);
+            if (have[si]) {
+                memcpy(m.data, snaps[si].data, snaps[si].size);
+                memcpy(m.prov, snaps[si].prov, snaps[si].size / 512 * 4);
+                m.size = snaps[si].size;
+            }
+        } else {
+            ck_assert_int_eq(oracle_snapshot_delete(o, id), have[si] ? 0 : -ENOENT);
+            have[si] = false;
+        }
+        if (op % 500 == 0 || kind >= 80) {
+            char when[64];
+            snprintf(when, sizeof(when), "after op %u (kind %u)", op, kind);
+            expect_disk(o, m.data, m.size, when);
+            for (uint64_t s = 0; s < m.size / 512; s++)
+                if (oracle_sector_author(o, s) != m.prov[s])
+                    ck_abort_msg("%s: sector %llu: expected author %u, got %u", when,
+                                 (unsigned long long)s, m.prov[s],
+                                 oracle_sector_author(o, s));
+            for (unsigned i = 0; i < 4; i++) {
+                char sid[4];
+                snprintf(sid, sizeof(sid), "%u", i);
+                uint64_t want = have[i] ? snaps[i].size : 0;
+                ck_assert_msg(oracle_snapshot_size(o, sid) == want,
+                              "%s: snapshot %u: expected size %llu, got %llu", when, i,
+                              (unsigned long long)want,
+                              (unsigned long long)oracle_snapshot_size(o, sid));
+            }
+        }
+    }
+    free(buf);
+    for (unsigned i = 0; i < 4; i++) {
+        free(snaps[i].data);
+        free(snaps[i].prov);
+    }
+    free(m.data);
+    free(m.prov);
+    oracle_close(o);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("oracle");
+
+    TCase *tc = tcase_create("io");
+    tcase_add_test(tc, round_trips_at_unaligned_offsets);
+    tcase_add_test(tc, out_of_range_is_refused);
+    tcase_add_test(tc, zero_clears_exactly_the_range);
+    tcase_add_test(tc, provenance_per_sector);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("resize");
+    tcase_add_test(tc, resize_grow_reads_zeros_authored_by_the_resize);
+    tcase_add_test(tc, resize_shrink_drops_the_tail);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("create");
+    tcase_add_test(tc, initial_raw_shorter_than_the_disk);
+    tcase_add_test(tc, initial_raw_longer_than_the_disk);
+    tcase_add_test(tc, initial_raw_holes_stay_holes);
+    tcase_add_test(tc, create_errors_say_why);
+    tcase_add_test(tc, files_stay_after_close);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("snapshot");
+    tcase_add_test(tc, snapshot_apply_restores_contents_and_provenance);
+    tcase_add_test(tc, snapshot_apply_restores_the_size);
+    tcase_add_test(tc, snapshot_delete_removes_it);
+    tcase_add_test(tc, snapshot_keeps_lone_bytes);
+    tcase_add_test(tc, snapshot_ids_stay_inside_the_directory);
+    tcase_add_test(tc, snapshots_of_a_sparse_disk_stay_sparse);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("compare");
+    tcase_add_test(tc, first_mismatch_by_sector);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("model");
+    tcase_add_test(tc, random_ops_match_a_memory_model);
+    tcase_set_timeout(tc, 120);
+    suite_add_tcase(s, tc);
+
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

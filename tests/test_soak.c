@@ -1,0 +1,1174 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The soak driver must catch bugs: each test injects one fault under the qvet target
+ * (a backend wrapped around the engine's host file, or a target wrapped around the qvet
+ * target), runs a short seeded soak and asserts that it fails the expected way within its
+ * op budget, and, for data faults, that the report names a sector the fault damaged. The
+ * fault knows which guest sectors it damaged because every sector the soak writes is a
+ * self-describing payload (payload_identify). Each configuration also runs fault-free and
+ * must pass, so no test can pass vacuously.
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qcow2.h"
+#include "soak.h"
+#include "support.h"
+#include "target.h"
+
+#define SECTOR 512u
+#define CHECK_EVERY 50u
+/* A fault arms once the soak has written data in op 50 or a later one. */
+#define ARM_OP 50u
+/* Guest sectors a damage map covers (64 MiB: the soak's disks stay far smaller). */
+#define MAP_SECTORS (1u << 17)
+#define L1_OFFSET_MASK 0x00fffffffffffe00ull
+#define L2_OFFSET_MASK 0x00fffffffffffe00ull
+#define L2_COMPRESSED (1ull << 62)
+#define OFLAG_COPIED (1ull << 63)
+#define MAX_IDS 16
+
+/* ---- the run configurations ------------------------------------------------------ */
+
+/* Every fault runs in one of these; each also runs fault-free (the twin) and must pass. */
+enum config_id { CONFIG_DATA, CONFIG_REOPEN, CONFIGS };
+
+static const char *const config_names[CONFIGS] = { "data", "reopen" };
+
+static void config_make(enum config_id id, const char *dir, struct soak_config *c)
+{
+    soak_config_defaults(c);
+    c->seed = 20240501;
+    c->ops = 1200;
+    c->seconds = 0;
+    c->size = 8u << 20;
+    c->check_every = CHECK_EVERY;
+    c->qemu_checks = true;
+    snprintf(c->options, sizeof(c->options), "cluster_size=4k");
+    snprintf(c->dir, sizeof(c->dir), "%s", dir);
+    switch (id) {
+    case CONFIG_DATA:
+        break;
+    case CONFIG_REOPEN:
+        /* Frequent reopens: every L2 table is read from disk again, many times. */
+        c->weights[OP_REOPEN] = 40;
+        break;
+    default:
+        break;
+    }
+}
+
+/*
+ * A one-shot fault that later operations could undo before anything looks (an overwrite,
+ * a snapshot apply, a shrink; a refcount written again, as the engine writes them through
+ * as absolute values) strikes only in an op that a cross-check follows, which must then
+ * see it.
+ */
+static bool just_before_check(uint32_t op)
+{
+    return op % CHECK_EVERY == 0;
+}
+
+/* ---- a fault and what it did ------------------------------------------------------ */
+
+struct stale_table {
+    uint64_t offset;
+    uint8_t *first;                 /* the first version served */
+};
+
+struct fault;
+typedef int (*fault_read_fn)(struct fault *f, struct qcow2_backend *file, void *buf,
+                             size_t len, uint64_t off);
+typedef int (*fault_write_fn)(struct fault *f, struct qcow2_backend *file, const void *buf,
+                              size_t len, uint64_t off);
+
+struct fault {
+    fault_read_fn read;             /* NULL: pass through */
+    fault_write_fn write;
+    struct qcow2_backend *file;     /* the engine's file backend under the tap, or NULL */
+    char trace[1100];               /* the run's trace: its last line is the current op */
+    bool armed;                     /* data of op ARM_OP or later has been written */
+    bool in_guest_read;             /* the target is serving a guest read */
+    unsigned fired;                 /* how often the fault acted */
+    uint32_t fired_at;              /* the op during which it first acted */
+    char what[256];                 /* what it did first, for messages */
+    uint8_t *damaged;               /* bitmap of the guest sectors it damaged */
+    uint64_t n_damaged;
+    /* stale L2 tables */
+    struct stale_table *stale;
+    size_t n_stale;
+    /* lost refcount update */
+    uint64_t leaked_cluster;
+    /* COPIED cleared on disk */
+    uint32_t l1_index;
+    /* wrong snapshot apply */
+    char ids[MAX_IDS][TARGET_ID_MAX];
+    unsigned n_ids;
+};
+
+static void fault_init(struct fault *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->damaged = calloc(MAP_SECTORS / 8, 1);
+    ck_assert_ptr_nonnull(f->damaged);
+}
+
+static void fault_free(struct fault *f)
+{
+    for (size_t i = 0; i < f->n_stale; i++)
+        free(f->stale[i].first);
+    free(f->stale);
+    free(f->damaged);
+}
+
+static void damage(struct fault *f, uint64_t sector)
+{
+    ck_assert_msg(sector < MAP_SECTORS, "damaged guest sector %" PRIu64 " is past the map",
+                  sector);
+    if (!(f->damaged[sector / 8] & (1u << (sector % 8)))) {
+        f->damaged[sector / 8] |= (uint8_t)(1u << (sector % 8));
+        f->n_damaged++;
+    }
+}
+
+static bool is_damaged(const struct fault *f, uint64_t sector)
+{
+    return sector < MAP_SECTORS && (f->damaged[sector / 8] & (1u << (sector % 8)));
+}
+
+/*
+ * The op the driver is running: the trace gets each op before the op runs. (Its file may
+ * be longer than what is written so far, zero-filled.)
+ */
+static uint32_t current_op(const struct fault *f)
+{
+    FILE *t = fopen(f->trace, "r");
+    char line[256];
+    unsigned n, op = 0;
+    while (t && fgets(line, sizeof(line), t) && line[0])
+        if (sscanf(line, "%u ", &n) == 1)
+            op = n;
+    if (t)
+        fclose(t);
+    return op;
+}
+
+/* The first time the fault acts: remember when and what. */
+static void fired(struct fault *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fired(struct fault *f, const char *fmt, ...)
+{
+    if (!f->fired++) {
+        f->fired_at = current_op(f);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(f->what, sizeof(f->what), fmt, ap);
+        va_end(ap);
+    }
+}
+
+/* ---- reading the image behind the engine's back ------------------------------------ */
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+struct geometry {
+    uint32_t cs;
+    uint32_t l1_size;
+    uint64_t l1_offset;
+    uint64_t reftable_offset;
+    uint32_t reftable_clusters;
+    uint32_t refcount_order;
+};
+
+static int read_geometry(struct qcow2_backend *file, struct geometry *g)
+{
+    uint8_t h[104];
+    int ret = file->ops->read(file, h, sizeof(h), 0);
+    if (ret)
+        return ret;
+    g->cs = 1u << be32(h + 20);
+    g->l1_size = be32(h + 36);
+    g->l1_offset = test_get_be64(h + 40);
+    g->reftable_offset = test_get_be64(h + 48);
+    g->reftable_clusters = be32(h + 56);
+    g->refcount_order = be32(h + 4) >= 3 ? be32(h + 96) : 4;
+    return 0;
+}
+
+/* The active L1 table as it is on disk (malloc'd, g->l1_size entries). */
+static uint8_t *read_l1(struct qcow2_backend *file, const struct geometry *g)
+{
+    uint8_t *l1 = malloc((size_t)g->l1_size * 8 + 1);
+    if (l1 && file->ops->read(file, l1, (size_t)g->l1_size * 8, g->l1_offset)) {
+        free(l1);
+        return NULL;
+    }
+    return l1;
+}
+
+/*
+ * Where the payload sectors of a host buffer at host offset `off` start: the byte index
+ * of the first whole sector, then every SECTOR bytes.
+ */
+static size_t first_sector_at(uint64_t off)
+{
+    return (size_t)((SECTOR - off % SECTOR) % SECTOR);
+}
+
+/*
+ * Marks the guest sectors that host bytes [off, off+len) (held in buf) belong to: within
+ * each host cluster, one payload sector tells which guest cluster the host cluster holds
+ * (the mapping is linear inside a cluster), so every sector of the range is known,
+ * payload or not. A cluster without a whole payload sector in the range marks nothing.
+ */
+static void damage_cluster_owners(struct fault *f, const uint8_t *buf, size_t len,
+                                  uint64_t off, uint32_t cs)
+{
+    uint64_t end = off + len;
+    for (uint64_t cluster = off / cs * cs; cluster < end; cluster += cs) {
+        uint64_t lo = cluster > off ? cluster : off, hi = cluster + cs < end ? cluster + cs : end;
+        for (uint64_t at = (lo + SECTOR - 1) / SECTOR * SECTOR; at + SECTOR <= hi; at += SECTOR) {
+            uint32_t op;
+            uint64_t sector;
+            if (!payload_identify(buf + (at - off), &op, &sector))
+                continue;
+            uint64_t base = sector - (at - cluster) / SECTOR;
+            for (uint64_t s = lo / SECTOR; s < (hi + SECTOR - 1) / SECTOR; s++)
+                damage(f, base + (s - cluster / SECTOR));
+            break;
+        }
+    }
+}
+
+/* ---- the tap: a backend around the engine's file ------------------------------------ */
+
+struct tap {
+    struct qcow2_backend base;
+    struct qcow2_backend_ops ops;
+    struct qcow2_backend *inner;
+    struct fault *f;
+};
+
+static struct tap *tap_of(struct qcow2_backend *b)
+{
+    return (struct tap *)b;
+}
+
+static int tap_read(struct qcow2_backend *b, void *buf, size_t len, uint64_t off)
+{
+    struct tap *t = tap_of(b);
+    if (t->f->read)
+        return t->f->read(t->f, t->inner, buf, len, off);
+    return t->inner->ops->read(t->inner, buf, len, off);
+}
+
+static int tap_write(struct qcow2_backend *b, const void *buf, size_t len, uint64_t off)
+{
+    struct tap *t = tap_of(b);
+    const uint8_t *p = buf;
+    for (size_t i = first_sector_at(off); i + SECTOR <= len; i += SECTOR) {
+        uint32_t op;
+        uint64_t sector;
+        if (p[i] == 'q' && payload_identify(p + i, &op, &sector) && op >= ARM_OP)
+            t->f->armed = true;
+    }
+    if (t->f->write)
+        return t->f->write(t->f, t->inner, buf, len, off);
+    return t->inner->ops->write(t->inner, buf, len, off);
+}
+
+static int tap_flush(struct qcow2_backend *b)
+{
+    struct tap *t = tap_of(b);
+    return t->inner->ops->flush(t->inner);
+}
+
+static int tap_truncate(struct qcow2_backend *b, uint64_t size)
+{
+    struct tap *t = tap_of(b);
+    return t->inner->ops->truncate(t->inner, size);
+}
+
+static int tap_size(struct qcow2_backend *b, uint64_t *size)
+{
+    struct tap *t = tap_of(b);
+    return t->inner->ops->size(t->inner, size);
+}
+
+static int tap_block_status(struct qcow2_backend *b, uint64_t off, uint64_t len,
+                            uint64_t *pnum, bool *is_hole)
+{
+    struct tap *t = tap_of(b);
+    return t->inner->ops->block_status(t->inner, off, len, pnum, is_hole);
+}
+
+static int tap_allocated_size(struct qcow2_backend *b, uint64_t *bytes)
+{
+    struct tap *t = tap_of(b);
+    return t->inner->ops->allocated_size(t->inner, bytes);
+}
+
+static void tap_destroy(struct qcow2_backend *b)
+{
+    struct tap *t = tap_of(b);
+    if (t->f->file == t->inner)
+        t->f->file = NULL;
+    qcow2_backend_destroy(t->inner);
+    free(t);
+}
+
+/* The target's backend hook: called at every open and reopen. */
+static struct qcow2_backend *tap_hook(struct qcow2_backend *file, void *ctx)
+{
+    struct tap *t = calloc(1, sizeof(*t));
+    if (!t)
+        return file;
+    t->ops = (struct qcow2_backend_ops){
+        .read = tap_read,
+        .write = tap_write,
+        .flush = tap_flush,
+        .truncate = tap_truncate,
+        .size = tap_size,
+        .block_status = file->ops->block_status ? tap_block_status : NULL,
+        .allocated_size = file->ops->allocated_size ? tap_allocated_size : NULL,
+        .destroy = tap_destroy,
+    };
+    t->base.ops = &t->ops;
+    t->inner = file;
+    t->f = ctx;
+    t->f->file = file;
+    return &t->base;
+}
+
+/* ---- the wrapper: a target around the qvet target ---------------------------------- */
+
+struct wrapper {
+    struct target base;
+    struct target *inner;
+    struct fault *f;
+    struct target_ops ops;
+};
+
+static struct wrapper *wrapper_of(struct target *t)
+{
+    return (struct wrapper *)t;
+}
+
+/* Passes the inner target's result and message on. */
+static int relay(struct target *t, int ret)
+{
+    struct wrapper *w = wrapper_of(t);
+    memcpy(t->message, w->inner->message, sizeof(t->message));
+    return ret;
+}
+
+#define INNER(t) (wrapper_of(t)->inner)
+
+static int w_facts(struct target *t, struct target_facts *f)
+{
+    return relay(t, INNER(t)->ops->facts(INNER(t), f));
+}
+
+static int w_read(struct target *t, void *buf, size_t len, uint64_t off)
+{
+    struct fault *f = wrapper_of(t)->f;
+    f->in_guest_read = true;
+    int ret = INNER(t)->ops->read(INNER(t), buf, len, off);
+    f->in_guest_read = false;
+    return relay(t, ret);
+}
+
+static int w_write(struct target *t, const void *buf, size_t len, uint64_t off)
+{
+    return relay(t, INNER(t)->ops->write(INNER(t), buf, len, off));
+}
+
+static int w_zero(struct target *t, uint64_t len, uint64_t off, bool unmap)
+{
+    return relay(t, INNER(t)->ops->zero(INNER(t), len, off, unmap));
+}
+
+static int w_discard(struct target *t, uint64_t len, uint64_t off)
+{
+    return relay(t, INNER(t)->ops->discard(INNER(t), len, off));
+}
+
+static int w_write_compressed(struct target *t, const void *buf, size_t len, uint64_t off)
+{
+    return relay(t, INNER(t)->ops->write_compressed(INNER(t), buf, len, off));
+}
+
+static int w_flush(struct target *t)
+{
+    return relay(t, INNER(t)->ops->flush(INNER(t)));
+}
+
+static int w_snapshot_create(struct target *t, const char *name, char *id)
+{
+    struct fault *f = wrapper_of(t)->f;
+    int ret = INNER(t)->ops->snapshot_create(INNER(t), name, id);
+    if (!ret && f->n_ids < MAX_IDS)
+        snprintf(f->ids[f->n_ids++], TARGET_ID_MAX, "%s", id);
+    return relay(t, ret);
+}
+
+static int w_snapshot_apply(struct target *t, const char *id)
+{
+    return relay(t, INNER(t)->ops->snapshot_apply(INNER(t), id));
+}
+
+static int w_snapshot_delete(struct target *t, const char *id)
+{
+    struct fault *f = wrapper_of(t)->f;
+    int ret = INNER(t)->ops->snapshot_delete(INNER(t), id);
+    for (unsigned i = 0; !ret && i < f->n_ids; i++) {
+        if (!strcmp(f->ids[i], id)) {
+            memmove(f->ids[i], f->ids[i + 1], (f->n_ids - i - 1) * sizeof(f->ids[0]));
+            f->n_ids--;
+            break;
+        }
+    }
+    return relay(t, ret);
+}
+
+static int w_snapshot_read(struct target *t, const char *id, void *buf, size_t len,
+                           uint64_t off)
+{
+    return relay(t, INNER(t)->ops->snapshot_read(INNER(t), id, buf, len, off));
+}
+
+static int w_resize(struct target *t, uint64_t size)
+{
+    return relay(t, INNER(t)->ops->resize(INNER(t), size));
+}
+
+static int w_reopen(struct target *t)
+{
+    return relay(t, INNER(t)->ops->reopen(INNER(t)));
+}
+
+static int w_check(struct target *t, struct target_check *result)
+{
+    return relay(t, INNER(t)->ops->check(INNER(t), result));
+}
+
+static void w_close(struct target *t)
+{
+    INNER(t)->ops->close(INNER(t));
+    free(t);
+}
+
+static const struct target_ops wrapper_ops = {
+    .name = "qvet",
+    .facts = w_facts,
+    .read = w_read,
+    .write = w_write,
+    .zero = w_zero,
+    .discard = w_discard,
+    .write_compressed = w_write_compressed,
+    .flush = w_flush,
+    .snapshot_create = w_snapshot_create,
+    .snapshot_apply = w_snapshot_apply,
+    .snapshot_delete = w_snapshot_delete,
+    .snapshot_read = w_snapshot_read,
+    .resize = w_resize,
+    .reopen = w_reopen,
+    .check = w_check,
+    .close = w_close,
+};
+
+/* The wrap_ctx of a wrapping fault: its fault and the operations it replaces. */
+struct wrapping {
+    struct fault *f;
+    int (*check)(struct target *t, struct target_check *result);
+    int (*snapshot_apply)(struct target *t, const char *id);
+};
+
+static struct target *wrap_hook(struct target *inner, void *ctx)
+{
+    struct wrapping *how = ctx;
+    struct wrapper *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->ops = wrapper_ops;
+    if (how->check)
+        w->ops.check = how->check;
+    if (how->snapshot_apply)
+        w->ops.snapshot_apply = how->snapshot_apply;
+    w->base.ops = &w->ops;
+    w->inner = inner;
+    w->f = how->f;
+    return &w->base;
+}
+
+/* ---- running the soak ---------------------------------------------------------------- */
+
+struct run {
+    int ret;
+    struct soak_result r;
+    char *report;
+    size_t report_len;
+    struct soak_config c;
+};
+
+/* Runs config `id` in a fresh directory `name`; the report also goes to DIR/report.txt. */
+static void soak(enum config_id id, const char *name, const struct target_qvet_options *opts,
+                 struct fault *f, struct run *run)
+{
+    config_make(id, test_path(name), &run->c);
+    if (f)
+        snprintf(f->trace, sizeof(f->trace), "%s/trace.txt", run->c.dir);
+    run->c.target_opts = opts;
+    FILE *out = open_memstream(&run->report, &run->report_len);
+    ck_assert_ptr_nonnull(out);
+    run->ret = soak_run(&run->c, NULL, 0, &run->r, out);
+    fclose(out);
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/report.txt", run->c.dir);
+    test_write_file(path, run->report, run->report_len);
+}
+
+static const char *outcome_name(enum soak_outcome o)
+{
+    static const char *const names[] = { "passed", "diverged", "check failed",
+                                         "snapshot diverged", "target error", "setup error" };
+    return o <= SOAK_SETUP_ERROR ? names[o] : "?";
+}
+
+/* The first lines of a report, for assertion messages. */
+static const char *excerpt(const struct run *run)
+{
+    static char buf[1600];
+    snprintf(buf, sizeof(buf), "%.*s", (int)(sizeof(buf) - 1), run->report);
+    return buf;
+}
+
+/*
+ * The run failed (soak_run returned 1) with one of the expected outcomes, after the fault
+ * acted and within the op budget.
+ */
+static void expect_caught(const struct run *run, const struct fault *f, const char *fault_name,
+                          const enum soak_outcome *expected, size_t n_expected)
+{
+    ck_assert_msg(f->fired, "%s: the fault never acted in %" PRIu64 " ops (the run %s): the "
+                  "test proves nothing; report:\n%s", fault_name, run->r.ops_run,
+                  outcome_name(run->r.outcome), excerpt(run));
+    ck_assert_msg(run->ret == 1, "%s (%s, in op %" PRIu32 "): expected the soak to fail "
+                  "(1), it returned %d with outcome '%s' after %" PRIu64 " ops; report:\n%s",
+                  fault_name, f->what, f->fired_at, run->ret, outcome_name(run->r.outcome),
+                  run->r.ops_run, excerpt(run));
+    bool ok = false;
+    for (size_t i = 0; i < n_expected; i++)
+        ok |= run->r.outcome == expected[i];
+    ck_assert_msg(ok, "%s (%s): expected outcome '%s', got '%s' at op %" PRIu64 "; report:\n%s",
+                  fault_name, f->what, outcome_name(expected[0]), outcome_name(run->r.outcome),
+                  run->r.failing_op, excerpt(run));
+    uint64_t every = run->c.check_every, next_check = (f->fired_at + every - 1) / every * every;
+    if (next_check > run->c.ops || !every)
+        next_check = run->c.ops;
+    ck_assert_msg(run->r.failing_op >= f->fired_at && run->r.failing_op <= next_check,
+                  "%s: injected in op %" PRIu32 ", caught at op %" PRIu64 ": expected by the "
+                  "first cross-check after it (op %" PRIu64 ")", fault_name, f->fired_at,
+                  run->r.failing_op, next_check);
+    fprintf(stderr, "test_soak: %s: %s (in op %" PRIu32 "); caught at op %" PRIu64
+            " (%s, %s)\n", fault_name, f->what, f->fired_at, run->r.failing_op,
+            outcome_name(run->r.outcome), op_kind_name(run->r.failing_kind));
+}
+
+/* The report names the first divergent sector; it must be one the fault damaged. */
+static uint64_t expect_damaged_sector_named(const struct run *run, const struct fault *f,
+                                            const char *fault_name)
+{
+    static const char key[] = "contents mismatch in sector ";
+    const char *at = strstr(run->report, key);
+    ck_assert_msg(at, "%s: the report names no divergent sector:\n%s", fault_name,
+                  excerpt(run));
+    uint64_t sector = strtoull(at + strlen(key), NULL, 10);
+    ck_assert_msg(is_damaged(f, sector), "%s: the report names sector %" PRIu64 ", which the "
+                  "fault did not damage (it damaged %" PRIu64 " sectors: %s); report:\n%s",
+                  fault_name, sector, f->n_damaged, f->what, excerpt(run));
+    /* Its provenance: the op that last wrote it (and what that op was), or none. */
+    char written[96], unwritten[96];
+    snprintf(written, sizeof(written), "sector %" PRIu64 " was last written by op ", sector);
+    snprintf(unwritten, sizeof(unwritten), "sector %" PRIu64 " has not been written", sector);
+    const char *by = strstr(at, written);
+    const char *end = by ? strchr(by, '\n') : NULL;
+    bool described = by && end && !memmem(by, (size_t)(end - by), "(?)", 3);
+    ck_assert_msg(described || strstr(at, unwritten), "%s: the report gives no provenance of "
+                  "sector %" PRIu64 ":\n%s", fault_name, sector, excerpt(run));
+    return sector;
+}
+
+/* Other ways a data fault may show, besides a comparison with the oracle. */
+#define ALSO_CHECKS 1u      /* the image checks (or the target) find the metadata broken */
+#define ALSO_SIZE 2u        /* the disk's size differs from the oracle's */
+
+/*
+ * A data fault is found by a read that diverges, by a snapshot that differs from its
+ * oracle copy or, at the next cross-check, by `qemu-img compare` against the oracle;
+ * each way the report names the first divergent sector, which must be one the fault
+ * damaged.
+ */
+static void expect_data_fault_caught(const struct run *run, const struct fault *f,
+                                     const char *fault_name, unsigned also)
+{
+    static const enum soak_outcome want[] = { SOAK_DIVERGED, SOAK_SNAPSHOT_DIVERGED,
+                                              SOAK_CHECK_FAILED, SOAK_TARGET_ERROR };
+    expect_caught(run, f, fault_name, want, also & ALSO_CHECKS ? 4 : 3);
+    if (run->r.outcome == SOAK_CHECK_FAILED &&
+        !strstr(run->report, "qemu-img compare (image vs oracle) exited")) {
+        ck_assert_msg(also & ALSO_CHECKS, "%s: a data fault should fail a comparison with "
+                      "the oracle, not a check; report:\n%s", fault_name, excerpt(run));
+        return;
+    }
+    if (run->r.outcome == SOAK_TARGET_ERROR)
+        return;
+    if (run->r.outcome == SOAK_DIVERGED && strstr(run->report, "bytes, the oracle's ")) {
+        ck_assert_msg(also & ALSO_SIZE, "%s: the disk size diverged; report:\n%s",
+                      fault_name, excerpt(run));
+        return;
+    }
+    expect_damaged_sector_named(run, f, fault_name);
+}
+
+static void expect_report_has(const struct run *run, const char *what, const char *fault_name)
+{
+    ck_assert_msg(strstr(run->report, what), "%s: expected the report to contain '%s':\n%s",
+                  fault_name, what, excerpt(run));
+}
+
+static void run_free(struct run *run)
+{
+    free(run->report);
+}
+
+/* ---- 1. a dropped data write ------------------------------------------------------- */
+
+/*
+ * The first host write carrying payload (a whole payload sector of op ARM_OP or later) in
+ * an op a cross-check follows; with `inside`, only inside the file (a write past its end
+ * that goes missing also leaves a cluster beyond the end of the file, which the image
+ * checks report before any comparison).
+ */
+static bool data_strike(struct fault *f, struct qcow2_backend *file, const uint8_t *buf,
+                        size_t len, uint64_t off, bool inside, struct geometry *g,
+                        uint32_t *op, uint64_t *sector)
+{
+    uint64_t size;
+    if (f->fired || !len)
+        return false;
+    size_t i = first_sector_at(off);
+    for (; i + SECTOR <= len; i += SECTOR)
+        if (payload_identify(buf + i, op, sector) && *op >= ARM_OP)
+            break;
+    return i + SECTOR <= len && just_before_check(*op) && !file->ops->size(file, &size) &&
+           (!inside || off + len <= size) && !read_geometry(file, g);
+}
+
+/*
+ * The guest cluster whose active L2 entry maps host cluster `host` as a plain data
+ * cluster; false when none does (free space, metadata, compressed or snapshot-only data).
+ */
+static bool guest_cluster_of(struct qcow2_backend *file, const struct geometry *g,
+                             uint64_t host, uint64_t *guest)
+{
+    uint8_t *l1 = read_l1(file, g), *l2 = malloc(g->cs);
+    ck_assert_ptr_nonnull(l1);
+    ck_assert_ptr_nonnull(l2);
+    bool found = false;
+    uint32_t entries = g->cs / 8;
+    for (uint32_t i = 0; i < g->l1_size && !found; i++) {
+        uint64_t table = test_get_be64(l1 + 8 * i) & L1_OFFSET_MASK;
+        if (!table || file->ops->read(file, l2, g->cs, table))
+            continue;
+        for (uint32_t j = 0; j < entries && !found; j++) {
+            uint64_t entry = test_get_be64(l2 + 8 * j);
+            if (!(entry & L2_COMPRESSED) && (entry & L2_OFFSET_MASK) == host) {
+                *guest = (uint64_t)i * entries + j;
+                found = true;
+            }
+        }
+    }
+    free(l1);
+    free(l2);
+    return found;
+}
+
+static int drop_write(struct fault *f, struct qcow2_backend *file, const void *buf, size_t len,
+                      uint64_t off)
+{
+    struct geometry g;
+    uint32_t op;
+    uint64_t sector;
+    if (!data_strike(f, file, buf, len, off, true, &g, &op, &sector))
+        return file->ops->write(file, buf, len, off);
+    damage_cluster_owners(f, buf, len, off, g.cs);
+    fired(f, "dropped op %" PRIu32 "'s host write of %zu bytes at %" PRIu64 " (guest sector %"
+          PRIu64 " and on, %" PRIu64 " sectors)", op, len, off, sector, f->n_damaged);
+    return 0;
+}
+
+START_TEST(a_dropped_data_write_is_caught)
+{
+    struct fault f;
+    fault_init(&f);
+    f.write = drop_write;
+    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f };
+    struct run run;
+    soak(CONFIG_DATA, "dropped-write", &opts, &f, &run);
+    expect_data_fault_caught(&run, &f, "dropped data write", 0);
+    run_free(&run);
+    fault_free(&f);
+}
+END_TEST
+
+/* ---- 2. a data write landing one cluster further on ---------------------------------- */
+
+/*
+ * Writes the data one cluster further on, when that lands on another guest cluster's data
+ * or past the end of the file (not into metadata: a clobbered table is for the image
+ * checks to find).
+ */
+static int misplace_write(struct fault *f, struct qcow2_backend *file, const void *buf,
+                          size_t len, uint64_t off)
+{
+    struct geometry g;
+    uint32_t op;
+    uint64_t sector, victim;
+    /* (One past the end of the file is fine: landing further on, it leaves a hole.) */
+    if (!data_strike(f, file, buf, len, off, false, &g, &op, &sector))
+        return file->ops->write(file, buf, len, off);
+    uint64_t to = off + g.cs, spc = g.cs / SECTOR, size;
+    bool past_end = !file->ops->size(file, &size) && to / g.cs * g.cs >= size;
+    if (to / g.cs != (to + len - 1) / g.cs ||
+        (!past_end && !guest_cluster_of(file, &g, to / g.cs * g.cs, &victim)))
+        return file->ops->write(file, buf, len, off);
+    /* The intended sectors keep their old contents; the ones it lands on are overwritten. */
+    damage_cluster_owners(f, buf, len, off, g.cs);
+    for (uint64_t s = to % g.cs / SECTOR; !past_end && s <= (to + len - 1) % g.cs / SECTOR; s++)
+        damage(f, victim * spc + s);
+    fired(f, "wrote op %" PRIu32 "'s %zu bytes (guest sector %" PRIu64 " and on) at host %"
+          PRIu64 " instead of %" PRIu64 ", %s (%" PRIu64 " sectors damaged)", op, len, sector,
+          to, off, past_end ? "past the end of the file" : "over another guest cluster",
+          f->n_damaged);
+    return file->ops->write(file, buf, len, to);
+}
+
+START_TEST(a_data_write_in_the_wrong_cluster_is_caught)
+{
+    struct fault f;
+    fault_init(&f);
+    f.write = misplace_write;
+    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f };
+    struct run run;
+    soak(CONFIG_DATA, "misplaced-write", &opts, &f, &run);
+    expect_data_fault_caught(&run, &f, "misplaced data write", 0);
+    run_free(&run);
+    fault_free(&f);
+}
+END_TEST
+
+/* ---- 3. a bit flipped on read -------------------------------------------------------- */
+
+/*
+ * Flips a bit in the first host read serving a guest read that starts with a payload
+ * sector. (Other reads may never use what they read: copy-on-write reads a whole cluster
+ * and then overlays the guest's data, the snapshot table is read with room to spare.)
+ */
+static int flip_on_read(struct fault *f, struct qcow2_backend *file, void *buf, size_t len,
+                        uint64_t off)
+{
+    int ret = file->ops->read(file, buf, len, off);
+    size_t i = first_sector_at(off);
+    uint8_t *p = buf;
+    uint32_t op;
+    uint64_t sector;
+    if (ret || f->fired || !f->in_guest_read || i + SECTOR > len ||
+        !payload_identify(p + i, &op, &sector) || op < ARM_OP)
+        return ret;
+    p[i + 300] ^= 0x08;
+    damage(f, sector);
+    fired(f, "flipped bit 3 of byte 300 of guest sector %" PRIu64 " (op %" PRIu32
+          "'s data) in a host read of %zu bytes at %" PRIu64, sector, op, len, off);
+    return 0;
+}
+
+START_TEST(a_bit_flipped_on_read_is_caught)
+{
+    struct fault f;
+    fault_init(&f);
+    f.read = flip_on_read;
+    struct wrapping how = { .f = &f };
+    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f, .wrap = wrap_hook,
+                                        .wrap_ctx = &how };
+    struct run run;
+    soak(CONFIG_DATA, "bit-flip", &opts, &f, &run);
+    expect_data_fault_caught(&run, &f, "bit flipped on read", 0);
+    uint64_t sector = expect_damaged_sector_named(&run, &f, "bit flipped on read");
+    char line[96];
+    snprintf(line, sizeof(line), "expected (oracle), sector %" PRIu64, sector);
+    expect_report_has(&run, line, "bit flipped on read");
+    run_free(&run);
+    fault_free(&f);
+}
+END_TEST
+
+/* ---- 4. a stale cached L2 table ----------------------------------------------------- */
+
+/*
+ * Every cluster-sized read of a table the active L1 points to at an offset served before
+ * gets the version first served there: after a reopen the engine sees out-of-date L2s.
+ */
+static int stale_l2(struct fault *f, struct qcow2_backend *file, void *buf, size_t len,
+                    uint64_t off)
+{
+    int ret = file->ops->read(file, buf, len, off);
+    struct geometry g;
+    if (ret || read_geometry(file, &g) || len != g.cs || off % g.cs)
+        return ret;
+    uint8_t *l1 = read_l1(file, &g);
+    ck_assert_ptr_nonnull(l1);
+    uint32_t index = UINT32_MAX;
+    for (uint32_t i = 0; i < g.l1_size && index == UINT32_MAX && off; i++)
+        if ((test_get_be64(l1 + 8 * i) & L1_OFFSET_MASK) == off)
+            index = i;
+    free(l1);
+    if (index == UINT32_MAX)
+        return 0;
+    struct stale_table *s = NULL;
+    for (size_t i = 0; i < f->n_stale && !s; i++)
+        if (f->stale[i].offset == off)
+            s = &f->stale[i];
+    if (!s) {
+        f->stale = realloc(f->stale, (f->n_stale + 1) * sizeof(*f->stale));
+        ck_assert_ptr_nonnull(f->stale);
+        s = &f->stale[f->n_stale++];
+        s->offset = off;
+        s->first = malloc(len);
+        ck_assert_ptr_nonnull(s->first);
+        memcpy(s->first, buf, len);
+        return 0;
+    }
+    if (!memcmp(s->first, buf, len))
+        return 0;
+    /* The guest clusters whose mapping the stale table gets wrong. */
+    uint32_t entries = g.cs / 8, per_cluster = g.cs / SECTOR, differ = 0;
+    const uint8_t *now = buf;
+    for (uint32_t j = 0; j < entries; j++) {
+        if (!memcmp(s->first + 8 * j, now + 8 * j, 8))
+            continue;
+        differ++;
+        uint64_t cluster = (uint64_t)index * entries + j;
+        for (uint32_t k = 0; k < per_cluster; k++)
+            damage(f, cluster * per_cluster + k);
+    }
+    fired(f, "served a stale L2 table (L1 index %" PRIu32 ", host %" PRIu64 ", %" PRIu32
+          " entries out of date)", index, off, differ);
+    memcpy(buf, s->first, len);
+    return 0;
+}
+
+START_TEST(a_stale_l2_table_is_caught)
+{
+    struct fault f;
+    fault_init(&f);
+    f.read = stale_l2;
+    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f };
+    struct run run;
+    soak(CONFIG_REOPEN, "stale-l2", &opts, &f, &run);
+    expect_data_fault_caught(&run, &f, "stale L2 table", ALSO_CHECKS);
+    run_free(&run);
+    fault_free(&f);
+}
+END_TEST
+
+/* ---- 5. a lost refcount update: a leak ---------------------------------------------- */
+
+/*
+ * Drops the first small write into a refcount block that lowers a refcount, in an op a
+ * cross-check follows.
+ */
+static int lose_refcount_drop(struct fault *f, struct qcow2_backend *file, const void *buf,
+                              size_t len, uint64_t off)
+{
+    struct geometry g;
+    if (f->fired || !f->armed || len > 8 || read_geometry(file, &g) || g.refcount_order < 3 ||
+        len != (1u << g.refcount_order) / 8)
+        return file->ops->write(file, buf, len, off);
+    size_t table_len = (size_t)g.reftable_clusters * g.cs;
+    uint8_t *table = malloc(table_len);
+    ck_assert_ptr_nonnull(table);
+    ck_assert_int_eq(file->ops->read(file, table, table_len, g.reftable_offset), 0);
+    uint64_t block = 0, index = 0;
+    for (size_t i = 0; i < table_len / 8 && !block; i++) {
+        uint64_t b = test_get_be64(table + 8 * i) & ~(uint64_t)(g.cs - 1);
+        if (b && off >= b && off + len <= b + g.cs) {
+            block = b;
+            index = i;
+        }
+    }
+    free(table);
+    uint8_t old[8];
+    if (!block || file->ops->read(file, old, len, off))
+        return file->ops->write(file, buf, len, off);
+    uint64_t before = 0, after = 0;
+    for (size_t i = 0; i < len; i++) {
+        before = before << 8 | old[i];
+        after = after << 8 | ((const uint8_t *)buf)[i];
+    }
+    if (after >= before || !just_before_check(current_op(f)))
+        return file->ops->write(file, buf, len, off);
+    uint64_t per_block = (uint64_t)g.cs * 8 >> g.refcount_order;
+    f->leaked_cluster = index * per_block + (off - block) / len;
+    fired(f, "dropped the refcount update of host cluster %" PRIu64 " from %" PRIu64
+          " to %" PRIu64, f->leaked_cluster, before, after);
+    return 0;
+}
+
+START_TEST(a_lost_refcount_update_is_caught_as_a_leak)
+{
+    struct fault f;
+    fault_init(&f);
+    f.write = lose_refcount_drop;
+    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f };
+    struct run run;
+    soak(CONFIG_DATA, "lost-refcount", &opts, &f, &run);
+    static const enum soak_outcome want[] = { SOAK_CHECK_FAILED };
+    expect_caught(&run, &f, "lost refcount update", want, 1);
+    /*
+     * `qemu-img check` reads the refcount on disk; the engine's check takes it from its
+     * refcount-block cache, so it sees the leak too once a reopen has reloaded the block.
+     * Either way the report names the leaked cluster.
+     */
+    char line[64];
+    snprintf(line, sizeof(line), "Leaked cluster %" PRIu64 " ", f.leaked_cluster);
+    expect_report_has(&run, line, "lost refcount update");
+    run_free(&run);
+    fault_free(&f);
+}
+END_TEST
+
+/* ---- 6. a corruption only qemu-img check sees -------------------------------------- */
+
+static struct fault *copied_fault;
+
+/*
+ * Right after the target's own check found the image clean, behind the engine's back,
+ * clears the COPIED flag of an allocated entry of the active L1 table on disk: a
+ * corruption that only the next checker, `qemu-img check`, can see. (The engine's check
+ * reads the L1 table from disk, so a corruption made earlier would be its find instead.)
+ */
+static int clear_copied_after_check(struct target *t, struct target_check *result)
+{
+    int ret = relay(t, INNER(t)->ops->check(INNER(t), result));
+    struct fault *f = copied_fault;
+    struct geometry g;
+    if (ret || result->corruptions || result->leaks || result->check_errors || f->fired ||
+        !f->armed || !f->file || read_geometry(f->file, &g))
+        return ret;
+    uint8_t *l1 = read_l1(f->file, &g);
+    ck_assert_ptr_nonnull(l1);
+    for (uint32_t i = 0; i < g.l1_size; i++) {
+        uint64_t entry = test_get_be64(l1 + 8 * i);
+        if (!(entry & L1_OFFSET_MASK) || !(entry & OFLAG_COPIED))
+            continue;
+        uint8_t raw[8];
+        test_put_be64(raw, entry & ~OFLAG_COPIED);
+        ck_assert_int_eq(f->file->ops->write(f->file, raw, 8, g.l1_offset + 8ull * i), 0);
+        ck_assert_int_eq(f->file->ops->flush(f->file), 0);
+        f->l1_index = i;
+        fired(f, "cleared COPIED in L1 entry %" PRIu32 " on disk (0x%" PRIx64 ")", i, entry);
+        break;
+    }
+    free(l1);
+    return ret;
+}
+
+START_TEST(a_corruption_only_qemu_img_sees_is_caught)
+{
+    struct fault f;
+    fault_init(&f);
+    copied_fault = &f;
+    struct wrapping how = { .f = &f, .check = clear_copied_after_check };
+    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f, .wrap = wrap_hook,
+                                        .wrap_ctx = &how };
+    struct run run;
+    soak(CONFIG_DATA, "cleared-copied", &opts, &f, &run);
+    static const enum soak_outcome want[] = { SOAK_CHECK_FAILED };
+    expect_caught(&run, &f, "COPIED cleared on disk", want, 1);
+    expect_report_has(&run, "qemu-img check exited", "COPIED cleared on disk");
+    char line[64];
+    snprintf(line, sizeof(line), "OFLAG_COPIED L2 cluster: l1_index=%" PRIu32 " ", f.l1_index);
+    expect_report_has(&run, line, "COPIED cleared on disk");
+    run_free(&run);
+    fault_free(&f);
+}
+END_TEST
+
+/* ---- 7. a wrong snapshot applied ---------------------------------------------------- */
+
+static struct fault *apply_fault;
+
+/*
+ * The guest sectors where snapshots `a` and `b` differ (sizes included); with `mark`,
+ * they are marked damaged.
+ */
+static uint64_t snapshots_differ(struct fault *f, struct target *t, const char *a,
+                                 const char *b, uint64_t size_a, uint64_t size_b, bool mark)
+{
+    uint64_t common = size_a < size_b ? size_a : size_b;
+    uint64_t most = size_a < size_b ? size_b : size_a;
+    uint64_t count = 0;
+    size_t chunk = 1u << 20;
+    uint8_t *x = malloc(chunk), *y = malloc(chunk);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(y);
+    for (uint64_t off = 0; off < common; off += chunk) {
+        size_t n = common - off < chunk ? (size_t)(common - off) : chunk;
+        ck_assert_int_eq(t->ops->snapshot_read(t, a, x, n, off), 0);
+        ck_assert_int_eq(t->ops->snapshot_read(t, b, y, n, off), 0);
+        for (size_t i = 0; i < n; i += SECTOR) {
+            if (!memcmp(x + i, y + i, n - i < SECTOR ? n - i : SECTOR))
+                continue;
+            count++;
+            if (mark)
+                damage(f, (off + i) / SECTOR);
+        }
+    }
+    for (uint64_t s = common / SECTOR; s < (most + SECTOR - 1) / SECTOR; s++) {
+        count++;
+        if (mark)
+            damage(f, s);
+    }
+    free(x);
+    free(y);
+    return count;
+}
+
+/* The virtual size snapshot `id` records. */
+static uint64_t snapshot_size(const char *path, const char *id)
+{
+    struct qcow2_image *img;
+    struct qcow2_error err;
+    ck_assert_msg(qcow2_open(path, NULL, &img, &err) == 0, "open %s: %s", path, err.message);
+    uint64_t size = 0;
+    struct qcow2_snapshot_info info;
+    for (uint32_t i = 0; i < qcow2_snapshot_count(img); i++)
+        if (!qcow2_snapshot_get(img, i, &info) && !strcmp(info.id, id))
+            size = info.disk_size;
+    qcow2_close(img);
+    ck_assert_msg(size, "%s: no snapshot %s", path, id);
+    return size;
+}
+
+static char apply_image[1100];
+
+/*
+ * Applies the oldest snapshot whose contents differ from the one asked for (when there is
+ * one), every time once armed. The damage is every sector where the two differ, summed
+ * over the wrong applies.
+ */
+static int apply_another(struct target *t, const char *id)
+{
+    struct fault *f = apply_fault;
+    const char *other = NULL;
+    uint64_t size = 0, other_size = 0, differ = 0;
+    if (f->armed) {
+        size = snapshot_size(apply_image, id);
+        for (unsigned i = 0; i < f->n_ids && !other; i++) {
+            if (!strcmp(f->ids[i], id))
+                continue;
+            other_size = snapshot_size(apply_image, f->ids[i]);
+            differ = snapshots_differ(f, INNER(t), id, f->ids[i], size, other_size, 0);
+            if (differ)
+                other = f->ids[i];
+        }
+    }
+    if (!other)
+        return relay(t, INNER(t)->ops->snapshot_apply(INNER(t), id));
+    snapshots_differ(f, INNER(t), id, other, size, other_size, true);
+    fired(f, "applied snapshot %s (%" PRIu64 " bytes) instead of %s (%" PRIu64 " bytes), %"
+          PRIu64 " sectors differ", other, other_size, id, size, differ);
+    return relay(t, INNER(t)->ops->snapshot_apply(INNER(t), other));
+}
+
+START_TEST(a_wrong_snapshot_apply_is_caught)
+{
+    struct fault f;
+    fault_init(&f);
+    apply_fault = &f;
+    struct wrapping how = { .f = &f, .snapshot_apply = apply_another };
+    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f, .wrap = wrap_hook,
+                                        .wrap_ctx = &how };
+    snprintf(apply_image, sizeof(apply_image), "%s/image.qcow2", test_path("wrong-apply"));
+    struct run run;
+    soak(CONFIG_DATA, "wrong-apply", &opts, &f, &run);
+    expect_data_fault_caught(&run, &f, "wrong snapshot applied", ALSO_SIZE);
+    run_free(&run);
+    fault_free(&f);
+}
+END_TEST
+
+/* ---- the twins: every configuration passes without a fault ------------------------- */
+
+START_TEST(each_configuration_passes_without_a_fault)
+{
+    enum config_id id = (enum config_id)_i;
+    char name[64];
+    snprintf(name, sizeof(name), "twin-%s", config_names[id]);
+    struct run run;
+    soak(id, name, NULL, NULL, &run);
+    ck_assert_msg(run.ret == 0 && run.r.outcome == SOAK_PASSED,
+                  "config '%s' without a fault: expected a pass, got %d ('%s' at op %" PRIu64
+                  "); report:\n%s", config_names[id], run.ret, outcome_name(run.r.outcome),
+                  run.r.failing_op, excerpt(&run));
+    ck_assert_msg(run.r.ops_run == run.c.ops && run.r.reads_compared > 0 &&
+                      run.r.checks_run >= run.c.ops / run.c.check_every,
+                  "config '%s': ran %" PRIu64 " ops, compared %" PRIu64 " reads, ran %" PRIu64
+                  " checks", config_names[id], run.r.ops_run, run.r.reads_compared,
+                  run.r.checks_run);
+    run_free(&run);
+}
+END_TEST
+
+static Suite *soak_suite(void)
+{
+    Suite *s = suite_create("soak");
+    TCase *twins = tcase_create("fault-free twins");
+    tcase_set_timeout(twins, 120);
+    tcase_add_loop_test(twins, each_configuration_passes_without_a_fault, 0, CONFIGS);
+    suite_add_tcase(s, twins);
+    TCase *faults = tcase_create("injected faults");
+    tcase_set_timeout(faults, 120);
+    tcase_add_test(faults, a_dropped_data_write_is_caught);
+    tcase_add_test(faults, a_data_write_in_the_wrong_cluster_is_caught);
+    tcase_add_test(faults, a_bit_flipped_on_read_is_caught);
+    tcase_add_test(faults, a_stale_l2_table_is_caught);
+    tcase_add_test(faults, a_lost_refcount_update_is_caught_as_a_leak);
+    tcase_add_test(faults, a_corruption_only_qemu_img_sees_is_caught);
+    tcase_add_test(faults, a_wrong_snapshot_apply_is_caught);
+    suite_add_tcase(s, faults);
+    return s;
+}
+
+int main(void)
+{
+    /* The soak flushes often: a disk-backed /tmp would make this suite crawl. */
+    if (!getenv("TMPDIR") && access("/dev/shm", W_OK) == 0)
+        setenv("TMPDIR", "/dev/shm", 0);
+    SRunner *sr = srunner_create(soak_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
