@@ -946,9 +946,10 @@ START_TEST(a_lost_refcount_update_is_caught_as_a_leak)
     static const enum soak_outcome want[] = { SOAK_CHECK_FAILED };
     expect_caught(&run, &f, "lost refcount update", want, 1);
     /*
-     * `qemu-img check` reads the refcount on disk; the engine's check takes it from its
-     * refcount-block cache, so it sees the leak too once a reopen has reloaded the block.
-     * Either way the report names the leaked cluster.
+     * `qemu-img check` reads the refcount on disk and finds the leak; the engine's check
+     * takes stored refcounts from its refcount-block cache, which holds the lowered value,
+     * so it would only see the leak after a reopen reloaded the block. Whichever check
+     * finds it, the report names the leaked cluster.
      */
     char line[64];
     snprintf(line, sizeof(line), "Leaked cluster %" PRIu64 " ", f.leaked_cluster);
