@@ -50,6 +50,10 @@ bool cli_parse_output(const char *value, enum output_format *out);
  */
 void cli_getopt_reset(void);
 
+/* The arguments of `info` and `map`: [--output=human|json] IMAGE. Returns 1 on a usage error. */
+int cli_parse_output_and_image(const char *command, int argc, char **argv,
+                               enum output_format *fmt, const char **image);
+
 /* Writes s as a JSON string literal, escaped. */
 void json_put_string(FILE *f, const char *s);
 

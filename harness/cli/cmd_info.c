@@ -157,25 +157,12 @@ static void print_json(struct qcow2_image *img, const struct qcow2_info *info)
 
 int cmd_info(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "output", required_argument, NULL, 'O' },
-        { NULL, 0, NULL, 0 },
-    };
-    enum output_format fmt = OUTPUT_HUMAN;
-    int c;
-    cli_getopt_reset();
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (c != 'O')
-            return cli_usage("info", "unknown option or missing value: '%s'",
-                             argv[optind - 1]);
-        if (!cli_parse_output(optarg, &fmt))
-            return cli_usage("info", "--output must be human or json, not '%s'", optarg);
-    }
-    if (optind != argc - 1)
-        return cli_usage("info", "expected exactly one IMAGE");
-
+    enum output_format fmt;
+    const char *image;
+    if (cli_parse_output_and_image("info", argc, argv, &fmt, &image))
+        return 1;
     struct qcow2_image *img;
-    if (cli_open_image(argv[optind], NULL, &img))
+    if (cli_open_image(image, NULL, &img))
         return 1;
     struct qcow2_info info;
     qcow2_get_info(img, &info);

@@ -44,24 +44,12 @@ static int print_entry(enum output_format fmt, struct qcow2_image *img,
 
 int cmd_map(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "output", required_argument, NULL, 'O' },
-        { NULL, 0, NULL, 0 },
-    };
-    enum output_format fmt = OUTPUT_HUMAN;
-    int c;
-    cli_getopt_reset();
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (c != 'O')
-            return cli_usage("map", "unknown option or missing value: '%s'", argv[optind - 1]);
-        if (!cli_parse_output(optarg, &fmt))
-            return cli_usage("map", "--output must be human or json, not '%s'", optarg);
-    }
-    if (optind != argc - 1)
-        return cli_usage("map", "expected exactly one IMAGE");
-
+    enum output_format fmt;
+    const char *image;
+    if (cli_parse_output_and_image("map", argc, argv, &fmt, &image))
+        return 1;
     struct qcow2_image *img;
-    if (cli_open_image(argv[optind], NULL, &img))
+    if (cli_open_image(image, NULL, &img))
         return 1;
     uint64_t size = qcow2_virtual_size(img);
     struct qcow2_map_entry curr = { 0 }, next;

@@ -71,6 +71,29 @@ int cli_open_image(const char *arg, const char *snapshot, struct qcow2_image **i
     return ret ? cli_fail_engine(&err) : 0;
 }
 
+int cli_parse_output_and_image(const char *command, int argc, char **argv,
+                               enum output_format *fmt, const char **image)
+{
+    static const struct option longopts[] = {
+        { "output", required_argument, NULL, 'O' },
+        { NULL, 0, NULL, 0 },
+    };
+    *fmt = OUTPUT_HUMAN;
+    int c;
+    cli_getopt_reset();
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c != 'O')
+            return cli_usage(command, "unknown option or missing value: '%s'",
+                             argv[optind - 1]);
+        if (!cli_parse_output(optarg, fmt))
+            return cli_usage(command, "--output must be human or json, not '%s'", optarg);
+    }
+    if (optind != argc - 1)
+        return cli_usage(command, "expected exactly one IMAGE");
+    *image = argv[optind];
+    return 0;
+}
+
 void cli_getopt_reset(void)
 {
     opterr = 0;
