@@ -131,18 +131,22 @@ void qcow2_create_options_init(struct qcow2_create_options *o)
     o->preallocation = QCOW2_PREALLOC_OFF;
 }
 
-static int create_option_error(struct qcow2_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static int create_error_about(struct qcow2_error *err, int code, const char *name,
+                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static int create_option_error(struct qcow2_error *err, int code, const char *fmt, ...)
+/* An option error; `name` is the image being created, when known. */
+static int create_error_about(struct qcow2_error *err, int code, const char *name,
+                              const char *fmt, ...)
 {
     char text[700];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
-    return err_set(err, code, NULL, CREATE_OPTION, QCOW2_NO_OFFSET, "%s", text);
+    return err_set(err, code, name, CREATE_OPTION, QCOW2_NO_OFFSET, "%s", text);
 }
+
+#define create_option_error(err, code, ...) create_error_about(err, code, NULL, __VA_ARGS__)
 
 /* qemu-img's booleans: on/off and their synonyms; a bare key means on. */
 static int create_parse_bool(const char *key, const char *value, bool *out,
@@ -374,26 +378,26 @@ static uint64_t create_cluster0_bytes(const struct qcow2_create_options *o)
 }
 
 static int create_check_size(const struct qcow2_create_options *o, uint64_t size,
-                             struct qcow2_error *err)
+                             const char *name, struct qcow2_error *err)
 {
     if (size > (uint64_t)INT64_MAX - 511)
-        return create_option_error(err, -EINVAL,
-                                   "size %" PRIu64 " cannot be rounded up to a multiple of "
-                                   "512 within 2^63-1",
-                                   size);
+        return create_error_about(err, -EINVAL, name,
+                                  "size %" PRIu64 " cannot be rounded up to a multiple of "
+                                  "512 within 2^63-1",
+                                  size);
     uint64_t rounded = round_up_u64(size, 512);
     uint32_t cb = create_log2(o->cluster_size);
     uint32_t l2_bits = cb - (o->extended_l2 ? 4u : 3u);
     uint32_t shift = cb + l2_bits;
     uint64_t entries = (rounded >> shift) + ((rounded & ((1ull << shift) - 1)) != 0);
     if (entries > CREATE_MAX_L1_ENTRIES)
-        return create_option_error(err, -EFBIG,
-                                   "size %" PRIu64 " needs %" PRIu64 " L1 entries with "
-                                   "cluster_size %" PRIu32 "%s, more than the %u a 32 MiB "
-                                   "L1 table holds (try a larger cluster size)",
-                                   rounded, entries, o->cluster_size,
-                                   o->extended_l2 ? " and extended L2" : "",
-                                   CREATE_MAX_L1_ENTRIES);
+        return create_error_about(err, -EFBIG, name,
+                                  "size %" PRIu64 " needs %" PRIu64 " L1 entries with "
+                                  "cluster_size %" PRIu32 "%s, more than the %u a 32 MiB "
+                                  "L1 table holds (try a larger cluster size)",
+                                  rounded, entries, o->cluster_size,
+                                  o->extended_l2 ? " and extended L2" : "",
+                                  CREATE_MAX_L1_ENTRIES);
     return 0;
 }
 
@@ -402,91 +406,92 @@ static int create_check_size(const struct qcow2_create_options *o, uint64_t size
  * qvet itself cannot do. The size limit is checked here when the size is known, and
  * again once a size taken from the backing file is known.
  */
-static int create_validate(const struct qcow2_create_options *o, struct qcow2_error *err)
+static int create_validate(const struct qcow2_create_options *o, const char *name,
+                           struct qcow2_error *err)
 {
     uint32_t cs = o->cluster_size;
     if (!create_is_pow2(cs) || cs < CREATE_MIN_CLUSTER_SIZE || cs > CREATE_MAX_CLUSTER_SIZE)
-        return create_option_error(err, -EINVAL,
-                                   "cluster_size %" PRIu32 " must be a power of two between "
-                                   "512 and 2048k",
-                                   cs);
+        return create_error_about(err, -EINVAL, name,
+                                  "cluster_size %" PRIu32 " must be a power of two between "
+                                  "512 and 2048k",
+                                  cs);
     if (o->version != 2 && o->version != 3)
-        return create_option_error(err, -EINVAL,
-                                   "version %" PRIu32 " does not exist (compat=0.10 is 2, "
-                                   "compat=1.1 is 3)",
-                                   o->version);
+        return create_error_about(err, -EINVAL, name,
+                                  "version %" PRIu32 " does not exist (compat=0.10 is 2, "
+                                  "compat=1.1 is 3)",
+                                  o->version);
     if (!create_is_pow2(o->refcount_bits) || o->refcount_bits > 64)
-        return create_option_error(err, -EINVAL,
-                                   "refcount_bits %" PRIu32 " must be a power of two and "
-                                   "at most 64",
-                                   o->refcount_bits);
+        return create_error_about(err, -EINVAL, name,
+                                  "refcount_bits %" PRIu32 " must be a power of two and "
+                                  "at most 64",
+                                  o->refcount_bits);
     if (o->version < 3 && o->refcount_bits != 16)
-        return create_option_error(err, -EINVAL,
-                                   "refcount_bits %" PRIu32 " needs compat=1.1 (v3): "
-                                   "compat=0.10 images have 16-bit refcounts",
-                                   o->refcount_bits);
+        return create_error_about(err, -EINVAL, name,
+                                  "refcount_bits %" PRIu32 " needs compat=1.1 (v3): "
+                                  "compat=0.10 images have 16-bit refcounts",
+                                  o->refcount_bits);
     if (o->version < 3 && o->lazy_refcounts)
-        return create_option_error(err, -EINVAL,
-                                   "lazy_refcounts=on needs compat=1.1 (v3)");
+        return create_error_about(err, -EINVAL, name,
+                                  "lazy_refcounts=on needs compat=1.1 (v3)");
     if (o->extended_l2 && o->version < 3)
-        return create_option_error(err, -EINVAL, "extended_l2=on needs compat=1.1 (v3)");
+        return create_error_about(err, -EINVAL, name, "extended_l2=on needs compat=1.1 (v3)");
     if (o->extended_l2 && cs < CREATE_MIN_EXTL2_CLUSTER_SIZE)
-        return create_option_error(err, -EINVAL,
-                                   "extended_l2=on needs cluster_size of at least %u (512-"
-                                   "byte subclusters), not %" PRIu32,
-                                   CREATE_MIN_EXTL2_CLUSTER_SIZE, cs);
+        return create_error_about(err, -EINVAL, name,
+                                  "extended_l2=on needs cluster_size of at least %u (512-"
+                                  "byte subclusters), not %" PRIu32,
+                                  CREATE_MIN_EXTL2_CLUSTER_SIZE, cs);
     if (o->compression != QCOW2_COMPRESSION_ZLIB && o->compression != QCOW2_COMPRESSION_ZSTD)
-        return create_option_error(err, -EINVAL,
-                                   "compression type %d is neither zlib (0) nor zstd (1)",
-                                   (int)o->compression);
+        return create_error_about(err, -EINVAL, name,
+                                  "compression type %d is neither zlib (0) nor zstd (1)",
+                                  (int)o->compression);
     if (o->compression == QCOW2_COMPRESSION_ZSTD && o->version < 3)
-        return create_option_error(err, -EINVAL,
-                                   "compression_type=zstd needs compat=1.1 (v3)");
+        return create_error_about(err, -EINVAL, name,
+                                  "compression_type=zstd needs compat=1.1 (v3)");
     if (o->preallocation != QCOW2_PREALLOC_OFF &&
         o->preallocation != QCOW2_PREALLOC_METADATA)
-        return create_option_error(err, -ENOTSUP,
-                                   "preallocation mode %d is not supported (off and "
-                                   "metadata are)",
-                                   (int)o->preallocation);
+        return create_error_about(err, -ENOTSUP, name,
+                                  "preallocation mode %d is not supported (off and "
+                                  "metadata are)",
+                                  (int)o->preallocation);
     if (o->backing_format && !o->backing_file)
-        return create_option_error(err, -EINVAL,
-                                   "backing_fmt=%s needs backing_file", o->backing_format);
+        return create_error_about(err, -EINVAL, name,
+                                  "backing_fmt=%s needs backing_file", o->backing_format);
     if (o->backing_file && !o->backing_format)
-        return create_option_error(err, -EINVAL,
-                                   "backing_file=%s needs backing_fmt (qemu-img 7.2 refuses "
-                                   "a backing file without a format)",
-                                   o->backing_file);
+        return create_error_about(err, -EINVAL, name,
+                                  "backing_file=%s needs backing_fmt (qemu-img 7.2 refuses "
+                                  "a backing file without a format)",
+                                  o->backing_file);
     if (o->backing_file) {
         enum qcow2_format f;
         if (!*o->backing_file)
-            return create_option_error(err, -EINVAL, "backing_file is empty");
+            return create_error_about(err, -EINVAL, name, "backing_file is empty");
         if (strlen(o->backing_file) > QCOW2_MAX_BACKING_NAME)
-            return create_option_error(err, -EINVAL,
-                                       "backing_file name is %zu bytes, more than the %u "
-                                       "QEMU accepts",
-                                       strlen(o->backing_file), QCOW2_MAX_BACKING_NAME);
+            return create_error_about(err, -EINVAL, name,
+                                      "backing_file name is %zu bytes, more than the %u "
+                                      "QEMU accepts",
+                                      strlen(o->backing_file), QCOW2_MAX_BACKING_NAME);
         if (backing_format_parse(o->backing_format, &f))
-            return create_option_error(err, -ENOTSUP,
-                                       "backing_fmt=%s is not supported (qcow2 or raw)",
-                                       o->backing_format);
+            return create_error_about(err, -ENOTSUP, name,
+                                      "backing_fmt=%s is not supported (qcow2 or raw)",
+                                      o->backing_format);
         uint64_t need = create_cluster0_bytes(o);
         if (need > cs)
-            return create_option_error(err, -ENOSPC,
-                                       "header, extensions and backing_file name need %" PRIu64
-                                       " bytes, more than cluster 0 (%" PRIu32 " bytes)",
-                                       need, cs);
+            return create_error_about(err, -ENOSPC, name,
+                                      "header, extensions and backing_file name need %" PRIu64
+                                      " bytes, more than cluster 0 (%" PRIu32 " bytes)",
+                                      need, cs);
     }
     if (o->preallocation == QCOW2_PREALLOC_METADATA && o->backing_file && !o->extended_l2)
-        return create_option_error(err, -EINVAL,
-                                   "preallocation=metadata with a backing file needs "
-                                   "extended_l2=on");
+        return create_error_about(err, -EINVAL, name,
+                                  "preallocation=metadata with a backing file needs "
+                                  "extended_l2=on");
     bool has_size = o->has_size || o->size;
     if (!has_size && !o->backing_file)
-        return create_option_error(err, -EINVAL,
-                                   "size is missing (give one, or a backing file to take "
-                                   "it from)");
+        return create_error_about(err, -EINVAL, name,
+                                  "size is missing (give one, or a backing file to take "
+                                  "it from)");
     if (has_size)
-        return create_check_size(o, o->size, err);
+        return create_check_size(o, o->size, name, err);
     return 0;
 }
 
@@ -499,10 +504,10 @@ static int create_backing_size(const struct qcow2_create_options *o, const char 
     memset(&oo, 0, sizeof(oo));
     oo.no_backing = true;
     if (backing_format_parse(o->backing_format, &oo.format))
-        return create_option_error(err, -ENOTSUP, "backing_fmt=%s is not supported",
-                                   o->backing_format);
+        return create_error_about(err, -ENOTSUP, name, "backing_fmt=%s is not supported",
+                                  o->backing_format);
     if (backing_resolve(name ? name : "", o->backing_file, &path))
-        return create_option_error(err, -ENOMEM, "out of memory");
+        return create_error_about(err, -ENOMEM, name, "out of memory");
     struct qcow2_image *img;
     struct qcow2_error inner;
     memset(&inner, 0, sizeof(inner));
@@ -524,14 +529,14 @@ static int create_backing_size(const struct qcow2_create_options *o, const char 
 static int create_prepare(const struct qcow2_create_options *o, const char *name,
                           struct create_plan *p, struct qcow2_error *err)
 {
-    int ret = create_validate(o, err);
+    int ret = create_validate(o, name, err);
     if (ret)
         return ret;
     uint64_t size = o->size;
     if (!o->has_size && !o->size) {
         ret = create_backing_size(o, name, &size, err);
         if (!ret)
-            ret = create_check_size(o, size, err);
+            ret = create_check_size(o, size, name, err);
         if (ret)
             return ret;
     }
@@ -575,7 +580,7 @@ struct create_writer {
     uint64_t block_offset;          /* 0 = none cached */
     bool block_dirty;
 
-    uint64_t free_index;            /* no free cluster below this one */
+    uint64_t free_index;            /* where the search for free clusters starts */
 
     uint64_t *l1;                   /* host-endian */
     uint64_t l1_offset;
@@ -881,6 +886,13 @@ static int create_alloc_clusters(struct create_writer *w, uint64_t count, uint64
         if (ret)
             return ret;
         ret = create_update_refcount(w, *first, count, false);
+        /*
+         * Metadata was placed meanwhile: search again from the first cluster this
+         * attempt chose, as qemu-img 7.2 does (seen in its traces: an L2 table whose
+         * cluster needed a new refcount block still lands on that cluster).
+         */
+        if (ret == -EAGAIN)
+            w->free_index = QVET_MIN(w->free_index, *first);
     } while (ret == -EAGAIN);
     return ret;
 }
@@ -1013,8 +1025,9 @@ static int create_prealloc_request(struct create_writer *w, uint64_t start, uint
 
 /*
  * preallocation=metadata: every guest cluster gets a data cluster (not written, so the
- * file stays sparse) and an L2 entry offset|COPIED, in QEMU's order: each L2 table just
- * before the data clusters it maps. The file then reaches the last data cluster.
+ * file stays sparse) and an L2 entry offset|COPIED (with extended L2 an empty subcluster
+ * bitmap), in QEMU's order: each L2 table just before the data clusters it maps. The
+ * file then reaches the last data cluster.
  */
 static int create_preallocate(struct create_writer *w)
 {
@@ -1038,7 +1051,24 @@ static int create_preallocate(struct create_writer *w)
     int ret = create_flush_l2(w);
     if (ret || last_host == CREATE_NONE)
         return ret;
-    uint64_t end = round_up_u64(last_host + last_len, w->cs), file_size;
+    /*
+     * The last cluster (subcluster with extended L2) may be mapped only in part: QEMU
+     * completes it with a copy-on-write of zeros (nothing lies behind the virtual size),
+     * which writes its tail. Otherwise it only extends the file to the last data byte.
+     */
+    uint64_t end = last_host + last_len;
+    uint64_t unit = w->geo.extended_l2 ? w->cs / SUBCLUSTERS_PER_CLUSTER : w->cs;
+    uint64_t tail = round_up_u64(end, unit) - end;
+    if (tail) {
+        uint8_t *zeros = calloc(1, tail);
+        if (!zeros)
+            return err_set(w->err, -ENOMEM, w->name, "data cluster", end, "out of memory");
+        ret = create_write(w, zeros, tail, end, "data cluster");
+        free(zeros);
+        if (ret)
+            return ret;
+    }
+    uint64_t file_size;
     ret = w->b->ops->size(w->b, &file_size);
     if (!ret && end > file_size)
         ret = w->b->ops->truncate(w->b, end);

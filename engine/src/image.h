@@ -76,7 +76,7 @@ int image_barrier(struct qcow2_image *img, struct qcow2_error *err);
 int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error *err);
 
 /* L1 entries needed to map a virtual size of `size` bytes. */
-uint32_t image_l1_entries_for(const struct qcow2_image *img, uint64_t size);
+uint64_t image_l1_entries_for(const struct qcow2_image *img, uint64_t size);
 
 /* Sets the virtual size in the header (growing the L1 table first if needed). */
 int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err);

@@ -6,6 +6,7 @@
  * reference is gone. A crash anywhere leaves at worst leaked clusters.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -348,15 +349,26 @@ int qcow2_snapshot_apply(struct qcow2_image *img, const char *key, struct qcow2_
     ret = read_snapshot_l1(img, s, &snap_l1, err);
     if (ret)
         return ret;
-    /* First the step that may be refused (a refcount at its maximum): nothing changed yet. */
-    ret = add_to_tree(img, snap_l1, s->l1_size, 1, err);
+    /* The recorded size is read from disk: it must be one the header could hold. */
     uint64_t disk_size = snapshot_disk_size(s, img->virtual_size);
+    uint64_t l1_limit = QCOW2_MAX_L1_BYTES / 8;
+    if (disk_size % 512 || image_l1_entries_for(img, disk_size) > l1_limit) {
+        free(snap_l1);
+        return image_error(img, err, -EINVAL, "snapshot table entry", s->entry_offset,
+                           "snapshot \"%s\" records a disk size of %" PRIu64 " bytes, which "
+                           "is not a multiple of 512 or needs more than %" PRIu64
+                           " L1 entries", s->name, disk_size, l1_limit);
+    }
+    /* Then the step that may be refused (a refcount at its maximum): nothing changed yet. */
+    ret = add_to_tree(img, snap_l1, s->l1_size, 1, err);
+    bool raised = !ret;
     if (!ret && disk_size != img->virtual_size)
         ret = image_set_size(img, disk_size, err);
     if (!ret)
         ret = image_grow_l1(img, s->l1_size, err);
     uint64_t *old_l1 = NULL;
     uint8_t *raw = NULL;
+    bool switched = false;
     uint32_t old_size = img->l1_size;
     if (!ret) {
         old_l1 = malloc((size_t)old_size * 8 + 8);
@@ -373,13 +385,18 @@ int qcow2_snapshot_apply(struct qcow2_image *img, const char *key, struct qcow2_
         }
         ret = image_write(img, raw, (size_t)old_size * 8, img->l1_offset, "active L1 table",
                           err);
+        switched = !ret;
         if (!ret)
             ret = qcow2_flush(img, err);
-        if (ret)
+        if (!switched)
             memcpy(img->l1, old_l1, (size_t)old_size * 8);
     }
-    if (!ret)
+    if (!ret) {
         ret = add_to_tree(img, old_l1, old_size, -1, err);
+    } else if (raised && !switched) {
+        /* The active L1 still holds the old tree: give the snapshot's tree its counts back. */
+        add_to_tree(img, snap_l1, s->l1_size, -1, NULL);
+    }
     if (!ret)
         ret = refresh_copied_flags(img, err);
     img->cluster_buf_word = 0;

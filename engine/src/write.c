@@ -799,15 +799,21 @@ int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error 
     return old_bytes ? refcount_add_range(img, old, old_bytes, -1, err) : 0;
 }
 
-uint32_t image_l1_entries_for(const struct qcow2_image *img, uint64_t size)
+uint64_t image_l1_entries_for(const struct qcow2_image *img, uint64_t size)
 {
     uint32_t shift = img->geo.cluster_bits + geometry_l2_bits(&img->geo);
-    return (uint32_t)((size + (1ull << shift) - 1) >> shift);
+    return (size >> shift) + ((size & ((1ull << shift) - 1)) != 0);
 }
 
 int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err)
 {
-    int ret = image_grow_l1(img, image_l1_entries_for(img, size), err);
+    uint64_t entries = image_l1_entries_for(img, size);
+    if (entries > QCOW2_MAX_L1_BYTES / 8)
+        return image_error(img, err, -EFBIG, "header field size", 24,
+                           "a virtual size of %" PRIu64 " bytes needs %" PRIu64
+                           " L1 entries, more than the %u the format allows", size, entries,
+                           QCOW2_MAX_L1_BYTES / 8);
+    int ret = image_grow_l1(img, (uint32_t)entries, err);
     if (ret)
         return ret;
     uint8_t raw[8];
