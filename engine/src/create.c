@@ -138,12 +138,11 @@ static int create_error_about(struct qcow2_error *err, int code, const char *nam
 static int create_error_about(struct qcow2_error *err, int code, const char *name,
                               const char *fmt, ...)
 {
-    char text[700];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
+    int ret = err_vset(err, code, name, CREATE_OPTION, QCOW2_NO_OFFSET, fmt, ap);
     va_end(ap);
-    return err_set(err, code, name, CREATE_OPTION, QCOW2_NO_OFFSET, "%s", text);
+    return ret;
 }
 
 #define create_option_error(err, code, ...) create_error_about(err, code, NULL, __VA_ARGS__)

@@ -16,8 +16,8 @@ static void copy_bounded(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-int err_set(struct qcow2_error *err, int code, const char *file, const char *structure,
-            uint64_t offset, const char *fmt, ...)
+int err_vset(struct qcow2_error *err, int code, const char *file, const char *structure,
+             uint64_t offset, const char *fmt, va_list ap)
 {
     if (!err)
         return code;
@@ -27,15 +27,21 @@ int err_set(struct qcow2_error *err, int code, const char *file, const char *str
     copy_bounded(err->file, sizeof(err->file), file);
 
     char text[768];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-
     if (offset == QCOW2_NO_OFFSET)
         snprintf(err->message, sizeof(err->message), "%s: %s", structure, text);
     else
         snprintf(err->message, sizeof(err->message), "%s at offset %" PRIu64 ": %s",
                  structure, offset, text);
     return code;
+}
+
+int err_set(struct qcow2_error *err, int code, const char *file, const char *structure,
+            uint64_t offset, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int ret = err_vset(err, code, file, structure, offset, fmt, ap);
+    va_end(ap);
+    return ret;
 }

@@ -2,6 +2,8 @@
 #ifndef QVET_ERROR_H
 #define QVET_ERROR_H
 
+#include <stdarg.h>
+
 #include "qcow2.h"
 
 /*
@@ -11,5 +13,9 @@
  */
 int err_set(struct qcow2_error *err, int code, const char *file, const char *structure,
             uint64_t offset, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* The same with a va_list, for the modules' own shorthands. */
+int err_vset(struct qcow2_error *err, int code, const char *file, const char *structure,
+             uint64_t offset, const char *fmt, va_list ap) __attribute__((format(printf, 6, 0)));
 
 #endif

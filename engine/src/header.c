@@ -66,12 +66,11 @@ static int fail(struct parse_ctx *c, uint64_t offset, const char *structure,
 static int fail(struct parse_ctx *c, uint64_t offset, const char *structure,
                 const char *fmt, ...)
 {
-    char text[600];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
+    int ret = err_vset(c->err, -EINVAL, c->file, structure, offset, fmt, ap);
     va_end(ap);
-    return err_set(c->err, -EINVAL, c->file, structure, offset, "%s", text);
+    return ret;
 }
 
 static void decode_fixed_fields(const uint8_t *b, struct header *h)

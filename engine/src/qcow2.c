@@ -22,12 +22,11 @@
 int image_error(const struct qcow2_image *img, struct qcow2_error *err, int code,
                 const char *structure, uint64_t offset, const char *fmt, ...)
 {
-    char text[768];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
+    int ret = err_vset(err, code, img->name, structure, offset, fmt, ap);
     va_end(ap);
-    return err_set(err, code, img->name, structure, offset, "%s", text);
+    return ret;
 }
 
 int image_read(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
