@@ -60,9 +60,27 @@ io_abort() {
 
 # poke NAME OFFSET HEXBYTES   (overwrites bytes in place: "0002" -> \x00\x02)
 poke() {
-    local name=$1 off=$2 hex=$3 esc=""
+    local name=$1 off=$2 hex=$3 esc="" i
     for ((i = 0; i < ${#hex}; i += 2)); do esc+="\\x${hex:i:2}"; done
     printf "$esc" | dd of="$work/$name.qcow2" bs=1 seek="$off" conv=notrunc status=none
+}
+
+# be FILE OFFSET BYTES   (a big-endian unsigned field)
+be() { od -An -tu1 -j"$2" -N"$3" "$1" | awk '{for (i = 1; i <= NF; i++) v = v * 256 + $i} END {print v + 0}'; }
+
+# fix_dates NAME   (snapshot dates set to fixed values, so that seeds are reproducible)
+fix_dates() {
+    local f=$work/$1.qcow2 nb off i
+    nb=$(be "$f" 60 4)
+    off=$(be "$f" 64 8)
+    for ((i = 0; i < nb; i++)); do
+        poke "$1" $((off + 16)) "$(printf '%08x' $((0x60000000 + i)))00000000"
+        local id_len name_len extra
+        id_len=$(be "$f" $((off + 12)) 2)
+        name_len=$(be "$f" $((off + 14)) 2)
+        extra=$(be "$f" $((off + 36)) 4)
+        off=$(((off + 40 + extra + id_len + name_len + 7) / 8 * 8))
+    done
 }
 
 # ---- metadata-only images: the header target's seeds (and the image target's) ----
@@ -74,8 +92,8 @@ create v2-4k compat=0.10,cluster_size=4k 256K;                          meta_ima
 create v3-512 cluster_size=512 64K;                                     meta_image v3-512
 create v3-1k-rc1 cluster_size=1k,refcount_bits=1 64K;                   meta_image v3-1k-rc1
 create v3-2k-rc2 cluster_size=2k,refcount_bits=2 64K;                   meta_image v3-2k-rc2
-create v3-4k-rc4 cluster_size=4k,refcount_bits=4 128K;                  meta_image v3-4k-rc4
-create v3-4k-rc8 cluster_size=4k,refcount_bits=8 128K;                  meta_image v3-4k-rc8
+create v3-512-rc4 cluster_size=512,refcount_bits=4 128K;                meta_image v3-512-rc4
+create v3-1k-rc8 cluster_size=1k,refcount_bits=8 128K;                  meta_image v3-1k-rc8
 create v3-512-rc32 cluster_size=512,refcount_bits=32 64K;               meta_image v3-512-rc32
 create v3-512-rc64 cluster_size=512,refcount_bits=64 64K;               meta_image v3-512-rc64
 create v3-8k cluster_size=8k 256K;                                      meta_image v3-8k
@@ -93,12 +111,13 @@ create backing-raw cluster_size=1k,backing_file=base.raw,backing_fmt=raw 64K
 meta_image backing-raw
 create backing-v2 compat=0.10,cluster_size=512 64K -b base-512.qcow2 -F qcow2 -u
 meta_image backing-v2
-create bitmaps-4k cluster_size=4k 64K
-qemu-img bitmap --add "$work/bitmaps-4k.qcow2" b0
-meta_image bitmaps-4k
+create bitmaps-1k cluster_size=1k 64K
+qemu-img bitmap --add "$work/bitmaps-1k.qcow2" b0
+meta_image bitmaps-1k
 create snap-meta-512 cluster_size=512 32K
 qemu-img snapshot -c s1 "$work/snap-meta-512.qcow2"
 qemu-img snapshot -c s2 "$work/snap-meta-512.qcow2"
+fix_dates snap-meta-512
 meta_image snap-meta-512
 create corrupt-512 cluster_size=512 64K
 poke corrupt-512 79 02                                                  # incompatible bit 1
@@ -148,17 +167,20 @@ qemu-img snapshot -c one "$work/d-snap-512.qcow2"
 io d-snap-512 "write -P 0x02 1k 2k" "discard 0 512"
 qemu-img snapshot -c two "$work/d-snap-512.qcow2"
 io d-snap-512 "write -z 0 4k"
+fix_dates d-snap-512
 data_image d-snap-512
 create d-snap-v2-1k compat=0.10,cluster_size=1k 16K
 io d-snap-v2-1k "write -P 0x03 0 3k"
 qemu-img snapshot -c a "$work/d-snap-v2-1k.qcow2"
 io d-snap-v2-1k "write -P 0x04 2k 2k"
+fix_dates d-snap-v2-1k
 data_image d-snap-v2-1k
 create d-snap-resized-512 cluster_size=512 8K
 io d-snap-resized-512 "write -P 0x05 0 1k"
 qemu-img snapshot -c small "$work/d-snap-resized-512.qcow2"
 qemu-img resize -q "$work/d-snap-resized-512.qcow2" 24K
 io d-snap-resized-512 "write -P 0x06 20k 1k"
+fix_dates d-snap-resized-512
 data_image d-snap-resized-512
 create d-backing-512 cluster_size=512,backing_file=base-512.qcow2,backing_fmt=qcow2 64K
 io d-backing-512 "write -P 0x07 512 1k" "write -z 4k 1k" "discard 8k 1k"
@@ -193,7 +215,7 @@ trailers=(
 )
 
 trailer_bytes() {
-    local hex=${1// /} esc=""
+    local hex=${1// /} esc="" i
     for ((i = 0; i < ${#hex}; i += 2)); do esc+="\\x${hex:i:2}"; done
     printf "$esc"
 }
@@ -224,7 +246,6 @@ else
 fi
 # Tables written by qemu-img (other id/name/extra-data shapes), over each base layout:
 # byte 0 = layout, byte 1 = nb_snapshots, then the table.
-be() { od -An -tu1 -j"$2" -N"$3" "$1" | awk '{for (i = 1; i <= NF; i++) v = v * 256 + $i} END {print v + 0}'; }
 layout=0
 for name in snap-meta-512 d-snap-512 d-snap-v2-1k d-snap-resized-512; do
     f=$work/$name.qcow2

@@ -10,6 +10,10 @@
 #   FUZZ_JOBS=<nproc>      libFuzzer -jobs/-workers; AFL++: one -M plus FUZZ_JOBS-1 -S
 #   FUZZ_BUILD             build tree (default build-fuzz or build-afl)
 #   FUZZ_MERGE=1           merge new coverage back into corpus/<target>/ (0: do not)
+#   FUZZ_MERGE_MAX=4096    only inputs up to this many bytes are merged back, and only
+#                          for new edges (libFuzzer -use_counters=0), so that the
+#                          committed corpus stays small; the rest stays in the scratch
+#                          corpus (<build>/work/<target>/)
 #   FUZZ_KEEP_GOING=0      libFuzzer: 1 runs -fork=FUZZ_JOBS -ignore_crashes=1 instead of
 #                          -jobs, so that a known crasher does not end the campaign
 #
@@ -26,6 +30,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_JOBS=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
 FUZZ_MERGE=${FUZZ_MERGE:-1}
 FUZZ_KEEP_GOING=${FUZZ_KEEP_GOING:-0}
+FUZZ_MERGE_MAX=${FUZZ_MERGE_MAX:-4096}
 reports=$root/reports/fuzz
 mkdir -p "$reports"
 
@@ -166,8 +171,12 @@ run_libfuzzer() {
     crashes=$(collect_crashes "$target" "$work"/artifacts/{crash,leak,timeout,oom,slow-unit}-*)
     ((crashes == 0)) || triage "$target" "$bin" "$work"/artifacts/{crash,leak,timeout,oom}-*
     if [[ $FUZZ_MERGE == 1 ]]; then
-        "$bin" -merge=1 -max_len="$(max_len "$target")" -timeout=25 \
-            "corpus/$target" "$work/corpus" >"$work/merge.log" 2>&1 ||
+        rm -rf "$work/candidates"
+        mkdir -p "$work/candidates"
+        find "$work/corpus" -maxdepth 1 -type f -size -$((FUZZ_MERGE_MAX + 1))c \
+            -exec cp {} "$work/candidates/" \;
+        "$bin" -merge=1 -use_counters=0 -max_len="$(max_len "$target")" -timeout=25 \
+            "corpus/$target" "$work/candidates" >"$work/merge.log" 2>&1 ||
             echo "fuzz: $target: merge failed (see $work/merge.log)" >&2
     fi
     local after
@@ -237,7 +246,8 @@ run_afl() {
         crashes=$((crashes + 1))
     done
     if command -v gnuplot >/dev/null && [[ -d $work/out/main ]]; then
-        afl-plot "$work/out/main" "$reports/$target/afl-plot" >/dev/null 2>&1 || true
+        afl-plot "$work/out/main" "$reports/$target/afl-plot" >"$work/plot.log" 2>&1 ||
+            echo "fuzz: $target: afl-plot: $(grep -m1 -i error "$work/plot.log" || echo failed)" >&2
     fi
     if [[ $FUZZ_MERGE == 1 ]]; then
         # The seeds and every queue, minimized; whatever is not a seed already joins.
@@ -254,6 +264,7 @@ run_afl() {
             done
             for f in "$work"/min/*; do
                 local h
+                (($(stat -c %s "$f") <= FUZZ_MERGE_MAX)) || continue
                 h=$(sha1sum "$f" | cut -c1-40)
                 [[ -n ${have[$h]:-} ]] || cp "$f" "corpus/$target/afl-${h:0:16}"
             done
@@ -290,7 +301,11 @@ else
     printf '%-10s %9s %9s %7s %7s %9s %7s %7s\n' target execs/s runs edges - "bitmap" new crashes
 fi
 printf '%s\n' "${summary[@]}"
-echo "(execs/s summed over workers; cov/ft: best worker; corpus: cov/ft of the merged corpus)"
+if [[ $ENGINE == libfuzzer ]]; then
+    echo "(execs/s summed over workers; cov/ft: best worker; corpus: cov/ft of the merged corpus)"
+else
+    echo "(execs/s summed over instances; edges: best instance; bitmap: main's coverage)"
+fi
 if [[ ${#triage_lines[@]} -gt 0 ]]; then
     echo
     echo "crashes by failure:"

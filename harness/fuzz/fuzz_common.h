@@ -73,7 +73,7 @@ __attribute__((format(printf, 1, 2))) static inline void fuzz_debug(const char *
 
 /* A backing opener that refuses everything: no file is ever opened. */
 static inline int fuzz_refuse_backing(void *ctx, const char *path, struct qcow2_backend **out,
-                               struct qcow2_error *err)
+                                      struct qcow2_error *err)
 {
     (void)ctx;
     (void)path;
@@ -193,7 +193,7 @@ struct fuzz_backing_ctx {
 };
 
 static inline int fuzz_memory_backing(void *vctx, const char *path, struct qcow2_backend **out,
-                               struct qcow2_error *err)
+                                      struct qcow2_error *err)
 {
     struct fuzz_backing_ctx *ctx = vctx;
     (void)path;
@@ -222,7 +222,7 @@ static inline int fuzz_memory_backing(void *vctx, const char *path, struct qcow2
  * outlive the image), writable ones a fresh in-memory copy of at most max_len bytes.
  */
 static inline int fuzz_open_mem(const uint8_t *data, size_t size, size_t max_len,
-                         const struct qcow2_open_options *opts, struct qcow2_image **img)
+                                const struct qcow2_open_options *opts, struct qcow2_image **img)
 {
     struct qcow2_backend *b;
     struct qcow2_error err;
@@ -292,7 +292,8 @@ static inline int fault_read(struct qcow2_backend *b, void *buf, size_t len, uin
     return in->ops->read(in, buf, len, off);
 }
 
-static inline int fault_write(struct qcow2_backend *b, const void *buf, size_t len, uint64_t off)
+static inline int fault_write(struct qcow2_backend *b, const void *buf, size_t len,
+                              uint64_t off)
 {
     struct fault_backend *f = fault_of(b);
     if (fault_hit(f))
@@ -343,8 +344,9 @@ static const struct qcow2_backend_ops fault_ops = {
  * Opens the image in `inner` through a fault backend, so that `inner` stays the caller's
  * (its bytes outlive qcow2_close). `fault` may be NULL.
  */
-static inline int fuzz_open_over(struct qcow2_backend *inner, const struct qcow2_open_options *opts,
-                     struct fault_backend **fault, struct qcow2_image **img)
+static inline int fuzz_open_over(struct qcow2_backend *inner,
+                                 const struct qcow2_open_options *opts,
+                                 struct fault_backend **fault, struct qcow2_image **img)
 {
     struct qcow2_error err;
     *img = NULL;
@@ -416,7 +418,8 @@ static inline uint32_t fuzz_list_snapshots(const struct qcow2_image *img, size_t
  * compressed, zero and backing alike), within the FUZZ_* budgets; `buf` holds
  * FUZZ_READ_CHUNK bytes. Returns false once the engine reported an error.
  */
-static inline bool fuzz_walk_and_read(struct qcow2_image *img, uint8_t *buf, uint32_t read_budget)
+static inline bool fuzz_walk_and_read(struct qcow2_image *img, uint8_t *buf,
+                                      uint32_t read_budget)
 {
     struct qcow2_error err;
     uint64_t vsize = qcow2_virtual_size(img);
@@ -465,7 +468,7 @@ static inline void fuzz_check_report(void *ctx, const char *line)
 }
 
 static inline int fuzz_check(struct qcow2_image *img, enum qcow2_repair repair,
-                      struct qcow2_check_result *res)
+                             struct qcow2_check_result *res)
 {
     struct qcow2_error err;
     struct fuzz_check_lines lines = { 0 };

@@ -2,8 +2,9 @@
 /*
  * fuzz_image: the input is a whole image file. In order:
  *
- *  1. open read-only (the backing file, if named, is the input itself served from memory
- *     once, then refused; if that open fails, again ignoring the backing file), consume
+ *  1. open read-only (a backing file, if named, is the input itself served from memory,
+ *     and its own backing an empty image, so no file is ever opened; if that open
+ *     fails, again ignoring the backing file), consume
  *     the info, list the snapshots, walk qcow2_map_status over the disk and read every
  *     run it reports, within fixed budgets;
  *  2. read up to FUZZ_SNAPSHOTS snapshots through opens with `.snapshot`;
@@ -17,7 +18,10 @@
  * runs on an image `qcow2_check` found consistent must leave it consistent (leaks from
  * an injected I/O failure are allowed; corruption never is). The tail of the input may
  * also ask for every host write after the k-th to fail, which models a crash at that
- * point: the image then reopens with nothing worse than leaks.
+ * point: the image then reopens with nothing worse than leaks. On any image, writes
+ * that all succeeded must leave it openable, and a failed resize must leave the size.
+ *
+ * QVET_FUZZ_DEBUG=1 narrates each step (for triage of one input).
  */
 #include "fuzz_common.h"
 
@@ -275,7 +279,9 @@ static void run_ops(struct qcow2_image *img, const uint8_t *tail, unsigned nops,
         }
         default: { /* resize by a few clusters either way */
             uint64_t delta = cs * ((op[3] & 3u) + 1u);
-            uint64_t target = (op[1] & 1) ? vsize + delta : (vsize > delta ? vsize - delta : vsize);
+            uint64_t target = (op[1] & 1)        ? vsize + delta
+                              : vsize > delta ? vsize - delta
+                                              : vsize;
             ret = qcow2_resize(img, target, &err);
             if (!ret) {
                 if (qcow2_virtual_size(img) != target)
@@ -423,12 +429,11 @@ static void write_image(const uint8_t *data, size_t size, const uint8_t *tail, b
             fuzz_fail("reopened image: %" PRIu64 " leaked clusters after successful writes "
                       "(%" PRIu64 " before)", res.leaks, pre_leaks);
         qcow2_close(img);
-    } else if (!injected && (oracle_on || (all_ok && !getenv("QVET_FUZZ_ALLOW_CLOBBER")))) {
+    } else if (!injected && (oracle_on || all_ok)) {
         /* Even on an inconsistent image, writes that all succeeded must not have
          * overwritten what opening needs (the header, the tables): QEMU refuses such an
          * allocation ("Preventing invalid allocation ... at offset 0", its metadata
-         * overlap checks) and marks the image corrupt instead. QVET_FUZZ_ALLOW_CLOBBER
-         * turns this off while the bug is known, to let a campaign look for others. */
+         * overlap checks) and so does qvet (regressions/image/alloc-over-header-*). */
         struct qcow2_error err2;
         struct qcow2_backend *b2;
         int code = 0;

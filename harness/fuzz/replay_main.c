@@ -130,6 +130,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s FILE|DIR...  (runs each input once)\n", argv[0]);
         return 2;
     }
-    fprintf(stderr, "replay: %lu inputs ran%s\n", ran, status ? " (some could not be read)" : "");
+    fprintf(stderr, "replay: %lu inputs ran%s\n", ran,
+            status ? " (some could not be read)" : "");
     return status;
 }
