@@ -229,9 +229,13 @@ for name in "${meta[@]}"; do
     fi
 done
 for name in "${data[@]}"; do
-    cp "$work/$name.qcow2" "$out_image/$name.qcow2"
-    # The write step's variants only for the small ones, to keep the corpus small.
-    [[ $(stat -c %s "$work/$name.qcow2") -le 16384 ]] || continue
+    # The small ones carry a trailer (the write step's operations) instead, which keeps
+    # the corpus small; the large ones are kept as they are.
+    if [[ $(stat -c %s "$work/$name.qcow2") -gt 16384 ]]; then
+        cp "$work/$name.qcow2" "$out_image/$name.qcow2"
+        continue
+    fi
+    rm -f "$out_image/$name.qcow2"
     k=$((n % ${#trailers[@]}))
     n=$((n + 1))
     { cat "$work/$name.qcow2"; trailer_bytes "${trailers[k]}"; } >"$out_image/$name+ops$k.qcow2"

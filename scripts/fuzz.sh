@@ -258,16 +258,25 @@ run_afl() {
         done
         if afl-cmin -i "$work/all" -o "$work/min" -m none -t 10000 -- "$bin" \
             >"$work/cmin.log" 2>&1; then
-            declare -A have=()
-            for f in corpus/"$target"/*; do
-                [[ -f $f ]] && have[$(sha1sum "$f" | cut -c1-40)]=1
-            done
-            for f in "$work"/min/*; do
-                local h
+            # Of what afl-cmin kept, add (smallest first) only the inputs that reach an
+            # edge the committed corpus does not, hit counts aside: as libFuzzer's
+            # -use_counters=0 merge does, so the committed corpus stays small.
+            AFL_QUIET=1 afl-showmap -q -m none -t 10000 -e -C -i "corpus/$target" \
+                -o "$work/have.map" -- "$bin" >/dev/null 2>&1 || true
+            AFL_QUIET=1 afl-showmap -q -m none -t 10000 -e -i "$work/min" \
+                -o "$work/maps" -- "$bin" >/dev/null 2>&1 || true
+            cut -d: -f1 "$work/have.map" 2>/dev/null | sort -u >"$work/have.edges"
+            local name
+            while read -r name; do
+                f=$work/min/$name
                 (($(stat -c %s "$f") <= FUZZ_MERGE_MAX)) || continue
-                h=$(sha1sum "$f" | cut -c1-40)
-                [[ -n ${have[$h]:-} ]] || cp "$f" "corpus/$target/afl-${h:0:16}"
-            done
+                [[ -f $work/maps/$name ]] || continue
+                cut -d: -f1 "$work/maps/$name" | sort -u >"$work/edges"
+                if [[ -n $(comm -23 "$work/edges" "$work/have.edges" | head -1) ]]; then
+                    cp "$f" "corpus/$target/afl-$(sha1sum "$f" | cut -c1-16)"
+                    sort -u -o "$work/have.edges" "$work/have.edges" "$work/edges"
+                fi
+            done < <(ls -Sr "$work/min")
         else
             echo "fuzz: $target: afl-cmin failed (see $work/cmin.log)" >&2
         fi
