@@ -29,7 +29,8 @@ help:
 	@echo "make test       build both, run the Check suites, the malformed-image suite"
 	@echo "                and the qemu-img interop gate (scripts/interop.sh)"
 	@echo "make bench      speed: soak ops/s for 4 KiB ops vs QEMU blkverify, fuzz execs/s"
-	@echo "make interop    only the qemu-img interop gate (read and write)"
+	@echo "make interop    only the qemu-img interop gate (read and write), one CTest test"
+	@echo "                per gate group (ctest -L interop; -R interop.read.chains for one)"
 	@echo "make fuzz       libFuzzer on every harness/fuzz target, FUZZ_SECONDS (60) each on"
 	@echo "                all cores; new coverage merged into corpus/, crashers to"
 	@echo "                reports/fuzz/ (ENGINE=afl: the same under AFL++)"
@@ -64,7 +65,7 @@ bench: build
 	QVET=$(BUILD)/qvet bash scripts/bench.sh
 
 interop: build
-	QVET=$(BUILD)/qvet bash scripts/interop.sh
+	cd $(BUILD) && ctest -L interop --output-on-failure -j $(JOBS)
 
 fuzz: deps
 	ENGINE=$(ENGINE) FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh $(FUZZ_TARGETS)
