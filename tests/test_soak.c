@@ -529,9 +529,11 @@ struct run {
  * supervisor's part only: the child writes its own into its copy of the stream.)
  */
 static void soak_with(enum config_id id, const char *name, const struct target_qvet_options *opts,
-                      struct fault *f, bool supervised, struct run *run)
+                      struct fault *f, bool supervised, const volatile sig_atomic_t *stop,
+                      struct run *run)
 {
     config_make(id, test_path(name), &run->c);
+    run->c.stop = stop;
     if (f)
         snprintf(f->trace, sizeof(f->trace), "%s/trace.txt", run->c.dir);
     run->c.target_opts = opts;
@@ -548,7 +550,19 @@ static void soak_with(enum config_id id, const char *name, const struct target_q
 static void soak(enum config_id id, const char *name, const struct target_qvet_options *opts,
                  struct fault *f, struct run *run)
 {
-    soak_with(id, name, opts, f, false, run);
+    soak_with(id, name, opts, f, false, NULL, run);
+}
+
+/* A run of CONFIG_DATA with `write` between the engine and its host file. */
+static void soak_write_fault(const char *name, fault_write_fn write, bool supervised,
+                             const volatile sig_atomic_t *stop, struct fault *f,
+                             struct run *run)
+{
+    static struct target_qvet_options opts;
+    fault_init(f);
+    f->write = write;
+    opts = (struct target_qvet_options){ .hook = tap_hook, .hook_ctx = f };
+    soak_with(CONFIG_DATA, name, &opts, f, supervised, stop, run);
 }
 
 /* The first lines of a report, for assertion messages. */
@@ -1212,17 +1226,9 @@ static int interrupt_in_write(struct fault *f, struct qcow2_backend *file, const
 START_TEST(sigint_stops_the_run_after_the_current_op)
 {
     struct fault f;
-    fault_init(&f);
-    f.write = interrupt_in_write;
-    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f };
     struct run run;
-    config_make(CONFIG_DATA, test_path("interrupted"), &run.c);
-    run.c.stop = soak_stop_on_signals();
-    run.c.target_opts = &opts;
-    snprintf(f.trace, sizeof(f.trace), "%s/trace.txt", run.c.dir);
-    FILE *out = open_memstream(&run.report, &run.report_len);
-    run.ret = soak_run(&run.c, NULL, 0, &run.r, out);
-    fclose(out);
+    soak_write_fault("interrupted", interrupt_in_write, false, soak_stop_on_signals(), &f,
+                     &run);
     ck_assert_msg(f.fired, "no SIGINT raised: the test proves nothing");
     ck_assert_msg(run.ret == -1 && run.r.outcome == SOAK_INTERRUPTED, "after SIGINT: returned "
                   "%d, outcome %s; report:\n%s", run.ret, soak_outcome_name(run.r.outcome),
@@ -1264,11 +1270,8 @@ static int fail_the_disk(struct fault *f, struct qcow2_backend *file, const void
 START_TEST(a_full_disk_is_an_environment_failure_not_a_bug)
 {
     struct fault f;
-    fault_init(&f);
-    f.write = fill_the_disk;
-    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f };
     struct run run;
-    soak(CONFIG_DATA, "enospc", &opts, &f, &run);
+    soak_write_fault("enospc", fill_the_disk, false, NULL, &f, &run);
     ck_assert_msg(f.fired, "the disk never filled: the test proves nothing");
     ck_assert_msg(run.ret == -1 && run.r.outcome == SOAK_SETUP_ERROR,
                   "ENOSPC: returned %d, outcome %s; report:\n%s", run.ret,
@@ -1282,9 +1285,7 @@ START_TEST(a_full_disk_is_an_environment_failure_not_a_bug)
     fault_free(&f);
 
     /* The twin: the same write failing with EIO is the target's failure, a finding. */
-    fault_init(&f);
-    f.write = fail_the_disk;
-    soak(CONFIG_DATA, "eio", &opts, &f, &run);
+    soak_write_fault("eio", fail_the_disk, false, NULL, &f, &run);
     ck_assert_msg(f.fired && run.ret == 1 && soak_exit_status(run.r.outcome, 0) == 1,
                   "EIO: returned %d, outcome %s; report:\n%s", run.ret,
                   soak_outcome_name(run.r.outcome), excerpt(&run));
@@ -1304,11 +1305,8 @@ static int crash_in_write(struct fault *f, struct qcow2_backend *file, const voi
 START_TEST(a_crash_of_the_target_is_reported_as_a_bug)
 {
     struct fault f;
-    fault_init(&f);
-    f.write = crash_in_write;
-    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f };
     struct run run;
-    soak_with(CONFIG_DATA, "crash", &opts, &f, true, &run);
+    soak_write_fault("crash", crash_in_write, true, NULL, &f, &run);
     ck_assert_msg(run.ret == 1 && run.r.outcome == SOAK_CRASHED, "a crash: returned %d, "
                   "outcome %s; report:\n%s", run.ret, soak_outcome_name(run.r.outcome),
                   excerpt(&run));

@@ -118,6 +118,43 @@ static bool parse_seconds(const char *s, double *v, bool zero_allowed)
     return *s && !*end && (*v > 0 || (zero_allowed && *v == 0));
 }
 
+/* The options soak and replay share. */
+struct run_options {
+    const char *dir;
+    bool keep;
+    bool heartbeat_given;
+    double heartbeat;
+};
+
+#define OPTION_TAKEN (-1)
+#define OPTION_OTHER (-2)
+
+/*
+ * One of the shared options (--dir, --keep, --heartbeat, --help): OPTION_TAKEN, or
+ * OPTION_OTHER when `opt` is none of them, or the status to exit with (help, an error).
+ */
+static int run_option(const char *command, const char *help, int opt, struct run_options *o)
+{
+    switch (opt) {
+    case 'd':
+        o->dir = optarg;
+        return OPTION_TAKEN;
+    case 'K':
+        o->keep = true;
+        return OPTION_TAKEN;
+    case 'H':
+        if (!parse_seconds(optarg, &o->heartbeat, true))
+            return USAGE(command, "--heartbeat takes a number of seconds, not '%s'", optarg);
+        o->heartbeat_given = true;
+        return OPTION_TAKEN;
+    case 'h':
+        fputs(help, stdout);
+        return 0;
+    default:
+        return OPTION_OTHER;
+    }
+}
+
 /* The tools the run needs, then its directory: exact (`dir`) or numbered under `root`. */
 static int claim(const char *command, const struct soak_config *c, const char *dir,
                  const char *root, struct rundir *rd)
@@ -186,9 +223,10 @@ int cmd_soak(int argc, char **argv)
     };
     struct soak_config c;
     soak_config_defaults(&c);
-    const char *dir = NULL, *root = DEFAULT_ROOT;
-    bool keep = false, ops_given = false, seconds_given = false, root_given = false;
-    int opt;
+    struct run_options ro = { 0 };
+    const char *root = DEFAULT_ROOT;
+    bool ops_given = false, seconds_given = false, root_given = false;
+    int opt, ret;
     cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
         switch (opt) {
@@ -227,9 +265,6 @@ int cmd_soak(int argc, char **argv)
             if (!parse_u64(optarg, &c.check_every))
                 return USAGE("soak", "--check-every takes a number, not '%s'", optarg);
             break;
-        case 'd':
-            dir = optarg;
-            break;
         case 'U':
             root = optarg;
             root_given = true;
@@ -251,33 +286,27 @@ int cmd_soak(int argc, char **argv)
             if (!qcow2_parse_size(optarg, &c.io_size) || !c.io_size || c.io_size > SOAK_MAX_IO)
                 return USAGE("soak", "--io-size takes a size from 1 to 4M, not '%s'", optarg);
             break;
-        case 'K':
-            keep = true;
-            break;
-        case 'H':
-            if (!parse_seconds(optarg, &c.heartbeat, true))
-                return USAGE("soak", "--heartbeat takes a number of seconds, not '%s'",
-                             optarg);
-            break;
-        case 'h':
-            fputs(soak_help, stdout);
-            return 0;
         default:
+            if ((ret = run_option("soak", soak_help, opt, &ro)) == OPTION_TAKEN)
+                break;
+            if (ret != OPTION_OTHER)
+                return ret;
             return USAGE("soak", "unknown option or missing value: '%s'", argv[optind - 1]);
         }
     }
     if (optind != argc)
         return USAGE("soak", "unexpected argument '%s'", argv[optind]);
-    if (dir && root_given)
+    if (ro.dir && root_given)
         return USAGE("soak", "--dir and --under each name the run's directory: give one");
     if (ops_given && !seconds_given)
         c.seconds = 0;
+    if (ro.heartbeat_given)
+        c.heartbeat = ro.heartbeat;
     struct rundir rd;
-    int ret = claim("soak", &c, dir, root, &rd);
-    if (ret)
+    if ((ret = claim("soak", &c, ro.dir, root, &rd)))
         return ret;
     printf("soak: run directory %s\n", rd.path);
-    return run_and_record("soak", &rd, &c, NULL, 0, keep);
+    return run_and_record("soak", &rd, &c, NULL, 0, ro.keep);
 }
 
 int cmd_replay(int argc, char **argv)
@@ -289,30 +318,14 @@ int cmd_replay(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *dir = NULL;
-    bool keep = false;
-    double heartbeat = -1;
-    int opt;
+    struct run_options ro = { 0 };
+    int opt, ret;
     cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'd':
-            dir = optarg;
-            break;
-        case 'K':
-            keep = true;
-            break;
-        case 'H':
-            if (!parse_seconds(optarg, &heartbeat, true))
-                return USAGE("replay", "--heartbeat takes a number of seconds, not '%s'",
-                             optarg);
-            break;
-        case 'h':
-            fputs(replay_help, stdout);
-            return 0;
-        default:
+        if ((ret = run_option("replay", replay_help, opt, &ro)) == OPTION_OTHER)
             return USAGE("replay", "unknown option or missing value: '%s'", argv[optind - 1]);
-        }
+        if (ret != OPTION_TAKEN)
+            return ret;
     }
     if (optind != argc - 1)
         return USAGE("replay", "expected one TRACE");
@@ -328,15 +341,14 @@ int cmd_replay(int argc, char **argv)
     if (nul_line)
         printf("replay: %s: line %zu: NUL bytes from here on (its writer was killed); "
                "replaying the %zu ops before them\n", trace, nul_line, n);
-    if (heartbeat >= 0)
-        c.heartbeat = heartbeat;
+    if (ro.heartbeat_given)
+        c.heartbeat = ro.heartbeat;
     char root[1100];
     snprintf(root, sizeof(root), "%s.replay", trace);
     struct rundir rd;
-    int ret = claim("replay", &c, dir, root, &rd);
-    if (!ret) {
+    if (!(ret = claim("replay", &c, ro.dir, root, &rd))) {
         printf("replay: %zu ops of %s, in work directory %s\n", n, trace, rd.path);
-        ret = run_and_record("replay", &rd, &c, ops, n, keep);
+        ret = run_and_record("replay", &rd, &c, ops, n, ro.keep);
     }
     free(ops);
     return ret;

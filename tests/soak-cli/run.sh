@@ -56,6 +56,13 @@ wait_ops() {
   return 1
 }
 small=(--size 8M --check-every 500)
+# start_long DIR: a long soak in DIR in the background (its pid in $pid), once it has run
+# 200 ops
+start_long() {
+  "$qvet" soak --seconds 300 "${small[@]}" --dir "$1" > "$1.out" 2>&1 &
+  pid=$!; bg+=("$pid")
+  wait_ops "$1/trace.txt" 200
+}
 
 # ---- help -----------------------------------------------------------------------------
 run help 0 soak --help
@@ -155,9 +162,7 @@ else
 fi
 
 # ---- locks, SIGINT ------------------------------------------------------------------------------
-"$qvet" soak --seconds 300 "${small[@]}" --dir long > long.out 2>&1 &
-pid=$!; bg+=("$pid")
-if wait_ops long/trace.txt 200; then
+if start_long long; then
   check "a second run in the same --dir exits 2" run locked 2 soak --ops 10 "${small[@]}" --dir long
   check "  ... one line naming the holder's pid" bash -c "[ \"\$(wc -l < locked.err)\" -eq 1 ] && grep -q 'in use by another qvet run (pid $pid,' locked.err"
   kill -INT "$pid"
@@ -174,9 +179,7 @@ check "a stale lock (its holder dead) does not block" bash -c 'mkdir stale && ec
 check "  ... the run goes ahead" run stale 0 soak --ops 10 "${small[@]}" --dir stale
 
 # ---- a crash of the target; a kill ------------------------------------------------------------------
-"$qvet" soak --seconds 300 "${small[@]}" --dir crash > crash.out 2>&1 &
-pid=$!; bg+=("$pid")
-wait_ops crash/trace.txt 200 && kill -SEGV "$(pgrep -P "$pid")"
+start_long crash && kill -SEGV "$(pgrep -P "$pid")"
 wait "$pid"; status=$?
 check "the worker dying of SIGSEGV: exit 1 (a crash is a bug)" test "$status" -eq 1
 n=$(last_op crash/trace.txt)
@@ -186,9 +189,7 @@ check "  ... the trace holds only text" no_nul crash/trace.txt
 check "  ... evidence kept" test -f crash/image.qcow2
 check "  ... summary.json: verdict crashed at op N" test "$(json crash/summary.json 'd["verdict"], d["failure"]["op"]')" = "crashed $n"
 
-"$qvet" soak --seconds 300 "${small[@]}" --dir killed > killed.out 2>&1 &
-pid=$!; bg+=("$pid")
-if wait_ops killed/trace.txt 200; then
+if start_long killed; then
   worker=$(pgrep -P "$pid")
   kill -KILL "$pid" "$worker"
 fi
