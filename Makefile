@@ -10,7 +10,9 @@ CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 all: build
 
 # The main job: a default soak (60 s, 64 MiB image of qemu-img's defaults), ending in the
-# summary and, on a divergence, the report. SOAK_ARGS adds `qvet soak` options.
+# summary and, on a divergence, the report. SOAK_ARGS adds `qvet soak` options. Each run
+# gets a new directory SOAK_DIR/run-NNNN (SOAK_DIR/latest points to it); nothing else in
+# SOAK_DIR is touched, and a failed run's files stay for its replay.
 SOAK_DIR  ?= reports/soak
 SOAK_ARGS ?=
 
@@ -23,7 +25,8 @@ FUZZ_TARGETS ?=
 help:
 	@echo "make soak       THE MAIN JOB: a 60 s differential soak of the engine against a raw"
 	@echo "                oracle (every read compared, qemu-img check/compare as it goes);"
-	@echo "                SOAK_ARGS='--seconds 600 -o cluster_size=4k --backing qcow2' etc."
+	@echo "                SOAK_ARGS='--seconds 600 -o cluster_size=4k --backing qcow2' etc.;"
+	@echo "                each run in a new SOAK_DIR/run-NNNN (default reports/soak)"
 	@echo "make            build build/qvet and libqvet (gcc, -Werror)"
 	@echo "make asan       the same with ASan+UBSan (clang) into $(ASAN_BUILD)/"
 	@echo "make test       build both, run the Check suites, the malformed-image suite"
@@ -58,8 +61,7 @@ test: build asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 soak: build
-	@rm -rf $(SOAK_DIR) && mkdir -p $(dir $(SOAK_DIR))
-	$(BUILD)/qvet soak --dir $(SOAK_DIR) $(SOAK_ARGS)
+	$(BUILD)/qvet soak --under $(SOAK_DIR) $(SOAK_ARGS)
 
 bench: build
 	QVET=$(BUILD)/qvet bash scripts/bench.sh

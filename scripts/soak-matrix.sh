@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A short differential soak over a matrix of image options (part of make test): every
 # read compared with the oracle, engine check + qemu-img check + qemu-img compare at
-# intervals. A failure prints the driver's report and keeps its directory.
+# intervals. A failure prints the driver's report and keeps its directory; a run that
+# could not run (exit 2: setup or environment, e.g. a full disk) says so apart from a
+# bug found (exit 1).
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 qvet=${QVET:-$here/build/qvet}
@@ -27,11 +29,15 @@ for cfg in "${configs[@]}"; do
   i=$((i + 1))
   dir=$work/run$i
   # shellcheck disable=SC2086  # cfg holds several words on purpose
-  if "$qvet" soak --seed "$i" --ops "$ops" --check-every 500 --size 8M --dir "$dir" $cfg \
-       > "$dir.log" 2>&1; then
+  "$qvet" soak --seed "$i" --ops "$ops" --check-every 500 --size 8M --dir "$dir" $cfg \
+    > "$dir.log" 2>&1
+  status=$?
+  if [ "$status" -eq 0 ]; then
     passed=$((passed + 1)); echo "PASS soak ${cfg:-(defaults)}: $(tail -n 1 "$dir.log")"
   else
-    failed=$((failed + 1)); echo "FAIL soak ${cfg:-(defaults)} (kept in $dir):"
+    failed=$((failed + 1))
+    [ "$status" -eq 2 ] && what="ERROR (setup or environment, not a bug)" || what="FAIL"
+    echo "$what soak ${cfg:-(defaults)}, exit $status (kept in $dir):"
     sed 's/^/    /' "$dir.log" | head -n 80
   fi
 done

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "qcow2.h"
+#include "rundir.h"
 #include "soak.h"
 #include "support.h"
 #include "target.h"
@@ -521,28 +523,46 @@ struct run {
     struct soak_config c;
 };
 
-/* Runs config `id` in a fresh directory `name`; the report also goes to DIR/report.txt. */
-static void soak(enum config_id id, const char *name, const struct target_qvet_options *opts,
-                 struct fault *f, struct run *run)
+/*
+ * Runs config `id` in a fresh directory `name`, in this process or (`supervised`) in a
+ * child; the report also goes to DIR/report.txt. (A supervised run's report is the
+ * supervisor's part only: the child writes its own into its copy of the stream.)
+ */
+static void soak_with(enum config_id id, const char *name, const struct target_qvet_options *opts,
+                      struct fault *f, bool supervised, const volatile sig_atomic_t *stop,
+                      struct run *run)
 {
     config_make(id, test_path(name), &run->c);
+    run->c.stop = stop;
     if (f)
         snprintf(f->trace, sizeof(f->trace), "%s/trace.txt", run->c.dir);
     run->c.target_opts = opts;
     FILE *out = open_memstream(&run->report, &run->report_len);
     ck_assert_ptr_nonnull(out);
-    run->ret = soak_run(&run->c, NULL, 0, &run->r, out);
+    run->ret = supervised ? soak_run_supervised(&run->c, NULL, 0, &run->r, out)
+                          : soak_run(&run->c, NULL, 0, &run->r, out);
     fclose(out);
     char path[1100];
     snprintf(path, sizeof(path), "%s/report.txt", run->c.dir);
     test_write_file(path, run->report, run->report_len);
 }
 
-static const char *outcome_name(enum soak_outcome o)
+static void soak(enum config_id id, const char *name, const struct target_qvet_options *opts,
+                 struct fault *f, struct run *run)
 {
-    static const char *const names[] = { "passed", "diverged", "check failed",
-                                         "snapshot diverged", "target error", "setup error" };
-    return o <= SOAK_SETUP_ERROR ? names[o] : "?";
+    soak_with(id, name, opts, f, false, NULL, run);
+}
+
+/* A run of CONFIG_DATA with `write` between the engine and its host file. */
+static void soak_write_fault(const char *name, fault_write_fn write, bool supervised,
+                             const volatile sig_atomic_t *stop, struct fault *f,
+                             struct run *run)
+{
+    static struct target_qvet_options opts;
+    fault_init(f);
+    f->write = write;
+    opts = (struct target_qvet_options){ .hook = tap_hook, .hook_ctx = f };
+    soak_with(CONFIG_DATA, name, &opts, f, supervised, stop, run);
 }
 
 /* The first lines of a report, for assertion messages. */
@@ -562,16 +582,16 @@ static void expect_caught(const struct run *run, const struct fault *f, const ch
 {
     ck_assert_msg(f->fired, "%s: the fault never acted in %" PRIu64 " ops (the run %s): the "
                   "test proves nothing; report:\n%s", fault_name, run->r.ops_run,
-                  outcome_name(run->r.outcome), excerpt(run));
+                  soak_outcome_name(run->r.outcome), excerpt(run));
     ck_assert_msg(run->ret == 1, "%s (%s, in op %" PRIu32 "): expected the soak to fail "
                   "(1), it returned %d with outcome '%s' after %" PRIu64 " ops; report:\n%s",
-                  fault_name, f->what, f->fired_at, run->ret, outcome_name(run->r.outcome),
+                  fault_name, f->what, f->fired_at, run->ret, soak_outcome_name(run->r.outcome),
                   run->r.ops_run, excerpt(run));
     bool ok = false;
     for (size_t i = 0; i < n_expected; i++)
         ok |= run->r.outcome == expected[i];
     ck_assert_msg(ok, "%s (%s): expected outcome '%s', got '%s' at op %" PRIu64 "; report:\n%s",
-                  fault_name, f->what, outcome_name(expected[0]), outcome_name(run->r.outcome),
+                  fault_name, f->what, soak_outcome_name(expected[0]), soak_outcome_name(run->r.outcome),
                   run->r.failing_op, excerpt(run));
     uint64_t every = run->c.check_every, next_check = (f->fired_at + every - 1) / every * every;
     if (next_check > run->c.ops || !every)
@@ -582,7 +602,7 @@ static void expect_caught(const struct run *run, const struct fault *f, const ch
                   run->r.failing_op, next_check);
     fprintf(stderr, "test_soak: %s: %s (in op %" PRIu32 "); caught at op %" PRIu64
             " (%s, %s)\n", fault_name, f->what, f->fired_at, run->r.failing_op,
-            outcome_name(run->r.outcome), op_kind_name(run->r.failing_kind));
+            soak_outcome_name(run->r.outcome), op_kind_name(run->r.failing_kind));
 }
 
 /* The report names the first divergent sector; it must be one the fault damaged. */
@@ -1120,6 +1140,387 @@ START_TEST(a_wrong_snapshot_apply_is_caught)
 }
 END_TEST
 
+/* ---- the run's end: limits, stops, a full disk, a crash ------------------------------ */
+
+/* The trace file holds text only, and its last operation is number `last`. */
+static void expect_clean_trace(const char *dir, uint32_t last)
+{
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/trace.txt", dir);
+    size_t len;
+    uint8_t *text = test_read_file(path, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(!memchr(text, '\0', len), "%s: %zu bytes with NUL bytes in them", path, len);
+    ck_assert_msg(len && text[len - 1] == '\n', "%s: does not end with a whole line", path);
+    size_t start = len - 1;
+    while (start && text[start - 1] != '\n')
+        start--;
+    ck_assert_msg(strtoul((char *)text + start, NULL, 10) == last, "%s: the last line is "
+                  "'%.*s', not op %" PRIu32, path, (int)(len - start - 1), text + start, last);
+    free(text);
+}
+
+START_TEST(ops_and_seconds_both_limit_a_run)
+{
+    struct run run;
+    config_make(CONFIG_DATA, test_path("ops-first"), &run.c);
+    run.c.ops = 300;
+    run.c.seconds = 600;
+    run.c.quiet = true;
+    ck_assert_int_eq(soak_run(&run.c, NULL, 0, &run.r, NULL), 0);
+    ck_assert_msg(run.r.ops_run == 300, "--ops 300 with --seconds 600 ran %" PRIu64 " ops",
+                  run.r.ops_run);
+
+    config_make(CONFIG_DATA, test_path("seconds-first"), &run.c);
+    run.c.ops = UINT64_MAX / 2;
+    run.c.seconds = 0.3;
+    run.c.quiet = true;
+    ck_assert_int_eq(soak_run(&run.c, NULL, 0, &run.r, NULL), 0);
+    ck_assert_msg(run.r.ops_run < run.c.ops && run.r.seconds >= 0.3, "a 0.3 s limit with a "
+                  "huge op count: %" PRIu64 " ops in %.2f s", run.r.ops_run, run.r.seconds);
+}
+END_TEST
+
+START_TEST(a_heartbeat_line_reports_progress_off_a_terminal)
+{
+    struct run run;
+    soak(CONFIG_DATA, "heartbeat-off", NULL, NULL, &run);
+    ck_assert_msg(!strstr(run.report, "soak: after "), "a heartbeat at the default 10 s in a "
+                  "short run:\n%s", excerpt(&run));
+    run_free(&run);
+
+    config_make(CONFIG_DATA, test_path("heartbeat"), &run.c);
+    run.c.heartbeat = 0.001;
+    FILE *out = open_memstream(&run.report, &run.report_len);
+    ck_assert_int_eq(soak_run(&run.c, NULL, 0, &run.r, out), 0);
+    fclose(out);
+    unsigned lines = 0;
+    unsigned long long last_ops = 0;
+    for (const char *at = run.report; (at = strstr(at, "soak: after ")); at++) {
+        double when, rate, left;
+        unsigned long long ops, reads, checks;
+        ck_assert_msg(sscanf(at, "soak: after %lf s: %llu ops, %lf ops/s, %llu reads compared, "
+                             "%llu checks, %lf s left", &when, &ops, &rate, &reads, &checks,
+                             &left) == 6, "a malformed heartbeat: %.120s", at);
+        ck_assert_msg(ops >= last_ops && ops < run.c.ops && reads <= ops,
+                      "heartbeat counts out of order: %.120s", at);
+        last_ops = ops;
+        lines++;
+    }
+    ck_assert_msg(lines > 0, "no heartbeat line with a 1 ms interval:\n%s", excerpt(&run));
+    run_free(&run);
+}
+END_TEST
+
+/* A stop requested (by SIGINT, through the handler) during the first armed host write. */
+static int interrupt_in_write(struct fault *f, struct qcow2_backend *file, const void *buf,
+                              size_t len, uint64_t off)
+{
+    if (f->armed && !f->fired) {
+        fired(f, "SIGINT during a host write");
+        raise(SIGINT);
+    }
+    return file->ops->write(file, buf, len, off);
+}
+
+START_TEST(sigint_stops_the_run_after_the_current_op)
+{
+    struct fault f;
+    struct run run;
+    soak_write_fault("interrupted", interrupt_in_write, false, soak_stop_on_signals(), &f,
+                     &run);
+    ck_assert_msg(f.fired, "no SIGINT raised: the test proves nothing");
+    ck_assert_msg(run.ret == -1 && run.r.outcome == SOAK_INTERRUPTED, "after SIGINT: returned "
+                  "%d, outcome %s; report:\n%s", run.ret, soak_outcome_name(run.r.outcome),
+                  excerpt(&run));
+    ck_assert_msg(run.r.last_op == f.fired_at && run.r.ops_run == f.fired_at,
+                  "SIGINT in op %" PRIu32 ": the run went on to op %" PRIu32 " (%" PRIu64
+                  " ops)", f.fired_at, run.r.last_op, run.r.ops_run);
+    ck_assert_int_eq(soak_exit_status(run.r.outcome, run.r.signal_number), 128 + SIGINT);
+    char want[1300];
+    snprintf(want, sizeof(want), "soak: interrupted at op %" PRIu32 ": ", f.fired_at);
+    expect_report_has(&run, want, "SIGINT");
+    snprintf(want, sizeof(want), "  replay: qvet replay %s/trace.txt\n", run.c.dir);
+    expect_report_has(&run, want, "SIGINT");
+    expect_clean_trace(run.c.dir, f.fired_at);
+    run_free(&run);
+    fault_free(&f);
+}
+END_TEST
+
+/* The host file system: full from the first armed host write on, or failing it. */
+static int fill_the_disk(struct fault *f, struct qcow2_backend *file, const void *buf,
+                         size_t len, uint64_t off)
+{
+    if (!f->armed)
+        return file->ops->write(file, buf, len, off);
+    fired(f, "a host write of %zu bytes at %" PRIu64 " refused: no space", len, off);
+    return -ENOSPC;
+}
+
+static int fail_the_disk(struct fault *f, struct qcow2_backend *file, const void *buf,
+                         size_t len, uint64_t off)
+{
+    if (!f->armed)
+        return file->ops->write(file, buf, len, off);
+    fired(f, "a host write of %zu bytes at %" PRIu64 " failed: I/O error", len, off);
+    return -EIO;
+}
+
+START_TEST(a_full_disk_is_an_environment_failure_not_a_bug)
+{
+    struct fault f;
+    struct run run;
+    soak_write_fault("enospc", fill_the_disk, false, NULL, &f, &run);
+    ck_assert_msg(f.fired, "the disk never filled: the test proves nothing");
+    ck_assert_msg(run.ret == -1 && run.r.outcome == SOAK_SETUP_ERROR,
+                  "ENOSPC: returned %d, outcome %s; report:\n%s", run.ret,
+                  soak_outcome_name(run.r.outcome), excerpt(&run));
+    ck_assert_int_eq(soak_exit_status(run.r.outcome, 0), 2);
+    expect_report_has(&run, "an environment failure, not a bug", "ENOSPC");
+    expect_report_has(&run, "no bug found", "ENOSPC");
+    ck_assert_msg(!strstr(run.report, "FAILED"), "ENOSPC reported as FAILED:\n%s",
+                  excerpt(&run));
+    run_free(&run);
+    fault_free(&f);
+
+    /* The twin: the same write failing with EIO is the target's failure, a finding. */
+    soak_write_fault("eio", fail_the_disk, false, NULL, &f, &run);
+    ck_assert_msg(f.fired && run.ret == 1 && soak_exit_status(run.r.outcome, 0) == 1,
+                  "EIO: returned %d, outcome %s; report:\n%s", run.ret,
+                  soak_outcome_name(run.r.outcome), excerpt(&run));
+    run_free(&run);
+    fault_free(&f);
+}
+END_TEST
+
+static int crash_in_write(struct fault *f, struct qcow2_backend *file, const void *buf,
+                          size_t len, uint64_t off)
+{
+    if (f->armed)
+        raise(SIGSEGV);
+    return file->ops->write(file, buf, len, off);
+}
+
+START_TEST(a_crash_of_the_target_is_reported_as_a_bug)
+{
+    struct fault f;
+    struct run run;
+    soak_write_fault("crash", crash_in_write, true, NULL, &f, &run);
+    ck_assert_msg(run.ret == 1 && run.r.outcome == SOAK_CRASHED, "a crash: returned %d, "
+                  "outcome %s; report:\n%s", run.ret, soak_outcome_name(run.r.outcome),
+                  excerpt(&run));
+    ck_assert_int_eq(soak_exit_status(run.r.outcome, run.r.signal_number), 1);
+    /* Armed by op ARM_OP's data: the crash is in that op or soon after. */
+    ck_assert_msg(run.r.failing_op >= ARM_OP && run.r.failing_op < ARM_OP + 20,
+                  "crashed at op %" PRIu64 ", armed at op %u", run.r.failing_op, ARM_OP);
+    char want[160];
+    snprintf(want, sizeof(want), "qvet soak: the target crashed at op %" PRIu64 " (",
+             run.r.failing_op);
+    expect_report_has(&run, want, "crash");
+    expect_report_has(&run, "replay: qvet replay ", "crash");
+    expect_clean_trace(run.c.dir, (uint32_t)run.r.failing_op);
+    run_free(&run);
+    fault_free(&f);
+}
+END_TEST
+
+/* ---- traces ---------------------------------------------------------------------------- */
+
+/* Loads `text` as a trace; on failure errbuf holds the reason. */
+static int load_text(const char *name, const char *text, size_t len, struct op **ops,
+                     size_t *n, size_t *nul_line, char *errbuf, size_t errlen)
+{
+    const char *path = test_path(name);
+    ck_assert_int_eq(test_write_file(path, text, len), 0);
+    struct soak_config c;
+    return soak_trace_load(path, &c, ops, n, nul_line, errbuf, errlen);
+}
+
+static void expect_refused(const char *name, const char *text, const char *reason)
+{
+    struct op *ops;
+    size_t n;
+    char errbuf[512], want[600];
+    int ret = load_text(name, text, strlen(text), &ops, &n, NULL, errbuf, sizeof(errbuf));
+    ck_assert_msg(ret == -EINVAL, "%s: loaded (%d, %zu ops) instead of being refused", name,
+                  ret, n);
+    snprintf(want, sizeof(want), "%s: %s", test_path(name), reason);
+    ck_assert_msg(strstr(errbuf, want) && !strchr(errbuf, '\n'), "%s: the message '%s' does "
+                  "not say '%s' on one line", name, errbuf, want);
+}
+
+#define HEADER "seed 3\nsize 1048576\noptions -\nbacking none\ncheck-every 0\nops\n"
+
+START_TEST(a_trace_that_cannot_be_replayed_is_refused_with_its_line)
+{
+    expect_refused("empty.txt", HEADER, "line 6: no operations after the \"ops\" line");
+    expect_refused("comments-only.txt", HEADER "# nothing\n\n", "line 6: no operations");
+    expect_refused("outside.txt", HEADER "1 write 0 4096\n2 write 1048064 1024\n",
+                   "line 8: op 2 (2 write 1048064 1024): outside the disk");
+    expect_refused("huge.txt", HEADER "1 read 0 8388608\n", "line 7: op 1 (1 read 0 8388608): "
+                   "longer than the soak's 4 MiB limit");
+    expect_refused("empty-range.txt", HEADER "1 discard 4096 0\n", "line 7: op 1 (1 discard "
+                   "4096 0): an empty range");
+    expect_refused("op-zero.txt", HEADER "0 flush\n", "line 7: op 0 (0 flush): operation "
+                   "number 0");
+    expect_refused("bad-resize.txt", HEADER "1 resize 1000\n", "line 7: op 1 (1 resize 1000): "
+                   "a size that is not a positive multiple of 512");
+    expect_refused("malformed.txt", HEADER "1 write 0 4096\n2 wirte 0 4096\n",
+                   "line 8: not an operation: \"2 wirte 0 4096\"");
+    expect_refused("extra.txt", HEADER "1 flush now\n", "line 7: not an operation");
+    expect_refused("setting.txt", "seed one\nops\n1 flush\n",
+                   "line 1: not a valid \"key value\" setting: \"seed one\"");
+    expect_refused("size.txt", "size 1000\nops\n1 flush\n", "line 1: not a valid");
+    expect_refused("options.txt", "options colour=blue\nops\n1 flush\n",
+                   "line 1: not a valid");
+
+    /* A resize makes room for what follows it; so does a size grown and shrunk again. */
+    struct op *ops;
+    size_t n;
+    char errbuf[512];
+    static const char grown[] = HEADER "1 resize 2097152\n2 resize 1048576\n"
+                                "3 write 2096128 1024\n";
+    ck_assert_msg(load_text("grown.txt", grown, strlen(grown), &ops, &n, NULL, errbuf,
+                            sizeof(errbuf)) == 0 && n == 3, "a write inside the grown disk "
+                  "refused: %s", errbuf);
+    ck_assert_int_eq(ops[2].off, 2096128);
+    free(ops);
+}
+END_TEST
+
+START_TEST(a_trace_cut_short_by_nul_bytes_is_read_up_to_them)
+{
+    static const char text[] = HEADER "1 write 0 4096\n2 read 0 4096\n3 fl\0\0\0\0\0\0";
+    struct op *ops;
+    size_t n, nul_line;
+    char errbuf[512];
+    ck_assert_msg(load_text("killed.txt", text, sizeof(text), &ops, &n, &nul_line, errbuf,
+                            sizeof(errbuf)) == 0, "%s", errbuf);
+    ck_assert_msg(n == 2 && nul_line == 9, "read %zu ops, NUL bytes at line %zu (expected 2 "
+                  "ops, NUL at line 9)", n, nul_line);
+    free(ops);
+
+    static const char none[] = HEADER "\0\0\0\0";
+    ck_assert_int_eq(load_text("killed-early.txt", none, sizeof(none), &ops, &n, &nul_line,
+                               errbuf, sizeof(errbuf)), -EINVAL);
+    ck_assert_msg(strstr(errbuf, "no operations") && strstr(errbuf, "NUL"), "%s", errbuf);
+
+    /* The supervisor's repair: the file cut at its first NUL byte. */
+    const char *path = test_path("killed.txt");
+    ck_assert_int_eq(soak_trace_cut_at_nul(path), 0);
+    size_t len;
+    uint8_t *cut = test_read_file(path, &len);
+    ck_assert_uint_eq(len, strlen(text));
+    ck_assert(!memcmp(cut, text, len));
+    free(cut);
+}
+END_TEST
+
+/* ---- run directories ------------------------------------------------------------------- */
+
+static void touch(const char *dir, const char *name, const char *text)
+{
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    ck_assert_int_eq(test_write_file(path, text, strlen(text)), 0);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+START_TEST(a_directory_in_use_is_refused_naming_its_holder)
+{
+    const char *dir = test_path("locked");
+    struct rundir first, second;
+    char err[1200];
+    ck_assert_msg(rundir_claim(&first, dir, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(rundir_claim(&second, dir, err, sizeof(err)), -EBUSY);
+    char pid[64];
+    snprintf(pid, sizeof(pid), "(pid %ld,", (long)getpid());
+    ck_assert_msg(strstr(err, dir) && strstr(err, pid) && !strchr(err, '\n'),
+                  "the refusal '%s' does not name %s and %s", err, dir, pid);
+    rundir_release(&first);
+    ck_assert_msg(rundir_claim(&second, dir, err, sizeof(err)) == 0, "after the release: %s",
+                  err);
+    rundir_release(&second);
+
+    /* A lock file left by a process that died holds no lock: it never blocks a run. */
+    const char *stale = test_path("stale");
+    ck_assert_int_eq(test_run("mkdir '%s' && echo 999999999 > '%s/" RUNDIR_LOCK_NAME "'",
+                              stale, stale), 0);
+    ck_assert_msg(rundir_claim(&first, stale, err, sizeof(err)) == 0, "a stale lock: %s", err);
+    rundir_release(&first);
+}
+END_TEST
+
+START_TEST(only_what_qvet_wrote_is_ever_removed)
+{
+    char err[1200];
+    struct rundir rd;
+    /* Not qvet's: refused, untouched. */
+    const char *mine = test_path("users-own");
+    ck_assert_int_eq(test_run("mkdir '%s'", mine), 0);
+    touch(mine, "notes.txt", "mine");
+    ck_assert_int_eq(rundir_claim(&rd, mine, err, sizeof(err)), -ENOTEMPTY);
+    ck_assert(exists(mine, "notes.txt") && !exists(mine, RUNDIR_LOCK_NAME));
+
+    /* Numbered runs beside a person's files; latest follows the newest. */
+    const char *root = test_path("root");
+    ck_assert_int_eq(test_run("mkdir '%s'", root), 0);
+    touch(root, "notes.txt", "mine");
+    struct rundir a, b;
+    ck_assert_msg(rundir_claim_numbered(&a, root, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(rundir_claim_numbered(&b, root, err, sizeof(err)) == 0, "%s", err);
+    char want[600];
+    snprintf(want, sizeof(want), "%s/run-0002", root);
+    ck_assert_str_eq(b.path, want);
+    char link[64] = "";
+    snprintf(want, sizeof(want), "%s/latest", root);
+    ck_assert_int_gt(readlink(want, link, sizeof(link) - 1), 0);
+    ck_assert_str_eq(link, "run-0002");
+    ck_assert(exists(root, "notes.txt") && exists(root, "run-0001"));
+
+    /* After a run that found nothing: the large files go, the record and notes stay. */
+    for (const char *const *name = (const char *const[]){ "image.qcow2", "oracle.raw",
+             "snap-3.raw", "base.raw", "mid.qcow2", "backing-view.raw", "trace.txt",
+             "summary.json", "notes.txt", NULL }; *name; name++)
+        touch(a.path, *name, "x");
+    rundir_remove_large_files(&a);
+    ck_assert(!exists(a.path, "image.qcow2") && !exists(a.path, "oracle.raw") &&
+              !exists(a.path, "snap-3.raw") && !exists(a.path, "base.raw") &&
+              !exists(a.path, "mid.qcow2") && !exists(a.path, "backing-view.raw"));
+    ck_assert(exists(a.path, "trace.txt") && exists(a.path, "summary.json") &&
+              exists(a.path, "notes.txt"));
+    rundir_release(&a);
+
+    /* A failed run's directory is evidence: refused, kept whole. */
+    touch(b.path, "image.qcow2", "x");
+    touch(b.path, "summary.json", "{\n  \"verdict\": \"diverged\"\n}\n");
+    rundir_release(&b);
+    ck_assert_int_eq(rundir_claim(&b, b.path, err, sizeof(err)), -EEXIST);
+    ck_assert_msg(strstr(err, "verdict diverged") && exists(b.path, "image.qcow2"), "%s", err);
+
+    /* A passed run's directory is reused: its files replaced, a person's kept. */
+    touch(a.path, "summary.json", "{\n  \"verdict\": \"passed\"\n}\n");
+    ck_assert_msg(rundir_claim(&a, a.path, err, sizeof(err)) == 0, "%s", err);
+    ck_assert(!exists(a.path, "trace.txt") && !exists(a.path, "summary.json") &&
+              exists(a.path, "notes.txt"));
+    rundir_release(&a);
+
+    /* A passed replay leaves nothing: its directory, the latest link, the empty root. */
+    const char *replays = test_path("replays");
+    ck_assert_msg(rundir_claim_numbered(&a, replays, err, sizeof(err)) == 0, "%s", err);
+    touch(a.path, "trace.txt", "x");
+    rundir_remove(&a);
+    ck_assert_msg(access(replays, F_OK) && errno == ENOENT, "%s is still there", replays);
+}
+END_TEST
+
 /* ---- the twins: every configuration passes without a fault ------------------------- */
 
 START_TEST(each_configuration_passes_without_a_fault)
@@ -1131,7 +1532,7 @@ START_TEST(each_configuration_passes_without_a_fault)
     soak(id, name, NULL, NULL, &run);
     ck_assert_msg(run.ret == 0 && run.r.outcome == SOAK_PASSED,
                   "config '%s' without a fault: expected a pass, got %d ('%s' at op %" PRIu64
-                  "); report:\n%s", config_names[id], run.ret, outcome_name(run.r.outcome),
+                  "); report:\n%s", config_names[id], run.ret, soak_outcome_name(run.r.outcome),
                   run.r.failing_op, excerpt(&run));
     ck_assert_msg(run.r.ops_run == run.c.ops && run.r.reads_compared > 0 &&
                       run.r.checks_run >= run.c.ops / run.c.check_every,
@@ -1159,6 +1560,20 @@ static Suite *soak_suite(void)
     tcase_add_test(faults, a_corruption_only_qemu_img_sees_is_caught);
     tcase_add_test(faults, a_wrong_snapshot_apply_is_caught);
     suite_add_tcase(s, faults);
+    TCase *ending = tcase_create("how a run ends");
+    tcase_set_timeout(ending, 120);
+    tcase_add_test(ending, ops_and_seconds_both_limit_a_run);
+    tcase_add_test(ending, a_heartbeat_line_reports_progress_off_a_terminal);
+    tcase_add_test(ending, sigint_stops_the_run_after_the_current_op);
+    tcase_add_test(ending, a_full_disk_is_an_environment_failure_not_a_bug);
+    tcase_add_test(ending, a_crash_of_the_target_is_reported_as_a_bug);
+    suite_add_tcase(s, ending);
+    TCase *traces = tcase_create("traces and run directories");
+    tcase_add_test(traces, a_trace_that_cannot_be_replayed_is_refused_with_its_line);
+    tcase_add_test(traces, a_trace_cut_short_by_nul_bytes_is_read_up_to_them);
+    tcase_add_test(traces, a_directory_in_use_is_refused_naming_its_holder);
+    tcase_add_test(traces, only_what_qvet_wrote_is_ever_removed);
+    suite_add_tcase(s, traces);
     return s;
 }
 

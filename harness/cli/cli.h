@@ -22,6 +22,15 @@ int cmd_soak(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_minimize(int argc, char **argv);
 
+/* The --help texts of soak, replay and minimize (cmd_soak.c). */
+extern const char soak_help[], replay_help[], minimize_help[];
+
+/* Writes DIR/summary.json for a soak or replay run (soak_summary.c). */
+struct soak_config;
+struct soak_result;
+int soak_summary_write(const char *command, const char *dir, const struct soak_config *c,
+                       const struct soak_result *r, int exit_status, bool large_files_removed);
+
 
 /* Prints "qvet: <file>: <message>" (one line) and returns 1. */
 int cli_fail(const char *file, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -6,7 +6,101 @@
 #include <string.h>
 
 #include "cli.h"
+#include "rundir.h"
 #include "soak.h"
+
+/* Usage, setup and environment failures: nothing was learnt about the target. */
+#define EXIT_SETUP 2
+#define DEFAULT_ROOT "reports/soak"
+
+/* cli_usage prints the one line; these commands exit 2 for it. */
+#define USAGE(command, ...) (cli_usage(command, __VA_ARGS__), EXIT_SETUP)
+
+const char soak_help[] =
+    "usage: qvet soak [OPTIONS]\n"
+    "\n"
+    "A differential soak: a seeded stream of reads, writes, zero writes, discards,\n"
+    "compressed writes, flushes, snapshot create/apply/delete, reopens and resizes on a new\n"
+    "qcow2 image, each mirrored to a raw oracle. Every read is compared with the oracle;\n"
+    "every --check-every ops and at the end the engine's check, qemu-img check and\n"
+    "qemu-img compare (image against oracle) run, and every snapshot is compared.\n"
+    "\n"
+    "  --seed N           seed of the generator; the same seed repeats the run (default 1)\n"
+    "  --ops N            stop after N operations (default: no limit)\n"
+    "  --seconds T        stop after T seconds of operations, cross-checks not counted\n"
+    "                     (default 60; no limit when only --ops is given). Given both,\n"
+    "                     the run stops at whichever limit it reaches first\n"
+    "  --size SIZE        virtual size of the disk, with k/M/G (default 64M)\n"
+    "  -o OPTIONS         qvet create options of the image, as qemu-img's, e.g.\n"
+    "                     cluster_size=16k,extended_l2=on; may be repeated\n"
+    "                     (default: qemu-img's defaults)\n"
+    "  --backing KIND     none, qcow2, raw or chain (raw under qcow2): a backing file\n"
+    "                     made and filled by qemu-img/qemu-io (default none)\n"
+    "  --check-every N    operations between cross-checks; 0: only at the end (default 2000)\n"
+    "  --weights K=N,...  relative frequency of operation kinds; the rest keep theirs\n"
+    "                     (default read=300,write=300,zero=60,zero-unmap=40,discard=80,\n"
+    "                     write-compressed=50,flush=30,snapshot-create=12,\n"
+    "                     snapshot-apply=8,snapshot-delete=10,reopen=6,resize=4)\n"
+    "  --io-size SIZE     every read, write, zero and discard exactly SIZE long and\n"
+    "                     aligned to it, up to 4M (default: varied lengths and offsets)\n"
+    "  --no-qemu-checks   skip qemu-img check and compare (default: run them)\n"
+    "  --under ROOT       run in a new numbered directory ROOT/run-NNNN; ROOT/latest\n"
+    "                     points to it (default reports/soak)\n"
+    "  --dir DIR          run in DIR instead: created if missing; an existing DIR must be\n"
+    "                     empty or hold an earlier run that found no bug (its files are\n"
+    "                     replaced). A DIR in use by another run is refused\n"
+    "  --trace FILE       write the trace to FILE (default DIR/trace.txt)\n"
+    "  --keep             keep the image, backing files and oracle of a run that found no\n"
+    "                     bug (default: removed; a failed run always keeps them)\n"
+    "  --heartbeat T      when output is not a terminal, a progress line every T seconds;\n"
+    "                     0: none (default 10). On a terminal one status line updates\n"
+    "  -h, --help         this text\n"
+    "\n"
+    "The run directory keeps trace.txt (`qvet replay` repeats the run), summary.json (the\n"
+    "verdict, settings, counts, first failing op and sector, replay command and files)\n"
+    "and, after a failure, the image, the oracle and its snapshot copies.\n"
+    "SIGINT (Ctrl-C), SIGTERM or SIGHUP stops the run after its current op, with the\n"
+    "summary line and the replay command; a second one stops it at once.\n"
+    "\n"
+    "Exit status: 0 passed; 1 a bug found (a read or snapshot differing from the oracle, a\n"
+    "check failing, the target failing an operation or crashing); 2 usage, setup or\n"
+    "environment failure (a full disk, a directory in use, qemu-img missing);\n"
+    "128+N when stopped by signal N (130 for Ctrl-C).\n";
+
+const char replay_help[] =
+    "usage: qvet replay [--dir DIR] [--keep] TRACE\n"
+    "\n"
+    "Runs the operations of TRACE (written by qvet soak or qvet minimize) again, exactly,\n"
+    "with its seed, size, image options and backing, in a work directory: a new\n"
+    "TRACE.replay/run-NNNN (TRACE.replay/latest points to it). A trace with a malformed\n"
+    "line, an operation outside the disk or no operations is refused with its line\n"
+    "number; one cut short by NUL bytes (its writer was killed) is replayed up to them.\n"
+    "\n"
+    "  --dir DIR          work in DIR instead, as qvet soak --dir\n"
+    "  --keep             keep the work directory after a pass (default: removed;\n"
+    "                     after a failure it is always kept)\n"
+    "  --heartbeat T      as qvet soak (default 10)\n"
+    "  -h, --help         this text\n"
+    "\n"
+    "Exit status as qvet soak: 0 passed; 1 a bug found; 2 usage, a refused trace, setup\n"
+    "or environment; 128+N when stopped by signal N.\n";
+
+const char minimize_help[] =
+    "usage: qvet minimize TRACE -o OUT\n"
+    "\n"
+    "Shrinks a failing trace by delta debugging: the fewest operations that still fail\n"
+    "the same way (the same kind of failure at the same kind of operation) are written to\n"
+    "OUT, a trace for qvet replay. The trial runs happen in a work directory, a new\n"
+    "OUT.minimize/run-NNNN; in the end it holds a run of OUT (image, oracle, trace), and\n"
+    "the report of that run is printed. SIGINT or SIGTERM stops early and writes the\n"
+    "smallest trace found so far.\n"
+    "\n"
+    "  -o OUT             where the minimized trace goes (required)\n"
+    "  -h, --help         this text\n"
+    "\n"
+    "Exit status: 0 OUT written; 2 usage, the trace passes (nothing to minimize), cannot\n"
+    "be read or OUT cannot be written; 128+N when stopped by signal N (OUT holds the\n"
+    "smallest trace found so far, if the first run finished).\n";
 
 static bool parse_u64(const char *s, uint64_t *v)
 {
@@ -15,6 +109,96 @@ static bool parse_u64(const char *s, uint64_t *v)
         return false;
     *v = strtoull(s, &end, 10);
     return !*end;
+}
+
+static bool parse_seconds(const char *s, double *v, bool zero_allowed)
+{
+    char *end;
+    *v = strtod(s, &end);
+    return *s && !*end && (*v > 0 || (zero_allowed && *v == 0));
+}
+
+/* The options soak and replay share. */
+struct run_options {
+    const char *dir;
+    bool keep;
+    bool heartbeat_given;
+    double heartbeat;
+};
+
+#define OPTION_TAKEN (-1)
+#define OPTION_OTHER (-2)
+
+/*
+ * One of the shared options (--dir, --keep, --heartbeat, --help): OPTION_TAKEN, or
+ * OPTION_OTHER when `opt` is none of them, or the status to exit with (help, an error).
+ */
+static int run_option(const char *command, const char *help, int opt, struct run_options *o)
+{
+    switch (opt) {
+    case 'd':
+        o->dir = optarg;
+        return OPTION_TAKEN;
+    case 'K':
+        o->keep = true;
+        return OPTION_TAKEN;
+    case 'H':
+        if (!parse_seconds(optarg, &o->heartbeat, true))
+            return USAGE(command, "--heartbeat takes a number of seconds, not '%s'", optarg);
+        o->heartbeat_given = true;
+        return OPTION_TAKEN;
+    case 'h':
+        fputs(help, stdout);
+        return 0;
+    default:
+        return OPTION_OTHER;
+    }
+}
+
+/* The tools the run needs, then its directory: exact (`dir`) or numbered under `root`. */
+static int claim(const char *command, const struct soak_config *c, const char *dir,
+                 const char *root, struct rundir *rd)
+{
+    char err[1200];
+    if (!soak_tools_available(c, err, sizeof(err))) {
+        fprintf(stderr, "qvet %s: %s\n", command, err);
+        return EXIT_SETUP;
+    }
+    int ret = dir ? rundir_claim(rd, dir, err, sizeof(err))
+                  : rundir_claim_numbered(rd, root, err, sizeof(err));
+    if (ret) {
+        fprintf(stderr, "qvet %s: %s\n", command, err);
+        return EXIT_SETUP;
+    }
+    return 0;
+}
+
+/*
+ * Runs the soak (or replay) in its claimed directory and leaves the record: the large
+ * files go when no bug was found (unless `keep`); a passed replay leaves nothing.
+ */
+static int run_and_record(const char *command, struct rundir *rd, struct soak_config *c,
+                          const struct op *replay, size_t n_replay, bool keep)
+{
+    snprintf(c->dir, sizeof(c->dir), "%s", rd->path);
+    struct soak_result r;
+    soak_run_supervised(c, replay, n_replay, &r, stdout);
+    int status = soak_exit_status(r.outcome, r.signal_number);
+    if (replay && r.outcome == SOAK_PASSED && !keep) {
+        rundir_remove(rd);
+        printf("replay: passed; work directory %s removed\n", rd->path);
+        return status;
+    }
+    bool no_bug = r.outcome == SOAK_PASSED || r.outcome == SOAK_INTERRUPTED ||
+                  r.outcome == SOAK_SETUP_ERROR;
+    if (no_bug && !keep)
+        rundir_remove_large_files(rd);
+    int ret = soak_summary_write(command, rd->path, c, &r, status, no_bug && !keep);
+    if (ret)
+        fprintf(stderr, "qvet %s: %s/%s: cannot write: %s\n", command, rd->path,
+                RUNDIR_SUMMARY_NAME, strerror(-ret));
+    rundir_release(rd);
+    return status;
 }
 
 int cmd_soak(int argc, char **argv)
@@ -27,116 +211,203 @@ int cmd_soak(int argc, char **argv)
         { "backing", required_argument, NULL, 'b' },
         { "check-every", required_argument, NULL, 'k' },
         { "dir", required_argument, NULL, 'd' },
+        { "under", required_argument, NULL, 'U' },
         { "trace", required_argument, NULL, 'T' },
         { "weights", required_argument, NULL, 'w' },
         { "no-qemu-checks", no_argument, NULL, 'Q' },
         { "io-size", required_argument, NULL, 'I' },
+        { "keep", no_argument, NULL, 'K' },
+        { "heartbeat", required_argument, NULL, 'H' },
+        { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     struct soak_config c;
     soak_config_defaults(&c);
-    int opt;
+    struct run_options ro = { 0 };
+    const char *root = DEFAULT_ROOT;
+    bool ops_given = false, seconds_given = false, root_given = false;
+    int opt, ret;
     cli_getopt_reset();
-    while ((opt = getopt_long(argc, argv, "o:", longopts, NULL)) != -1) {
-        char *end;
+    while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'S':
             if (!parse_u64(optarg, &c.seed))
-                return cli_usage("soak", "--seed takes a number, not '%s'", optarg);
+                return USAGE("soak", "--seed takes a number, not '%s'", optarg);
             break;
         case 'n':
             if (!parse_u64(optarg, &c.ops) || !c.ops)
-                return cli_usage("soak", "--ops takes a positive number, not '%s'", optarg);
-            c.seconds = 0;
+                return USAGE("soak", "--ops takes a positive number, not '%s'", optarg);
+            ops_given = true;
             break;
         case 't':
-            c.seconds = strtod(optarg, &end);
-            if (*end || c.seconds <= 0)
-                return cli_usage("soak", "--seconds takes a positive number, not '%s'", optarg);
-            c.ops = 0;
+            if (!parse_seconds(optarg, &c.seconds, false))
+                return USAGE("soak", "--seconds takes a positive number, not '%s'", optarg);
+            seconds_given = true;
             break;
         case 's':
             if (!qcow2_parse_size(optarg, &c.size) || c.size < 4096 || c.size % 512)
-                return cli_usage("soak", "--size takes a multiple of 512 of at least 4k, "
-                                 "not '%s'", optarg);
+                return USAGE("soak", "--size takes a multiple of 512 of at least 4k, not '%s'",
+                             optarg);
             break;
         case 'o':
             if (strlen(c.options) + strlen(optarg) + 2 > sizeof(c.options))
-                return cli_usage("soak", "-o options are too long");
+                return USAGE("soak", "-o options are too long");
             if (c.options[0])
                 strcat(c.options, ",");
             strcat(c.options, optarg);
             break;
         case 'b':
             if (!soak_backing_parse(optarg, &c.backing))
-                return cli_usage("soak", "--backing takes none, qcow2, raw or chain, not '%s'",
-                                 optarg);
+                return USAGE("soak", "--backing takes none, qcow2, raw or chain, not '%s'",
+                             optarg);
             break;
         case 'k':
             if (!parse_u64(optarg, &c.check_every))
-                return cli_usage("soak", "--check-every takes a number, not '%s'", optarg);
+                return USAGE("soak", "--check-every takes a number, not '%s'", optarg);
             break;
-        case 'd':
-            snprintf(c.dir, sizeof(c.dir), "%s", optarg);
+        case 'U':
+            root = optarg;
+            root_given = true;
             break;
         case 'T':
             snprintf(c.trace, sizeof(c.trace), "%s", optarg);
             break;
         case 'w':
             if (!soak_weights_parse(&c, optarg))
-                return cli_usage("soak", "--weights takes KIND=N,... with kinds read, write, "
-                                 "zero, zero-unmap, discard, write-compressed, flush, "
-                                 "snapshot-create, snapshot-apply, snapshot-delete, reopen, "
-                                 "resize; not '%s'", optarg);
+                return USAGE("soak", "--weights takes KIND=N,... with kinds read, write, "
+                             "zero, zero-unmap, discard, write-compressed, flush, "
+                             "snapshot-create, snapshot-apply, snapshot-delete, reopen, "
+                             "resize; not '%s'", optarg);
             break;
         case 'Q':
             c.qemu_checks = false;
             break;
         case 'I':
-            if (!qcow2_parse_size(optarg, &c.io_size) || !c.io_size || c.io_size > (4u << 20))
-                return cli_usage("soak", "--io-size takes a size from 1 to 4M, not '%s'", optarg);
+            if (!qcow2_parse_size(optarg, &c.io_size) || !c.io_size || c.io_size > SOAK_MAX_IO)
+                return USAGE("soak", "--io-size takes a size from 1 to 4M, not '%s'", optarg);
             break;
         default:
-            return cli_usage("soak", "unknown option or missing value: '%s'", argv[optind - 1]);
+            if ((ret = run_option("soak", soak_help, opt, &ro)) == OPTION_TAKEN)
+                break;
+            if (ret != OPTION_OTHER)
+                return ret;
+            return USAGE("soak", "unknown option or missing value: '%s'", argv[optind - 1]);
         }
     }
     if (optind != argc)
-        return cli_usage("soak", "unexpected argument '%s'", argv[optind]);
-    struct soak_result r;
-    int ret = soak_run(&c, NULL, 0, &r, stdout);
-    return ret == 0 ? 0 : 1;
+        return USAGE("soak", "unexpected argument '%s'", argv[optind]);
+    if (ro.dir && root_given)
+        return USAGE("soak", "--dir and --under each name the run's directory: give one");
+    if (ops_given && !seconds_given)
+        c.seconds = 0;
+    if (ro.heartbeat_given)
+        c.heartbeat = ro.heartbeat;
+    struct rundir rd;
+    if ((ret = claim("soak", &c, ro.dir, root, &rd)))
+        return ret;
+    printf("soak: run directory %s\n", rd.path);
+    return run_and_record("soak", &rd, &c, NULL, 0, ro.keep);
 }
 
 int cmd_replay(int argc, char **argv)
 {
-    if (argc != 2)
-        return cli_usage("replay", "expected TRACE");
+    static const struct option longopts[] = {
+        { "dir", required_argument, NULL, 'd' },
+        { "keep", no_argument, NULL, 'K' },
+        { "heartbeat", required_argument, NULL, 'H' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct run_options ro = { 0 };
+    int opt, ret;
+    cli_getopt_reset();
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if ((ret = run_option("replay", replay_help, opt, &ro)) == OPTION_OTHER)
+            return USAGE("replay", "unknown option or missing value: '%s'", argv[optind - 1]);
+        if (ret != OPTION_TAKEN)
+            return ret;
+    }
+    if (optind != argc - 1)
+        return USAGE("replay", "expected one TRACE");
+    const char *trace = argv[optind];
     struct soak_config c;
     struct op *ops;
-    size_t n;
-    char errbuf[512];
-    if (soak_trace_load(argv[1], &c, &ops, &n, errbuf, sizeof(errbuf)))
-        return cli_fail(argv[1], "%s", strchr(errbuf, ':') ? strchr(errbuf, ':') + 2 : errbuf);
-    snprintf(c.dir, sizeof(c.dir), "%s.replay", argv[1]);
-    snprintf(c.trace, sizeof(c.trace), "%s/trace.txt", c.dir);
-    struct soak_result r;
-    int ret = soak_run(&c, ops, n, &r, stdout);
+    size_t n, nul_line;
+    char errbuf[1200];
+    if (soak_trace_load(trace, &c, &ops, &n, &nul_line, errbuf, sizeof(errbuf))) {
+        fprintf(stderr, "qvet: %s\n", errbuf);
+        return EXIT_SETUP;
+    }
+    if (nul_line)
+        printf("replay: %s: line %zu: NUL bytes from here on (its writer was killed); "
+               "replaying the %zu ops before them\n", trace, nul_line, n);
+    if (ro.heartbeat_given)
+        c.heartbeat = ro.heartbeat;
+    char root[1100];
+    snprintf(root, sizeof(root), "%s.replay", trace);
+    struct rundir rd;
+    if (!(ret = claim("replay", &c, ro.dir, root, &rd))) {
+        printf("replay: %zu ops of %s, in work directory %s\n", n, trace, rd.path);
+        ret = run_and_record("replay", &rd, &c, ops, n, ro.keep);
+    }
     free(ops);
-    return ret == 0 ? 0 : 1;
+    return ret;
 }
 
 int cmd_minimize(int argc, char **argv)
 {
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
     const char *out = NULL;
     int opt;
     cli_getopt_reset();
-    while ((opt = getopt(argc, argv, "o:")) != -1) {
+    while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+        if (opt == 'h') {
+            fputs(minimize_help, stdout);
+            return 0;
+        }
         if (opt != 'o')
-            return cli_usage("minimize", "unknown option or missing value: '%s'",
-                             argv[optind - 1]);
+            return USAGE("minimize", "unknown option or missing value: '%s'",
+                         argv[optind - 1]);
         out = optarg;
     }
     if (optind != argc - 1 || !out)
-        return cli_usage("minimize", "expected TRACE -o OUT");
-    return soak_minimize(argv[optind], out, stdout) ? 1 : 0;
+        return USAGE("minimize", "expected TRACE -o OUT");
+    const char *trace = argv[optind];
+    /* A trace that cannot be read is refused before a work directory is made for it. */
+    struct soak_config c;
+    struct op *ops;
+    size_t n;
+    char errbuf[1200];
+    if (soak_trace_load(trace, &c, &ops, &n, NULL, errbuf, sizeof(errbuf))) {
+        fprintf(stderr, "qvet: %s\n", errbuf);
+        return EXIT_SETUP;
+    }
+    free(ops);
+    char root[1100];
+    snprintf(root, sizeof(root), "%s.minimize", out);
+    struct rundir rd;
+    int ret = claim("minimize", &c, NULL, root, &rd);
+    if (ret)
+        return ret;
+    printf("minimize: work directory %s\n", rd.path);
+    const volatile sig_atomic_t *stop = soak_stop_on_signals();
+    switch (soak_minimize(trace, out, rd.path, stop, stdout)) {
+    case MINIMIZE_DONE:
+        rundir_release(&rd);
+        return 0;
+    case MINIMIZE_INTERRUPTED:
+        rundir_remove(&rd);
+        return 128 + *stop;
+    case MINIMIZE_TRACE_PASSES:
+        rundir_remove(&rd);
+        printf("minimize: work directory %s removed\n", rd.path);
+        return EXIT_SETUP;
+    default:
+        rundir_release(&rd);
+        printf("minimize: work directory %s kept\n", rd.path);
+        return EXIT_SETUP;
+    }
 }

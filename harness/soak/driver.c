@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -19,13 +20,14 @@
 #include <unistd.h>
 
 #include "oracle.h"
+#include "progress.h"
 #include "qcow2.h"
 #include "soak.h"
 
 extern char **environ;
 
 #define SECTOR 512u
-#define MAX_IO (4u << 20)
+#define MAX_IO SOAK_MAX_IO
 #define MAX_SNAPSHOTS 8
 #define RECENT 32
 #define HISTORY_SHOWN 12
@@ -54,6 +56,7 @@ struct soak {
     char snapshots[MAX_SNAPSHOTS][TARGET_ID_MAX];
     unsigned n_snapshots;
     uint8_t *buf, *want;
+    struct progress progress;
 };
 
 /* ---- the generator ----------------------------------------------------------------- */
@@ -226,7 +229,11 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
 
 /* ---- running external tools ------------------------------------------------------- */
 
-/* Runs argv with stdout and stderr going to `log`; returns the exit status or -1. */
+/*
+ * Runs argv with stdout and stderr going to `log`; returns the exit status, 128 + the
+ * signal that ended it, or TOOL_NOT_RUN when it could not be started.
+ */
+#define TOOL_NOT_RUN (-1)
 static int run_tool(const char *log, char *const argv[])
 {
     posix_spawn_file_actions_t fa;
@@ -237,11 +244,43 @@ static int run_tool(const char *log, char *const argv[])
     int ret = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (ret)
-        return -1;
+        return TOOL_NOT_RUN;
     int status;
-    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
-        return -1;
-    return WEXITSTATUS(status);
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return TOOL_NOT_RUN;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static bool on_path(const char *name)
+{
+    const char *path = getenv("PATH");
+    char candidate[4096];
+    for (const char *p = path ? path : ""; *p;) {
+        size_t len = strcspn(p, ":");
+        snprintf(candidate, sizeof(candidate), "%.*s/%s", (int)len, len ? p : ".", name);
+        if (access(candidate, X_OK) == 0)
+            return true;
+        p += len + (p[len] == ':');
+    }
+    return false;
+}
+
+bool soak_tools_available(const struct soak_config *c, char *errbuf, size_t errlen)
+{
+    bool backing = c->backing != BACKING_NONE;
+    const char *missing = NULL, *why = NULL;
+    if ((c->qemu_checks || backing) && !on_path("qemu-img")) {
+        missing = "qemu-img";
+        why = backing ? "it makes the backing files" : "it runs the check and compare "
+              "cross-checks (--no-qemu-checks runs without them)";
+    } else if (backing && !on_path("qemu-io")) {
+        missing = "qemu-io";
+        why = "it writes the backing files' data";
+    }
+    if (missing)
+        snprintf(errbuf, errlen, "%s not found on PATH: %s; install qemu-utils", missing, why);
+    return !missing;
 }
 
 /* The first lines of a tool's log, indented, into the report. */
@@ -302,7 +341,7 @@ static void report_sector_history(struct soak *s, uint64_t sector)
     size_t n = 0;
     char errbuf[256];
     uint32_t author = oracle_sector_author(s->o, sector);
-    if (soak_trace_load(s->trace_path, &c, &ops, &n, errbuf, sizeof(errbuf)))
+    if (soak_trace_load(s->trace_path, &c, &ops, &n, NULL, errbuf, sizeof(errbuf)))
         n = 0;
     char what[160];
     if (author == ORACLE_NO_OP) {
@@ -336,6 +375,18 @@ static void report_sector_history(struct soak *s, uint64_t sector)
     free(ops);
 }
 
+/* The first line of a report: printed (the status line out of the way) and kept. */
+static void headline(struct soak *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void headline(struct soak *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->r->message, sizeof(s->r->message), fmt, ap);
+    va_end(ap);
+    progress_clear(&s->progress);
+    fprintf(s->out, "%s\n", s->r->message);
+}
+
 static void report_footer(struct soak *s)
 {
     fprintf(s->out, "  image, oracle and trace kept in %s\n  replay: qvet replay %s\n",
@@ -350,7 +401,9 @@ static void report_mismatch(struct soak *s, const char *what, const struct op *o
     const uint8_t *w = want + (sector * SECTOR - (off & ~(uint64_t)(SECTOR - 1)));
     char desc[160];
     describe_op(op, desc, sizeof(desc));
-    fprintf(s->out, "qvet soak: %s at op %" PRIu32 " (%s)\n", what, op->n, desc);
+    headline(s, "qvet soak: %s at op %" PRIu32 " (%s)", what, op->n, desc);
+    s->r->has_failing_sector = true;
+    s->r->failing_sector = sector;
     uint64_t first = off / SECTOR, count = (off % SECTOR + len + SECTOR - 1) / SECTOR;
     fprintf(s->out, "  read sector_num=%" PRIu64 " nb_sectors=%" PRIu64
             " contents mismatch in sector %" PRIu64 "\n", first, count, sector);
@@ -378,20 +431,34 @@ static void report_mismatch(struct soak *s, const char *what, const struct op *o
     report_footer(s);
 }
 
+/* Records what stopped the run: 1 for a problem in the target, -1 for setup. */
 static int fail(struct soak *s, enum soak_outcome outcome, const struct op *op)
 {
     s->r->outcome = outcome;
     s->r->failing_kind = op ? op->kind : OP_KINDS;
     s->r->failing_op = op ? op->n : s->r->ops_run;
-    return 1;
+    return outcome == SOAK_SETUP_ERROR ? -1 : 1;
+}
+
+/* Errors that say the host ran out of something, not that the target is wrong. */
+static bool environment_errno(int ret)
+{
+    return ret == -ENOSPC || ret == -EDQUOT || ret == -EROFS || ret == -ENOMEM ||
+           ret == -EMFILE || ret == -ENFILE;
 }
 
 static int target_failed(struct soak *s, const struct op *op, int ret)
 {
     char desc[160];
     describe_op(op, desc, sizeof(desc));
-    fprintf(s->out, "qvet soak: the target failed op %" PRIu32 " (%s): %s (%d)\n", op->n, desc,
-            s->t->message, ret);
+    if (environment_errno(ret)) {
+        headline(s, "qvet soak: the host could not complete op %" PRIu32 " (%s): %s (%d): an "
+                 "environment failure, not a bug in the %s target", op->n, desc,
+                 s->t->message, ret, s->t->ops->name);
+        return fail(s, SOAK_SETUP_ERROR, op);
+    }
+    headline(s, "qvet soak: the target failed op %" PRIu32 " (%s): %s (%d)", op->n, desc,
+             s->t->message, ret);
     report_footer(s);
     return fail(s, SOAK_TARGET_ERROR, op);
 }
@@ -405,9 +472,9 @@ static int check_size(struct soak *s, const struct op *op)
         return 0;
     char desc[160];
     describe_op(op, desc, sizeof(desc));
-    fprintf(s->out, "qvet soak: after op %" PRIu32 " (%s) the %s disk is %" PRIu64 " bytes, "
-            "the oracle's %" PRIu64 "\n", op->n, desc, s->t->ops->name, s->facts.size,
-            oracle_size(s->o));
+    headline(s, "qvet soak: after op %" PRIu32 " (%s) the %s disk is %" PRIu64 " bytes, the "
+             "oracle's %" PRIu64, op->n, desc, s->t->ops->name, s->facts.size,
+             oracle_size(s->o));
     report_footer(s);
     return fail(s, SOAK_DIVERGED, op);
 }
@@ -423,8 +490,7 @@ static int compare_snapshots(struct soak *s)
             size_t n = size - off < MAX_IO ? (size_t)(size - off) : MAX_IO;
             int ret = s->t->ops->snapshot_read(s->t, id, s->buf, n, off);
             if (ret) {
-                fprintf(s->out, "qvet soak: reading snapshot %s failed: %s\n", id,
-                        s->t->message);
+                headline(s, "qvet soak: reading snapshot %s failed: %s", id, s->t->message);
                 report_footer(s);
                 return fail(s, SOAK_SNAPSHOT_DIVERGED, NULL);
             }
@@ -467,25 +533,48 @@ static void report_first_divergence(struct soak *s)
     report_footer(s);
 }
 
+/*
+ * One qemu-img cross-check: 0 when it passed; 1 when it failed (reported, with the start
+ * of its log); fail()'s -1 when qemu-img could not be started at all.
+ */
+static int run_qemu_img(struct soak *s, const char *log, char *const argv[], const char *what,
+                        int log_lines)
+{
+    int ret = run_tool(log, argv);
+    if (ret == TOOL_NOT_RUN) {
+        headline(s, "qvet soak: after op %" PRIu64 " %s could not be started (is qemu-img on "
+                 "PATH?)", s->r->ops_run, what);
+        return fail(s, SOAK_SETUP_ERROR, NULL);
+    }
+    if (ret) {
+        headline(s, "qvet soak: after op %" PRIu64 " %s exited %d:", s->r->ops_run, what, ret);
+        show_log(s, log, log_lines);
+    }
+    return ret ? 1 : 0;
+}
+
 static int cross_check(struct soak *s)
 {
     s->r->checks_run++;
-    if (s->t->ops->flush(s->t)) {
-        fprintf(s->out, "qvet soak: flush before the check failed: %s\n", s->t->message);
-        return fail(s, SOAK_TARGET_ERROR, NULL);
+    int ret = s->t->ops->flush(s->t);
+    if (ret) {
+        headline(s, "qvet soak: flush before the check failed: %s", s->t->message);
+        return fail(s, environment_errno(ret) ? SOAK_SETUP_ERROR : SOAK_TARGET_ERROR, NULL);
     }
     struct target_check tc;
-    int ret = s->t->ops->check(s->t, &tc);
-    if (ret || tc.corruptions || tc.leaks || tc.check_errors) {
-        fprintf(s->out, "qvet soak: after op %" PRIu64 " the %s check %s", s->r->ops_run,
-                s->t->ops->name, ret ? "could not run: " : "found problems:");
-        if (ret)
-            fprintf(s->out, "%s\n", s->t->message);
-        else
-            fprintf(s->out, " %" PRIu64 " corruptions, %" PRIu64 " leaks, %" PRIu64
-                    " check errors\n%s%s%s", tc.corruptions, tc.leaks, tc.check_errors,
-                    s->t->message[0] ? "    " : "", s->t->message,
-                    s->t->message[0] ? "\n" : "");
+    ret = s->t->ops->check(s->t, &tc);
+    if (ret) {
+        headline(s, "qvet soak: after op %" PRIu64 " the %s check could not run: %s",
+                 s->r->ops_run, s->t->ops->name, s->t->message);
+        report_footer(s);
+        return fail(s, environment_errno(ret) ? SOAK_SETUP_ERROR : SOAK_CHECK_FAILED, NULL);
+    }
+    if (tc.corruptions || tc.leaks || tc.check_errors) {
+        headline(s, "qvet soak: after op %" PRIu64 " the %s check found problems: %" PRIu64
+                 " corruptions, %" PRIu64 " leaks, %" PRIu64 " check errors", s->r->ops_run,
+                 s->t->ops->name, tc.corruptions, tc.leaks, tc.check_errors);
+        if (s->t->message[0])
+            fprintf(s->out, "    %s\n", s->t->message);
         report_footer(s);
         return fail(s, SOAK_CHECK_FAILED, NULL);
     }
@@ -493,19 +582,17 @@ static int cross_check(struct soak *s)
         char log[1100];
         snprintf(log, sizeof(log), "%s/qemu-img.log", s->c->dir);
         char *check[] = { "qemu-img", "check", "-f", "qcow2", s->image, NULL };
-        if ((ret = run_tool(log, check)) != 0) {
-            fprintf(s->out, "qvet soak: after op %" PRIu64 " qemu-img check exited %d:\n",
-                    s->r->ops_run, ret);
-            show_log(s, log, 20);
+        if ((ret = run_qemu_img(s, log, check, "qemu-img check", 20))) {
+            if (ret < 0)
+                return ret;
             report_footer(s);
             return fail(s, SOAK_CHECK_FAILED, NULL);
         }
         char *compare[] = { "qemu-img", "compare", "-f", "qcow2", "-F", "raw", s->image,
                             (char *)oracle_path(s->o), NULL };
-        if ((ret = run_tool(log, compare)) != 0) {
-            fprintf(s->out, "qvet soak: after op %" PRIu64 " qemu-img compare (image vs "
-                    "oracle) exited %d:\n", s->r->ops_run, ret);
-            show_log(s, log, 10);
+        if ((ret = run_qemu_img(s, log, compare, "qemu-img compare (image vs oracle)", 10))) {
+            if (ret < 0)
+                return ret;
             report_first_divergence(s);
             return fail(s, SOAK_CHECK_FAILED, NULL);
         }
@@ -656,7 +743,9 @@ static int apply(struct soak *s, const struct op *op)
 /*
  * The trace is written through a shared mapping: no system call per operation, and what
  * was stored survives the process crashing (the page cache keeps it). The file is cut to
- * its real length on close; after a crash its tail is zeros, which the loader skips.
+ * its real length on close; after a crash its tail is zeros, where the loader stops (and
+ * the supervisor cuts it). Its space is allocated before it is mapped: a full disk then
+ * fails the append, instead of killing the process with SIGBUS at a store to the map.
  */
 static int trace_append(struct soak *s, const char *text, size_t n)
 {
@@ -667,8 +756,9 @@ static int trace_append(struct soak *s, const char *text, size_t n)
         if (s->trace_map)
             munmap(s->trace_map, s->trace_cap);
         s->trace_map = NULL;
-        if (ftruncate(s->trace_fd, (off_t)cap))
-            return -errno;
+        int ret = posix_fallocate(s->trace_fd, 0, (off_t)cap);
+        if (ret)
+            return -ret;
         void *m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED, s->trace_fd, 0);
         if (m == MAP_FAILED)
             return -errno;
@@ -695,9 +785,8 @@ static void trace_close(struct soak *s)
 
 static int setup_error(struct soak *s, const char *what, const char *detail)
 {
-    fprintf(s->out, "qvet soak: %s: %s%s\n", s->c->dir, what, detail);
-    s->r->outcome = SOAK_SETUP_ERROR;
-    return -1;
+    headline(s, "qvet soak: %s: %s%s", s->c->dir, what, detail);
+    return fail(s, SOAK_SETUP_ERROR, NULL);
 }
 
 static int qemu(struct soak *s, char *const argv[])
@@ -759,13 +848,13 @@ static int make_backing(struct soak *s, char *name, size_t cap, const char **fmt
 static int setup(struct soak *s)
 {
     const struct soak_config *c = s->c;
+    char missing[256];
+    if (!soak_tools_available(c, missing, sizeof(missing)))
+        return setup_error(s, missing, "");
     if (mkdir(c->dir, 0755) && errno != EEXIST)
         return setup_error(s, "cannot create the directory: ", strerror(errno));
     snprintf(s->image, sizeof(s->image), "%s/image.qcow2", c->dir);
-    if (c->trace[0])
-        snprintf(s->trace_path, sizeof(s->trace_path), "%s", c->trace);
-    else
-        snprintf(s->trace_path, sizeof(s->trace_path), "%s/trace.txt", c->dir);
+    soak_trace_path(c, s->trace_path, sizeof(s->trace_path));
     char backing_name[64] = "";
     const char *backing_fmt = NULL;
     if (c->backing != BACKING_NONE && make_backing(s, backing_name, sizeof(backing_name),
@@ -805,9 +894,8 @@ static int setup(struct soak *s)
              PRIu64 "\nsize %" PRIu64 "\noptions %s\nbacking %s\ncheck-every %" PRIu64 "\nops\n",
              s->trace_path, c->seed, c->size, c->options[0] ? c->options : "-",
              soak_backing_name(c->backing), c->check_every);
-    return trace_append(s, header, strlen(header)) ? setup_error(s, "cannot write the trace: ",
-                                                                strerror(errno))
-                                                  : 0;
+    int ret = trace_append(s, header, strlen(header));
+    return ret ? setup_error(s, "cannot write the trace: ", strerror(-ret)) : 0;
 }
 
 static double now_seconds(void)
@@ -817,14 +905,63 @@ static double now_seconds(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void log_op(struct soak *s, const struct op *op)
+static int log_op(struct soak *s, const struct op *op)
 {
     char line[160];
     op_format(op, line, sizeof(line));
     size_t n = strlen(line);
     line[n++] = '\n';
     /* Appended before it runs, so a crash still leaves a replayable trace. */
-    trace_append(s, line, n);
+    int ret = trace_append(s, line, n);
+    if (!ret)
+        return 0;
+    headline(s, "qvet soak: %s: cannot append op %" PRIu32 " to the trace: %s", s->trace_path,
+             op->n, strerror(-ret));
+    return fail(s, SOAK_SETUP_ERROR, op);
+}
+
+/* Seconds of operations still to go, by whichever limit comes first (-1: unknown). */
+static double time_left(double seconds, uint64_t limit, const struct soak_result *r,
+                        double op_seconds)
+{
+    double left = -1;
+    if (seconds > 0)
+        left = seconds > op_seconds ? seconds - op_seconds : 0;
+    if (limit && r->ops_run && op_seconds > 0) {
+        double by_count = (double)(limit - r->ops_run) * op_seconds / (double)r->ops_run;
+        if (left < 0 || by_count < left)
+            left = by_count;
+    }
+    return left;
+}
+
+static void print_summary(const struct soak *s, FILE *out)
+{
+    const struct soak_config *c = s->c;
+    const struct soak_result *r = s->r;
+    char verdict[128];
+    switch (r->outcome) {
+    case SOAK_PASSED:
+        snprintf(verdict, sizeof(verdict), "passed");
+        break;
+    case SOAK_INTERRUPTED:
+        snprintf(verdict, sizeof(verdict), "interrupted at op %" PRIu32, r->last_op);
+        break;
+    case SOAK_SETUP_ERROR:
+        snprintf(verdict, sizeof(verdict), "not finished, an environment failure at op %"
+                 PRIu32 " (no bug found)", r->last_op);
+        break;
+    default:
+        snprintf(verdict, sizeof(verdict), "FAILED");
+        break;
+    }
+    fprintf(out, "soak: %s: %" PRIu64 " ops in %.1f s (%.0f ops/s), %" PRIu64 " reads compared, %"
+            PRIu64 " checks run; seed %" PRIu64 ", options %s, backing %s\n", verdict,
+            r->ops_run, r->seconds, r->seconds > 0 ? (double)r->ops_run / r->seconds : 0.0,
+            r->reads_compared, r->checks_run, c->seed, c->options[0] ? c->options : "(defaults)",
+            soak_backing_name(c->backing));
+    if (r->outcome == SOAK_INTERRUPTED || r->outcome == SOAK_SETUP_ERROR)
+        fprintf(out, "  replay: qvet replay %s\n", s->trace_path);
 }
 
 int soak_run(const struct soak_config *c, const struct op *replay, size_t n_replay,
@@ -841,19 +978,33 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
     s.buf = malloc(MAX_IO);
     s.want = malloc(MAX_IO);
     int status = s.buf && s.want ? setup(&s) : -1;
+    bool set_up = status == 0;
     double start = now_seconds(), in_checks = 0;
+    progress_start(&s.progress, c->quiet ? NULL : out, c->heartbeat, start);
+    /* A replay runs all of its ops; a generated run stops at the first limit reached. */
     uint64_t limit = replay ? n_replay : c->ops;
+    double seconds = replay ? 0 : c->seconds;
     for (uint64_t i = 0; !status; i++) {
-        if (limit && i >= limit)
+        double now = now_seconds(), op_seconds = now - start - in_checks;
+        if ((replay || limit) && i >= limit)
             break;
-        if (!limit && now_seconds() - start - in_checks >= (c->seconds > 0 ? c->seconds : 60))
+        if (seconds > 0 && op_seconds >= seconds)
             break;
+        if (c->stop && *c->stop) {
+            r->outcome = SOAK_INTERRUPTED;
+            r->signal_number = *c->stop;
+            status = -1;
+            break;
+        }
+        progress_tick(&s.progress, r, now, op_seconds, time_left(seconds, limit, r, op_seconds));
         struct op op;
         if (replay)
             op = replay[i];
         else
             generate(&s, (uint32_t)(i + 1), &op);
-        log_op(&s, &op);
+        if ((status = log_op(&s, &op)))
+            break;
+        r->last_op = op.n;
         status = apply(&s, &op);
         r->ops_run++;
         if (!status && (op.kind == OP_RESIZE || op.kind == OP_SNAPSHOT_APPLY ||
@@ -863,24 +1014,26 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
         }
         if (!status && c->check_every && r->ops_run % c->check_every == 0) {
             double t0 = now_seconds();
+            r->in_cross_check = true;
             status = cross_check(&s);
+            r->in_cross_check = false;
             in_checks += now_seconds() - t0;
         }
     }
     if (!status) {
         double t0 = now_seconds();
+        r->in_cross_check = true;
         status = cross_check(&s);
+        r->in_cross_check = false;
         in_checks += now_seconds() - t0;
     }
     r->seconds = now_seconds() - start - in_checks;
-    if (status >= 0 && out)
-        fprintf(out, "soak: %s: %" PRIu64 " ops in %.1f s (%.0f ops/s), %" PRIu64
-                " reads compared, %" PRIu64 " checks run; seed %" PRIu64 ", options %s, "
-                "backing %s\n",
-                status ? "FAILED" : "passed", r->ops_run, r->seconds,
-                r->seconds > 0 ? (double)r->ops_run / r->seconds : 0.0, r->reads_compared,
-                r->checks_run, c->seed, c->options[0] ? c->options : "(defaults)",
-                soak_backing_name(c->backing));
+    if (set_up && r->outcome == SOAK_SETUP_ERROR && !r->message[0])
+        headline(&s, "qvet soak: %s: the oracle could not follow op %" PRIu32 " (the host "
+                 "refused a write: is the disk full?)", c->dir, r->last_op);
+    progress_clear(&s.progress);
+    if (set_up && out)
+        print_summary(&s, out);
     if (s.t)
         s.t->ops->close(s.t);
     if (s.o)
@@ -893,4 +1046,36 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
     if (devnull)
         fclose(devnull);
     return status;
+}
+
+static const char *const outcome_names[] = {
+    [SOAK_PASSED] = "passed",
+    [SOAK_DIVERGED] = "diverged",
+    [SOAK_CHECK_FAILED] = "check-failed",
+    [SOAK_SNAPSHOT_DIVERGED] = "snapshot-diverged",
+    [SOAK_TARGET_ERROR] = "target-error",
+    [SOAK_SETUP_ERROR] = "setup-error",
+    [SOAK_INTERRUPTED] = "interrupted",
+    [SOAK_CRASHED] = "crashed",
+    [SOAK_KILLED] = "killed",
+};
+
+const char *soak_outcome_name(enum soak_outcome o)
+{
+    return o < sizeof(outcome_names) / sizeof(outcome_names[0]) ? outcome_names[o] : "?";
+}
+
+int soak_exit_status(enum soak_outcome o, int signal_number)
+{
+    switch (o) {
+    case SOAK_PASSED:
+        return 0;
+    case SOAK_SETUP_ERROR:
+    case SOAK_KILLED:
+        return 2;
+    case SOAK_INTERRUPTED:
+        return 128 + signal_number;
+    default:
+        return 1;
+    }
 }

@@ -46,28 +46,52 @@ static int write_trace(const char *path, const struct soak_config *c, const stru
     return fclose(f) ? -errno : 0;
 }
 
-int soak_minimize(const char *trace, const char *out_path, FILE *log)
+static const char *outcome_phrase(enum soak_outcome o)
+{
+    switch (o) {
+    case SOAK_DIVERGED: return "read mismatch";
+    case SOAK_CHECK_FAILED: return "check failure";
+    case SOAK_SNAPSHOT_DIVERGED: return "snapshot mismatch";
+    default: return "target error";
+    }
+}
+
+enum minimize_result soak_minimize(const char *trace, const char *out_path,
+                                   const char *work_dir, const volatile sig_atomic_t *stop,
+                                   FILE *log)
 {
     struct trial t = { .log = log };
     struct op *ops;
-    size_t n;
+    size_t n, nul_line;
     char errbuf[512];
-    if (soak_trace_load(trace, &t.config, &ops, &n, errbuf, sizeof(errbuf))) {
+    if (soak_trace_load(trace, &t.config, &ops, &n, &nul_line, errbuf, sizeof(errbuf))) {
         fprintf(log, "qvet: %s\n", errbuf);
-        return -1;
+        return MINIMIZE_ERROR;
     }
+    if (nul_line)
+        fprintf(log, "qvet: %s: line %zu: NUL bytes from here on (its writer was killed); "
+                "using the %zu ops before them\n", trace, nul_line, n);
     t.config.quiet = true;
     t.config.ops = 0;
-    snprintf(t.config.dir, sizeof(t.config.dir), "%s.minimize", out_path);
-    snprintf(t.config.trace, sizeof(t.config.trace), "%s/trace.txt", t.config.dir);
+    t.config.stop = stop;
+    snprintf(t.config.dir, sizeof(t.config.dir), "%s", work_dir);
+    snprintf(t.config.trace, sizeof(t.config.trace), "%s/trace.txt", work_dir);
 
     struct soak_result r;
     soak_run(&t.config, ops, n, &r, NULL);
-    if (r.outcome == SOAK_PASSED || r.outcome == SOAK_SETUP_ERROR) {
-        fprintf(log, "qvet: %s: the trace does not fail (%s), nothing to minimize\n", trace,
-                r.outcome == SOAK_PASSED ? "it passes" : "setup failed");
+    if (r.outcome != SOAK_DIVERGED && r.outcome != SOAK_CHECK_FAILED &&
+        r.outcome != SOAK_SNAPSHOT_DIVERGED && r.outcome != SOAK_TARGET_ERROR) {
+        enum minimize_result ret = r.outcome == SOAK_PASSED ? MINIMIZE_TRACE_PASSES
+                                   : r.outcome == SOAK_INTERRUPTED ? MINIMIZE_INTERRUPTED
+                                                                   : MINIMIZE_ERROR;
+        if (ret == MINIMIZE_INTERRUPTED)
+            fprintf(log, "minimize: interrupted during the first run; %s not written\n",
+                    out_path);
+        else
+            fprintf(log, "qvet: %s: the trace does not fail (%s), nothing to minimize\n",
+                    trace, ret == MINIMIZE_TRACE_PASSES ? "it passes" : r.message);
         free(ops);
-        return -1;
+        return ret;
     }
     t.outcome = r.outcome;
     t.kind = r.failing_kind;
@@ -78,10 +102,11 @@ int soak_minimize(const char *trace, const char *out_path, FILE *log)
 
     struct op *trial = malloc((n ? n : 1) * sizeof(*trial));
     size_t chunks = 2;
-    while (n >= 2 && trial) {
+    bool interrupted = false;
+    while (n >= 2 && trial && !interrupted) {
         size_t size = (n + chunks - 1) / chunks;
         bool reduced = false;
-        for (size_t c = 0; c < chunks && !reduced; c++) {
+        for (size_t c = 0; c < chunks && !reduced && !(interrupted = stop && *stop); c++) {
             size_t lo = c * size, hi = lo + size < n ? lo + size : n;
             if (lo >= n)
                 break;
@@ -96,7 +121,7 @@ int soak_minimize(const char *trace, const char *out_path, FILE *log)
                 reduced = true;
             }
         }
-        if (!reduced) {
+        if (!reduced && !interrupted) {
             if (chunks >= n)
                 break;
             chunks = chunks * 2 < n ? chunks * 2 : n;
@@ -105,15 +130,21 @@ int soak_minimize(const char *trace, const char *out_path, FILE *log)
     }
     free(trial);
     int ret = write_trace(out_path, &t.config, ops, n);
-    if (ret)
+    if (ret) {
         fprintf(log, "qvet: %s: cannot write: %s\n", out_path, strerror(-ret));
-    else
+    } else if (interrupted) {
+        fprintf(log, "minimize: interrupted; %s holds the %zu ops found so far (they fail "
+                "the same way: %s at a %s op)\n", out_path, n, outcome_phrase(t.outcome),
+                op_kind_name(t.kind));
+    } else {
         fprintf(log, "minimize: %zu ops still fail the same way (%s at a %s op); written to "
-                "%s\n", n, r.outcome == SOAK_DIVERGED ? "read mismatch"
-                           : r.outcome == SOAK_CHECK_FAILED ? "check failure"
-                           : r.outcome == SOAK_SNAPSHOT_DIVERGED ? "snapshot mismatch"
-                                                               : "target error",
-                op_kind_name(t.kind), out_path);
+                "%s\nminimize: the minimized run, kept in %s:\n", n, outcome_phrase(t.outcome),
+                op_kind_name(t.kind), out_path, work_dir);
+        /* Its report and its files: the evidence of the minimized failure. */
+        t.config.quiet = false;
+        t.config.heartbeat = 0;
+        soak_run(&t.config, ops, n, &r, log);
+    }
     free(ops);
-    return ret ? -1 : 0;
+    return ret ? MINIMIZE_ERROR : interrupted ? MINIMIZE_INTERRUPTED : MINIMIZE_DONE;
 }

@@ -7,6 +7,7 @@
 #ifndef QVET_SOAK_H
 #define QVET_SOAK_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +31,9 @@ enum op_kind {
     OP_KINDS
 };
 
+/* The longest I/O the soak issues (and a trace may hold). */
+#define SOAK_MAX_IO (4u << 20)
+
 struct op {
     uint32_t n;                     /* 1-based number in the run */
     enum op_kind kind;
@@ -50,8 +54,9 @@ enum soak_backing { BACKING_NONE, BACKING_QCOW2, BACKING_RAW, BACKING_CHAIN };
 
 struct soak_config {
     uint64_t seed;
-    uint64_t ops;                   /* stop after this many (0: by time) */
-    double seconds;                 /* stop after this long (0: by count) */
+    /* A generated run stops at whichever limit it reaches first (0: no such limit). */
+    uint64_t ops;                   /* stop after this many operations */
+    double seconds;                 /* stop after this long, cross-checks excluded */
     uint64_t size;
     char options[512];              /* qvet create -o string */
     enum soak_backing backing;
@@ -62,6 +67,13 @@ struct soak_config {
     bool quiet;
     bool qemu_checks;               /* run qemu-img check/compare at each cross-check */
     uint64_t io_size;               /* nonzero: every I/O is this long and aligned to it */
+    /*
+     * Progress: on a terminal a status line rewritten in place; otherwise a line every
+     * `heartbeat` seconds (0: none). Never when quiet.
+     */
+    double heartbeat;
+    /* Set (to the signal's number) when the run should stop after the current op. */
+    const volatile sig_atomic_t *stop;
     const struct target_qvet_options *target_opts;  /* hooks for the driver's own tests */
 };
 
@@ -78,8 +90,20 @@ enum soak_outcome {
     SOAK_CHECK_FAILED,              /* engine check, qemu-img check or compare failed */
     SOAK_SNAPSHOT_DIVERGED,
     SOAK_TARGET_ERROR,              /* the target failed an operation it should do */
-    SOAK_SETUP_ERROR,
+    SOAK_SETUP_ERROR,               /* setup or environment (a full disk, a missing tool) */
+    SOAK_INTERRUPTED,               /* asked to stop (SIGINT, SIGTERM, SIGHUP) */
+    SOAK_CRASHED,                   /* the process running the target died */
+    SOAK_KILLED,                    /* ... of SIGKILL: the OOM killer or a person */
 };
+
+/* "passed", "diverged", "check-failed", ...: the verdict of summary.json. */
+const char *soak_outcome_name(enum soak_outcome o);
+
+/*
+ * The exit status a run ends with: 0 passed; 1 a bug found; 2 setup, usage or
+ * environment; 128 + the signal's number when interrupted (as a shell reports it).
+ */
+int soak_exit_status(enum soak_outcome o, int signal_number);
 
 struct soak_result {
     enum soak_outcome outcome;
@@ -89,26 +113,77 @@ struct soak_result {
     uint64_t reads_compared;
     uint64_t checks_run;
     double seconds;                 /* spent in operations, cross-checks excluded */
+    uint32_t last_op;               /* number of the last op started (0: none) */
+    bool in_cross_check;            /* a cross-check was running (for a crash report) */
+    bool has_failing_sector;
+    uint64_t failing_sector;        /* first mismatching sector of a divergence */
+    int signal_number;              /* of an interrupt, crash or kill */
+    char message[512];              /* the report's first line, or the setup error */
 };
 
 /*
  * Runs the soak. With `replay` (n_replay ops) the operations come from it instead of the
  * generator. Writes the trace, prints progress, the failure report and the summary to
  * `out` (unless quiet). Returns 0 when the run passed, 1 when it found a problem, -1 when
- * it could not run (setup). Every problem keeps image, oracle and trace in the directory.
+ * it could not run (setup or environment) or was interrupted. Every problem keeps image,
+ * oracle and trace in the directory. `r` is kept current while the run goes on.
  */
 int soak_run(const struct soak_config *c, const struct op *replay, size_t n_replay,
              struct soak_result *r, FILE *out);
 
-/* Reads a trace written by soak_run: its config and its operations (malloc'd). */
-int soak_trace_load(const char *path, struct soak_config *c, struct op **ops, size_t *n,
-                    char *errbuf, size_t errlen);
+/*
+ * soak_run in a child process, so that a crash of the target is reported (outcome
+ * SOAK_CRASHED, the op it died in, the trace cut to its text) instead of ending qvet.
+ * SIGINT, SIGTERM and SIGHUP reach the child, which stops after its current op; a
+ * second one ends it at once. Returns soak_run's value (1 for a crash, -1 for a kill).
+ */
+int soak_run_supervised(const struct soak_config *c, const struct op *replay, size_t n_replay,
+                        struct soak_result *r, FILE *out);
 
 /*
- * Shrinks a failing trace by delta debugging: the smallest op list (renumbered) that
- * still fails with the same outcome and failing op kind. Writes it to `out_path`.
+ * Makes SIGINT, SIGTERM and SIGHUP ask for a stop instead of ending the process; the
+ * second one ends it as usual. Returns the flag for soak_config.stop.
  */
-int soak_minimize(const char *trace, const char *out_path, FILE *log);
+const volatile sig_atomic_t *soak_stop_on_signals(void);
+
+/* Where the run's trace goes: c->trace, or DIR/trace.txt. */
+void soak_trace_path(const struct soak_config *c, char *buf, size_t cap);
+
+/*
+ * The external tools the configuration needs (qemu-img, qemu-io) are on PATH; otherwise
+ * a one-line reason in errbuf.
+ */
+bool soak_tools_available(const struct soak_config *c, char *errbuf, size_t errlen);
+
+/*
+ * Reads a trace written by soak_run: its config and its operations (malloc'd). Refuses
+ * (-EINVAL, "PATH: line N: ..." in errbuf) a malformed line, an operation outside the
+ * largest disk the trace reaches, and a trace without operations. A trace whose writer
+ * was killed may end in NUL bytes: reading stops there, and *nul_line (when not NULL)
+ * is the line they start on (0: none).
+ */
+int soak_trace_load(const char *path, struct soak_config *c, struct op **ops, size_t *n,
+                    size_t *nul_line, char *errbuf, size_t errlen);
+
+/* Cuts a trace file at its first NUL byte (the unwritten tail of a killed run). */
+int soak_trace_cut_at_nul(const char *path);
+
+enum minimize_result {
+    MINIMIZE_DONE,                  /* out_path holds the minimized trace */
+    MINIMIZE_INTERRUPTED,           /* ... the smallest found before the stop */
+    MINIMIZE_TRACE_PASSES,          /* nothing to minimize */
+    MINIMIZE_ERROR,                 /* the trace or out_path could not be used */
+};
+
+/*
+ * Shrinks a failing trace by delta debugging: the smallest op list (ops keep their
+ * numbers) that still fails with the same outcome and failing op kind. Writes it to
+ * `out_path`; the trial runs happen in `work_dir`, which in the end holds a run of the
+ * minimized trace. Stops early, keeping the best found so far, when *stop is set.
+ */
+enum minimize_result soak_minimize(const char *trace, const char *out_path,
+                                   const char *work_dir, const volatile sig_atomic_t *stop,
+                                   FILE *log);
 
 /* Test payloads: every sector names the op and the sector it was written for. */
 void payload_fill(uint8_t *buf, uint64_t off, size_t len, uint32_t op);

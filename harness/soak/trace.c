@@ -7,11 +7,16 @@
  *   17 flush                   17 reopen            17 resize 134217728
  *   17 snapshot-create s17     17 snapshot-apply 3  17 snapshot-delete 3
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "qcow2.h"
 #include "soak.h"
 
 static const char *const kind_names[OP_KINDS] = {
@@ -116,8 +121,17 @@ void soak_config_defaults(struct soak_config *c)
     c->size = 64u << 20;
     c->check_every = 2000;
     c->qemu_checks = true;
+    c->heartbeat = 10;
     memcpy(c->weights, default_weights, sizeof(default_weights));
     snprintf(c->dir, sizeof(c->dir), "soak-run");
+}
+
+void soak_trace_path(const struct soak_config *c, char *buf, size_t cap)
+{
+    if (c->trace[0])
+        snprintf(buf, cap, "%s", c->trace);
+    else
+        snprintf(buf, cap, "%s/trace.txt", c->dir);
 }
 
 static const char *const backing_names[] = { "none", "qcow2", "raw", "chain" };
@@ -168,97 +182,201 @@ static bool parse_config_line(struct soak_config *c, const char *key, const char
     char *end;
     if (!strcmp(key, "seed")) {
         c->seed = strtoull(value, &end, 10);
-        return !*end;
+        return *value && !*end;
     }
     if (!strcmp(key, "size")) {
         c->size = strtoull(value, &end, 10);
-        return !*end && c->size > 0;
+        return *value && !*end && c->size >= 4096 && c->size % 512 == 0;
     }
     if (!strcmp(key, "check-every")) {
         c->check_every = strtoull(value, &end, 10);
-        return !*end;
+        return *value && !*end;
     }
     if (!strcmp(key, "options")) {
         if (strlen(value) >= sizeof(c->options))
             return false;
         strcpy(c->options, strcmp(value, "-") ? value : "");
-        return true;
+        struct qcow2_create_options o;
+        struct qcow2_error err;
+        char copy[sizeof(c->options)];
+        strcpy(copy, c->options);
+        qcow2_create_options_init(&o);
+        return !copy[0] || !qcow2_create_options_parse(&o, copy, &err);
     }
     if (!strcmp(key, "backing"))
         return soak_backing_parse(value, &c->backing);
     return false;
 }
 
-int soak_trace_load(const char *path, struct soak_config *c, struct op **ops, size_t *n,
-                    char *errbuf, size_t errlen)
+/*
+ * Why an operation cannot be replayed on a disk that is at most `max_size` bytes (the
+ * largest the trace makes it), or NULL when it can.
+ */
+static const char *op_misfit(const struct op *op, uint64_t max_size)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -errno;
+    if (!op->n)
+        return "operation number 0 (they count from 1)";
+    if (op->kind == OP_RESIZE)
+        return op->len && op->len % 512 == 0 ? NULL : "a size that is not a positive "
+               "multiple of 512";
+    if (!has_range(op->kind))
+        return NULL;
+    if (!op->len)
+        return "an empty range";
+    if (op->len > SOAK_MAX_IO)
+        return "longer than the soak's 4 MiB limit for one operation";
+    if (op->off >= max_size || op->len > max_size - op->off)
+        return "outside the disk";
+    return NULL;
+}
+
+struct trace_reader {
+    const char *path;
+    FILE *f;
+    char *line;
+    size_t cap, lineno;
+    size_t nul_line;
+    char *errbuf;
+    size_t errlen;
+};
+
+static int reader_error(struct trace_reader *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int reader_error(struct trace_reader *t, const char *fmt, ...)
+{
+    int n = snprintf(t->errbuf, t->errlen, "%s: line %zu: ", t->path, t->lineno);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n >= 0 && (size_t)n < t->errlen)
+        vsnprintf(t->errbuf + n, t->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+/*
+ * The next line, without its newline; NULL at the end of the file or at the first NUL
+ * byte (the unwritten tail of a trace whose writer was killed).
+ */
+static const char *next_line(struct trace_reader *t)
+{
+    if (t->nul_line)
+        return NULL;
+    ssize_t len = getline(&t->line, &t->cap, t->f);
+    if (len < 0)
+        return NULL;
+    t->lineno++;
+    if (memchr(t->line, '\0', (size_t)len)) {
+        t->nul_line = t->lineno;
+        return NULL;
     }
-    soak_config_defaults(c);
-    *ops = NULL;
-    *n = 0;
-    size_t cap = 0, lineno = 0;
-    bool in_ops = false;
-    char line[1024];
-    int ret = 0;
-    while (!ret && fgets(line, sizeof(line), f)) {
-        lineno++;
-        if (!line[0])
-            break;                  /* the zero-filled tail of a trace still being written */
-        size_t len = strlen(line);
-        if (len && line[len - 1] == '\n')
-            line[--len] = '\0';
-        else if (!feof(f)) {
-            snprintf(errbuf, errlen, "%s: line %zu: longer than %zu bytes", path, lineno,
-                     sizeof(line) - 2);
-            ret = -EINVAL;
-            break;
-        }
-        if (!len || line[0] == '#')
+    if (len && t->line[len - 1] == '\n')
+        t->line[len - 1] = '\0';
+    return t->line;
+}
+
+static int read_trace(struct trace_reader *t, struct soak_config *c, struct op **ops,
+                      size_t *n)
+{
+    size_t cap = 0, ops_line = 0;
+    uint64_t max_size = 0;
+    for (const char *line; (line = next_line(t));) {
+        if (!line[0] || line[0] == '#')
             continue;
-        if (!in_ops) {
+        if (!ops_line) {
             if (!strcmp(line, "ops")) {
-                in_ops = true;
+                ops_line = t->lineno;
+                max_size = c->size;
                 continue;
             }
-            char *space = strchr(line, ' ');
-            if (!space || !parse_config_line(c, (*space = '\0', line), space + 1)) {
-                snprintf(errbuf, errlen, "%s: line %zu: not a known \"key value\" setting",
-                         path, lineno);
-                ret = -EINVAL;
+            char key[32];
+            const char *space = strchr(line, ' ');
+            size_t key_len = space ? (size_t)(space - line) : sizeof(key);
+            if (key_len < sizeof(key)) {
+                memcpy(key, line, key_len);
+                key[key_len] = '\0';
             }
+            if (key_len >= sizeof(key) || !parse_config_line(c, key, space + 1))
+                return reader_error(t, "not a valid \"key value\" setting: \"%.60s\"", line);
             continue;
         }
         if (*n == cap) {
             cap = cap ? cap * 2 : 256;
             struct op *grown = realloc(*ops, cap * sizeof(**ops));
-            if (!grown) {
-                snprintf(errbuf, errlen, "%s: out of memory", path);
-                ret = -ENOMEM;
-                break;
-            }
+            if (!grown)
+                return reader_error(t, "out of memory");
             *ops = grown;
         }
-        if (!op_parse(line, &(*ops)[*n])) {
-            snprintf(errbuf, errlen, "%s: line %zu: not an operation: \"%.60s\"", path, lineno,
-                     line);
-            ret = -EINVAL;
-            break;
-        }
+        struct op *op = &(*ops)[*n];
+        if (!op_parse(line, op))
+            return reader_error(t, "not an operation: \"%.60s\"", line);
+        const char *misfit = op_misfit(op, max_size);
+        if (misfit)
+            return reader_error(t, "op %" PRIu32 " (%.60s): %s (the disk reaches at most %"
+                                PRIu64 " bytes)", op->n, line, misfit, max_size);
+        if (op->kind == OP_RESIZE && op->len > max_size)
+            max_size = op->len;
         (*n)++;
     }
-    fclose(f);
-    if (!ret && !in_ops) {
-        snprintf(errbuf, errlen, "%s: no \"ops\" line: not a qvet soak trace", path);
-        ret = -EINVAL;
+    if (ferror(t->f))
+        return reader_error(t, "read error: %s", strerror(errno));
+    if (!ops_line) {
+        snprintf(t->errbuf, t->errlen, "%s: no \"ops\" line: not a qvet soak trace", t->path);
+        return -EINVAL;
     }
+    if (!*n) {
+        t->lineno = ops_line;
+        return reader_error(t, "no operations after the \"ops\" line%s",
+                            t->nul_line ? " (only NUL bytes: its writer was killed)" : "");
+    }
+    return 0;
+}
+
+int soak_trace_load(const char *path, struct soak_config *c, struct op **ops, size_t *n,
+                    size_t *nul_line, char *errbuf, size_t errlen)
+{
+    struct trace_reader t = { .path = path, .errbuf = errbuf, .errlen = errlen };
+    soak_config_defaults(c);
+    *ops = NULL;
+    *n = 0;
+    t.f = fopen(path, "r");
+    if (!t.f) {
+        int ret = -errno;
+        snprintf(errbuf, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return ret;
+    }
+    int ret = read_trace(&t, c, ops, n);
+    fclose(t.f);
+    free(t.line);
+    if (nul_line)
+        *nul_line = t.nul_line;
     if (ret) {
         free(*ops);
         *ops = NULL;
         *n = 0;
     }
+    return ret;
+}
+
+int soak_trace_cut_at_nul(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    char buf[65536];
+    off_t at = 0;
+    int ret = 0;
+    for (ssize_t got; (got = pread(fd, buf, sizeof(buf), at)) != 0; at += got) {
+        if (got < 0) {
+            ret = -errno;
+            break;
+        }
+        const char *nul = memchr(buf, '\0', (size_t)got);
+        if (nul) {
+            if (ftruncate(fd, at + (nul - buf)))
+                ret = -errno;
+            break;
+        }
+    }
+    close(fd);
     return ret;
 }

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* summary.json: one run's verdict, settings, counts and files, for CI and triage. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "rundir.h"
+#include "soak.h"
+
+static void put_key(FILE *f, const char *key)
+{
+    fputs(",\n  ", f);
+    json_put_string(f, key);
+    fputs(": ", f);
+}
+
+static void put_string(FILE *f, const char *key, const char *value)
+{
+    put_key(f, key);
+    json_put_string(f, value);
+}
+
+static void put_u64(FILE *f, const char *key, uint64_t value)
+{
+    put_key(f, key);
+    fprintf(f, "%" PRIu64, value);
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The files in the run directory (the lock aside) and the trace, wherever it is. */
+static void put_files(FILE *f, const char *dir, const char *trace)
+{
+    char *names[256];
+    size_t n = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && n < 255 && (e = readdir(d));)
+        if (e->d_name[0] != '.' && strcmp(e->d_name, RUNDIR_SUMMARY_NAME ".tmp") &&
+            (names[n] = strdup(e->d_name)))
+            n++;
+    if (d)
+        closedir(d);
+    /* written next, by rename */
+    bool summary_listed = false;
+    for (size_t i = 0; i < n; i++)
+        summary_listed |= !strcmp(names[i], RUNDIR_SUMMARY_NAME);
+    if (!summary_listed && (names[n] = strdup(RUNDIR_SUMMARY_NAME)))
+        n++;
+    qsort(names, n, sizeof(names[0]), compare_names);
+    put_key(f, "kept_files");
+    fputs("[", f);
+    bool trace_listed = false;
+    char path[1100];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        trace_listed |= !strcmp(path, trace);
+        fputs(i ? ", " : "", f);
+        json_put_string(f, path);
+        free(names[i]);
+    }
+    if (!trace_listed) {
+        fputs(n ? ", " : "", f);
+        json_put_string(f, trace);
+    }
+    fputs("]", f);
+}
+
+int soak_summary_write(const char *command, const char *dir, const struct soak_config *c,
+                       const struct soak_result *r, int exit_status, bool large_files_removed)
+{
+    char path[1100], tmp[1110], trace[1024], replay[1100];
+    snprintf(path, sizeof(path), "%s/%s", dir, RUNDIR_SUMMARY_NAME);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    soak_trace_path(c, trace, sizeof(trace));
+    snprintf(replay, sizeof(replay), "qvet replay %s", trace);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -errno;
+    fputs("{\n  \"verdict\": ", f);
+    json_put_string(f, soak_outcome_name(r->outcome));
+    put_key(f, "exit_status");
+    fprintf(f, "%d", exit_status);
+    put_string(f, "command", command);
+    put_string(f, "run_directory", dir);
+    put_u64(f, "seed", c->seed);
+    put_string(f, "options", c->options);
+    put_string(f, "backing", soak_backing_name(c->backing));
+    put_u64(f, "size", c->size);
+    put_u64(f, "ops_limit", c->ops);
+    put_key(f, "seconds_limit");
+    fprintf(f, "%.3f", c->seconds);
+    put_u64(f, "check_every", c->check_every);
+    put_u64(f, "io_size", c->io_size);
+    put_key(f, "qemu_checks");
+    fputs(c->qemu_checks ? "true" : "false", f);
+    put_key(f, "weights");
+    for (int k = 0; k < OP_KINDS; k++) {
+        fputs(k ? ", " : "{", f);
+        json_put_string(f, op_kind_name((enum op_kind)k));
+        fprintf(f, ": %u", c->weights[k]);
+    }
+    fputs("}", f);
+    put_u64(f, "ops", r->ops_run);
+    put_key(f, "seconds");
+    fprintf(f, "%.3f", r->seconds);
+    put_key(f, "ops_per_second");
+    fprintf(f, "%.1f", r->seconds > 0 ? (double)r->ops_run / r->seconds : 0.0);
+    put_u64(f, "reads_compared", r->reads_compared);
+    put_u64(f, "checks", r->checks_run);
+    put_u64(f, "last_op", r->last_op);
+    put_key(f, "failure");
+    if (r->outcome == SOAK_PASSED || r->outcome == SOAK_INTERRUPTED) {
+        fputs("null", f);
+    } else {
+        fprintf(f, "{\"op\": %" PRIu64 ", \"op_kind\": ", r->failing_op);
+        json_put_string(f, op_kind_name(r->failing_kind));
+        fputs(", \"sector\": ", f);
+        if (r->has_failing_sector)
+            fprintf(f, "%" PRIu64, r->failing_sector);
+        else
+            fputs("null", f);
+        fputs(", \"message\": ", f);
+        json_put_string(f, r->message);
+        fputs("}", f);
+    }
+    put_string(f, "replay", replay);
+    put_string(f, "trace", trace);
+    put_key(f, "large_files_removed");
+    fputs(large_files_removed ? "true" : "false", f);
+    put_files(f, dir, trace);
+    fputs("\n}\n", f);
+    if (fclose(f))
+        return -errno;
+    return rename(tmp, path) ? -errno : 0;
+}
