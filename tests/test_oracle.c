@@ -15,6 +15,12 @@
 #define MiB (1024ull * 1024ull)
 #define GiB (1024ull * MiB)
 
+/*
+ * A v3 image of 512-byte clusters without a backing file: every resize the tests below
+ * make is whole clusters, so nothing of the rules but zeros and bytes shows.
+ */
+static const struct oracle_facts plain = { .version = 3, .cluster_size = 512 };
+
 /* A fresh directory per test (the suites run forked or not). */
 static const char *fresh_dir(const char *name)
 {
@@ -27,7 +33,7 @@ static struct oracle *make(const char *dir, uint64_t size, const char *initial)
 {
     struct oracle *o = NULL;
     char err[256] = "";
-    int ret = oracle_create(dir, size, initial, &o, err, sizeof(err));
+    int ret = oracle_create(dir, size, initial, &plain, &o, err, sizeof(err));
     ck_assert_msg(ret == 0 && o, "oracle_create(%s, %llu): expected 0, got %d (%s)", dir,
                   (unsigned long long)size, ret, err);
     return o;
@@ -356,31 +362,31 @@ START_TEST(create_errors_say_why)
     char err[256];
 
     const char *missing = test_path("no-such-dir");
-    int ret = oracle_create(missing, 4096, NULL, &o, err, sizeof(err));
+    int ret = oracle_create(missing, 4096, NULL, &plain, &o, err, sizeof(err));
     ck_assert_msg(ret == -ENOENT, "missing directory: expected %d, got %d", -ENOENT, ret);
     ck_assert_ptr_null(o);
     ck_assert_msg(strstr(err, missing) && !strchr(err, '\n'),
                   "expected a one-line reason naming %s, got \"%s\"", missing, err);
 
-    ret = oracle_create(fresh_dir("errs"), 1000, NULL, &o, err, sizeof(err));
+    ret = oracle_create(fresh_dir("errs"), 1000, NULL, &plain, &o, err, sizeof(err));
     ck_assert_msg(ret == -EINVAL, "size 1000: expected %d, got %d", -EINVAL, ret);
     ck_assert_msg(strstr(err, "1000") != NULL, "expected the size in \"%s\"", err);
 
     const char *raw = test_path("no-such.raw");
-    ret = oracle_create(test_path("errs"), 4096, raw, &o, err, sizeof(err));
+    ret = oracle_create(test_path("errs"), 4096, raw, &plain, &o, err, sizeof(err));
     ck_assert_msg(ret == -ENOENT, "missing raw: expected %d, got %d", -ENOENT, ret);
     ck_assert_msg(strstr(err, raw) && !strchr(err, '\n'),
                   "expected a one-line reason naming %s, got \"%s\"", raw, err);
 
-    ret = oracle_create(test_path("errs"), 4096, test_dir(), &o, err, sizeof(err));
+    ret = oracle_create(test_path("errs"), 4096, test_dir(), &plain, &o, err, sizeof(err));
     ck_assert_msg(ret < 0, "directory as raw: expected an error, got %d", ret);
     ck_assert_msg(err[0] != '\0', "directory as raw: expected a reason");
 
     /* Tiny and absent error buffers are fine. */
-    ret = oracle_create(missing, 4096, NULL, &o, err, 4);
+    ret = oracle_create(missing, 4096, NULL, &plain, &o, err, 4);
     ck_assert_int_eq(ret, -ENOENT);
     ck_assert_uint_eq(strlen(err), 3);
-    ck_assert_int_eq(oracle_create(missing, 4096, NULL, &o, NULL, 0), -ENOENT);
+    ck_assert_int_eq(oracle_create(missing, 4096, NULL, &plain, &o, NULL, 0), -ENOENT);
 }
 END_TEST
 
