@@ -276,19 +276,42 @@ static int write_zeros(int fd, uint64_t len, uint64_t off)
 
 /* ---- states ------------------------------------------------------------------------- */
 
-/* Makes room for `sectors` provenance entries (the contents of new room are undefined). */
-static int prov_reserve(struct state *st, uint64_t sectors)
+/*
+ * Makes the array *buf of *cap elements of `elem` bytes hold at least `count`, doubling
+ * (the contents of new room are undefined).
+ */
+static int reserve(void **buf, uint64_t *cap, uint64_t count, size_t elem)
 {
-    if (sectors <= st->prov_cap)
+    if (count <= *cap && *buf)
         return 0;
-    if (sectors > SIZE_MAX / sizeof(uint32_t))
+    uint64_t n = *cap * 2 > count ? *cap * 2 : count;
+    if (n == 0)
+        n = 1;
+    if (n > SIZE_MAX / elem)
         return -EFBIG;
-    uint32_t *p = realloc(st->prov, (size_t)sectors * sizeof(uint32_t));
+    void *p = realloc(*buf, (size_t)n * elem);
     if (!p)
         return -ENOMEM;
-    st->prov = p;
-    st->prov_cap = sectors;
+    *buf = p;
+    *cap = n;
     return 0;
+}
+
+static int prov_reserve(struct state *st, uint64_t sectors)
+{
+    void *p = st->prov;
+    int ret = reserve(&p, &st->prov_cap, sectors, sizeof(uint32_t));
+    st->prov = p;
+    return ret;
+}
+
+/* A memory state's buffer, for at least `len` bytes. */
+static int mem_reserve(struct state *st, uint64_t len)
+{
+    void *p = st->mem;
+    int ret = reserve(&p, &st->mem_cap, len, 1);
+    st->mem = p;
+    return ret;
 }
 
 /*
@@ -329,22 +352,6 @@ static int state_copy_meta(struct state *dst, const struct state *src, uint32_t 
     dst->size = src->size;
     dst->known = src->known;
     dst->tail_known = src->tail_known;
-    return 0;
-}
-
-/* Makes a memory state's buffer hold at least `len` bytes (new room undefined). */
-static int mem_reserve(struct state *st, uint64_t len)
-{
-    if (len <= st->mem_cap && st->mem)
-        return 0;
-    uint64_t cap = st->mem_cap * 2 > len ? st->mem_cap * 2 : len;
-    if (cap > SIZE_MAX)
-        return -EFBIG;
-    uint8_t *p = realloc(st->mem, cap ? (size_t)cap : 1);
-    if (!p)
-        return -ENOMEM;
-    st->mem = p;
-    st->mem_cap = cap;
     return 0;
 }
 

@@ -514,17 +514,23 @@ static struct qcow2_image *shrunk_into_a_cluster(const char *name, const char *c
     return img;
 }
 
+/* Grows such an image (v3) to `to`: 0x11 must read up to `old_end`, zeros after. */
+static void expect_grow(const char *name, unsigned backing, uint64_t to, uint64_t old_end)
+{
+    struct qcow2_image *img = shrunk_into_a_cluster(name, "1.1", backing);
+    struct qcow2_error err;
+    ck_assert_int_eq(qcow2_resize(img, to, &err), 0);
+    expect_bytes(img, 0, old_end, 0x11);
+    expect_bytes(img, old_end, to - old_end, 0);
+    qcow2_close(img);
+    expect_qemu_check_clean(test_path(name));
+}
+
 START_TEST(a_grow_over_a_longer_backing_file_shows_only_zeros)
 {
     /* QEMU zeroes all of [5 KiB, 8 KiB): the backing file's data up to its end at
      * 6 KiB, and the cluster's old bytes past it. qvet once left those at 0x11. */
-    struct qcow2_image *img = shrunk_into_a_cluster("grow-backing", "1.1", 6144);
-    struct qcow2_error err;
-    ck_assert_int_eq(qcow2_resize(img, 8192, &err), 0);
-    expect_bytes(img, 0, 5120, 0x11);
-    expect_bytes(img, 5120, 3072, 0);
-    qcow2_close(img);
-    expect_qemu_check_clean(test_path("grow-backing"));
+    expect_grow("grow-backing", 6144, 8192, 5120);
 }
 END_TEST
 
@@ -532,13 +538,7 @@ START_TEST(a_grow_shows_what_a_shrink_left_in_the_last_cluster)
 {
     /* Without a longer backing file nothing is zeroed: the cluster's old bytes show, as
      * in QEMU (and the oracle's rules expect it). */
-    struct qcow2_image *img = shrunk_into_a_cluster("grow-stale", "1.1", 0);
-    struct qcow2_error err;
-    ck_assert_int_eq(qcow2_resize(img, 12288, &err), 0);
-    expect_bytes(img, 0, 8192, 0x11);
-    expect_bytes(img, 8192, 4096, 0);
-    qcow2_close(img);
-    expect_qemu_check_clean(test_path("grow-stale"));
+    expect_grow("grow-stale", 0, 12288, 8192);
 }
 END_TEST
 
