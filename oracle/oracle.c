@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The oracle (see oracle.h): a flat raw sparse file for the active state, one sparse copy
- * per internal snapshot, and an in-memory array holding, for every 512-byte sector, the
- * number of the operation that last wrote it.
+ * The oracle (see oracle.h and docs/oracle.md). Each state (the active disk or a
+ * snapshot) is its known guest bytes, held in a raw sparse file or in memory, the bytes
+ * its last cluster holds past the end of the disk (the tail), and an array holding, for
+ * every known 512-byte sector, the number of the operation that last wrote it.
  *
- * Nothing here is clever on purpose. Reads and writes are one pread/pwrite each (looped
- * only for short transfers) plus an O(sectors) provenance update; copies between the
- * active file and snapshot files walk the data regions (SEEK_DATA/SEEK_HOLE) and leave
- * holes as holes. After a failed call the oracle's state is unspecified: the soak stops
- * at the first error anyway.
+ * Nothing here is clever on purpose. File reads and writes are one pread/pwrite each
+ * (looped only for short transfers) plus an O(sectors) provenance update; copies between
+ * the active file and snapshot files walk the data regions (SEEK_DATA/SEEK_HOLE) and
+ * leave holes as holes. A file is always as long as its disk; the bytes past a known
+ * prefix are zeros there and never read. After a failed call the oracle's state is
+ * unspecified: its users stop at the first error anyway.
  */
 #define _GNU_SOURCE
 #include "oracle.h"
@@ -26,23 +28,37 @@
 #define ACTIVE_NAME "oracle.raw"
 #define COPY_CHUNK (1u << 20)
 #define ZERO_CHUNK (64u * 1024u)
+#define MIN_CLUSTER 512u
+#define MAX_CLUSTER (2u << 20)
+
+/* The guest's view of one disk state. */
+struct state {
+    uint64_t size;              /* the disk's size */
+    uint64_t known;             /* bytes [0, known) are predicted; known <= size */
+    bool tail_known;            /* with known == size: the tail bytes are predicted */
+    uint8_t *tail;              /* tail[i]: what byte size + i of the last cluster holds */
+    uint32_t *prov;             /* one entry per known sector, prov_cap allocated */
+    uint64_t prov_cap;
+    uint8_t *mem;               /* in memory: the known bytes, mem_cap allocated */
+    uint64_t mem_cap;
+};
 
 struct snap {
     char *id;
-    char *path;
-    uint64_t size;
-    uint32_t *prov;             /* size / 512 entries */
+    char *path;                 /* a file oracle's copy of the contents */
+    struct state st;
     uint64_t serial;            /* unique for the oracle's lifetime, never reused */
 };
 
 struct oracle {
+    struct oracle_facts facts;
+    bool in_memory;
     char *dir;
     char *path;                 /* dir/oracle.raw */
     int fd;
-    uint64_t size;
-    uint32_t *prov;             /* size / 512 entries in use ... */
-    uint64_t prov_cap;          /* ... out of prov_cap allocated */
     bool no_punch;              /* fallocate(PUNCH_HOLE) is unsupported here */
+    struct state active;
+    uint8_t *scratch;           /* cluster_size bytes */
 
     struct snap **snaps;        /* individually allocated, so pointers stay valid */
     uint32_t nsnaps;
@@ -222,61 +238,14 @@ static int copy_sparse(int src, int dst, uint64_t len)
     return ret;
 }
 
-/* Makes room for `sectors` provenance entries (the contents of new room are undefined). */
-static int prov_reserve(struct oracle *o, uint64_t sectors)
+static uint64_t round_up(uint64_t x, uint64_t unit)
 {
-    if (sectors <= o->prov_cap)
-        return 0;
-    if (sectors > SIZE_MAX / sizeof(uint32_t))
-        return -EFBIG;
-    uint32_t *p = realloc(o->prov, (size_t)sectors * sizeof(uint32_t));
-    if (!p)
-        return -ENOMEM;
-    o->prov = p;
-    o->prov_cap = sectors;
-    return 0;
+    return (x + unit - 1) / unit * unit;
 }
 
-/* Sets the provenance of every sector [off, off+len) touches to op; len > 0. */
-static void prov_mark(struct oracle *o, uint64_t len, uint64_t off, uint32_t op)
+static uint64_t min_u64(uint64_t a, uint64_t b)
 {
-    uint64_t first = off / ORACLE_SECTOR;
-    uint64_t end = (off + len - 1) / ORACLE_SECTOR + 1;
-    uint32_t *p = o->prov;
-    for (uint64_t s = first; s < end; s++)
-        p[s] = op;
-}
-
-static struct snap *find_snap(const struct oracle *o, const char *id, uint32_t *index)
-{
-    if (!id)
-        return NULL;
-    for (uint32_t i = 0; i < o->nsnaps; i++) {
-        if (strcmp(o->snaps[i]->id, id) == 0) {
-            if (index)
-                *index = i;
-            return o->snaps[i];
-        }
-    }
-    return NULL;
-}
-
-static void free_snap(struct snap *s)
-{
-    if (!s)
-        return;
-    free(s->id);
-    free(s->path);
-    free(s->prov);
-    free(s);
-}
-
-static void drop_snap_fd(struct oracle *o)
-{
-    if (o->snap_fd >= 0)
-        close(o->snap_fd);
-    o->snap_fd = -1;
-    o->snap_fd_serial = 0;
+    return a < b ? a : b;
 }
 
 static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
@@ -292,7 +261,264 @@ static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* ---- the active state --------------------------------------------------------------- */
+static int write_zeros(int fd, uint64_t len, uint64_t off)
+{
+    while (len > 0) {
+        size_t n = len < ZERO_CHUNK ? (size_t)len : ZERO_CHUNK;
+        int ret = pwrite_full(fd, zeros, n, off);
+        if (ret < 0)
+            return ret;
+        len -= n;
+        off += n;
+    }
+    return 0;
+}
+
+/* ---- states ------------------------------------------------------------------------- */
+
+/*
+ * Makes the array *buf of *cap elements of `elem` bytes hold at least `count`, doubling
+ * (the contents of new room are undefined).
+ */
+static int reserve(void **buf, uint64_t *cap, uint64_t count, size_t elem)
+{
+    if (count <= *cap && *buf)
+        return 0;
+    uint64_t n = *cap * 2 > count ? *cap * 2 : count;
+    if (n == 0)
+        n = 1;
+    if (n > SIZE_MAX / elem)
+        return -EFBIG;
+    void *p = realloc(*buf, (size_t)n * elem);
+    if (!p)
+        return -ENOMEM;
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
+static int prov_reserve(struct state *st, uint64_t sectors)
+{
+    void *p = st->prov;
+    int ret = reserve(&p, &st->prov_cap, sectors, sizeof(uint32_t));
+    st->prov = p;
+    return ret;
+}
+
+/* A memory state's buffer, for at least `len` bytes. */
+static int mem_reserve(struct state *st, uint64_t len)
+{
+    void *p = st->mem;
+    int ret = reserve(&p, &st->mem_cap, len, 1);
+    st->mem = p;
+    return ret;
+}
+
+/*
+ * A state of `size` bytes of which `known` are predicted, every sector ORACLE_NO_OP and
+ * the tail zeros. calloc: untouched pages of a large provenance array stay lazy.
+ */
+static int state_init(struct state *st, uint64_t size, uint64_t known, uint32_t cluster_size)
+{
+    uint64_t sectors = known / ORACLE_SECTOR;
+    if (sectors > SIZE_MAX / sizeof(uint32_t))
+        return -EFBIG;
+    st->prov = calloc(sectors ? (size_t)sectors : 1, sizeof(uint32_t));
+    st->tail = calloc(1, cluster_size);
+    if (!st->prov || !st->tail)
+        return -ENOMEM;
+    st->prov_cap = sectors ? sectors : 1;
+    st->size = size;
+    st->known = known;
+    return 0;
+}
+
+static void state_free(struct state *st)
+{
+    free(st->prov);
+    free(st->tail);
+    free(st->mem);
+}
+
+/* Copies size, prefix, tail and provenance (not the contents) of src into dst. */
+static int state_copy_meta(struct state *dst, const struct state *src, uint32_t cluster_size)
+{
+    uint64_t sectors = src->known / ORACLE_SECTOR;
+    int ret = prov_reserve(dst, sectors);
+    if (ret < 0)
+        return ret;
+    memcpy(dst->prov, src->prov, (size_t)sectors * sizeof(uint32_t));
+    memcpy(dst->tail, src->tail, cluster_size);
+    dst->size = src->size;
+    dst->known = src->known;
+    dst->tail_known = src->tail_known;
+    return 0;
+}
+
+/* Sets the provenance of every known sector [off, off+len) touches to op. */
+static void prov_mark(struct state *st, uint64_t len, uint64_t off, uint32_t op)
+{
+    uint64_t end = off + len < st->known ? off + len : st->known;
+    if (end <= off)
+        return;
+    for (uint64_t s = off / ORACLE_SECTOR; s < (end - 1) / ORACLE_SECTOR + 1; s++)
+        st->prov[s] = op;
+}
+
+/* ---- the active contents ------------------------------------------------------------ */
+
+/* How many of the bytes [off, off+len) lie in the known prefix. */
+static uint64_t known_part(const struct oracle *o, uint64_t len, uint64_t off)
+{
+    return off >= o->active.known ? 0 : min_u64(len, o->active.known - off);
+}
+
+/* Reads known bytes. */
+static int active_read(struct oracle *o, void *buf, size_t len, uint64_t off)
+{
+    if (!o->in_memory)
+        return pread_full(o->fd, buf, len, off);
+    if (len)
+        memcpy(buf, o->active.mem + off, len);
+    return 0;
+}
+
+static int active_write(struct oracle *o, const void *buf, size_t len, uint64_t off)
+{
+    if (!o->in_memory)
+        return pwrite_full(o->fd, buf, len, off);
+    if (len)
+        memcpy(o->active.mem + off, buf, len);
+    return 0;
+}
+
+static int active_zero(struct oracle *o, uint64_t len, uint64_t off)
+{
+    if (o->in_memory) {
+        memset(o->active.mem + off, 0, (size_t)len);
+        return 0;
+    }
+#ifdef FALLOC_FL_PUNCH_HOLE
+    if (!o->no_punch) {
+        /* Partial blocks at either end are zeroed, whole ones deallocated. */
+        if (fallocate(o->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                      (off_t)len) == 0)
+            return 0;
+        if (errno != EOPNOTSUPP && errno != ENOSYS)
+            return -errno;
+        o->no_punch = true;
+    }
+#endif
+    return write_zeros(o->fd, len, off);
+}
+
+/*
+ * Gives the active state a known prefix of `known` bytes and a size of `size`: bytes
+ * past the old prefix read as zeros, authored by op. A file stays as long as the disk.
+ */
+static int active_reshape(struct oracle *o, uint64_t known, uint64_t size, uint32_t op)
+{
+    struct state *a = &o->active;
+    uint64_t old_sectors = a->known / ORACLE_SECTOR, new_sectors = known / ORACLE_SECTOR;
+    int ret = prov_reserve(a, new_sectors);
+    if (ret < 0)
+        return ret;
+    if (o->in_memory) {
+        if ((ret = mem_reserve(a, known)) < 0)
+            return ret;
+        if (known > a->known)
+            memset(a->mem + a->known, 0, (size_t)(known - a->known));
+    } else if (ftruncate(o->fd, (off_t)known) < 0 || ftruncate(o->fd, (off_t)size) < 0) {
+        /* The first cut drops what lay past the prefix, so a later grow exposes zeros. */
+        return -errno;
+    }
+    for (uint64_t s = old_sectors; s < new_sectors; s++)
+        a->prov[s] = op;
+    a->known = known;
+    a->size = size;
+    return 0;
+}
+
+/* Zeros over the known part of [off, off+len), authored by op. */
+static int zero_range(struct oracle *o, uint64_t len, uint64_t off, uint32_t op)
+{
+    uint64_t n = known_part(o, len, off);
+    if (!n)
+        return 0;
+    int ret = active_zero(o, n, off);
+    if (!ret)
+        prov_mark(&o->active, n, off, op);
+    return ret;
+}
+
+/* ---- creating ----------------------------------------------------------------------- */
+
+static int check_facts(const struct oracle_facts *f, char *errbuf, size_t errlen)
+{
+    if (!f) {
+        set_err(errbuf, errlen, "oracle: no image facts given");
+        return -EINVAL;
+    }
+    if (f->version != 2 && f->version != 3) {
+        set_err(errbuf, errlen, "oracle: qcow2 version %u: expected 2 or 3", f->version);
+        return -EINVAL;
+    }
+    if (f->cluster_size < MIN_CLUSTER || f->cluster_size > MAX_CLUSTER ||
+        (f->cluster_size & (f->cluster_size - 1))) {
+        set_err(errbuf, errlen, "oracle: cluster size %u is not a power of two from %u to %u",
+                f->cluster_size, MIN_CLUSTER, MAX_CLUSTER);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int check_disk_size(uint64_t size, char *errbuf, size_t errlen)
+{
+    if (size % ORACLE_SECTOR != 0) {
+        set_err(errbuf, errlen, "oracle: disk size %llu is not a multiple of %u",
+                (unsigned long long)size, ORACLE_SECTOR);
+        return -EINVAL;
+    }
+    if (size > (uint64_t)INT64_MAX) {
+        set_err(errbuf, errlen, "oracle: disk size %llu is too large",
+                (unsigned long long)size);
+        return -EFBIG;
+    }
+    return 0;
+}
+
+/* A new oracle whose active state has `known` of `size` bytes predicted (no contents). */
+static int oracle_new(const struct oracle_facts *facts, uint64_t size, uint64_t known,
+                      struct oracle **out, char *errbuf, size_t errlen)
+{
+    *out = NULL;
+    if (errbuf && errlen)
+        errbuf[0] = '\0';
+    int ret = check_facts(facts, errbuf, errlen);
+    if (!ret)
+        ret = check_disk_size(size, errbuf, errlen);
+    if (ret)
+        return ret;
+    struct oracle *o = calloc(1, sizeof(*o));
+    if (!o) {
+        set_err(errbuf, errlen, "oracle: out of memory");
+        return -ENOMEM;
+    }
+    o->facts = *facts;
+    o->fd = -1;
+    o->snap_fd = -1;
+    o->next_serial = 1;
+    o->scratch = malloc(facts->cluster_size);
+    ret = o->scratch ? state_init(&o->active, size, known, facts->cluster_size) : -ENOMEM;
+    if (ret) {
+        set_err(errbuf, errlen, "oracle: no memory for the provenance of %llu bytes",
+                (unsigned long long)known);
+        oracle_close(o);
+        return ret;
+    }
+    *out = o;
+    return 0;
+}
 
 static int load_initial(struct oracle *o, const char *initial_raw, char *errbuf,
                         size_t errlen)
@@ -314,7 +540,8 @@ static int load_initial(struct oracle *o, const char *initial_raw, char *errbuf,
         ret = -EINVAL;
         set_err(errbuf, errlen, "initial raw image %s is not a regular file", initial_raw);
     } else {
-        uint64_t n = (uint64_t)st.st_size < o->size ? (uint64_t)st.st_size : o->size;
+        uint64_t size = o->active.size;
+        uint64_t n = (uint64_t)st.st_size < size ? (uint64_t)st.st_size : size;
         ret = copy_sparse(src, o->fd, n);
         if (ret < 0)
             set_err(errbuf, errlen, "cannot copy initial raw image %s into %s: %s",
@@ -324,36 +551,24 @@ static int load_initial(struct oracle *o, const char *initial_raw, char *errbuf,
     return ret;
 }
 
-int oracle_create(const char *dir, uint64_t size, const char *initial_raw, struct oracle **out,
-                  char *errbuf, size_t errlen)
+int oracle_create(const char *dir, uint64_t size, const char *initial_raw,
+                  const struct oracle_facts *facts, struct oracle **out, char *errbuf,
+                  size_t errlen)
 {
     *out = NULL;
-    if (errbuf && errlen)
-        errbuf[0] = '\0';
     if (!dir || !*dir) {
         set_err(errbuf, errlen, "oracle: no directory given");
         return -EINVAL;
     }
-    if (size % ORACLE_SECTOR != 0) {
-        set_err(errbuf, errlen, "oracle: disk size %llu is not a multiple of %u",
-                (unsigned long long)size, ORACLE_SECTOR);
-        return -EINVAL;
-    }
-    if (size > (uint64_t)INT64_MAX) {
-        set_err(errbuf, errlen, "oracle: disk size %llu is too large",
-                (unsigned long long)size);
-        return -EFBIG;
-    }
-
-    struct oracle *o = calloc(1, sizeof(*o));
-    if (!o) {
-        set_err(errbuf, errlen, "oracle: out of memory");
-        return -ENOMEM;
-    }
-    o->fd = -1;
-    o->snap_fd = -1;
-    o->next_serial = 1;
-    int ret;
+    struct oracle *o;
+    int ret = oracle_new(facts, size, size, &o, errbuf, errlen);
+    if (ret)
+        return ret;
+    /*
+     * A new image's last cluster holds nothing past the end of the disk (backing file
+     * bytes there are never seen: see grow()), so the tail is known: zeros.
+     */
+    o->active.tail_known = true;
     o->dir = dup_string(dir);
     o->path = join_path(dir, ACTIVE_NAME);
     if (!o->dir || !o->path) {
@@ -361,24 +576,6 @@ int oracle_create(const char *dir, uint64_t size, const char *initial_raw, struc
         ret = -ENOMEM;
         goto fail;
     }
-    uint64_t sectors = size / ORACLE_SECTOR;
-    if (sectors > SIZE_MAX / sizeof(uint32_t)) {
-        set_err(errbuf, errlen, "oracle: disk size %llu is too large for the provenance map",
-                (unsigned long long)size);
-        ret = -EFBIG;
-        goto fail;
-    }
-    /* calloc: every sector starts as ORACLE_NO_OP (0), and untouched pages stay lazy. */
-    o->prov = calloc(sectors ? (size_t)sectors : 1, sizeof(uint32_t));
-    if (!o->prov) {
-        set_err(errbuf, errlen, "oracle: out of memory for %llu provenance entries",
-                (unsigned long long)sectors);
-        ret = -ENOMEM;
-        goto fail;
-    }
-    o->prov_cap = sectors ? sectors : 1;
-    o->size = size;
-
     o->fd = open(o->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (o->fd < 0) {
         ret = -errno;
@@ -404,6 +601,58 @@ fail:
     return ret;
 }
 
+int oracle_create_mem(uint64_t size, const void *initial, uint64_t initial_len,
+                      const struct oracle_facts *facts, struct oracle **out, char *errbuf,
+                      size_t errlen)
+{
+    *out = NULL;
+    if (initial ? initial_len % ORACLE_SECTOR || initial_len > size : initial_len != 0) {
+        set_err(errbuf, errlen, "oracle: %llu initial bytes for a disk of %llu: expected a "
+                "multiple of %u, at most the disk", (unsigned long long)initial_len,
+                (unsigned long long)size, ORACLE_SECTOR);
+        return -EINVAL;
+    }
+    uint64_t known = initial ? initial_len : size;
+    struct oracle *o;
+    int ret = oracle_new(facts, size, known, &o, errbuf, errlen);
+    if (ret)
+        return ret;
+    o->in_memory = true;
+    /* Past the end of an existing image, its last cluster may hold anything. */
+    o->active.tail_known = !initial || size % facts->cluster_size == 0;
+    ret = mem_reserve(&o->active, known);
+    if (ret) {
+        set_err(errbuf, errlen, "oracle: no memory for %llu bytes of disk",
+                (unsigned long long)known);
+        oracle_close(o);
+        return ret;
+    }
+    if (initial)
+        memcpy(o->active.mem, initial, (size_t)known);
+    else
+        memset(o->active.mem, 0, (size_t)known);
+    *out = o;
+    return 0;
+}
+
+static void free_snap(struct snap *s)
+{
+    if (!s)
+        return;
+    free(s->id);
+    free(s->path);
+    state_free(&s->st);
+    free(s);
+}
+
+static void drop_snap_fd(struct oracle *o)
+{
+    if (o->snap_fd >= 0)
+        close(o->snap_fd);
+    o->snap_fd = -1;
+    o->snap_fd_serial = 0;
+}
+
 void oracle_close(struct oracle *o)
 {
     if (!o)
@@ -414,7 +663,8 @@ void oracle_close(struct oracle *o)
     for (uint32_t i = 0; i < o->nsnaps; i++)
         free_snap(o->snaps[i]);
     free(o->snaps);
-    free(o->prov);
+    state_free(&o->active);
+    free(o->scratch);
     free(o->path);
     free(o->dir);
     free(o);
@@ -422,7 +672,12 @@ void oracle_close(struct oracle *o)
 
 uint64_t oracle_size(const struct oracle *o)
 {
-    return o->size;
+    return o->active.size;
+}
+
+uint64_t oracle_known(const struct oracle *o)
+{
+    return o->active.known;
 }
 
 const char *oracle_path(const struct oracle *o)
@@ -432,64 +687,163 @@ const char *oracle_path(const struct oracle *o)
 
 int oracle_read(struct oracle *o, void *buf, size_t len, uint64_t off)
 {
-    if (!in_range(o->size, len, off))
+    if (!in_range(o->active.size, len, off))
         return -EINVAL;
-    return pread_full(o->fd, buf, len, off);
+    if (!in_range(o->active.known, len, off))
+        return -ENODATA;
+    return active_read(o, buf, len, off);
+}
+
+uint32_t oracle_sector_author(const struct oracle *o, uint64_t sector)
+{
+    if (sector >= o->active.known / ORACLE_SECTOR)
+        return ORACLE_NO_OP;
+    return o->active.prov[sector];
+}
+
+/* ---- the rules ---------------------------------------------------------------------- */
+
+/*
+ * Whether [off, off+len) covers the whole of a partial last cluster: an operation that
+ * then rewrites the cluster as a whole (a zero flag, a discard, a compressed cluster)
+ * also decides what it holds past the end of the disk.
+ */
+static bool covers_partial_last_cluster(const struct oracle *o, uint64_t len, uint64_t off)
+{
+    uint64_t size = o->active.size, cs = o->facts.cluster_size;
+    return size % cs && len && off + len == size && off <= size / cs * cs;
+}
+
+static void tail_zero(struct oracle *o)
+{
+    memset(o->active.tail, 0, o->facts.cluster_size);
+    o->active.tail_known = true;
+}
+
+/* v2 has no zero flag: what a v2 image with a backing file cannot do without data. */
+static bool v2_over_backing(const struct oracle *o)
+{
+    return o->facts.version < 3 && o->facts.has_backing;
 }
 
 int oracle_write(struct oracle *o, const void *buf, size_t len, uint64_t off, uint32_t op)
 {
-    if (!in_range(o->size, len, off))
+    if (!in_range(o->active.size, len, off))
         return -EINVAL;
-    if (len == 0)
+    uint64_t n = known_part(o, len, off);
+    if (!n)
         return 0;
-    int ret = pwrite_full(o->fd, buf, len, off);
-    if (ret < 0)
-        return ret;
-    prov_mark(o, len, off, op);
-    return 0;
-}
-
-static int write_zeros(int fd, uint64_t len, uint64_t off)
-{
-    while (len > 0) {
-        size_t n = len < ZERO_CHUNK ? (size_t)len : ZERO_CHUNK;
-        int ret = pwrite_full(fd, zeros, n, off);
-        if (ret < 0)
-            return ret;
-        len -= n;
-        off += n;
-    }
-    return 0;
+    int ret = active_write(o, buf, (size_t)n, off);
+    if (!ret)
+        prov_mark(&o->active, n, off, op);
+    return ret;
 }
 
 int oracle_zero(struct oracle *o, uint64_t len, uint64_t off, uint32_t op)
 {
-    if (!in_range(o->size, len, off))
+    if (!in_range(o->active.size, len, off))
         return -EINVAL;
-    if (len == 0)
+    int ret = zero_range(o, len, off, op);
+    /*
+     * The whole last cluster gets a zero flag (v3) or is freed (v2 without a backing
+     * file), its tail with it. On v2 over a backing file only the bytes are written.
+     */
+    if (!ret && covers_partial_last_cluster(o, len, off) && !v2_over_backing(o))
+        tail_zero(o);
+    return ret;
+}
+
+int oracle_discard(struct oracle *o, uint64_t len, uint64_t off, uint32_t op)
+{
+    if (!in_range(o->active.size, len, off))
+        return -EINVAL;
+    /*
+     * A discarded v2 cluster would show the backing file's stale data, so QEMU ignores
+     * the discard altogether (and so does the engine).
+     */
+    if (v2_over_backing(o))
         return 0;
-    int ret = -EOPNOTSUPP;
-#ifdef FALLOC_FL_PUNCH_HOLE
-    if (!o->no_punch) {
-        /* Partial blocks at either end are zeroed, whole ones deallocated. */
-        if (fallocate(o->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-                      (off_t)len) == 0) {
-            ret = 0;
-        } else if (errno == EOPNOTSUPP || errno == ENOSYS) {
-            o->no_punch = true;
-        } else {
-            return -errno;
-        }
-    }
-#endif
-    if (ret < 0) {
-        ret = write_zeros(o->fd, len, off);
+    /* Whole clusters only, subclusters or not; a partial last cluster counts whole. */
+    uint64_t cs = o->facts.cluster_size, size = o->active.size;
+    uint64_t start = round_up(off, cs);
+    uint64_t end = off + len == size ? size : (off + len) / cs * cs;
+    if (end <= start)
+        return 0;
+    /* What is discarded reads as zeros: a zero flag, or no cluster and no backing file. */
+    int ret = zero_range(o, end - start, start, op);
+    if (!ret && covers_partial_last_cluster(o, end - start, start))
+        tail_zero(o);
+    return ret;
+}
+
+bool oracle_compressed_whole(const struct oracle *o, uint64_t len, uint64_t off)
+{
+    uint64_t cs = o->facts.cluster_size, size = o->active.size;
+    return len && in_range(size, len, off) && off % cs == 0 &&
+           (len % cs == 0 || off + len == size);
+}
+
+int oracle_write_compressed(struct oracle *o, const void *buf, size_t len, uint64_t off,
+                            uint32_t op)
+{
+    if (!oracle_compressed_whole(o, len, off))
+        return -EINVAL;
+    int ret = oracle_write(o, buf, len, off, op);
+    if (!ret && covers_partial_last_cluster(o, len, off))
+        tail_zero(o);               /* compressed whole, padded with zeros */
+    return ret;
+}
+
+/*
+ * The new last cluster keeps what lies past the new end: those bytes become the tail,
+ * known when they were.
+ */
+static int shrink(struct oracle *o, uint64_t new_size)
+{
+    struct state *a = &o->active;
+    uint64_t old = a->size;
+    uint64_t cluster_end = round_up(new_size, o->facts.cluster_size);
+    uint64_t from_disk = min_u64(old, cluster_end) - new_size;
+    bool knows = a->known >= new_size + from_disk && (cluster_end <= old || a->tail_known);
+    if (knows && cluster_end > new_size) {
+        int ret = active_read(o, o->scratch, (size_t)from_disk, new_size);
         if (ret < 0)
             return ret;
+        if (cluster_end > old)
+            memcpy(o->scratch + from_disk, a->tail, (size_t)(cluster_end - old));
+        memcpy(a->tail, o->scratch, (size_t)(cluster_end - new_size));
     }
-    prov_mark(o, len, off, op);
-    return 0;
+    a->tail_known = knows;
+    return active_reshape(o, min_u64(a->known, new_size), new_size, ORACLE_NO_OP);
+}
+
+/*
+ * Growing exposes zeros, but for two things. Over a backing file longer than the old
+ * disk, QEMU zeroes the whole new area (so neither the backing file's data nor stale
+ * bytes show). Otherwise the old last cluster, when partial, shows again what it held
+ * past the old end (a shrink into the middle of a cluster leaves it there).
+ */
+static int grow(struct oracle *o, uint64_t new_size, uint32_t op)
+{
+    struct state *a = &o->active;
+    uint64_t old = a->size, cs = o->facts.cluster_size;
+    if (a->known < old)
+        return active_reshape(o, a->known, new_size, op);   /* still known up to there */
+    bool zeroed = o->facts.has_backing && o->facts.backing_size > old;
+    uint64_t old_cluster_end = round_up(old, cs);
+    uint64_t stale_end = zeroed ? old : min_u64(new_size, old_cluster_end);
+    if (stale_end > old && !a->tail_known)
+        return active_reshape(o, old, new_size, op);        /* the prefix ends at them */
+    int ret = active_reshape(o, new_size, new_size, op);
+    if (!ret && stale_end > old)
+        ret = active_write(o, a->tail, (size_t)(stale_end - old), old);
+    if (round_up(new_size, cs) == old_cluster_end) {
+        memmove(a->tail, a->tail + (new_size - old), (size_t)(old_cluster_end - new_size));
+    } else {
+        /* A cluster past the old last one was never allocated: it holds nothing. */
+        tail_zero(o);
+    }
+    return ret;
 }
 
 int oracle_resize(struct oracle *o, uint64_t new_size, uint32_t op)
@@ -498,31 +852,37 @@ int oracle_resize(struct oracle *o, uint64_t new_size, uint32_t op)
         return -EINVAL;
     if (new_size > (uint64_t)INT64_MAX)
         return -EFBIG;
-    uint64_t old_sectors = o->size / ORACLE_SECTOR;
-    uint64_t new_sectors = new_size / ORACLE_SECTOR;
-    int ret = prov_reserve(o, new_sectors);
-    if (ret < 0)
-        return ret;
-    /* Shrinking drops the tail's data, so a later grow exposes zeros again. */
-    if (ftruncate(o->fd, (off_t)new_size) < 0)
-        return -errno;
-    for (uint64_t s = old_sectors; s < new_sectors; s++)
-        o->prov[s] = op;
-    o->size = new_size;
+    if (new_size < o->active.size)
+        return shrink(o, new_size);
+    if (new_size > o->active.size)
+        return grow(o, new_size, op);
     return 0;
-}
-
-uint32_t oracle_sector_author(const struct oracle *o, uint64_t sector)
-{
-    if (sector >= o->size / ORACLE_SECTOR)
-        return ORACLE_NO_OP;
-    return o->prov[sector];
 }
 
 /* ---- snapshots ---------------------------------------------------------------------- */
 
-int oracle_snapshot_create(struct oracle *o, const char *id)
+static struct snap *find_snap(const struct oracle *o, const char *id, uint32_t *index)
 {
+    if (!id)
+        return NULL;
+    for (uint32_t i = 0; i < o->nsnaps; i++) {
+        if (strcmp(o->snaps[i]->id, id) == 0) {
+            if (index)
+                *index = i;
+            return o->snaps[i];
+        }
+    }
+    return NULL;
+}
+
+/*
+ * A new snapshot entry for `id` (not yet listed) for a state of `size` bytes, `known` of
+ * them predicted; a file oracle's gets a file name too.
+ */
+static int snap_begin(struct oracle *o, const char *id, uint64_t size, uint64_t known,
+                      struct snap **out)
+{
+    *out = NULL;
     if (!id)
         return -EINVAL;
     if (find_snap(o, id, NULL))
@@ -535,47 +895,94 @@ int oracle_snapshot_create(struct oracle *o, const char *id)
         o->snaps = p;
         o->snaps_cap = cap;
     }
-
     struct snap *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    int ret = -ENOMEM;
-    char *name = snapshot_file_name(id);
-    if (!name) {
-        ret = -errno;
-        goto fail;
+    int ret = state_init(&s->st, size, known, o->facts.cluster_size);
+    if (!ret && !o->in_memory) {
+        char *name = snapshot_file_name(id);
+        if (!name)
+            ret = -errno;
+        else if (!(s->path = join_path(o->dir, name)))
+            ret = -ENOMEM;
+        free(name);
     }
-    s->path = join_path(o->dir, name);
-    free(name);
-    s->id = dup_string(id);
-    uint64_t sectors = o->size / ORACLE_SECTOR;
-    s->prov = malloc(sectors ? (size_t)sectors * sizeof(uint32_t) : 1);
-    if (!s->path || !s->id || !s->prov)
-        goto fail;
-    memcpy(s->prov, o->prov, (size_t)sectors * sizeof(uint32_t));
-    s->size = o->size;
+    if (!ret && !(s->id = dup_string(id)))
+        ret = -ENOMEM;
+    if (!ret && o->in_memory)
+        ret = mem_reserve(&s->st, known);
+    if (ret) {
+        free_snap(s);
+        return ret;
+    }
+    *out = s;
+    return 0;
+}
 
+static void snap_list(struct oracle *o, struct snap *s)
+{
+    s->serial = o->next_serial++;
+    o->snaps[o->nsnaps++] = s;
+}
+
+/* Writes a file snapshot's contents: `bytes` (known of them), or the active file's. */
+static int snap_write_file(struct oracle *o, struct snap *s, const void *bytes)
+{
     int fd = open(s->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        ret = -errno;
-        goto fail;
-    }
-    ret = copy_sparse(o->fd, fd, o->size);
-    if (ret == 0 && ftruncate(fd, (off_t)o->size) < 0)
+    if (fd < 0)
+        return -errno;
+    int ret = bytes ? pwrite_full(fd, bytes, (size_t)s->st.known, 0)
+                    : copy_sparse(o->fd, fd, s->st.size);
+    if (ret == 0 && ftruncate(fd, (off_t)s->st.size) < 0)
         ret = -errno;
     if (close(fd) < 0 && ret == 0)
         ret = -errno;
-    if (ret < 0) {
+    if (ret < 0)
         unlink(s->path);
-        goto fail;
-    }
-    s->serial = o->next_serial++;
-    o->snaps[o->nsnaps++] = s;
-    return 0;
-
-fail:
-    free_snap(s);
     return ret;
+}
+
+int oracle_snapshot_create(struct oracle *o, const char *id)
+{
+    struct state *a = &o->active;
+    struct snap *s;
+    int ret = snap_begin(o, id, a->size, a->known, &s);
+    if (ret)
+        return ret;
+    ret = state_copy_meta(&s->st, a, o->facts.cluster_size);
+    if (!ret && o->in_memory)
+        memcpy(s->st.mem, a->mem, (size_t)a->known);
+    else if (!ret)
+        ret = snap_write_file(o, s, NULL);
+    if (ret) {
+        free_snap(s);
+        return ret;
+    }
+    snap_list(o, s);
+    return 0;
+}
+
+int oracle_snapshot_import(struct oracle *o, const char *id, uint64_t size, const void *bytes,
+                           uint64_t known_len)
+{
+    if (size % ORACLE_SECTOR || size > (uint64_t)INT64_MAX || known_len % ORACLE_SECTOR ||
+        known_len > size || (known_len && !bytes))
+        return -EINVAL;
+    struct snap *s;
+    int ret = snap_begin(o, id, size, known_len, &s);
+    if (ret)
+        return ret;
+    /* Past the end of an existing snapshot's disk, its last cluster may hold anything. */
+    s->st.tail_known = size % o->facts.cluster_size == 0;
+    if (o->in_memory) {
+        if (known_len)
+            memcpy(s->st.mem, bytes, (size_t)known_len);
+    } else if ((ret = snap_write_file(o, s, bytes ? bytes : zeros)) < 0) {
+        free_snap(s);
+        return ret;
+    }
+    snap_list(o, s);
+    return 0;
 }
 
 int oracle_snapshot_apply(struct oracle *o, const char *id)
@@ -583,24 +990,26 @@ int oracle_snapshot_apply(struct oracle *o, const char *id)
     struct snap *s = find_snap(o, id, NULL);
     if (!s)
         return -ENOENT;
-    uint64_t sectors = s->size / ORACLE_SECTOR;
-    int ret = prov_reserve(o, sectors);
-    if (ret < 0)
-        return ret;
-    int src = open(s->path, O_RDONLY | O_CLOEXEC);
-    if (src < 0)
-        return -errno;
-    /* Empty the active file first: copy_sparse writes only the snapshot's data. */
-    if (ftruncate(o->fd, 0) < 0 || ftruncate(o->fd, (off_t)s->size) < 0)
-        ret = -errno;
-    else
-        ret = copy_sparse(src, o->fd, s->size);
-    close(src);
-    if (ret < 0)
-        return ret;
-    memcpy(o->prov, s->prov, (size_t)sectors * sizeof(uint32_t));
-    o->size = s->size;
-    return 0;
+    struct state *a = &o->active;
+    int ret;
+    if (o->in_memory) {
+        if ((ret = mem_reserve(a, s->st.known)) < 0)
+            return ret;
+        memcpy(a->mem, s->st.mem, (size_t)s->st.known);
+    } else {
+        int src = open(s->path, O_RDONLY | O_CLOEXEC);
+        if (src < 0)
+            return -errno;
+        /* Empty the active file first: copy_sparse writes only the snapshot's data. */
+        if (ftruncate(o->fd, 0) < 0 || ftruncate(o->fd, (off_t)s->st.size) < 0)
+            ret = -errno;
+        else
+            ret = copy_sparse(src, o->fd, s->st.size);
+        close(src);
+        if (ret < 0)
+            return ret;
+    }
+    return state_copy_meta(a, &s->st, o->facts.cluster_size);
 }
 
 int oracle_snapshot_delete(struct oracle *o, const char *id)
@@ -612,7 +1021,7 @@ int oracle_snapshot_delete(struct oracle *o, const char *id)
     if (o->snap_fd_serial == s->serial)
         drop_snap_fd(o);            /* the file is going away */
     int ret = 0;
-    if (unlink(s->path) < 0 && errno != ENOENT)
+    if (s->path && unlink(s->path) < 0 && errno != ENOENT)
         ret = -errno;
     free_snap(s);
     memmove(&o->snaps[i], &o->snaps[i + 1], (o->nsnaps - i - 1) * sizeof(o->snaps[0]));
@@ -626,8 +1035,15 @@ int oracle_snapshot_read(struct oracle *o, const char *id, void *buf, size_t len
     const struct snap *s = find_snap(o, id, NULL);
     if (!s)
         return -ENOENT;
-    if (!in_range(s->size, len, off))
+    if (!in_range(s->st.size, len, off))
         return -EINVAL;
+    if (!in_range(s->st.known, len, off))
+        return -ENODATA;
+    if (o->in_memory) {
+        if (len)
+            memcpy(buf, s->st.mem + off, len);
+        return 0;
+    }
     if (o->snap_fd_serial != s->serial) {
         drop_snap_fd(o);
         o->snap_fd = open(s->path, O_RDONLY | O_CLOEXEC);
@@ -641,7 +1057,7 @@ int oracle_snapshot_read(struct oracle *o, const char *id, void *buf, size_t len
 uint64_t oracle_snapshot_size(const struct oracle *o, const char *id)
 {
     const struct snap *s = find_snap(o, id, NULL);
-    return s ? s->size : 0;
+    return s ? s->st.size : 0;
 }
 
 const char *oracle_snapshot_path(const struct oracle *o, const char *id)

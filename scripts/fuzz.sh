@@ -17,10 +17,21 @@
 #   FUZZ_KEEP_GOING=0      libFuzzer: 1 runs -fork=FUZZ_JOBS -ignore_crashes=1 instead of
 #                          -jobs, so that a known crasher does not end the campaign
 #
-# Per target it fuzzes a scratch copy of corpus/<target>/ with corpus/<target>.dict,
-# merges what adds coverage back into corpus/<target>/ (libFuzzer -merge=1, or afl-cmin
-# over the seeds and the queues), copies crashers to reports/fuzz/<target>/, and prints
-# execs/s, coverage, new corpus files and crashes. Exit status 1 when anything crashed.
+# Each run has its report directory, reports/fuzz/<date>-<time>/ (reports/fuzz/latest
+# names the last one), with one directory per target: the fuzzer's own output (libFuzzer:
+# fuzz-<job>.log per job and libfuzzer.log; AFL++: afl-<n>.log), the merge log, and every
+# crasher. While a target runs, a status line (elapsed/total seconds, execs, execs/s,
+# corpus size, crashes) is redrawn in place on a terminal, or printed every 10 s when
+# stdout is not one. Per target it fuzzes a scratch copy of corpus/<target>/ with
+# corpus/<target>.dict and merges what adds coverage back into corpus/<target>/
+# (libFuzzer -merge=1, or afl-cmin over the seeds and the queues).
+#
+# Every crash, leak, timeout, out-of-memory and broken invariant counts: nothing is
+# excused. Slow inputs (libFuzzer's slow-unit-*) are kept and listed, but are no failure:
+# on a loaded machine any input can be slow.
+#
+# Exit status: 0 nothing found; 1 a crash or divergence found (the artifacts are listed
+# at the end); 2 the run could not be set up (build, unknown target or engine).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +43,15 @@ FUZZ_MERGE=${FUZZ_MERGE:-1}
 FUZZ_KEEP_GOING=${FUZZ_KEEP_GOING:-0}
 FUZZ_MERGE_MAX=${FUZZ_MERGE_MAX:-4096}
 reports=$root/reports/fuzz
-mkdir -p "$reports"
+run_id=$(date +%Y%m%d-%H%M%S)
+run_dir=$reports/$run_id
+mkdir -p "$run_dir"
+ln -sfn "$run_id" "$reports/latest"
+
+setup_failed() {
+    echo "fuzz: setup failed: $*" >&2
+    exit 2
+}
 
 all_targets() {
     local f
@@ -58,38 +77,103 @@ build_libfuzzer() {
     FUZZ_BUILD=${FUZZ_BUILD:-$root/build-fuzz}
     # shellcheck disable=SC2086
     CC=clang cmake -S "$root" -B "$FUZZ_BUILD" $gen -DQVET_FUZZ=libfuzzer \
-        -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-    cmake --build "$FUZZ_BUILD" --target qvet_fuzzers -j "$FUZZ_JOBS"
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$run_dir/build.log" 2>&1 &&
+        cmake --build "$FUZZ_BUILD" --target qvet_fuzzers -j "$FUZZ_JOBS" \
+            >>"$run_dir/build.log" 2>&1
 }
 
 build_afl() {
     FUZZ_BUILD=${FUZZ_BUILD:-$root/build-afl}
-    command -v afl-clang-fast >/dev/null || { echo "fuzz: afl-clang-fast not found" >&2; exit 2; }
+    command -v afl-clang-fast >/dev/null || setup_failed "afl-clang-fast not found"
     # shellcheck disable=SC2086
     CC=afl-clang-fast AFL_QUIET=1 cmake -S "$root" -B "$FUZZ_BUILD" $gen -DQVET_FUZZ=afl \
-        -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-    AFL_QUIET=1 cmake --build "$FUZZ_BUILD" --target qvet_fuzzers -j "$FUZZ_JOBS"
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$run_dir/build.log" 2>&1 &&
+        AFL_QUIET=1 cmake --build "$FUZZ_BUILD" --target qvet_fuzzers -j "$FUZZ_JOBS" \
+            >>"$run_dir/build.log" 2>&1
 }
 
-count_files() { find "$1" -maxdepth 1 -type f | wc -l; }
+count_files() { find "$1" -maxdepth 1 -type f 2>/dev/null | wc -l; }
 
-# Copies crashers found by a run into reports/fuzz/<target>/; prints how many.
-collect_crashes() {
+# Copies the given files into the target's report directory and appends the copies to
+# the array named by $2 (artifacts or slow_inputs); sets `collected` to their number.
+collect() {
     local target=$1
-    shift
-    local n=0 f
-    mkdir -p "$reports/$target"
+    local -n into=$2
+    shift 2
+    collected=0
+    local f
     for f in "$@"; do
         [[ -f $f ]] || continue
-        cp "$f" "$reports/$target/"
-        n=$((n + 1))
+        cp "$f" "$run_dir/$target/"
+        into+=("$run_dir/$target/${f##*/}")
+        collected=$((collected + 1))
     done
-    echo "$n"
 }
 
 summary=()
 failed=0
 triage_lines=()
+artifacts=()
+slow_inputs=()
+
+# ---------------------------------------------------------------------------------
+# Progress: while the fuzzer (pid) runs, a status line every second on a terminal,
+# redrawn in place, else one every 10 s. `stats` prints "execs execs/s corpus crashes".
+watch_progress() {
+    local target=$1 pid=$2 stats=$3
+    shift 3
+    local start=$SECONDS next=10 line tty=0
+    [[ -t 1 ]] && tty=1
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 1
+        local e r c x
+        read -r e r c x < <("$stats" "$@")
+        line=$(printf 'fuzz: %-9s %4d/%ds  %10s execs  %6s/s  corpus %5s  crashes %s' \
+            "$target" $((SECONDS - start)) "$FUZZ_SECONDS" "$e" "$r" "$c" "$x")
+        if ((tty)); then
+            printf '\r\033[K%s' "$line"
+        elif ((SECONDS - start >= next)); then
+            echo "$line"
+            next=$((next + 10))
+        fi
+    done
+    ((tty)) && printf '\r\033[K%s\n' "$line"
+    wait "$pid" 2>/dev/null || true
+}
+
+# libFuzzer: the last status line of each job log (or of the fork-mode log), summed.
+libfuzzer_stats() {
+    local logs=$1 corpus=$2 artifacts_dir=$3 execs=0 rate=0 log line
+    for log in "$logs"/fuzz-*.log "$logs"/libfuzzer.log; do
+        [[ -f $log ]] || continue
+        line=$(grep -aE '^#[0-9]+.*exec/s: [0-9]+' "$log" | tail -1 || true)
+        [[ -n $line ]] || continue
+        execs=$((execs + $(sed -E 's/^#([0-9]+).*/\1/' <<<"$line")))
+        rate=$((rate + $(sed -E 's/.*exec\/s: ([0-9]+).*/\1/' <<<"$line")))
+    done
+    echo "$execs $rate $(count_files "$corpus") \
+$(find "$artifacts_dir" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o \
+        -name 'timeout-*' -o -name 'oom-*' \) 2>/dev/null | wc -l)"
+}
+
+# AFL++: fuzzer_stats of every instance (written every few seconds), summed.
+afl_stats() {
+    local out=$1 execs=0 rate=0 corpus=0 crashes=0 d
+    for d in "$out"/*/; do
+        [[ -f $d/fuzzer_stats ]] || continue
+        local e r c x
+        e=$(awk -F': *' '$1 ~ /^execs_done/ {print $2}' "$d/fuzzer_stats")
+        r=$(awk -F': *' '$1 ~ /^execs_per_sec/ {printf "%d", $2}' "$d/fuzzer_stats")
+        c=$(awk -F': *' '$1 ~ /^corpus_count/ {print $2}' "$d/fuzzer_stats")
+        x=$(awk -F': *' '$1 ~ /^saved_(crashes|hangs)/ {n += $2} END {print n + 0}' \
+            "$d/fuzzer_stats")
+        execs=$((execs + ${e:-0}))
+        rate=$((rate + ${r:-0}))
+        ((${c:-0} > corpus)) && corpus=$c
+        crashes=$((crashes + x))
+    done
+    echo "$execs $rate $corpus $crashes"
+}
 
 # One line per distinct failure among the crashers of a target: how many inputs show
 # it, its first line (invariant, sanitizer report or signal) and one example file.
@@ -105,7 +189,7 @@ triage() {
             sed -E 's/==[0-9]+==//; s/0x[0-9a-f]+/0x../g; s/[0-9]{3,}/N/g' || true)
         sig=${sig:-"(does not reproduce alone)"}
         count[$sig]=$((${count[$sig]:-0} + 1))
-        example[$sig]=$f
+        example[$sig]=${run_dir#"$root"/}/$target/${f##*/}
     done
     for sig in "${!count[@]}"; do
         triage_lines+=("$(printf '%-10s %3d x %s\n%-10s       e.g. %s' "$target" "${count[$sig]}" \
@@ -116,9 +200,9 @@ triage() {
 # ---------------------------------------------------------------------------------
 run_libfuzzer() {
     local target=$1 bin=$FUZZ_BUILD/fuzz/fuzz_$1
-    local work=$FUZZ_BUILD/work/$target
+    local work=$FUZZ_BUILD/work/$target rdir=$run_dir/$target
     rm -rf "$work"
-    mkdir -p "$work/corpus" "$work/artifacts"
+    mkdir -p "$work/corpus" "$work/artifacts" "$rdir"
     cp -r "corpus/$target/." "$work/corpus/" 2>/dev/null || true
     local before
     before=$(count_files "corpus/$target")
@@ -130,29 +214,23 @@ run_libfuzzer() {
     # -fork with -ignore_crashes: the campaign goes on past every crash.
     [[ $FUZZ_KEEP_GOING == 1 ]] &&
         parallel=(-fork="$FUZZ_JOBS" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
-    echo "fuzz: $target: libFuzzer, $FUZZ_JOBS worker(s), ${FUZZ_SECONDS}s"
+    echo "fuzz: $target: libFuzzer, $FUZZ_JOBS worker(s), ${FUZZ_SECONDS}s; its output: ${rdir#"$root"/}/"
+    # Run from the report directory: libFuzzer writes each job's fuzz-<job>.log there.
     (
-        cd "$work"
-        timeout --kill-after=10 $((FUZZ_SECONDS + 60)) "$bin" "${dict[@]}" "${parallel[@]}" \
-            -max_total_time="$FUZZ_SECONDS" \
+        cd "$rdir"
+        exec timeout --kill-after=10 $((FUZZ_SECONDS + 60)) "$bin" "${dict[@]}" \
+            "${parallel[@]}" -max_total_time="$FUZZ_SECONDS" \
             -max_len="$(max_len "$target")" -timeout=25 -rss_limit_mb=2048 \
             -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
-            corpus >"$work/fuzz.log" 2>&1 || true
-    )
+            "$work/corpus" >"$rdir/libfuzzer.log" 2>&1
+    ) &
+    watch_progress "$target" $! libfuzzer_stats "$rdir" "$work/corpus" "$work/artifacts"
+
     # Per job: the last status line has cov, ft and exec/s (fork mode: one log).
     local execs=0 cov=0 ft=0 runs=0 log line
-    if [[ $FUZZ_KEEP_GOING == 1 ]]; then
-        line=$(grep -E '^#[0-9]+: cov: [0-9]+' "$work/fuzz.log" | tail -1 || true)
-        if [[ -n $line ]]; then
-            execs=$(sed -E 's/.*exec\/s:? ([0-9]+).*/\1/' <<<"$line")
-            cov=$(sed -E 's/.*cov: ([0-9]+).*/\1/' <<<"$line")
-            ft=$(sed -E 's/.*ft: ([0-9]+).*/\1/' <<<"$line")
-            runs=$(sed -E 's/^#([0-9]+).*/\1/' <<<"$line")
-        fi
-    fi
-    for log in "$work"/fuzz-*.log; do
+    for log in "$rdir"/fuzz-*.log "$rdir"/libfuzzer.log; do
         [[ -f $log ]] || continue
-        line=$(grep -E '^#[0-9]+.*cov: [0-9]+.*exec/s: [0-9]+' "$log" | tail -1 || true)
+        line=$(grep -aE '^#[0-9]+.*cov: [0-9]+.*exec/s: [0-9]+' "$log" | tail -1 || true)
         [[ -n $line ]] || continue
         local e c f r
         e=$(sed -E 's/.*exec\/s: ([0-9]+).*/\1/' <<<"$line")
@@ -164,11 +242,10 @@ run_libfuzzer() {
         ((c > cov)) && cov=$c
         ((f > ft)) && ft=$f
     done
-    mkdir -p "$reports/$target"
-    cp "$work"/fuzz*.log "$reports/$target/" 2>/dev/null || true
 
-    local crashes
-    crashes=$(collect_crashes "$target" "$work"/artifacts/{crash,leak,timeout,oom,slow-unit}-*)
+    collect "$target" artifacts "$work"/artifacts/{crash,leak,timeout,oom}-*
+    local crashes=$collected
+    collect "$target" slow_inputs "$work"/artifacts/slow-unit-*
     ((crashes == 0)) || triage "$target" "$bin" "$work"/artifacts/{crash,leak,timeout,oom}-*
     if [[ $FUZZ_MERGE == 1 ]]; then
         rm -rf "$work/candidates"
@@ -176,8 +253,8 @@ run_libfuzzer() {
         find "$work/corpus" -maxdepth 1 -type f -size -$((FUZZ_MERGE_MAX + 1))c \
             -exec cp {} "$work/candidates/" \;
         "$bin" -merge=1 -use_counters=0 -max_len="$(max_len "$target")" -timeout=25 \
-            "corpus/$target" "$work/candidates" >"$work/merge.log" 2>&1 ||
-            echo "fuzz: $target: merge failed (see $work/merge.log)" >&2
+            "corpus/$target" "$work/candidates" >"$rdir/merge.log" 2>&1 ||
+            echo "fuzz: $target: merge failed (see ${rdir#"$root"/}/merge.log)" >&2
     fi
     local after
     after=$(count_files "corpus/$target")
@@ -196,9 +273,9 @@ run_libfuzzer() {
 # ---------------------------------------------------------------------------------
 run_afl() {
     local target=$1 bin=$FUZZ_BUILD/fuzz/fuzz_$1
-    local work=$FUZZ_BUILD/work/$target
+    local work=$FUZZ_BUILD/work/$target rdir=$run_dir/$target
     rm -rf "$work"
-    mkdir -p "$work/in"
+    mkdir -p "$work/in" "$rdir"
     cp -r "corpus/$target/." "$work/in/" 2>/dev/null || true
     local before
     before=$(count_files "corpus/$target")
@@ -208,17 +285,18 @@ run_afl() {
     export AFL_NO_AFFINITY=1 AFL_SUPPRESS_LICENSE=1
     export ASAN_OPTIONS=abort_on_error=1:symbolize=0:detect_leaks=1:allocator_may_return_null=1
     export UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1
-    echo "fuzz: $target: AFL++, 1 main + $((FUZZ_JOBS - 1)) secondary, ${FUZZ_SECONDS}s"
-    local pids=() i
-    for ((i = 0; i < FUZZ_JOBS; i++)); do
-        local role=(-M main)
-        ((i == 0)) || role=(-S "sec$i")
-        timeout --kill-after=10 $((FUZZ_SECONDS + 60)) afl-fuzz -i "$work/in" -o "$work/out" \
-            "${role[@]}" "${dict[@]}" -m none -t 10000+ -V "$FUZZ_SECONDS" \
-            -- "$bin" >"$work/afl-$i.log" 2>&1 &
-        pids+=($!)
-    done
-    for i in "${pids[@]}"; do wait "$i" || true; done
+    echo "fuzz: $target: AFL++, 1 main + $((FUZZ_JOBS - 1)) secondary, ${FUZZ_SECONDS}s; its output: ${rdir#"$root"/}/"
+    (
+        for ((i = 0; i < FUZZ_JOBS; i++)); do
+            role=(-M main)
+            ((i == 0)) || role=(-S "sec$i")
+            timeout --kill-after=10 $((FUZZ_SECONDS + 60)) afl-fuzz -i "$work/in" \
+                -o "$work/out" "${role[@]}" "${dict[@]}" -m none -t 10000+ \
+                -V "$FUZZ_SECONDS" -- "$bin" >"$rdir/afl-$i.log" 2>&1 &
+        done
+        wait
+    ) &
+    watch_progress "$target" $! afl_stats "$work/out"
 
     local execs=0 edges=0 cvg="?" runs=0 d
     for d in "$work"/out/*/; do
@@ -232,21 +310,21 @@ run_afl() {
         ((${x:-0} > edges)) && edges=$x
         [[ $d == */main/ ]] && cvg=$(awk -F': *' '$1 ~ /^bitmap_cvg/ {print $2}' "$d/fuzzer_stats")
     done
-    mkdir -p "$reports/$target"
-    cp "$work"/afl-*.log "$reports/$target/" 2>/dev/null || true
     local crashes=0 f
-    mkdir -p "$reports/$target"
     for f in "$work"/out/*/crashes/id:* "$work"/out/*/hangs/id:*; do
         [[ -f $f ]] || continue
         local inst=${f#"$work"/out/}
         inst=${inst%%/*}
         local kind=crash
         [[ $f == */hangs/* ]] && kind=hang
-        cp "$f" "$reports/$target/afl-$kind-$inst-$(basename "$f" | cut -c1-9 | tr -d ':')"
+        local copy
+        copy=$rdir/afl-$kind-$inst-$(basename "$f" | cut -c1-9 | tr -d ':')
+        cp "$f" "$copy"
+        artifacts+=("$copy")
         crashes=$((crashes + 1))
     done
     if command -v gnuplot >/dev/null && [[ -d $work/out/main ]]; then
-        afl-plot "$work/out/main" "$reports/$target/afl-plot" >"$work/plot.log" 2>&1 ||
+        afl-plot "$work/out/main" "$rdir/afl-plot" >"$work/plot.log" 2>&1 ||
             echo "fuzz: $target: afl-plot: $(grep -m1 -i error "$work/plot.log" || echo failed)" >&2
     fi
     if [[ $FUZZ_MERGE == 1 ]]; then
@@ -290,16 +368,17 @@ run_afl() {
 
 # ---------------------------------------------------------------------------------
 case $ENGINE in
-libfuzzer) build_libfuzzer ;;
-afl) build_afl ;;
-*)
-    echo "fuzz: ENGINE=$ENGINE: expected libfuzzer or afl" >&2
-    exit 2
-    ;;
+libfuzzer | afl) ;;
+*) setup_failed "ENGINE=$ENGINE: expected libfuzzer or afl" ;;
 esac
+echo "fuzz: building the fuzzers (${ENGINE}); report: ${run_dir#"$root"/}/"
+"build_$ENGINE" || setup_failed "the fuzz build failed; see ${run_dir#"$root"/}/build.log:
+$(tail -5 "$run_dir/build.log")"
 
 for t in "${targets[@]}"; do
-    [[ -x $FUZZ_BUILD/fuzz/fuzz_$t ]] || { echo "fuzz: no target $t" >&2; exit 2; }
+    [[ -x $FUZZ_BUILD/fuzz/fuzz_$t ]] || setup_failed "no target $t (expected harness/fuzz/fuzz_$t.c)"
+done
+for t in "${targets[@]}"; do
     "run_$ENGINE" "$t"
 done
 
@@ -315,12 +394,26 @@ if [[ $ENGINE == libfuzzer ]]; then
 else
     echo "(execs/s summed over instances; edges: best instance; bitmap: main's coverage)"
 fi
+echo "fuzzer output, logs and crashers: ${run_dir#"$root"/}/<target>/"
+if [[ ${#slow_inputs[@]} -gt 0 ]]; then
+    echo
+    echo "slow inputs (kept, not failures):"
+    printf '  %s\n' "${slow_inputs[@]#"$root"/}"
+fi
 if [[ ${#triage_lines[@]} -gt 0 ]]; then
     echo
     echo "crashes by failure:"
     printf '%b\n' "${triage_lines[@]}"
 fi
 if ((failed)); then
-    echo "fuzz: crashers copied to reports/fuzz/<target>/: minimize, then corpus/regressions/<target>/"
+    echo
+    echo "fuzz: FOUND ${#artifacts[@]} failing input(s); each reproduces with the command shown"
+    echo "  (QVET_FUZZ_DEBUG=1 narrates), then belongs minimized in corpus/regressions/<target>/"
+    echo "  (see corpus/regressions/README.md):"
+    for a in "${artifacts[@]}"; do
+        t=${a%/*}
+        echo "  ${FUZZ_BUILD#"$root"/}/fuzz/fuzz_${t##*/} ${a#"$root"/}"
+    done
     exit 1
 fi
+echo "fuzz: nothing found"

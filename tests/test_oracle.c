@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* The raw oracle: contents, provenance, resize, snapshots, sparseness, blkverify compare. */
+/*
+ * The oracle: contents, provenance, resize, snapshots, sparseness, blkverify compare, the
+ * memory mode and its known prefix, and one test per rule of guest-visible semantics.
+ */
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +18,12 @@
 #define MiB (1024ull * 1024ull)
 #define GiB (1024ull * MiB)
 
+/*
+ * A v3 image of 512-byte clusters without a backing file: every resize the tests below
+ * make is whole clusters, so nothing of the rules but zeros and bytes shows.
+ */
+static const struct oracle_facts plain = { .version = 3, .cluster_size = 512 };
+
 /* A fresh directory per test (the suites run forked or not). */
 static const char *fresh_dir(const char *name)
 {
@@ -27,7 +36,7 @@ static struct oracle *make(const char *dir, uint64_t size, const char *initial)
 {
     struct oracle *o = NULL;
     char err[256] = "";
-    int ret = oracle_create(dir, size, initial, &o, err, sizeof(err));
+    int ret = oracle_create(dir, size, initial, &plain, &o, err, sizeof(err));
     ck_assert_msg(ret == 0 && o, "oracle_create(%s, %llu): expected 0, got %d (%s)", dir,
                   (unsigned long long)size, ret, err);
     return o;
@@ -68,9 +77,51 @@ static void expect_disk(struct oracle *o, const uint8_t *model, uint64_t size, c
                      (unsigned long long)i, (unsigned long long)sector, want_byte, got_byte);
     }
     free(got);
+    if (!oracle_path(o))
+        return;                     /* in memory */
     ck_assert_msg(file_size(oracle_path(o)) == size, "%s: %s: expected %llu bytes, got %llu",
                   when, oracle_path(o), (unsigned long long)size,
                   (unsigned long long)file_size(oracle_path(o)));
+}
+
+static struct oracle *make_mem(uint64_t size, const void *initial, uint64_t initial_len,
+                               const struct oracle_facts *facts)
+{
+    struct oracle *o = NULL;
+    char err[256] = "";
+    int ret = oracle_create_mem(size, initial, initial_len, facts, &o, err, sizeof(err));
+    ck_assert_msg(ret == 0 && o, "oracle_create_mem(%llu, %llu): expected 0, got %d (%s)",
+                  (unsigned long long)size, (unsigned long long)initial_len, ret, err);
+    return o;
+}
+
+/* Asserts that bytes [off, off+len) of the active disk all equal `byte`. */
+static void expect_bytes(struct oracle *o, uint64_t off, uint64_t len, int byte,
+                         const char *when)
+{
+    uint8_t *got = malloc(len ? len : 1);
+    ck_assert_ptr_nonnull(got);
+    int ret = oracle_read(o, got, len, off);
+    ck_assert_msg(ret == 0, "%s: read %llu+%llu: expected 0, got %d", when,
+                  (unsigned long long)off, (unsigned long long)len, ret);
+    for (uint64_t i = 0; i < len; i++)
+        if (got[i] != byte) {
+            unsigned g = got[i];
+            free(got);
+            ck_abort_msg("%s: byte %llu: expected 0x%02x, got 0x%02x", when,
+                         (unsigned long long)(off + i), byte, g);
+        }
+    free(got);
+}
+
+/* Fills [off, off+len) of the active disk with `byte`, authored by op. */
+static void fill_bytes(struct oracle *o, uint64_t off, uint64_t len, int byte, uint32_t op)
+{
+    uint8_t *buf = malloc(len);
+    ck_assert_ptr_nonnull(buf);
+    memset(buf, byte, len);
+    ck_assert_int_eq(oracle_write(o, buf, len, off, op), 0);
+    free(buf);
 }
 
 /* Checks sectors [first, end) have author `op`. */
@@ -356,31 +407,31 @@ START_TEST(create_errors_say_why)
     char err[256];
 
     const char *missing = test_path("no-such-dir");
-    int ret = oracle_create(missing, 4096, NULL, &o, err, sizeof(err));
+    int ret = oracle_create(missing, 4096, NULL, &plain, &o, err, sizeof(err));
     ck_assert_msg(ret == -ENOENT, "missing directory: expected %d, got %d", -ENOENT, ret);
     ck_assert_ptr_null(o);
     ck_assert_msg(strstr(err, missing) && !strchr(err, '\n'),
                   "expected a one-line reason naming %s, got \"%s\"", missing, err);
 
-    ret = oracle_create(fresh_dir("errs"), 1000, NULL, &o, err, sizeof(err));
+    ret = oracle_create(fresh_dir("errs"), 1000, NULL, &plain, &o, err, sizeof(err));
     ck_assert_msg(ret == -EINVAL, "size 1000: expected %d, got %d", -EINVAL, ret);
     ck_assert_msg(strstr(err, "1000") != NULL, "expected the size in \"%s\"", err);
 
     const char *raw = test_path("no-such.raw");
-    ret = oracle_create(test_path("errs"), 4096, raw, &o, err, sizeof(err));
+    ret = oracle_create(test_path("errs"), 4096, raw, &plain, &o, err, sizeof(err));
     ck_assert_msg(ret == -ENOENT, "missing raw: expected %d, got %d", -ENOENT, ret);
     ck_assert_msg(strstr(err, raw) && !strchr(err, '\n'),
                   "expected a one-line reason naming %s, got \"%s\"", raw, err);
 
-    ret = oracle_create(test_path("errs"), 4096, test_dir(), &o, err, sizeof(err));
+    ret = oracle_create(test_path("errs"), 4096, test_dir(), &plain, &o, err, sizeof(err));
     ck_assert_msg(ret < 0, "directory as raw: expected an error, got %d", ret);
     ck_assert_msg(err[0] != '\0', "directory as raw: expected a reason");
 
     /* Tiny and absent error buffers are fine. */
-    ret = oracle_create(missing, 4096, NULL, &o, err, 4);
+    ret = oracle_create(missing, 4096, NULL, &plain, &o, err, 4);
     ck_assert_int_eq(ret, -ENOENT);
     ck_assert_uint_eq(strlen(err), 3);
-    ck_assert_int_eq(oracle_create(missing, 4096, NULL, &o, NULL, 0), -ENOENT);
+    ck_assert_int_eq(oracle_create(missing, 4096, NULL, &plain, &o, NULL, 0), -ENOENT);
 }
 END_TEST
 
@@ -710,6 +761,415 @@ START_TEST(first_mismatch_by_sector)
 }
 END_TEST
 
+/* ---- memory mode -------------------------------------------------------------------- */
+
+START_TEST(memory_mode_keeps_the_same_api)
+{
+    const uint64_t size = 64 * KiB;
+    struct oracle *o = make_mem(size, NULL, 0, &plain);
+    ck_assert_ptr_null(oracle_path(o));
+    ck_assert_uint_eq(oracle_known(o), size);
+    expect_bytes(o, 0, size, 0, "fresh disk in memory");
+    fill_bytes(o, 1000, 3000, 0x5a, 1);
+    expect_bytes(o, 1000, 3000, 0x5a, "written in memory");
+    expect_authors(o, 1, 8, 1, "written in memory");
+    ck_assert_uint_eq(oracle_sector_author(o, 0), ORACLE_NO_OP);
+    ck_assert_uint_eq(oracle_sector_author(o, 8), ORACLE_NO_OP);
+
+    ck_assert_int_eq(oracle_snapshot_create(o, "1"), 0);
+    ck_assert_ptr_null(oracle_snapshot_path(o, "1"));
+    ck_assert_uint_eq(oracle_snapshot_size(o, "1"), size);
+    ck_assert_int_eq(oracle_zero(o, size, 0, 2), 0);
+    expect_bytes(o, 0, size, 0, "zeroed in memory");
+    uint8_t b[3000];
+    ck_assert_int_eq(oracle_snapshot_read(o, "1", b, sizeof(b), 1000), 0);
+    for (unsigned i = 0; i < sizeof(b); i++)
+        ck_assert_msg(b[i] == 0x5a, "snapshot byte %u: expected 0x5a, got 0x%02x", 1000 + i,
+                      b[i]);
+    ck_assert_int_eq(oracle_resize(o, 2 * size, 3), 0);
+    ck_assert_int_eq(oracle_snapshot_apply(o, "1"), 0);
+    ck_assert_uint_eq(oracle_size(o), size);
+    expect_bytes(o, 1000, 3000, 0x5a, "after apply in memory");
+    expect_authors(o, 1, 8, 1, "after apply in memory");
+    ck_assert_int_eq(oracle_snapshot_delete(o, "1"), 0);
+    ck_assert_uint_eq(oracle_snapshot_count(o), 0);
+    ck_assert_int_eq(oracle_read(o, b, 1, size), -EINVAL);
+    ck_assert_int_eq(oracle_write(o, b, 1, size, 4), -EINVAL);
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(an_existing_image_is_known_as_far_as_given)
+{
+    uint8_t initial[8 * KiB];
+    test_fill_random(initial, sizeof(initial), 31);
+    struct oracle *o = make_mem(1 * GiB, initial, sizeof(initial), &plain);
+    ck_assert_uint_eq(oracle_size(o), 1 * GiB);
+    ck_assert_uint_eq(oracle_known(o), sizeof(initial));
+    uint8_t got[8 * KiB];
+    ck_assert_int_eq(oracle_read(o, got, sizeof(got), 0), 0);
+    ck_assert_msg(memcmp(got, initial, sizeof(got)) == 0, "the initial bytes do not read back");
+    ck_assert_int_eq(oracle_read(o, got, 1, sizeof(initial)), -ENODATA);
+    ck_assert_int_eq(oracle_read(o, got, 2, sizeof(initial) - 1), -ENODATA);
+    ck_assert_int_eq(oracle_read(o, got, 1, 1 * GiB), -EINVAL);
+
+    /* Operations reaching past the prefix are accepted; they predict only inside it. */
+    fill_bytes(o, 8 * KiB - 512, 1024, 0x77, 1);
+    expect_bytes(o, 8 * KiB - 512, 512, 0x77, "the known half of a write");
+    ck_assert_int_eq(oracle_zero(o, 1 * MiB, 4 * KiB, 2), 0);
+    expect_bytes(o, 4 * KiB, 4 * KiB, 0, "the known part of a zero write");
+    expect_authors(o, 8, 16, 2, "the known part of a zero write");
+    ck_assert_uint_eq(oracle_sector_author(o, 16), ORACLE_NO_OP);
+
+    /* A snapshot keeps the prefix; a shrink into it shortens it; apply brings it back. */
+    ck_assert_int_eq(oracle_snapshot_create(o, "s"), 0);
+    ck_assert_int_eq(oracle_resize(o, 6 * KiB, 3), 0);
+    ck_assert_uint_eq(oracle_known(o), 6 * KiB);
+    ck_assert_int_eq(oracle_snapshot_read(o, "s", got, 1, 8 * KiB), -ENODATA);
+    ck_assert_int_eq(oracle_snapshot_apply(o, "s"), 0);
+    ck_assert_uint_eq(oracle_size(o), 1 * GiB);
+    ck_assert_uint_eq(oracle_known(o), 8 * KiB);
+    expect_bytes(o, 4 * KiB, 4 * KiB, 0, "after apply");
+    oracle_close(o);
+
+    /* A prefix must be whole sectors of the disk, and no bytes means a new image. */
+    char err[256];
+    struct oracle *bad;
+    ck_assert_int_eq(oracle_create_mem(4096, initial, 1000, &plain, &bad, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_msg(strstr(err, "1000") != NULL, "expected the length in \"%s\"", err);
+    ck_assert_int_eq(oracle_create_mem(4096, initial, 8192, &plain, &bad, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_int_eq(oracle_create_mem(4096, NULL, 512, &plain, &bad, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_null(bad);
+}
+END_TEST
+
+START_TEST(facts_are_checked)
+{
+    char err[256];
+    struct oracle *o;
+    struct oracle_facts f = plain;
+    f.version = 4;
+    ck_assert_int_eq(oracle_create_mem(4096, NULL, 0, &f, &o, err, sizeof(err)), -EINVAL);
+    ck_assert_msg(strstr(err, "version 4") != NULL, "expected the version in \"%s\"", err);
+    static const uint32_t bad_sizes[] = { 0, 256, 3000, 4u << 20 };
+    for (unsigned i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++) {
+        f = plain;
+        f.cluster_size = bad_sizes[i];
+        ck_assert_int_eq(oracle_create_mem(4096, NULL, 0, &f, &o, err, sizeof(err)), -EINVAL);
+        char want[32];
+        snprintf(want, sizeof(want), "cluster size %u", bad_sizes[i]);
+        ck_assert_msg(strstr(err, want) != NULL, "expected \"%s\" in \"%s\"", want, err);
+    }
+    ck_assert_int_eq(oracle_create_mem(4096, NULL, 0, NULL, &o, err, sizeof(err)), -EINVAL);
+    f.cluster_size = 3000;
+    ck_assert_int_eq(oracle_create(fresh_dir("facts"), 4096, NULL, &f, &o, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_null(o);
+}
+END_TEST
+
+/* ---- the rules ---------------------------------------------------------------------- */
+
+/* A file oracle of `size` bytes over a raw backing file of `backing` bytes of 0xbb. */
+static struct oracle *over_backing(const char *name, uint64_t size, uint64_t backing,
+                                   uint32_t version, uint32_t cluster_size)
+{
+    uint8_t *raw = malloc(backing);
+    ck_assert_ptr_nonnull(raw);
+    memset(raw, 0xbb, backing);
+    char path[600];
+    snprintf(path, sizeof(path), "%s.raw", test_path(name));
+    ck_assert_int_eq(test_write_file(path, raw, backing), 0);
+    free(raw);
+    const struct oracle_facts f = { .version = version, .cluster_size = cluster_size,
+                                    .has_backing = true, .backing_size = backing };
+    struct oracle *o = NULL;
+    char err[256] = "";
+    int ret = oracle_create(fresh_dir(name), size, path, &f, &o, err, sizeof(err));
+    ck_assert_msg(ret == 0, "oracle over %s: %d (%s)", path, ret, err);
+    return o;
+}
+
+START_TEST(zero_writes_read_as_zeros_even_over_a_backing_file)
+{
+    for (uint32_t version = 2; version <= 3; version++) {
+        struct oracle *o = over_backing(version == 2 ? "zero-v2" : "zero-v3", 32 * KiB,
+                                        32 * KiB, version, 4 * KiB);
+        expect_bytes(o, 0, 32 * KiB, 0xbb, "the backing file's data");
+        /* With or without unmap: the guest sees zeros, not the backing file. */
+        ck_assert_int_eq(oracle_zero(o, 5000, 3000, 1), 0);
+        expect_bytes(o, 0, 3000, 0xbb, "before the zero write");
+        expect_bytes(o, 3000, 5000, 0, "the zero write over the backing file");
+        expect_bytes(o, 8000, 32 * KiB - 8000, 0xbb, "after the zero write");
+        expect_authors(o, 3000 / 512, 8000 / 512 + 1, 1, "the zero write");
+        oracle_close(o);
+    }
+}
+END_TEST
+
+START_TEST(discard_on_v2_over_a_backing_file_changes_nothing)
+{
+    /* The fuzz_image false alarm: v2, 512-byte clusters, a raw backing file. */
+    struct oracle *o = over_backing("discard-v2", 64 * KiB, 64 * KiB, 2, 512);
+    fill_bytes(o, 0, 331, 0x01, 1);
+    fill_bytes(o, 1024, 512, 0x02, 2);
+    ck_assert_int_eq(oracle_zero(o, 2048, 0, 3), 0);
+    ck_assert_int_eq(oracle_discard(o, 1536, 512, 4), 0);
+    expect_bytes(o, 0, 2048, 0, "a discard ignored: the zeros stay, no backing data");
+    expect_authors(o, 0, 4, 3, "a discard ignored");
+    fill_bytes(o, 0, 64 * KiB, 0x11, 5);
+    ck_assert_int_eq(oracle_discard(o, 64 * KiB, 0, 6), 0);
+    expect_bytes(o, 0, 64 * KiB, 0x11, "a discard of the whole disk, ignored");
+    expect_authors(o, 0, 128, 5, "a discard of the whole disk, ignored");
+    oracle_close(o);
+
+    /* Without a backing file, or on v3, the clusters read as zeros (never as the
+     * backing file's data). */
+    o = over_backing("discard-v3", 64 * KiB, 64 * KiB, 3, 512);
+    fill_bytes(o, 0, 4096, 0x11, 1);
+    ck_assert_int_eq(oracle_discard(o, 64 * KiB, 0, 2), 0);
+    expect_bytes(o, 0, 64 * KiB, 0, "v3 over a backing file: discarded reads as zeros");
+    expect_authors(o, 0, 128, 2, "v3 discard");
+    oracle_close(o);
+    const struct oracle_facts v2 = { .version = 2, .cluster_size = 512 };
+    o = make_mem(64 * KiB, NULL, 0, &v2);
+    fill_bytes(o, 0, 4096, 0x11, 1);
+    ck_assert_int_eq(oracle_discard(o, 4096, 0, 2), 0);
+    expect_bytes(o, 0, 4096, 0, "v2 without a backing file: discarded reads as zeros");
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(discard_takes_whole_clusters_only_with_or_without_subclusters)
+{
+    /*
+     * 64 KiB clusters (with extended L2 entries, 2 KiB subclusters: QEMU 7.2 still
+     * discards whole clusters only), and a partial last cluster of 1 KiB.
+     */
+    const struct oracle_facts f = { .version = 3, .cluster_size = 64 * KiB };
+    const uint64_t size = 256 * KiB + 1024;
+    struct oracle *o = make_mem(size, NULL, 0, &f);
+    fill_bytes(o, 0, size, 0x11, 1);
+    ck_assert_int_eq(oracle_discard(o, 2 * KiB, 2 * KiB, 2), 0);
+    expect_bytes(o, 0, size, 0x11, "a subcluster discarded: nothing");
+    ck_assert_int_eq(oracle_discard(o, 128 * KiB, 1, 3), 0);
+    expect_bytes(o, 0, 64 * KiB, 0x11, "the partial cluster at the head");
+    expect_bytes(o, 64 * KiB, 64 * KiB, 0, "the whole cluster inside");
+    expect_bytes(o, 128 * KiB, size - 128 * KiB, 0x11, "the partial cluster at the tail");
+    expect_authors(o, 128, 256, 3, "the whole cluster inside");
+    expect_authors(o, 256, 257, 1, "the partial cluster at the tail");
+    ck_assert_int_eq(oracle_discard(o, 64 * KiB, 128 * KiB + 100, 4), 0);
+    expect_bytes(o, 128 * KiB, size - 128 * KiB, 0x11, "no whole cluster inside");
+    /* Reaching the end of the disk, the partial last cluster counts as whole. */
+    ck_assert_int_eq(oracle_discard(o, size - 192 * KiB, 192 * KiB, 5), 0);
+    expect_bytes(o, 128 * KiB, 64 * KiB, 0x11, "before the discard at the end");
+    expect_bytes(o, 192 * KiB, size - 192 * KiB, 0, "the discard at the end");
+    expect_authors(o, 384, size / 512, 5, "the discard at the end");
+    ck_assert_int_eq(oracle_discard(o, 1, 0, 6), 0);
+    expect_bytes(o, 0, 1, 0x11, "a one-byte discard");
+    ck_assert_int_eq(oracle_discard(o, 1, size, 6), -EINVAL);
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(compressed_writes_cover_whole_clusters)
+{
+    const struct oracle_facts f = { .version = 3, .cluster_size = 4 * KiB };
+    const uint64_t size = 16 * KiB + 1024;
+    struct oracle *o = make_mem(size, NULL, 0, &f);
+    static const struct { uint64_t len, off; bool whole; } cases[] = {
+        { 4 * KiB, 0, true },         { 8 * KiB, 4 * KiB, true },
+        { 1024, 16 * KiB, true },     { 5 * KiB, 12 * KiB, true },
+        { 4 * KiB, 512, false },      { 2 * KiB, 0, false },
+        { 0, 0, false },              { 4 * KiB, 16 * KiB, false },
+        { 5 * KiB, 4 * KiB, false },
+    };
+    for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        ck_assert_msg(oracle_compressed_whole(o, cases[i].len, cases[i].off) == cases[i].whole,
+                      "compressed %llu+%llu: expected %s", (unsigned long long)cases[i].off,
+                      (unsigned long long)cases[i].len, cases[i].whole ? "whole" : "refused");
+    uint8_t buf[8 * KiB];
+    memset(buf, 0x66, sizeof(buf));
+    ck_assert_int_eq(oracle_write_compressed(o, buf, 2 * KiB, 0, 1), -EINVAL);
+    expect_bytes(o, 0, size, 0, "a refused compressed write");
+    ck_assert_int_eq(oracle_write_compressed(o, buf, 8 * KiB, 4 * KiB, 2), 0);
+    expect_bytes(o, 4 * KiB, 8 * KiB, 0x66, "a compressed write");
+    expect_authors(o, 8, 24, 2, "a compressed write");
+    oracle_close(o);
+}
+END_TEST
+
+/* 8 KiB of 0x11 (4 KiB clusters), shrunk to 5 KiB: the last cluster keeps 0x11 past it. */
+static struct oracle *shrunk_into_a_cluster(const struct oracle_facts *f)
+{
+    struct oracle *o = make_mem(8 * KiB, NULL, 0, f);
+    fill_bytes(o, 0, 8 * KiB, 0x11, 1);
+    ck_assert_int_eq(oracle_resize(o, 5 * KiB, 2), 0);
+    return o;
+}
+
+START_TEST(a_grow_shows_what_a_shrink_left_in_the_last_cluster)
+{
+    const struct oracle_facts f = { .version = 3, .cluster_size = 4 * KiB };
+    struct oracle *o = shrunk_into_a_cluster(&f);
+    ck_assert_int_eq(oracle_resize(o, 12 * KiB, 3), 0);
+    expect_bytes(o, 0, 8 * KiB, 0x11, "the old last cluster, whole again");
+    expect_bytes(o, 8 * KiB, 4 * KiB, 0, "a new cluster");
+    expect_authors(o, 10, 24, 3, "what the grow exposed");
+    oracle_close(o);
+
+    /* A grow inside the cluster shows part of it; the rest stays for a later grow. */
+    o = shrunk_into_a_cluster(&f);
+    ck_assert_int_eq(oracle_resize(o, 6 * KiB, 3), 0);
+    expect_bytes(o, 0, 6 * KiB, 0x11, "grown inside the cluster");
+    ck_assert_int_eq(oracle_resize(o, 8 * KiB, 4), 0);
+    expect_bytes(o, 0, 8 * KiB, 0x11, "grown to the cluster's end");
+    oracle_close(o);
+
+    /* A backing file no longer than the disk changes nothing of that. */
+    const struct oracle_facts short_backing = { .version = 3, .cluster_size = 4 * KiB,
+                                                .has_backing = true,
+                                                .backing_size = 5 * KiB };
+    o = shrunk_into_a_cluster(&short_backing);
+    ck_assert_int_eq(oracle_resize(o, 8 * KiB, 3), 0);
+    expect_bytes(o, 0, 8 * KiB, 0x11, "over a backing file no longer than the disk");
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(a_grow_over_a_longer_backing_file_shows_zeros)
+{
+    /* QEMU zeroes the whole new area: no backing data and no stale bytes show. */
+    for (uint32_t version = 2; version <= 3; version++) {
+        struct oracle *o = over_backing(version == 2 ? "grow-v2" : "grow-v3", 8 * KiB,
+                                        6 * KiB, version, 4 * KiB);
+        fill_bytes(o, 0, 8 * KiB, 0x11, 1);
+        ck_assert_int_eq(oracle_resize(o, 5 * KiB, 2), 0);
+        ck_assert_int_eq(oracle_resize(o, 8 * KiB, 3), 0);
+        expect_bytes(o, 0, 5 * KiB, 0x11, "kept");
+        expect_bytes(o, 5 * KiB, 3 * KiB, 0, "grown over a longer backing file");
+        expect_authors(o, 10, 16, 3, "grown over a longer backing file");
+        oracle_close(o);
+    }
+    /* A new disk over a longer backing file: the grown part is zeros, not the rest. */
+    struct oracle *o = over_backing("grow-fresh", 8 * KiB, 64 * KiB, 3, 64 * KiB);
+    ck_assert_int_eq(oracle_resize(o, 32 * KiB, 1), 0);
+    expect_bytes(o, 0, 8 * KiB, 0xbb, "the backing file's data");
+    expect_bytes(o, 8 * KiB, 24 * KiB, 0, "grown over a longer backing file");
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(whole_cluster_operations_rewrite_the_last_cluster_past_the_end)
+{
+    const struct oracle_facts f = { .version = 3, .cluster_size = 4 * KiB };
+    uint8_t buf[1024];
+    memset(buf, 0x22, sizeof(buf));
+    for (int kind = 0; kind < 3; kind++) {
+        /* A zero write, a discard, a compressed write of the whole last cluster [4K, 5K). */
+        struct oracle *o = shrunk_into_a_cluster(&f);
+        if (kind == 0)
+            ck_assert_int_eq(oracle_zero(o, 1024, 4 * KiB, 3), 0);
+        else if (kind == 1)
+            ck_assert_int_eq(oracle_discard(o, 1024, 4 * KiB, 3), 0);
+        else
+            ck_assert_int_eq(oracle_write_compressed(o, buf, 1024, 4 * KiB, 3), 0);
+        ck_assert_int_eq(oracle_resize(o, 8 * KiB, 4), 0);
+        expect_bytes(o, 5 * KiB, 3 * KiB, 0, "past the end of a cluster rewritten whole");
+        oracle_close(o);
+    }
+    /* Part of the cluster only: the bytes past the end stay. */
+    struct oracle *o = shrunk_into_a_cluster(&f);
+    ck_assert_int_eq(oracle_zero(o, 512, 4 * KiB + 512, 3), 0);
+    ck_assert_int_eq(oracle_resize(o, 8 * KiB, 4), 0);
+    expect_bytes(o, 4 * KiB + 512, 512, 0, "the zero write");
+    expect_bytes(o, 5 * KiB, 3 * KiB, 0x11, "past the end of a cluster zeroed in part");
+    oracle_close(o);
+    /* v2 over a backing file has no zero flag: a zero write writes the bytes only. */
+    const struct oracle_facts v2 = { .version = 2, .cluster_size = 4 * KiB,
+                                     .has_backing = true, .backing_size = 4 * KiB };
+    o = shrunk_into_a_cluster(&v2);
+    ck_assert_int_eq(oracle_zero(o, 1024, 4 * KiB, 3), 0);
+    ck_assert_int_eq(oracle_resize(o, 8 * KiB, 4), 0);
+    expect_bytes(o, 4 * KiB, 1024, 0, "the zero write");
+    expect_bytes(o, 5 * KiB, 3 * KiB, 0x11, "v2 over a backing file: past the end");
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(an_unknown_tail_ends_the_known_prefix)
+{
+    /* An existing 5 KiB image of 4 KiB clusters may hold anything past its end. */
+    uint8_t initial[5 * KiB];
+    memset(initial, 0x33, sizeof(initial));
+    const struct oracle_facts f = { .version = 3, .cluster_size = 4 * KiB };
+    struct oracle *o = make_mem(5 * KiB, initial, sizeof(initial), &f);
+    ck_assert_int_eq(oracle_resize(o, 12 * KiB, 1), 0);
+    ck_assert_uint_eq(oracle_size(o), 12 * KiB);
+    ck_assert_uint_eq(oracle_known(o), 5 * KiB);
+    uint8_t b[1];
+    ck_assert_int_eq(oracle_read(o, b, 1, 5 * KiB), -ENODATA);
+    oracle_close(o);
+
+    /* Over a longer backing file the grow zeroes it all: known again. */
+    const struct oracle_facts backed = { .version = 3, .cluster_size = 4 * KiB,
+                                         .has_backing = true, .backing_size = 6 * KiB };
+    o = make_mem(5 * KiB, initial, sizeof(initial), &backed);
+    ck_assert_int_eq(oracle_resize(o, 12 * KiB, 1), 0);
+    ck_assert_uint_eq(oracle_known(o), 12 * KiB);
+    expect_bytes(o, 5 * KiB, 7 * KiB, 0, "grown over a longer backing file");
+    oracle_close(o);
+
+    /* A whole-cluster operation on the last cluster decides its tail: known again. */
+    o = make_mem(5 * KiB, initial, sizeof(initial), &f);
+    ck_assert_int_eq(oracle_zero(o, 1024, 4 * KiB, 1), 0);
+    ck_assert_int_eq(oracle_resize(o, 8 * KiB, 2), 0);
+    ck_assert_uint_eq(oracle_known(o), 8 * KiB);
+    expect_bytes(o, 4 * KiB, 4 * KiB, 0, "a zeroed last cluster, grown");
+    oracle_close(o);
+
+    /* A disk of whole clusters has no tail to be unknown. */
+    o = make_mem(4 * KiB, initial, 4 * KiB, &f);
+    ck_assert_int_eq(oracle_resize(o, 8 * KiB, 1), 0);
+    ck_assert_uint_eq(oracle_known(o), 8 * KiB);
+    oracle_close(o);
+}
+END_TEST
+
+START_TEST(snapshot_import_records_an_existing_snapshot)
+{
+    uint8_t bytes[8 * KiB];
+    memset(bytes, 0x44, sizeof(bytes));
+    for (int in_memory = 0; in_memory < 2; in_memory++) {
+        struct oracle *o = in_memory ? make_mem(16 * KiB, NULL, 0, &plain)
+                                     : make(fresh_dir("import"), 16 * KiB, NULL);
+        ck_assert_int_eq(oracle_snapshot_import(o, "old", 32 * KiB, bytes, sizeof(bytes)), 0);
+        ck_assert_uint_eq(oracle_snapshot_size(o, "old"), 32 * KiB);
+        ck_assert_msg((oracle_snapshot_path(o, "old") == NULL) == (in_memory != 0),
+                      "a snapshot file exists only for a file oracle");
+        uint8_t got[8 * KiB];
+        ck_assert_int_eq(oracle_snapshot_read(o, "old", got, sizeof(got), 0), 0);
+        ck_assert_msg(memcmp(got, bytes, sizeof(got)) == 0, "imported bytes differ");
+        ck_assert_int_eq(oracle_snapshot_read(o, "old", got, 1, 8 * KiB), -ENODATA);
+        ck_assert_int_eq(oracle_snapshot_apply(o, "old"), 0);
+        ck_assert_uint_eq(oracle_size(o), 32 * KiB);
+        ck_assert_uint_eq(oracle_known(o), 8 * KiB);
+        expect_bytes(o, 0, 8 * KiB, 0x44, "an imported snapshot applied");
+        expect_authors(o, 0, 16, ORACLE_NO_OP, "an imported snapshot applied");
+        ck_assert_int_eq(oracle_snapshot_import(o, "old", 4096, bytes, 512), -EEXIST);
+        ck_assert_int_eq(oracle_snapshot_import(o, "x", 1000, bytes, 512), -EINVAL);
+        ck_assert_int_eq(oracle_snapshot_import(o, "x", 4096, bytes, 8192), -EINVAL);
+        ck_assert_int_eq(oracle_snapshot_import(o, "x", 4096, NULL, 512), -EINVAL);
+        ck_assert_int_eq(oracle_snapshot_import(o, "x", 4096, NULL, 0), 0);
+        ck_assert_int_eq(oracle_snapshot_read(o, "x", got, 1, 0), -ENODATA);
+        oracle_close(o);
+    }
+}
+END_TEST
+
 /* ---- everything together against an in-memory model ------------------------------- */
 
 static uint32_t rng_state;
@@ -727,10 +1187,10 @@ struct model {
     uint64_t size;
 };
 
-START_TEST(random_ops_match_a_memory_model)
+/* Random writes, zeros, reads, resizes and snapshots on o (a fresh 256 KiB disk). */
+static void random_ops_match_a_model(struct oracle *o)
 {
     const uint64_t max = 1 * MiB;
-    struct oracle *o = make(fresh_dir("model"), 256 * KiB, NULL);
     struct model m = {calloc(1, max), calloc(max / 512, 4), 256 * KiB};
     struct model snaps[4];
     bool have[4] = {false};
@@ -835,6 +1295,17 @@ START_TEST(random_ops_match_a_memory_model)
     free(m.prov);
     oracle_close(o);
 }
+
+START_TEST(random_ops_match_a_memory_model)
+{
+    random_ops_match_a_model(make(fresh_dir("model"), 256 * KiB, NULL));
+}
+END_TEST
+
+START_TEST(random_ops_match_a_memory_model_in_memory)
+{
+    random_ops_match_a_model(make_mem(256 * KiB, NULL, 0, &plain));
+}
 END_TEST
 
 int main(void)
@@ -871,12 +1342,31 @@ int main(void)
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("memory");
+    tcase_add_test(tc, memory_mode_keeps_the_same_api);
+    tcase_add_test(tc, an_existing_image_is_known_as_far_as_given);
+    tcase_add_test(tc, facts_are_checked);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("rules");
+    tcase_add_test(tc, zero_writes_read_as_zeros_even_over_a_backing_file);
+    tcase_add_test(tc, discard_on_v2_over_a_backing_file_changes_nothing);
+    tcase_add_test(tc, discard_takes_whole_clusters_only_with_or_without_subclusters);
+    tcase_add_test(tc, compressed_writes_cover_whole_clusters);
+    tcase_add_test(tc, a_grow_shows_what_a_shrink_left_in_the_last_cluster);
+    tcase_add_test(tc, a_grow_over_a_longer_backing_file_shows_zeros);
+    tcase_add_test(tc, whole_cluster_operations_rewrite_the_last_cluster_past_the_end);
+    tcase_add_test(tc, an_unknown_tail_ends_the_known_prefix);
+    tcase_add_test(tc, snapshot_import_records_an_existing_snapshot);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("compare");
     tcase_add_test(tc, first_mismatch_by_sector);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("model");
     tcase_add_test(tc, random_ops_match_a_memory_model);
+    tcase_add_test(tc, random_ops_match_a_memory_model_in_memory);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
 

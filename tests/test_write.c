@@ -486,6 +486,88 @@ START_TEST(a_failed_write_leaks_no_cluster)
 }
 END_TEST
 
+/* ---- bug class: a grown disk shows what it should not ------------------------------ */
+
+/* An image of 8 KiB (4 KiB clusters) full of 0x11, over a raw backing file of `backing`
+ * bytes of 0xbb (none when 0), then shrunk by qvet to 5 KiB: its second cluster keeps
+ * 0x11 past the new end. */
+static struct qcow2_image *shrunk_into_a_cluster(const char *name, const char *compat,
+                                                 unsigned backing)
+{
+    char base[512], opts[128];
+    snprintf(base, sizeof(base), "%s.raw", test_path(name));
+    snprintf(opts, sizeof(opts), "compat=%s,cluster_size=4k", compat);
+    if (backing) {
+        ck_assert_int_eq(test_run("qemu-img create -q -f raw '%s' %u && qemu-io -f raw -c "
+                                  "'write -q -P 0xbb 0 %u' '%s'", base, backing, backing,
+                                  base), 0);
+        ck_assert_int_eq(test_run("qemu-img create -q -f qcow2 -o %s -b '%s' -F raw '%s' 8k",
+                                  opts, base, test_path(name)), 0);
+    } else {
+        create(test_path(name), opts, "8k");
+    }
+    struct qcow2_image *img = open_rw(test_path(name));
+    write_pattern(img, 0, 8192, 0x11);
+    struct qcow2_error err;
+    int ret = qcow2_resize(img, 5120, &err);
+    ck_assert_msg(ret == 0, "shrink to 5 KiB: expected success, got %d: %s", ret, err.message);
+    return img;
+}
+
+/* Grows such an image (v3) to `to`: 0x11 must read up to `old_end`, zeros after. */
+static void expect_grow(const char *name, unsigned backing, uint64_t to, uint64_t old_end)
+{
+    struct qcow2_image *img = shrunk_into_a_cluster(name, "1.1", backing);
+    struct qcow2_error err;
+    ck_assert_int_eq(qcow2_resize(img, to, &err), 0);
+    expect_bytes(img, 0, old_end, 0x11);
+    expect_bytes(img, old_end, to - old_end, 0);
+    qcow2_close(img);
+    expect_qemu_check_clean(test_path(name));
+}
+
+START_TEST(a_grow_over_a_longer_backing_file_shows_only_zeros)
+{
+    /* QEMU zeroes all of [5 KiB, 8 KiB): the backing file's data up to its end at
+     * 6 KiB, and the cluster's old bytes past it. qvet once left those at 0x11. */
+    expect_grow("grow-backing", 6144, 8192, 5120);
+}
+END_TEST
+
+START_TEST(a_grow_shows_what_a_shrink_left_in_the_last_cluster)
+{
+    /* Without a longer backing file nothing is zeroed: the cluster's old bytes show, as
+     * in QEMU (and the oracle's rules expect it). */
+    expect_grow("grow-stale", 0, 12288, 8192);
+}
+END_TEST
+
+START_TEST(a_v2_image_grows_over_a_longer_backing_file_only_inside_its_last_cluster)
+{
+    /* No zero flag to hide the backing data with past the old last cluster: QEMU 7.2
+     * fails that resize ("Failed to zero out new clusters"), and qvet refuses it before
+     * changing anything. Inside the cluster both write zeros. */
+    struct qcow2_image *img = shrunk_into_a_cluster("grow-v2", "0.10", 6144);
+    struct qcow2_error err;
+    int ret = qcow2_resize(img, 12288, &err);
+    ck_assert_msg(ret == -ENOTSUP, "v2 grow past the last cluster over a longer backing "
+                  "file: expected %d, got %d", -ENOTSUP, ret);
+    ck_assert_msg(strstr(err.message, "version 2") != NULL, "expected the reason, got \"%s\"",
+                  err.message);
+    ck_assert_uint_eq(qcow2_virtual_size(img), 5120);
+    qcow2_close(img);
+    ck_assert_msg(test_run("qemu-img resize -q '%s' 12k 2>/dev/null", test_path("grow-v2")),
+                  "qemu-img resize of a v2 image past its last cluster over a longer backing "
+                  "file succeeded: qvet refuses it only because QEMU 7.2 does");
+    img = open_rw(test_path("grow-v2"));
+    ck_assert_int_eq(qcow2_resize(img, 8192, &err), 0);
+    expect_bytes(img, 0, 5120, 0x11);
+    expect_bytes(img, 5120, 3072, 0);
+    qcow2_close(img);
+    expect_qemu_check_clean(test_path("grow-v2"));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("write");
@@ -503,6 +585,9 @@ int main(void)
     tcase_add_test(bugs, extended_l2_writes_allocate_only_touched_subclusters);
     tcase_add_test(bugs, copied_flags_follow_snapshot_create_write_and_delete);
     tcase_add_test(bugs, a_failed_write_leaks_no_cluster);
+    tcase_add_test(bugs, a_grow_over_a_longer_backing_file_shows_only_zeros);
+    tcase_add_test(bugs, a_grow_shows_what_a_shrink_left_in_the_last_cluster);
+    tcase_add_test(bugs, a_v2_image_grows_over_a_longer_backing_file_only_inside_its_last_cluster);
     suite_add_tcase(s, bugs);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

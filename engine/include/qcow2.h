@@ -178,7 +178,13 @@ QCOW2_API int qcow2_pwrite_compressed(struct qcow2_image *img, const void *buf, 
 
 QCOW2_API int qcow2_flush(struct qcow2_image *img, struct qcow2_error *err);
 
-/* Grows the virtual size, or shrinks it when nothing is allocated past the new end. */
+/*
+ * Grows the virtual size, or shrinks it when nothing is allocated past the new end
+ * (otherwise -ENOTSUP). As in QEMU, growing over a longer backing file zeroes the new
+ * area, which a v2 image can do only inside its last cluster (past it: -ENOTSUP, nothing
+ * changed); otherwise a disk shrunk into the middle of a cluster shows again what that
+ * cluster held past the old end.
+ */
 QCOW2_API int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error *err);
 
 /* ------------------------------------------------------------------------------------ */

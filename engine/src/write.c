@@ -868,12 +868,24 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
                                new_size);
     }
     uint64_t old_size = img->virtual_size;
+    /*
+     * Over a backing file longer than the disk, QEMU zeroes the whole grown area, so that
+     * neither the backing file's data nor what the old last cluster held past the old end
+     * shows. Past both the backing file and that cluster everything reads as zeros
+     * already, so the zero write stops there. A v2 image has no zero flag for the
+     * clusters past the old last one: QEMU 7.2 then fails the resize, and qvet refuses
+     * it before changing anything.
+     */
+    uint64_t cluster_end = round_up_u64(old_size, img->cluster_size);
+    bool hide = img->backing && new_size > old_size && img->backing->virtual_size > old_size;
+    if (hide && img->geo.version < 3 && new_size > cluster_end)
+        return image_error(img, err, -ENOTSUP, "resize request", QCOW2_NO_OFFSET,
+                           "a version 2 image cannot grow past its last cluster over a "
+                           "longer backing file (as in QEMU: no zero flag to hide its data)");
     ret = image_set_size(img, new_size, err);
-    /* As QEMU does, a grown disk must not show the backing file's data: zero it. */
-    if (!ret && img->backing && new_size > old_size && img->backing->virtual_size > old_size) {
-        ret = qcow2_pwrite_zeroes(img, old_size,
-                                  QVET_MIN(new_size, img->backing->virtual_size) - old_size, 0,
-                                  err);
+    if (!ret && hide) {
+        uint64_t end = QVET_MAX(img->backing->virtual_size, cluster_end);
+        ret = qcow2_pwrite_zeroes(img, old_size, QVET_MIN(new_size, end) - old_size, 0, err);
         /* A failed resize leaves the size as it was (the larger L1 table is harmless). */
         if (ret)
             image_set_size(img, old_size, NULL);

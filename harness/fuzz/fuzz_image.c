@@ -13,10 +13,11 @@
  *     refused), run the operations the input's last bytes describe (writes, zero writes,
  *     discards, compressed writes, resizes), flush, close, open again and check again.
  *
- * Step 4 carries an oracle: the guest bytes of a window at the start of the disk are
- * tracked through the operations and must read back as predicted, and a write path that
- * runs on an image `qcow2_check` found consistent must leave it consistent (leaks from
- * an injected I/O failure are allowed; corruption never is). The tail of the input may
+ * Step 4 is predicted by the oracle (oracle/, in memory, with the rules the soak uses):
+ * the guest bytes of a window at the start of the disk must read back after the
+ * operations as it says, and a write path that runs on an image `qcow2_check` found
+ * consistent must leave it consistent (leaks from an injected I/O failure are allowed;
+ * corruption never is). The tail of the input may
  * also ask for every host write after the k-th to fail, which models a crash at that
  * point: the image then reopens with nothing worse than leaks. On any image, writes
  * that all succeeded must leave it openable, and a failed resize must leave the size.
@@ -24,6 +25,7 @@
  * QVET_FUZZ_DEBUG=1 narrates each step (for triage of one input).
  */
 #include "fuzz_common.h"
+#include "oracle.h"
 
 #define FUZZ_SNAPSHOTS 4u
 #define FUZZ_HEADROOM (4u << 20)        /* the writable copy may grow this much */
@@ -34,7 +36,7 @@
 #define MAX_OPS ((TAIL_BYTES - 4u) / OP_BYTES)
 
 static uint8_t chunk[FUZZ_READ_CHUNK];
-static uint8_t shadow[FUZZ_WINDOW];
+static uint8_t expected[FUZZ_WINDOW];
 static uint8_t readback[FUZZ_WINDOW];
 static uint8_t pattern[FUZZ_WINDOW];
 
@@ -185,32 +187,47 @@ static bool check_image(const uint8_t *data, size_t size, uint64_t *leaks)
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Step 4: writing, with an oracle over the first FUZZ_WINDOW guest bytes                */
+/* Step 4: writing, predicted by the oracle over the first FUZZ_WINDOW guest bytes       */
 
-struct oracle {
-    bool valid;                     /* shadow[] holds what window[0..len) must read */
-    uint64_t len;
+struct prediction {
+    struct oracle *o;               /* NULL once it cannot say: an operation failed */
+    uint64_t span;                  /* the operations address guest bytes [0, span) */
 };
 
-/* The bytes a discarded range shows: the backing file's on v2, else zeros. */
-static void discarded_bytes(struct qcow2_image *img, uint32_t version, uint64_t off,
-                            uint64_t len, uint8_t *dst, struct oracle *o)
+static void forget(struct prediction *pr)
 {
-    struct qcow2_image *backing = qcow2_backing_image(img);
-    memset(dst, 0, (size_t)len);
-    if (version != 2 || !backing)
-        return;
-    uint64_t bsize = qcow2_virtual_size(backing);
-    if (off >= bsize)
-        return;
-    uint64_t n = len < bsize - off ? len : bsize - off;
+    oracle_close(pr->o);
+    pr->o = NULL;
+}
+
+/*
+ * The oracle for the image just opened: it knows what the first bytes read now, and
+ * the facts its rules need. None when those bytes do not read.
+ */
+static void predict(struct qcow2_image *img, struct prediction *pr)
+{
+    struct qcow2_info info;
+    qcow2_get_info(img, &info);
+    const struct qcow2_image *backing = qcow2_backing_image(img);
+    const struct oracle_facts facts = {
+        .version = info.version,
+        .cluster_size = info.cluster_size,
+        .has_backing = backing != NULL,
+        .backing_size = backing ? qcow2_virtual_size(backing) : 0,
+    };
+    uint64_t vsize = qcow2_virtual_size(img);
+    pr->span = vsize < FUZZ_WINDOW ? vsize : FUZZ_WINDOW;
+    pr->o = NULL;
     struct qcow2_error err;
-    if (qcow2_pread(backing, dst, (size_t)n, off, &err))
-        o->valid = false;
+    if (pr->span && qcow2_pread(img, readback, (size_t)pr->span, 0, &err))
+        return;
+    char why[256];
+    if (oracle_create_mem(vsize, readback, pr->span, &facts, &pr->o, why, sizeof(why)))
+        fuzz_fail("no oracle for a %" PRIu64 "-byte disk: %s", vsize, why);
 }
 
 static void run_ops(struct qcow2_image *img, const uint8_t *tail, unsigned nops,
-                    struct oracle *o, bool *all_ok)
+                    struct prediction *pr, bool *all_ok)
 {
     struct qcow2_error err;
     struct qcow2_info info;
@@ -219,7 +236,7 @@ static void run_ops(struct qcow2_image *img, const uint8_t *tail, unsigned nops,
     for (unsigned i = 0; i < nops; i++) {
         const uint8_t *op = tail + 4u + i * OP_BYTES;
         uint64_t vsize = qcow2_virtual_size(img);
-        uint64_t window = o->len;
+        uint64_t window = pr->span;
         if (window == 0 || cs == 0)
             break;
         unsigned kind = op[0] % 6u;
@@ -237,31 +254,27 @@ static void run_ops(struct qcow2_image *img, const uint8_t *tail, unsigned nops,
             len = window - off;
         if (len == 0)
             continue;
-        int ret = 0;
+        int ret = 0, predicted = 0;
+        unsigned author = i + 1;
         switch (kind) {
         case 0: /* write */
             fuzz_fill(pattern, (size_t)len, v ^ (uint32_t)i << 16);
             ret = qcow2_pwrite(img, pattern, (size_t)len, off, &err);
-            if (!ret)
-                memcpy(shadow + off, pattern, (size_t)len);
+            if (!ret && pr->o)
+                predicted = oracle_write(pr->o, pattern, (size_t)len, off, author);
             break;
         case 1: /* zero write */
         case 2: /* zero write, may unmap */
             ret = qcow2_pwrite_zeroes(img, off, len, kind == 2 ? QCOW2_ZERO_MAY_UNMAP : 0,
                                       &err);
-            if (!ret)
-                memset(shadow + off, 0, (size_t)len);
+            if (!ret && pr->o)
+                predicted = oracle_zero(pr->o, len, off, author);
             break;
-        case 3: { /* discard: the clusters wholly inside the range */
+        case 3: /* discard */
             ret = qcow2_discard(img, off, len, &err);
-            uint64_t first = (off + cs - 1) / cs * cs;
-            uint64_t end = (off + len) / cs * cs;
-            if (off + len == vsize)
-                end = off + len;    /* a partial last cluster of the disk counts whole */
-            if (!ret && end > first)
-                discarded_bytes(img, info.version, first, end - first, shadow + first, o);
+            if (!ret && pr->o)
+                predicted = oracle_discard(pr->o, len, off, author);
             break;
-        }
         case 4: { /* compressed write of one whole cluster (or the disk's tail) */
             off = off / cs * cs;
             len = cs < vsize - off ? cs : vsize - off;
@@ -271,8 +284,8 @@ static void run_ops(struct qcow2_image *img, const uint8_t *tail, unsigned nops,
             if (op[3] & 0x40)
                 memset(pattern + len / 2, 0, (size_t)(len - len / 2));
             ret = qcow2_pwrite_compressed(img, pattern, (size_t)len, off, &err);
-            if (!ret)
-                memcpy(shadow + off, pattern, (size_t)len);
+            if (!ret && pr->o)
+                predicted = oracle_write_compressed(pr->o, pattern, (size_t)len, off, author);
             else if (ret == -EEXIST)
                 ret = 0;            /* a refusal changes nothing */
             break;
@@ -287,8 +300,10 @@ static void run_ops(struct qcow2_image *img, const uint8_t *tail, unsigned nops,
                 if (qcow2_virtual_size(img) != target)
                     fuzz_fail("resize to %" PRIu64 " left virtual size %" PRIu64, target,
                               qcow2_virtual_size(img));
-                if (target < o->len)
-                    o->len = target;
+                if (target < pr->span)
+                    pr->span = target;
+                if (pr->o)
+                    predicted = oracle_resize(pr->o, target, author);
             } else {
                 ret = 0;            /* a refused shrink changes nothing either */
                 if (qcow2_virtual_size(img) != vsize)
@@ -299,28 +314,38 @@ static void run_ops(struct qcow2_image *img, const uint8_t *tail, unsigned nops,
         }
         fuzz_debug("op %u: kind %u at %" PRIu64 "+%" PRIu64 ": %d%s%s", i, kind, off, len, ret,
                    ret ? " " : "", ret ? err.message : "");
+        if (predicted)
+            fuzz_fail("op %u (kind %u at %" PRIu64 "+%" PRIu64 "): the oracle failed: %d", i,
+                      kind, off, len, predicted);
         if (ret) {
             *all_ok = false;
-            o->valid = false;
+            forget(pr);
             if (ret > 0)
                 fuzz_fail("operation %u returned positive %d", kind, ret);
         }
     }
 }
 
-static void compare_window(struct qcow2_image *img, const struct oracle *o, const char *when)
+/* The first guest bytes the oracle knows (up to FUZZ_WINDOW) must read as it says. */
+static void compare_window(struct qcow2_image *img, const struct prediction *pr,
+                           const char *when)
 {
     struct qcow2_error err;
-    if (!o->valid || o->len == 0)
+    if (!pr->o)
         return;
-    if (qcow2_pread(img, readback, (size_t)o->len, 0, &err))
+    uint64_t n = oracle_known(pr->o) < FUZZ_WINDOW ? oracle_known(pr->o) : FUZZ_WINDOW;
+    if (n == 0)
+        return;
+    if (qcow2_pread(img, readback, (size_t)n, 0, &err))
         fuzz_fail("%s: reading back the window failed: %s", when, err.message);
-    if (memcmp(readback, shadow, (size_t)o->len)) {
+    if (oracle_read(pr->o, expected, (size_t)n, 0))
+        fuzz_fail("%s: the oracle cannot read the %" PRIu64 " bytes it knows", when, n);
+    if (memcmp(readback, expected, (size_t)n)) {
         size_t i = 0;
-        while (readback[i] == shadow[i])
+        while (readback[i] == expected[i])
             i++;
         fuzz_fail("%s: guest byte %zu reads 0x%02x, expected 0x%02x", when, i, readback[i],
-                  shadow[i]);
+                  expected[i]);
     }
 }
 
@@ -366,12 +391,9 @@ static void write_image(const uint8_t *data, size_t size, const uint8_t *tail, b
     fuzz_debug("writable open%s%s; oracle %s", repaired ? " after repair" : "",
                opts.no_backing ? " without backing" : "", oracle_on ? "on" : "off");
 
-    struct oracle o = { .valid = true };
-    uint64_t vsize = qcow2_virtual_size(img);
-    o.len = vsize < FUZZ_WINDOW ? vsize : FUZZ_WINDOW;
+    struct prediction pr;
+    predict(img, &pr);
     struct qcow2_error err;
-    if (o.len && qcow2_pread(img, shadow, (size_t)o.len, 0, &err))
-        o.valid = false;
 
     if (tail[0] & 0x08) {
         fault->armed = true;
@@ -379,16 +401,16 @@ static void write_image(const uint8_t *data, size_t size, const uint8_t *tail, b
     }
     bool all_ok = true;
     unsigned nops = (tail[0] & 7u) + 1u;
-    run_ops(img, tail, nops < MAX_OPS ? nops : MAX_OPS, &o, &all_ok);
+    run_ops(img, tail, nops < MAX_OPS ? nops : MAX_OPS, &pr, &all_ok);
     if (qcow2_flush(img, &err))
         all_ok = false;
     bool injected = fault->failed;
     fuzz_debug("ops done: all ok %d, injected failure %d, window %s (%" PRIu64 " bytes)",
-               all_ok, injected, o.valid ? "tracked" : "lost", o.len);
+               all_ok, injected, pr.o ? "tracked" : "lost", pr.o ? oracle_known(pr.o) : 0);
     /* On an image the check found inconsistent, two guest clusters may share a host
      * cluster (QEMU behaves the same): only a consistent image must read back. */
     if (!injected && all_ok && oracle_on)
-        compare_window(img, &o, "after the operations");
+        compare_window(img, &pr, "after the operations");
     if (!injected && all_ok && oracle_on) {
         /* Checking the image it just wrote, while still open, must find it consistent
          * (lazy refcounts aside: the dirty bit then excuses stale counts). */
@@ -455,13 +477,14 @@ static void write_image(const uint8_t *data, size_t size, const uint8_t *tail, b
             .no_backing = opts.no_backing,
         };
         if (fuzz_open_mem(now, len, len, &vopts, &img) == 0) {
-            compare_window(img, &o, "after reopening");
+            compare_window(img, &pr, "after reopening");
             fuzz_walk_and_read(img, chunk, FUZZ_READ_BYTES / 4u);
             qcow2_close(img);
         } else {
             fuzz_fail("the image no longer opens read-only after writes");
         }
     }
+    forget(&pr);
     qcow2_backend_destroy(mem);
 }
 

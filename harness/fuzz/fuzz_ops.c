@@ -2,40 +2,32 @@
 /*
  * fuzz_ops: structure-aware. The input decodes into an image configuration (its first
  * bytes) and a list of operations (six bytes each), run against the engine on an
- * in-memory file and mirrored to an in-memory oracle with the soak's rules. Every read
- * is compared; at the end the whole disk and every snapshot are compared and the
- * engine's checker must find the image consistent. Any difference aborts, so the fuzzer
- * reports a logic bug as a crash.
+ * in-memory file and predicted by an in-memory oracle (oracle/: the same rules the soak
+ * uses). Every read is compared; at the end the whole disk and every snapshot are
+ * compared and the engine's checker must find the image consistent. Any difference
+ * aborts, so the fuzzer reports a logic bug as a crash.
  *
  *   byte 0: cluster size (512 B .. 64 KiB), version, extended L2
  *   byte 1: refcount width (1..64 bits), compression type, lazy refcounts
  *   byte 2: disk size (16 KiB steps up to 1 MiB), plus 0..3 sectors
  *   then per op: kind, offset (2 bytes, scaled to the disk), length (2 bytes), spare
+ *   (resize: bit 7 shrinks instead of growing, the low bits say by how many clusters)
  */
 #include "fuzz_common.h"
+#include "oracle.h"
 
 #define OPS_MAX 64u
 #define OP_BYTES 6u
 #define MAX_DISK (2u << 20)         /* grown disks stay below this */
 #define MAX_FILE (64u << 20)
 #define MAX_SNAPSHOTS 4u
+#define ID_MAX 32u
 
 enum kind { K_READ, K_WRITE, K_ZERO, K_ZERO_UNMAP, K_DISCARD, K_COMPRESSED, K_FLUSH,
             K_SNAP_CREATE, K_SNAP_APPLY, K_SNAP_DELETE, K_REOPEN, K_RESIZE, K_KINDS };
 
-struct model {
-    uint8_t *disk;                  /* what the guest must see */
-    uint64_t size;
-    struct {
-        char id[32];
-        uint8_t *disk;
-        uint64_t size;
-    } snaps[MAX_SNAPSHOTS];
-    unsigned n_snaps;
-};
-
 static uint8_t buf[MAX_DISK];
-static uint8_t model_disk[MAX_DISK];
+static uint8_t want[MAX_DISK];
 
 static void fill(uint8_t *p, size_t len, uint64_t off, unsigned op)
 {
@@ -57,34 +49,54 @@ static struct qcow2_backend *copy_of(struct qcow2_backend *file)
     return b;
 }
 
-static void expect_same(struct qcow2_image *img, const uint8_t *want, uint64_t off, size_t len,
-                        const char *what)
+/* The engine's bytes [off, off+len) against what the oracle (or a snapshot of it) says. */
+static void expect_same(struct qcow2_image *img, struct oracle *o, const char *snapshot,
+                        uint64_t off, size_t len, const char *what)
 {
     struct qcow2_error err;
     if (qcow2_pread(img, buf, len, off, &err))
         fuzz_fail("%s: read %zu bytes at %" PRIu64 " failed: %s", what, len, off, err.message);
-    for (size_t i = 0; i < len; i++)
-        if (buf[i] != want[i])
-            fuzz_fail("%s: guest byte %" PRIu64 " reads 0x%02x, the oracle says 0x%02x", what,
-                      off + i, buf[i], want[i]);
+    int ret = snapshot ? oracle_snapshot_read(o, snapshot, want, len, off)
+                       : oracle_read(o, want, len, off);
+    if (ret)
+        fuzz_fail("%s: the oracle cannot read %zu bytes at %" PRIu64 ": %d", what, len, off,
+                  ret);
+    uint64_t sector;
+    if (!oracle_first_mismatch(buf, want, len, off, &sector))
+        return;
+    uint64_t i = sector * ORACLE_SECTOR > off ? sector * ORACLE_SECTOR - off : 0;
+    while (buf[i] == want[i])
+        i++;
+    fuzz_fail("%s: guest byte %" PRIu64 " reads 0x%02x, the oracle says 0x%02x", what, off + i,
+              buf[i], want[i]);
 }
 
 /* Each snapshot, read through a read-only open of a copy, against its oracle copy. */
-static void expect_snapshots(struct qcow2_backend *file, const struct model *m)
+static void expect_snapshots(struct qcow2_backend *file, struct oracle *o,
+                             char ids[][ID_MAX], unsigned n)
 {
-    for (unsigned s = 0; s < m->n_snaps; s++) {
-        struct qcow2_open_options o = { .snapshot = m->snaps[s].id,
-                                        .open_backing = fuzz_refuse_backing };
+    for (unsigned s = 0; s < n; s++) {
+        struct qcow2_open_options opts = { .snapshot = ids[s],
+                                           .open_backing = fuzz_refuse_backing };
         struct qcow2_image *snap;
         struct qcow2_error err;
-        if (qcow2_open_backend(copy_of(file), FUZZ_IMAGE_NAME, &o, &snap, &err))
-            fuzz_fail("snapshot %s does not open: %s", m->snaps[s].id, err.message);
+        if (qcow2_open_backend(copy_of(file), FUZZ_IMAGE_NAME, &opts, &snap, &err))
+            fuzz_fail("snapshot %s does not open: %s", ids[s], err.message);
         /* A snapshot is read at the current disk size (QEMU's rule): compare the overlap. */
-        uint64_t n = m->snaps[s].size < qcow2_virtual_size(snap) ? m->snaps[s].size
-                                                                 : qcow2_virtual_size(snap);
-        expect_same(snap, m->snaps[s].disk, 0, (size_t)n, "snapshot read");
+        uint64_t size = oracle_snapshot_size(o, ids[s]);
+        uint64_t len = size < qcow2_virtual_size(snap) ? size : qcow2_virtual_size(snap);
+        expect_same(snap, o, ids[s], 0, (size_t)len, "snapshot read");
         qcow2_close(snap);
     }
+}
+
+/* A resize by p[5]: bit 7 shrinks, the low bits say by how many clusters (1..4). */
+static uint64_t resize_target(uint64_t size, uint64_t cs, uint8_t spare)
+{
+    uint64_t delta = cs * (1u + spare % 4u);
+    if (spare & 0x80)
+        return size > delta ? size - delta : size;
+    return size + delta;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -118,8 +130,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (qcow2_open_backend(file, FUZZ_IMAGE_NAME, &o, &img, &err))
         fuzz_fail("a freshly created image does not open: %s", err.message);
 
-    struct model m = { .size = c.size, .disk = model_disk };
-    memset(model_disk, 0, sizeof(model_disk));
+    const struct oracle_facts facts = { .version = c.version, .cluster_size = c.cluster_size };
+    struct oracle *model;
+    char why[256];
+    if (oracle_create_mem(c.size, NULL, 0, &facts, &model, why, sizeof(why)))
+        fuzz_fail("no oracle for the image: %s", why);
+    char ids[MAX_SNAPSHOTS][ID_MAX];
+    unsigned n_snaps = 0;
     const uint8_t *p = data + 3;
     size_t n_ops = (size - 3) / OP_BYTES;
     if (n_ops > OPS_MAX)
@@ -128,22 +145,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     for (unsigned i = 0; i < n_ops; i++, p += OP_BYTES) {
         enum kind k = (enum kind)(p[0] % K_KINDS);
-        uint64_t off = ((uint64_t)p[1] << 8 | p[2]) * m.size / 65536u;
+        uint64_t disk = oracle_size(model);
+        uint64_t off = ((uint64_t)p[1] << 8 | p[2]) * disk / 65536u;
         uint64_t len = ((uint64_t)p[3] << 8 | p[4]) % (3 * cs) + 1;
-        if (len > m.size - off)
-            len = m.size - off;
+        if (len > disk - off)
+            len = disk - off;
         unsigned op = i + 1;
         int ret = 0;
         fuzz_debug("op %u: kind %d off %" PRIu64 " len %" PRIu64, op, k, off, len);
         switch (k) {
         case K_READ:
-            expect_same(img, m.disk + off, off, (size_t)len, "read");
+            if (len)
+                expect_same(img, model, NULL, off, (size_t)len, "read");
             break;
         case K_WRITE:
             fill(buf, (size_t)len, off, op);
-            if ((ret = qcow2_pwrite(img, buf, (size_t)len, off, &err)))
+            if (qcow2_pwrite(img, buf, (size_t)len, off, &err))
                 fuzz_fail("write %" PRIu64 "+%" PRIu64 " failed: %s", off, len, err.message);
-            memcpy(m.disk + off, buf, (size_t)len);
+            ret = oracle_write(model, buf, (size_t)len, off, op);
             break;
         case K_ZERO:
         case K_ZERO_UNMAP:
@@ -151,26 +170,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                     &err))
                 fuzz_fail("zero write %" PRIu64 "+%" PRIu64 " failed: %s", off, len,
                           err.message);
-            memset(m.disk + off, 0, (size_t)len);
+            ret = oracle_zero(model, len, off, op);
             break;
-        case K_DISCARD: {
+        case K_DISCARD:
             if (qcow2_discard(img, off, len, &err))
                 fuzz_fail("discard %" PRIu64 "+%" PRIu64 " failed: %s", off, len, err.message);
-            uint64_t start = (off + cs - 1) / cs * cs;
-            uint64_t end = off + len == m.size ? m.size : (off + len) / cs * cs;
-            if (end > start)
-                memset(m.disk + start, 0, (size_t)(end - start));
+            ret = oracle_discard(model, len, off, op);
             break;
-        }
         case K_COMPRESSED: {
             off = off / cs * cs;
-            len = cs < m.size - off ? cs : m.size - off;
+            len = cs < disk - off ? cs : disk - off;
+            if (!oracle_compressed_whole(model, len, off))
+                break;
             fill(buf, (size_t)len, off, op);
             ret = qcow2_pwrite_compressed(img, buf, (size_t)len, off, &err);
             if (ret && ret != -EEXIST)
                 fuzz_fail("compressed write at %" PRIu64 " failed: %s", off, err.message);
-            if (!ret)
-                memcpy(m.disk + off, buf, (size_t)len);
+            ret = ret ? 0 : oracle_write_compressed(model, buf, (size_t)len, off, op);
             break;
         }
         case K_FLUSH:
@@ -178,47 +194,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 fuzz_fail("flush failed: %s", err.message);
             break;
         case K_SNAP_CREATE: {
-            if (m.n_snaps == MAX_SNAPSHOTS)
+            if (n_snaps == MAX_SNAPSHOTS)
                 break;
             char name[16];
             snprintf(name, sizeof(name), "s%u", op);
             ret = qcow2_snapshot_create(img, name, &err);
-            if (ret == -ERANGE || ret == -ENOTSUP)
-                break;                  /* refused: a refcount at its width's maximum */
+            if (ret == -ERANGE || ret == -ENOTSUP) {
+                ret = 0;                /* refused: a refcount at its width's maximum */
+                break;
+            }
             if (ret)
                 fuzz_fail("snapshot create failed: %s", err.message);
             struct qcow2_snapshot_info si;
             qcow2_snapshot_get(img, qcow2_snapshot_count(img) - 1, &si);
-            unsigned s = m.n_snaps++;
-            snprintf(m.snaps[s].id, sizeof(m.snaps[s].id), "%s", si.id);
-            m.snaps[s].disk = malloc(m.size);
-            if (!m.snaps[s].disk)
-                abort();
-            memcpy(m.snaps[s].disk, m.disk, m.size);
-            m.snaps[s].size = m.size;
+            snprintf(ids[n_snaps], ID_MAX, "%s", si.id);
+            ret = oracle_snapshot_create(model, ids[n_snaps++]);
             break;
         }
         case K_SNAP_APPLY:
         case K_SNAP_DELETE: {
-            if (!m.n_snaps)
+            if (!n_snaps)
                 break;
-            unsigned s = p[5] % m.n_snaps;
+            unsigned s = p[5] % n_snaps;
             if (k == K_SNAP_APPLY) {
-                ret = qcow2_snapshot_apply(img, m.snaps[s].id, &err);
-                if (ret == -ERANGE)
+                ret = qcow2_snapshot_apply(img, ids[s], &err);
+                if (ret == -ERANGE) {
+                    ret = 0;
                     break;
+                }
                 if (ret)
                     fuzz_fail("snapshot apply failed: %s", err.message);
-                /* The snapshot's size, and beyond it zeros (for a later grow). */
-                memcpy(m.disk, m.snaps[s].disk, m.snaps[s].size);
-                memset(m.disk + m.snaps[s].size, 0, MAX_DISK - m.snaps[s].size);
-                m.size = m.snaps[s].size;
+                ret = oracle_snapshot_apply(model, ids[s]);
                 break;
             }
-            if (qcow2_snapshot_delete(img, m.snaps[s].id, &err))
+            if (qcow2_snapshot_delete(img, ids[s], &err))
                 fuzz_fail("snapshot delete failed: %s", err.message);
-            free(m.snaps[s].disk);
-            m.snaps[s] = m.snaps[--m.n_snaps];
+            ret = oracle_snapshot_delete(model, ids[s]);
+            memcpy(ids[s], ids[--n_snaps], ID_MAX);
             break;
         }
         case K_REOPEN: {
@@ -231,35 +243,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case K_RESIZE: {
-            uint64_t grown = m.size + cs * (1 + p[5] % 4);
-            if (grown > MAX_DISK)
+            uint64_t target = resize_target(disk, cs, p[5]);
+            if (target > MAX_DISK || target == disk)
                 break;
-            ret = qcow2_resize(img, grown, &err);
+            ret = qcow2_resize(img, target, &err);
             if (ret && ret != -ENOTSUP)
-                fuzz_fail("resize to %" PRIu64 " failed: %s", grown, err.message);
-            if (!ret)
-                m.size = grown;       /* the new bytes read as zeros, as in the oracle */
+                fuzz_fail("resize to %" PRIu64 " failed: %s", target, err.message);
+            /* -ENOTSUP: a shrink over allocated clusters, or v2 with snapshots. */
+            ret = ret ? 0 : oracle_resize(model, target, op);
             break;
         }
         default:
             break;
         }
-        if (qcow2_virtual_size(img) != m.size)
+        if (ret)
+            fuzz_fail("after op %u the oracle failed: %d", op, ret);
+        if (qcow2_virtual_size(img) != oracle_size(model))
             fuzz_fail("after op %u the disk is %" PRIu64 " bytes, the oracle's %" PRIu64, op,
-                      qcow2_virtual_size(img), m.size);
+                      qcow2_virtual_size(img), oracle_size(model));
     }
 
-    expect_same(img, m.disk, 0, (size_t)m.size, "final read");
+    expect_same(img, model, NULL, 0, (size_t)oracle_size(model), "final read");
     if (qcow2_flush(img, &err))
         fuzz_fail("the final flush failed: %s", err.message);
-    expect_snapshots(file, &m);
+    expect_snapshots(file, model, ids, n_snaps);
     struct qcow2_check_result r;
     if (qcow2_check(img, QCOW2_REPAIR_NONE, &r, NULL, NULL, &err) || r.corruptions ||
         r.leaks || r.check_errors)
         fuzz_fail("after %zu ops the checker finds %" PRIu64 " corruptions, %" PRIu64
                   " leaks, %" PRIu64 " errors", n_ops, r.corruptions, r.leaks, r.check_errors);
     qcow2_close(img);
-    for (unsigned s = 0; s < m.n_snaps; s++)
-        free(m.snaps[s].disk);
+    oracle_close(model);
     return 0;
 }

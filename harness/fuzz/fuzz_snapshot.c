@@ -9,20 +9,24 @@
  *   byte 2..    the bytes written over the snapshot table, from its offset on
  *
  * The patched image is read through every listed snapshot, checked, then opened
- * writable for apply / delete / create. What a snapshot read before an apply must be what
- * the active state reads after it, and writes on an image the check found consistent
- * must leave it consistent.
+ * writable for apply / delete / create, predicted by the oracle (oracle/, in memory):
+ * what a snapshot read before an apply is what the active state must read after it,
+ * and after a restart the active state and a snapshot taken last must read as the
+ * oracle says. Writes on an image the check found consistent must leave it consistent.
  *
  * Setting QVET_FUZZ_SNAPSHOT_SEEDS=<dir> makes the first run write one seed per layout
  * (its own, unmodified table) into <dir>; corpus/make-seeds.sh uses this. For triage,
  * QVET_FUZZ_DUMP=<file> saves the patched image an input makes.
  */
 #include "fuzz_common.h"
+#include "oracle.h"
 
 #define WINDOW (256u << 10)
 #define SNAP_READS 4u
 #define MAX_TABLE_INPUT (256u << 10)
 #define HEADROOM (4u << 20)
+/* The oracle's name for the snapshot an input applies (no engine id has a space). */
+#define APPLIED "applied snapshot"
 
 struct layout {
     const char *options;            /* qemu-img style create options */
@@ -196,28 +200,33 @@ static void init_once(void)
         write_seeds(dir);
 }
 
+/* How many snapshots have `key` as their id or their name (the last one in *out). */
+static uint32_t matches(const struct qcow2_image *img, const char *key,
+                        struct qcow2_snapshot_info *out)
+{
+    uint32_t n = qcow2_snapshot_count(img), found = 0;
+    struct qcow2_snapshot_info s;
+    for (uint32_t i = 0; i < n; i++)
+        if (qcow2_snapshot_get(img, i, &s) == 0 && (!strcmp(s.id, key) || !strcmp(s.name, key))) {
+            *out = s;
+            found++;
+        }
+    return found;
+}
+
 /*
- * The id of the snapshot just created (named "fz"), when no other snapshot's id or name
- * could be mistaken for it; NULL otherwise.
+ * The id of the snapshot just created (named "fz"), when neither its name nor its id
+ * could be mistaken for another snapshot's; NULL otherwise.
  */
 static char *unique_new_id(const struct qcow2_image *img)
 {
-    uint32_t n = qcow2_snapshot_count(img);
-    const char *id = NULL;
-    struct qcow2_snapshot_info s;
-    for (uint32_t i = 0; i < n; i++)
-        if (qcow2_snapshot_get(img, i, &s) == 0 && !strcmp(s.name, "fz")) {
-            if (id)
-                return NULL;
-            id = s.id;
-        }
-    if (!id)
+    struct qcow2_snapshot_info s, t;
+    uint32_t n = matches(img, "fz", &s);
+    if (n == 0)
         fuzz_fail("the snapshot just created is not listed");
-    for (uint32_t i = 0; i < n; i++)
-        if (qcow2_snapshot_get(img, i, &s) == 0 && s.id != id &&
-            (!strcmp(s.id, id) || !strcmp(s.name, id)))
-            return NULL;
-    return strdup(id);
+    if (n > 1 || matches(img, s.id, &t) != 1)
+        return NULL;
+    return strdup(s.id);
 }
 
 /* Reads [0, len) of the state `snapshot` names (NULL: active) into out. */
@@ -240,6 +249,95 @@ static int read_state(const uint8_t *img_bytes, size_t len, const char *snapshot
     fuzz_walk_and_read(img, buf, FUZZ_READ_BYTES / 4u);
     qcow2_close(img);
     return ret;
+}
+
+/* What the oracle's rules need: backing files are refused here. */
+static struct oracle_facts facts_of(const struct qcow2_image *img)
+{
+    struct qcow2_info info;
+    qcow2_get_info(img, &info);
+    return (struct oracle_facts){ .version = info.version, .cluster_size = info.cluster_size };
+}
+
+static struct oracle *new_model(const struct qcow2_image *img, uint64_t size,
+                                const uint8_t *bytes, uint64_t known)
+{
+    const struct oracle_facts facts = facts_of(img);
+    struct oracle *o;
+    char why[256];
+    if (oracle_create_mem(size, bytes, known, &facts, &o, why, sizeof(why)))
+        fuzz_fail("no oracle for a %" PRIu64 "-byte disk: %s", size, why);
+    return o;
+}
+
+/*
+ * An oracle that starts as the active state reads now (its first WINDOW bytes): it
+ * predicts what later operations do, not what came before. NULL if it does not read.
+ */
+static struct oracle *model_now(struct qcow2_image *img)
+{
+    struct qcow2_error err;
+    uint64_t vs = qcow2_virtual_size(img);
+    uint64_t n = vs < WINDOW ? vs : WINDOW;
+    if (qcow2_pread(img, window_b, (size_t)n, 0, &err))
+        return NULL;
+    return new_model(img, vs, window_b, n);
+}
+
+/*
+ * The oracle's prediction of an apply: the snapshot, as its read-only view showed it
+ * (window_a, view_size bytes; such a view keeps the active virtual size, an apply takes
+ * the snapshot's disk_size), imported and applied. NULL if that size is not a disk's.
+ */
+static struct oracle *model_of_apply(const struct qcow2_image *img, uint64_t disk_size,
+                                     uint64_t view_size)
+{
+    struct oracle *o = new_model(img, 0, NULL, 0);
+    uint64_t known = view_size < WINDOW ? view_size : WINDOW;
+    if (known > disk_size)
+        known = disk_size / ORACLE_SECTOR * ORACLE_SECTOR;
+    if (oracle_snapshot_import(o, APPLIED, disk_size, window_a, known) ||
+        oracle_snapshot_apply(o, APPLIED)) {
+        oracle_close(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The first guest bytes the oracle knows (up to WINDOW), and the size, as it says. */
+static void expect_model(struct qcow2_image *img, struct oracle *o, const char *when)
+{
+    struct qcow2_error err;
+    if (qcow2_virtual_size(img) != oracle_size(o))
+        fuzz_fail("%s: the disk is %" PRIu64 " bytes, the oracle's %" PRIu64, when,
+                  qcow2_virtual_size(img), oracle_size(o));
+    uint64_t n = oracle_known(o) < WINDOW ? oracle_known(o) : WINDOW;
+    if (qcow2_pread(img, window_b, (size_t)n, 0, &err))
+        fuzz_fail("%s: the state does not read: %s", when, err.message);
+    if (oracle_read(o, window_a, (size_t)n, 0))
+        fuzz_fail("%s: the oracle cannot read the %" PRIu64 " bytes it knows", when, n);
+    if (memcmp(window_a, window_b, (size_t)n))
+        fuzz_fail("%s: the state differs from the oracle", when);
+}
+
+/* The state `snapshot` names (NULL: active) in image bytes, against the oracle. */
+static void expect_state(const uint8_t *img_bytes, size_t len, const char *snapshot,
+                         struct oracle *o, const char *when)
+{
+    uint64_t vs;
+    if (read_state(img_bytes, len, snapshot, window_b, &vs))
+        return;
+    uint64_t size = snapshot ? oracle_snapshot_size(o, snapshot) : oracle_size(o);
+    if (vs != size)
+        fuzz_fail("%s: the disk is %" PRIu64 " bytes, the oracle's %" PRIu64, when, vs, size);
+    uint64_t n = oracle_known(o) < WINDOW ? oracle_known(o) : WINDOW;
+    int ret = snapshot ? oracle_snapshot_read(o, snapshot, window_a, (size_t)n, 0)
+                       : oracle_read(o, window_a, (size_t)n, 0);
+    if (ret)
+        fuzz_fail("%s: the oracle cannot read the %" PRIu64 " bytes it knows: %d", when, n,
+                  ret);
+    if (memcmp(window_a, window_b, (size_t)n))
+        fuzz_fail("%s: the state differs from the oracle", when);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -348,6 +446,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     bool all_ok = true;
+    struct oracle *model = NULL;        /* what the active state must read, once known */
     uint32_t count = qcow2_snapshot_count(img);
     if (count != nsnap && nsnap)
         fuzz_fail("writable open lists %" PRIu32 " snapshots, read-only %" PRIu32, count,
@@ -358,29 +457,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct qcow2_snapshot_info s;
         qcow2_snapshot_get(img, k, &s);
         char *key = strdup((ops & 0x20) ? s.name : s.id);
-        uint64_t snap_vsize = 0;
-        bool expect = key && !repaired &&
-                      read_state(image, len, key, window_a, &snap_vsize) == 0;
+        uint64_t view_size = 0;
+        bool viewed = key && !repaired &&
+                      read_state(image, len, key, window_a, &view_size) == 0;
+        /* The snapshot the key names (by id, then by name), when no other could be meant. */
+        struct qcow2_snapshot_info named;
+        if (viewed && matches(img, key, &named) == 1)
+            model = model_of_apply(img, named.disk_size, view_size);
         if (key && qcow2_snapshot_apply(img, key, &err) == 0) {
-            /* Compare what both views cover (a snapshot opened read-only keeps the
-             * active virtual size; an apply takes the snapshot's). */
-            uint64_t vs = qcow2_virtual_size(img);
-            uint64_t n = vs < WINDOW ? vs : WINDOW;
-            uint64_t both = n < snap_vsize ? n : snap_vsize;
-            if (qcow2_pread(img, window_b, (size_t)n, 0, &err))
-                fuzz_fail("apply \"%s\": the applied state does not read: %s", key,
-                          err.message);
-            if (expect && memcmp(window_a, window_b, (size_t)both))
-                fuzz_fail("apply \"%s\": the active state differs from the snapshot", key);
+            if (model)
+                expect_model(img, model, "apply");
+            else
+                model = model_now(img);     /* nothing predicted the apply: start here */
             /* Diverge from the snapshot. */
-            fuzz_fill(buf, 4096 < n ? 4096 : (size_t)n, ops);
-            if (n && qcow2_pwrite(img, buf, 4096 < n ? 4096 : (size_t)n, 0, &err))
+            uint64_t vs = qcow2_virtual_size(img);
+            size_t n = vs < 4096 ? (size_t)vs : 4096;
+            fuzz_fill(buf, n, ops);
+            if (n && qcow2_pwrite(img, buf, n, 0, &err))
                 all_ok = false;
+            else if (model && oracle_write(model, buf, n, 0, 1))
+                fuzz_fail("the oracle cannot record a write of %zu bytes", n);
         } else {
             all_ok = false;
+            oracle_close(model);
+            model = NULL;
         }
         free(key);
-        /* Delete one (possibly the one just applied). */
+        /* Delete one (possibly the one just applied): the active state stays. */
         uint32_t c2 = qcow2_snapshot_count(img);
         if (c2) {
             uint32_t j = (ops >> 3) % c2;
@@ -395,6 +498,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
         }
     }
+    if (!model)
+        model = model_now(img);
     char *new_id = NULL;
     if (ops & 0x10) {
         uint32_t before = qcow2_snapshot_count(img);
@@ -405,18 +510,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                       qcow2_snapshot_count(img), before);
         else
             new_id = unique_new_id(img);
+        /* The new snapshot holds the active state. */
+        if (new_id && model && oracle_snapshot_create(model, new_id))
+            fuzz_fail("the oracle cannot take snapshot %s", new_id);
     }
     if (qcow2_snapshot_delete(img, "no such snapshot \x01", &err) != -ENOENT)
         all_ok = false;
     if (qcow2_flush(img, &err))
         all_ok = false;
-    /* The active state now, for the reopen below. */
-    uint64_t active_vsize = qcow2_virtual_size(img);
-    uint64_t an = active_vsize < WINDOW ? active_vsize : WINDOW;
-    bool have_active = qcow2_pread(img, window_a, (size_t)an, 0, &err) == 0;
     qcow2_close(img);
 
-    /* 4. After a restart: consistent, and reading as it did. */
+    /* 4. After a restart: consistent, and reading as the oracle says. */
     size_t now_len;
     const uint8_t *now = qcow2_backend_mem_data(mem, &now_len);
     if (fuzz_open_mem(now, now_len, now_len, &ck, &img) == 0) {
@@ -432,20 +536,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (clean && all_ok) {
         fuzz_fail("the image no longer opens after snapshot operations");
     }
-    uint64_t vs2;
-    if (have_active && all_ok && read_state(now, now_len, NULL, window_b, &vs2) == 0) {
-        if (vs2 != active_vsize || memcmp(window_a, window_b, (size_t)an))
-            fuzz_fail("the active state reads differently after reopening");
+    if (model && all_ok) {
+        expect_state(now, now_len, NULL, model, "the active state after reopening");
+        /* Taken last, "fz" has the active state's size and known prefix. */
+        if (new_id)
+            expect_state(now, now_len, new_id, model, "snapshot \"fz\" after reopening");
     }
-    if (new_id) {
-        /* The new snapshot, taken last, holds the final active state. */
-        uint64_t vs3;
-        if (have_active && all_ok && read_state(now, now_len, new_id, window_b, &vs3) == 0 &&
-            memcmp(window_a, window_b, (size_t)an))
-            fuzz_fail("snapshot \"fz\" (id %s) does not read as the state it was taken of",
-                      new_id);
-        free(new_id);
-    }
+    free(new_id);
+    oracle_close(model);
     qcow2_backend_destroy(mem);
 out:
     for (uint32_t i = 0; i < SNAP_READS; i++)

@@ -110,7 +110,7 @@ static uint64_t pick_offset(struct soak *s)
 {
     const struct target_facts *f = &s->facts;
     uint64_t size = f->size;
-    uint64_t cs = f->cluster_size;
+    uint64_t cs = f->oracle.cluster_size;
     int64_t base;
     switch (below(s, 10)) {
     case 0: case 1:
@@ -150,7 +150,7 @@ static uint64_t pick_offset(struct soak *s)
 
 static uint64_t pick_length(struct soak *s, uint64_t off)
 {
-    uint64_t cs = s->facts.cluster_size, len;
+    uint64_t cs = s->facts.oracle.cluster_size, len;
     switch (below(s, 10)) {
     case 0: case 1: len = SECTOR * (1 + below(s, 8)); break;
     case 2: len = 4096; break;
@@ -191,7 +191,7 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
         op->kind = OP_SNAPSHOT_CREATE;
     if (op->kind == OP_SNAPSHOT_CREATE && s->n_snapshots == MAX_SNAPSHOTS)
         op->kind = OP_SNAPSHOT_DELETE;
-    uint64_t cs = s->facts.cluster_size;
+    uint64_t cs = s->facts.oracle.cluster_size;
     switch (op->kind) {
     case OP_SNAPSHOT_CREATE:
         snprintf(op->snapshot, sizeof(op->snapshot), "s%" PRIu32, n);
@@ -616,18 +616,6 @@ static int snapshot_index(const struct soak *s, const char *id)
     return -1;
 }
 
-/* The discard's effect: whole clusters read as zeros (unless the target ignores it). */
-static int mirror_discard(struct soak *s, const struct op *op)
-{
-    uint64_t cs = s->facts.cluster_size;
-    uint64_t start = (op->off + cs - 1) / cs * cs;
-    uint64_t end = op->off + op->len == s->facts.size ? op->off + op->len
-                                                       : (op->off + op->len) / cs * cs;
-    if (end <= start || s->facts.discard_ignored)
-        return 0;
-    return oracle_zero(s->o, end - start, start, op->n);
-}
-
 static int apply(struct soak *s, const struct op *op)
 {
     struct target *t = s->t;
@@ -657,8 +645,7 @@ static int apply(struct soak *s, const struct op *op)
         if (op->kind == OP_WRITE) {
             ret = t->ops->write(t, s->buf, op->len, op->off);
         } else {
-            uint64_t cs = s->facts.cluster_size;
-            if (op->off % cs || (op->len % cs && op->off + op->len != s->facts.size))
+            if (!oracle_compressed_whole(s->o, op->len, op->off))
                 return 0;
             ret = t->ops->write_compressed(t, s->buf, op->len, op->off);
             if (ret == TARGET_REFUSED)
@@ -667,8 +654,10 @@ static int apply(struct soak *s, const struct op *op)
         if (ret)
             return target_failed(s, op, ret);
         remember(s, op->off, op->len);
-        return oracle_write(s->o, s->buf, op->len, op->off, op->n) ? fail(s, SOAK_SETUP_ERROR, op)
-                                                                   : 0;
+        ret = op->kind == OP_WRITE
+                  ? oracle_write(s->o, s->buf, op->len, op->off, op->n)
+                  : oracle_write_compressed(s->o, s->buf, op->len, op->off, op->n);
+        return ret ? fail(s, SOAK_SETUP_ERROR, op) : 0;
     case OP_ZERO:
     case OP_ZERO_UNMAP:
         if (!in_disk(s, op))
@@ -683,7 +672,8 @@ static int apply(struct soak *s, const struct op *op)
         if ((ret = t->ops->discard(t, op->len, op->off)))
             return target_failed(s, op, ret);
         remember(s, op->off, op->len);
-        return mirror_discard(s, op) ? fail(s, SOAK_SETUP_ERROR, op) : 0;
+        return oracle_discard(s->o, op->len, op->off, op->n) ? fail(s, SOAK_SETUP_ERROR, op)
+                                                             : 0;
     case OP_FLUSH:
         return (ret = t->ops->flush(t)) ? target_failed(s, op, ret) : 0;
     case OP_REOPEN:
@@ -878,13 +868,13 @@ static int setup(struct soak *s)
         return setup_error(s, "creating the image: ", err.message);
 
     char errbuf[512];
-    if (oracle_create(c->dir, c->size, backing_fmt ? s->backing_view : NULL, &s->o, errbuf,
-                      sizeof(errbuf)))
-        return setup_error(s, "oracle: ", errbuf);
     if (target_qvet_open(s->image, c->target_opts, &s->t, errbuf, sizeof(errbuf)))
         return setup_error(s, "opening the image: ", errbuf);
     s->t->ops->facts(s->t, &s->facts);
     s->initial_size = s->facts.size;
+    if (oracle_create(c->dir, c->size, backing_fmt ? s->backing_view : NULL, &s->facts.oracle,
+                      &s->o, errbuf, sizeof(errbuf)))
+        return setup_error(s, "oracle: ", errbuf);
 
     s->trace_fd = open(s->trace_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (s->trace_fd < 0)

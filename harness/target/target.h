@@ -16,17 +16,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "oracle.h"
+
 #define TARGET_REFUSED 1
 #define TARGET_ID_MAX 32
 
 struct target;
 
-/* What the driver must know to predict the guest-visible effect of an operation. */
+/* What the driver must know about the image under test. */
 struct target_facts {
     uint64_t size;                  /* current virtual size */
-    uint32_t cluster_size;          /* discard granularity */
-    uint32_t subcluster_size;       /* = cluster_size without extended L2 */
-    bool discard_ignored;           /* discards change nothing (v2 with a backing file) */
+    struct oracle_facts oracle;     /* what the oracle's rules need to predict the guest */
+    uint32_t subcluster_size;       /* = cluster size without extended L2 */
     uint32_t l2_coverage_clusters;  /* clusters one L2 table maps */
 };
 

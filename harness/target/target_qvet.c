@@ -45,12 +45,17 @@ static int qvet_facts(struct target *t, struct target_facts *f)
 {
     struct qcow2_info info;
     qcow2_get_info(qt(t)->img, &info);
+    const struct qcow2_image *backing = qcow2_backing_image(qt(t)->img);
     uint32_t entry = info.extended_l2 ? 16 : 8;
     *f = (struct target_facts){
         .size = info.virtual_size,
-        .cluster_size = info.cluster_size,
+        .oracle = {
+            .version = info.version,
+            .cluster_size = info.cluster_size,
+            .has_backing = backing != NULL,
+            .backing_size = backing ? qcow2_virtual_size(backing) : 0,
+        },
         .subcluster_size = info.extended_l2 ? info.cluster_size / 32 : info.cluster_size,
-        .discard_ignored = info.version < 3 && info.backing_name != NULL,
         .l2_coverage_clusters = info.cluster_size / entry,
     };
     return 0;
