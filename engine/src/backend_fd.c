@@ -159,30 +159,34 @@ static const char *const perm_names[PERM_COUNT] = { "consistent read", "write",
 static const char *const perm_verbs[PERM_COUNT] = { "read", "write",
                                                     "write unchanged data to", "resize" };
 
-static int lock_byte(int fd, unsigned byte)
+/* One lock request on one byte: `cmd` LOCK_SET to place `type`, LOCK_GET to ask about it. */
+static int lock_request(int fd, int cmd, short type, unsigned byte, short *found)
 {
     struct flock fl;
     memset(&fl, 0, sizeof(fl));
-    fl.l_type = F_RDLCK;
+    fl.l_type = type;
     fl.l_whence = SEEK_SET;
     fl.l_start = (off_t)byte;
     fl.l_len = 1;
-    return fcntl(fd, LOCK_SET, &fl) ? -errno : 0;
+    if (fcntl(fd, cmd, &fl))
+        return -errno;
+    if (found)
+        *found = fl.l_type;
+    return 0;
+}
+
+static int lock_byte(int fd, unsigned byte)
+{
+    return lock_request(fd, LOCK_SET, F_RDLCK, byte, NULL);
 }
 
 /* Whether another open file holds a lock on `byte` (QEMU's test: could it be taken exclusively?). */
 static int byte_held_elsewhere(int fd, unsigned byte, bool *held)
 {
-    struct flock fl;
-    memset(&fl, 0, sizeof(fl));
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = (off_t)byte;
-    fl.l_len = 1;
-    if (fcntl(fd, LOCK_GET, &fl))
-        return -errno;
-    *held = fl.l_type != F_UNLCK;
-    return 0;
+    short found = F_UNLCK;
+    int ret = lock_request(fd, LOCK_GET, F_WRLCK, byte, &found);
+    *held = !ret && found != F_UNLCK;
+    return ret;
 }
 
 static int lock_conflict(const char *path, unsigned byte, const struct qcow2_fd_options *o,
