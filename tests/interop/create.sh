@@ -22,35 +22,9 @@
 # directory.
 set -u
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-QVET=${QVET:-$ROOT/build/qvet}
-if [ ! -x "$QVET" ]; then
-  echo "create.sh: no qvet binary at $QVET (run make, or set QVET)" >&2
-  exit 1
-fi
-if ! command -v qemu-img >/dev/null; then
-  echo "create.sh: qemu-img is missing (make deps installs qemu-utils)" >&2
-  exit 1
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/qvet-create.XXXXXX")
-if [ "${KEEP:-0}" = 1 ]; then
-  echo "create.sh: work directory $WORK" >&2
-else
-  trap 'rm -rf "$WORK"' EXIT
-fi
-cd "$WORK" || exit 1
-
-passed=0
-failed=0
-pass() {
-  echo "PASS $1"
-  passed=$((passed + 1))
-}
-fail() {
-  echo "FAIL $1: $2"
-  failed=$((failed + 1))
-}
+NAME=create
+# shellcheck source=tests/interop/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # refused NAME FILE CMD...: CMD exits 1 with one qvet line on stderr and FILE unchanged
 refused() {
@@ -62,7 +36,7 @@ refused() {
   after=$(md5sum <"$file")
   if [ "$rc" != 1 ]; then
     fail "$name" "exited $rc, expected 1 ($(head -n 1 v.err))"
-  elif [ "$(wc -l <v.err)" != 1 ] || ! grep -q '^qvet: ' v.err; then
+  elif ! one_qvet_line v.err; then
     fail "$name" "not one qvet line: $(head -c 300 v.err)"
   elif [ "$before" != "$after" ]; then
     fail "$name" "the image was changed"
@@ -128,7 +102,7 @@ both() {
     fail "$name" "stdout differs: qemu-img '$(head -c 300 q.out)', qvet '$(head -c 300 v.out)'"
   elif [ "$qrc" = 0 ] && ! cmp -s q.qcow2 v.qcow2; then
     fail "$name" "qvet wrote other bytes than qemu-img"
-  elif [ "$qrc" != 0 ] && { [ -e v.qcow2 ] || [ "$(wc -l <v.err)" != 1 ]; }; then
+  elif [ "$qrc" != 0 ] && { [ -e v.qcow2 ] || ! one_qvet_line v.err; }; then
     fail "$name" "a refusal must leave no file and print one line: $(head -c 300 v.err)"
   else
     pass "$name"
@@ -199,5 +173,4 @@ help_case help:before-bad -o help,nosuch=1
 
 both size:twice -o size=2M IMG 1M
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ] && [ "$passed" -gt 0 ]
+finish

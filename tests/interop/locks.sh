@@ -27,53 +27,26 @@
 # KEEP=1 keeps the work directory.
 set -u
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-QVET=${QVET:-$ROOT/build/qvet}
-HOLD=${HOLD:-$ROOT/build/tests/hold_image}
-for bin in "$QVET" "$HOLD"; do
-  if [ ! -x "$bin" ]; then
-    echo "locks.sh: no binary at $bin (run make, or set QVET and HOLD)" >&2
-    exit 1
-  fi
-done
-for tool in qemu-img qemu-io; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "locks.sh: $tool is missing (make deps installs qemu-utils)" >&2
-    exit 1
-  fi
-done
-if [ ! -r /proc/locks ]; then
-  echo "locks.sh: /proc/locks is not readable; the lock bytes cannot be seen" >&2
-  exit 1
-fi
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/qvet-locks.XXXXXX")
+NAME=locks
 holder_pid=
-cleanup() {
+on_exit() {
   exec 7>&- 2>/dev/null
   if [ -n "$holder_pid" ]; then
     kill "$holder_pid" 2>/dev/null
     wait "$holder_pid" 2>/dev/null
   fi
-  if [ "${KEEP:-0}" = 1 ]; then
-    echo "locks.sh: work directory $WORK" >&2
-  else
-    rm -rf "$WORK"
-  fi
 }
-trap cleanup EXIT
-cd "$WORK" || exit 1
-
-passed=0
-failed=0
-pass() {
-  echo "PASS $1"
-  passed=$((passed + 1))
-}
-fail() {
-  echo "FAIL $1: $2"
-  failed=$((failed + 1))
-}
+# shellcheck source=tests/interop/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+HOLD=${HOLD:-$ROOT/build/tests/hold_image}
+if [ ! -x "$HOLD" ]; then
+  echo "locks.sh: no hold_image at $HOLD (run make, or set HOLD)" >&2
+  exit 1
+fi
+if [ ! -r /proc/locks ]; then
+  echo "locks.sh: /proc/locks is not readable; the lock bytes cannot be seen" >&2
+  exit 1
+fi
 
 # held_bytes FILE: the byte ranges locked on FILE, "100-101 103 201 ...", sorted
 held_bytes() {
@@ -274,5 +247,4 @@ for f in img.qcow2 top.qcow2 base.qcow2 base.raw; do
   fi
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ] && [ "$passed" -gt 0 ]
+finish

@@ -28,42 +28,9 @@
 # directory.
 set -u
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-QVET=${QVET:-$ROOT/build/qvet}
-if [ ! -x "$QVET" ]; then
-  echo "snapshots.sh: no qvet binary at $QVET (run make, or set QVET)" >&2
-  exit 1
-fi
-for tool in qemu-img qemu-io; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "snapshots.sh: $tool is missing (make deps installs qemu-utils)" >&2
-    exit 1
-  fi
-done
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/qvet-snapshots.XXXXXX")
-if [ "${KEEP:-0}" = 1 ]; then
-  echo "snapshots.sh: work directory $WORK" >&2
-else
-  trap 'rm -rf "$WORK"' EXIT
-fi
-cd "$WORK" || exit 1
-
-passed=0
-failed=0
-pass() {
-  echo "PASS $1"
-  passed=$((passed + 1))
-}
-fail() {
-  echo "FAIL $1: $2"
-  failed=$((failed + 1))
-}
-
-# one_qvet_line FILE: the qvet error in FILE is a single "qvet: " line
-one_qvet_line() {
-  [ "$(wc -l <"$1")" -eq 1 ] && grep -q '^qvet: ' "$1"
-}
+NAME=snapshots
+# shellcheck source=tests/interop/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # --- the image ------------------------------------------------------------------
 
@@ -86,50 +53,41 @@ table() {
   qemu-img snapshot -l "$1" | awk 'NR > 2 { printf "%s=%s ", $1, $2 }'
 }
 
-# --- snapshot -a ------------------------------------------------------------------
+# --- snapshot -a and -d -------------------------------------------------------------
+
+# twin_case NAME OPTION KEY: qemu-img snapshot OPTION KEY on one copy of the image, qvet on
+# another; the same exit status, a sound image after success, one line and no change
+# after a refusal, and the same result (OPTION -a: the active state, -d: the table)
+twin_case() {
+  local name=$1 option=$2 key=$3 qrc vrc
+  cp base.qcow2 q.qcow2
+  cp base.qcow2 v.qcow2
+  qemu-img snapshot "$option" "$key" q.qcow2 >q.out 2>&1
+  qrc=$?
+  "$QVET" snapshot "$option" "$key" v.qcow2 >v.out 2>v.err
+  vrc=$?
+  if [ "$qrc" != "$vrc" ]; then
+    fail "$name" "qvet exited $vrc, qemu-img $qrc ($(head -n 1 v.err))"
+  elif [ "$qrc" = 0 ] && ! qemu-img check -q v.qcow2; then
+    fail "$name" "qemu-img check fails on qvet's image"
+  elif [ "$qrc" != 0 ] && ! one_qvet_line v.err; then
+    fail "$name" "the refusal is not one qvet line: $(head -c 300 v.err)"
+  elif [ "$qrc" != 0 ] && ! cmp -s base.qcow2 v.qcow2; then
+    fail "$name" "a refused $option changed the image"
+  elif [ "$option" = -a ] && ! qemu-img compare -q -f qcow2 -F qcow2 q.qcow2 v.qcow2; then
+    fail "$name" "the active state differs from qemu-img's after applying"
+  elif [ "$(table q.qcow2)" != "$(table v.qcow2)" ]; then
+    fail "$name" "tables differ: qemu-img leaves '$(table q.qcow2)', qvet '$(table v.qcow2)'"
+  else
+    pass "$name"
+  fi
+}
 
 for key in 1 2 3 4 5 10 dup nope 01; do
-  cp base.qcow2 q.qcow2
-  cp base.qcow2 v.qcow2
-  qemu-img snapshot -a "$key" q.qcow2 >q.out 2>&1
-  qrc=$?
-  "$QVET" snapshot -a "$key" v.qcow2 >v.out 2>v.err
-  vrc=$?
-  if [ "$qrc" != "$vrc" ]; then
-    fail "apply:$key" "qvet exited $vrc, qemu-img $qrc ($(head -n 1 v.err))"
-  elif [ "$qrc" = 0 ] && ! qemu-img compare -q -f qcow2 -F qcow2 q.qcow2 v.qcow2; then
-    fail "apply:$key" "the active state differs from qemu-img's after applying"
-  elif [ "$qrc" = 0 ] && ! qemu-img check -q v.qcow2; then
-    fail "apply:$key" "qemu-img check fails on qvet's image"
-  elif [ "$qrc" != 0 ] && ! one_qvet_line v.err; then
-    fail "apply:$key" "the refusal is not one qvet line: $(head -c 300 v.err)"
-  elif [ "$qrc" != 0 ] && ! cmp -s base.qcow2 v.qcow2; then
-    fail "apply:$key" "a refused apply changed the image"
-  else
-    pass "apply:$key"
-  fi
+  twin_case "apply:$key" -a "$key"
 done
-
-# --- snapshot -d ------------------------------------------------------------------
-
 for key in 1 2 3 4 5 10 dup nope; do
-  cp base.qcow2 q.qcow2
-  cp base.qcow2 v.qcow2
-  qemu-img snapshot -d "$key" q.qcow2 >q.out 2>&1
-  qrc=$?
-  "$QVET" snapshot -d "$key" v.qcow2 >v.out 2>v.err
-  vrc=$?
-  if [ "$qrc" != "$vrc" ]; then
-    fail "delete:$key" "qvet exited $vrc, qemu-img $qrc ($(head -n 1 v.err))"
-  elif [ "$(table q.qcow2)" != "$(table v.qcow2)" ]; then
-    fail "delete:$key" "tables differ: qemu-img leaves '$(table q.qcow2)', qvet '$(table v.qcow2)'"
-  elif [ "$qrc" = 0 ] && ! qemu-img check -q v.qcow2; then
-    fail "delete:$key" "qemu-img check fails on qvet's image"
-  elif [ "$qrc" != 0 ] && ! one_qvet_line v.err; then
-    fail "delete:$key" "the refusal is not one qvet line: $(head -c 300 v.err)"
-  else
-    pass "delete:$key"
-  fi
+  twin_case "delete:$key" -d "$key"
 done
 
 # --- cat -s / IMAGE@SNAP against convert -l -----------------------------------------
@@ -154,6 +112,8 @@ compare_cat() {
   fi
 }
 
+# the commas belong to the selectors
+# shellcheck disable=SC2054
 selectors=(1 2 3 4 5 10 dup nope 01 ''
   snapshot.id=1 snapshot.id=2 snapshot.name=1 snapshot.name=2 snapshot.name=dup
   snapshot.name=10 snapshot.id=10
@@ -209,5 +169,4 @@ else
   fail message:list-missing-file "expected exit 1 and one qvet line"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ] && [ "$passed" -gt 0 ]
+finish
