@@ -119,6 +119,8 @@ both backing:missing-unsafe-no-size -u -b missing.qcow2 -F qcow2 IMG
 both backing:broken-chain -b orphan.qcow2 -F qcow2 IMG 1M
 both backing:size-from-qcow2 -b b.qcow2 -F qcow2 IMG
 both backing:size-from-raw -b b.raw -F raw IMG
+head -c 1000 b.raw >odd.raw     # not a multiple of 512: QEMU rounds the size up
+both backing:size-from-odd-raw -b odd.raw -F raw IMG
 both backing:size-given -b b.qcow2 -F qcow2 IMG 5M
 both backing:unsafe-existing -u -b b.qcow2 -F qcow2 IMG 5M
 both backing:no-format -b b.qcow2 IMG 1M
