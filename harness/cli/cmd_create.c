@@ -178,6 +178,7 @@ struct create_args {
     int n_texts;
     const char *backing, *backing_fmt, *image, *size;
     bool quiet, unchecked;
+    bool extra_arguments;           /* more than IMAGE and SIZE */
 };
 
 static int parse_args(int argc, char **argv, struct create_args *a)
@@ -209,6 +210,7 @@ static int parse_args(int argc, char **argv, struct create_args *a)
         a->image = argv[optind];
     if (optind + 1 < argc)
         a->size = argv[optind + 1];
+    a->extra_arguments = optind + 2 < argc;
     return 0;
 }
 
@@ -254,7 +256,7 @@ int cmd_create(int argc, char **argv)
             return 0;
         }
     }
-    if (!a.image || optind + 2 < argc)
+    if (!a.image || a.extra_arguments)
         return cli_usage("create", "expected IMAGE [SIZE]");
 
     struct qcow2_create_options o;

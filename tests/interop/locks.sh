@@ -11,6 +11,8 @@
 #                   leaves the image alone; plain reads are refused too, and -U reads
 #   qemu-ro:...     qemu-io -r holds it: qvet may read, not write
 #   qemu-ro-U:...   qemu-io -r -U holds it: qvet may write
+#   qemu-chain:...  qemu-io holds an overlay read-write: qvet may read its backing file,
+#                   not write it nor create an image over it
 #   qvet-rw:...     qvet holds it read-write: qemu-img info, check, snapshot -l,
 #                   create and qemu-io are refused; qemu-img info -U reads
 #   qvet-ro:...     qvet holds it read-only: QEMU may read, not write
@@ -203,6 +205,13 @@ refused qemu-ro:io-write img.qcow2 write "$QVET" io -c 'write -P 0x22 0 4k' img.
 refused qemu-ro:create-over img.qcow2 write "$QVET" create -q img.qcow2 1M
 allowed qemu-ro:cat "$QVET" cat img.qcow2
 allowed qemu-ro:snapshot-list "$QVET" snapshot -l img.qcow2
+release
+
+# a VM's backing file is as safe as its image
+hold top.qcow2 qemu-io top.qcow2
+refused qemu-chain:create-over-backing base.qcow2 write "$QVET" create -q base.qcow2 1M
+refused qemu-chain:write-backing base.qcow2 write "$QVET" io -c 'write 0 4k' base.qcow2
+allowed qemu-chain:read-backing "$QVET" cat base.qcow2
 release
 
 hold img.qcow2 qemu-io -r -U img.qcow2
