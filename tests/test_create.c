@@ -589,10 +589,23 @@ START_TEST(missing_backing_file_without_size_is_an_error)
     ck_assert_msg(strstr(e.message, "nowhere.qcow2") != NULL,
                   "expected the message to name nowhere.qcow2, got \"%s\"", e.message);
 
-    /* With a size the backing file is only named, not opened (like qemu-img -u). */
+    /* A size does not spare the backing file: qemu-img opens it all the same. */
     ck_assert_int_eq(parse(&o, "backing_file=nowhere.qcow2,backing_fmt=qcow2,size=1M", &e), 0);
     ret = qcow2_create(path, &o, &e);
-    ck_assert_msg(ret == 0, "expected success, got %d (%s)", ret, e.message);
+    ck_assert_msg(ret == -ENOENT, "with a size: expected -ENOENT, got %d (%s)", ret, e.message);
+    ck_assert_msg(access(path, F_OK) != 0, "a refused create left %s behind", path);
+
+    /* -u (no_backing_check) names it without opening it, and then needs the size. */
+    o.no_backing_check = true;
+    ret = qcow2_create(path, &o, &e);
+    ck_assert_msg(ret == 0, "with -u and a size: expected success, got %d (%s)", ret,
+                  e.message);
+    ck_assert_int_eq(parse(&o, "backing_file=nowhere.qcow2,backing_fmt=qcow2", &e), 0);
+    o.no_backing_check = true;
+    ret = qcow2_create(path, &o, &e);
+    ck_assert_msg(ret == -EINVAL && strstr(e.message, "size is missing"),
+                  "with -u and no size: expected -EINVAL (size is missing), got %d (%s)", ret,
+                  e.message);
 }
 END_TEST
 

@@ -394,6 +394,104 @@ START_TEST(find_by_id_first_then_name)
 }
 END_TEST
 
+/* QEMU's lookup by id and name: a NULL key matches anything, both given must both match. */
+START_TEST(find_by_id_and_or_name)
+{
+    struct snapshot_table t;
+    build_named_table(&t);                  /* ids 1 2 3 10, names "2" "x" "x" "daily" */
+    ck_assert_int_eq(snapshot_find_by(&t, "2", NULL), 1);
+    ck_assert_int_eq(snapshot_find_by(&t, NULL, "2"), 0);       /* snapshot -d 2: the name */
+    ck_assert_int_eq(snapshot_find_by(&t, NULL, "1"), -ENOENT); /* no name "1": not id 1 */
+    ck_assert_int_eq(snapshot_find_by(&t, NULL, "x"), 1);       /* first of two */
+    ck_assert_int_eq(snapshot_find_by(&t, "3", "x"), 2);        /* both: the second "x" */
+    ck_assert_int_eq(snapshot_find_by(&t, "1", "x"), -ENOENT);  /* id 1 is not named "x" */
+    ck_assert_int_eq(snapshot_find_by(&t, "10", "daily"), 3);
+    ck_assert_int_eq(snapshot_find_by(&t, NULL, NULL), -ENOENT);
+    ck_assert_int_eq(snapshot_find_by(&t, "", NULL), -ENOENT);
+    snapshot_table_release(&t);
+}
+END_TEST
+
+/*
+ * The public selection API on a real image whose ids and names collide: snapshot
+ * "2" is id 1, "1" is id 2, and ids 3 and 4 are both named "dup". Each snapshot holds
+ * its id as the first guest byte.
+ */
+static void build_colliding_image(const char *path)
+{
+    struct qcow2_create_options co;
+    struct qcow2_error err;
+    qcow2_create_options_init(&co);
+    co.size = 1u << 20;
+    co.has_size = true;
+    ck_assert_int_eq(qcow2_create(path, &co, &err), 0);
+    struct qcow2_open_options rw = { .writable = true };
+    struct qcow2_image *img;
+    ck_assert_int_eq(qcow2_open(path, &rw, &img, &err), 0);
+    static const char *const names[] = { "2", "1", "dup", "dup" };
+    for (uint8_t i = 0; i < 4; i++) {
+        uint8_t byte = (uint8_t)(i + 1);
+        ck_assert_int_eq(qcow2_pwrite(img, &byte, 1, 0, &err), 0);
+        ck_assert_int_eq(qcow2_snapshot_create(img, names[i], &err), 0);
+    }
+    qcow2_close(img);
+}
+
+static uint8_t first_byte_of(const char *path, const struct qcow2_open_options *o)
+{
+    struct qcow2_image *img;
+    struct qcow2_error err;
+    ck_assert_msg(qcow2_open(path, o, &img, &err) == 0, "%s", err.message);
+    uint8_t byte = 0;
+    ck_assert_int_eq(qcow2_pread(img, &byte, 1, 0, &err), 0);
+    qcow2_close(img);
+    return byte;
+}
+
+START_TEST(selection_rules_on_a_real_image)
+{
+    const char *path = test_path("colliding.qcow2");
+    build_colliding_image(path);
+    struct qcow2_open_options rw = { .writable = true };
+    struct qcow2_image *img;
+    struct qcow2_error err;
+    ck_assert_int_eq(qcow2_open(path, &rw, &img, &err), 0);
+    ck_assert_int_eq(qcow2_snapshot_find_key(img, "1", &err), 0);    /* id first */
+    ck_assert_int_eq(qcow2_snapshot_find_key(img, "dup", &err), 2);
+    ck_assert_int_eq(qcow2_snapshot_find(img, NULL, "1", &err), 1);  /* -d: name only */
+    ck_assert_int_eq(qcow2_snapshot_find(img, NULL, "3", &err), -ENOENT);
+    ck_assert_str_eq(err.structure, "snapshot table");
+    ck_assert_msg(strstr(err.message, "name \"3\""), "%s", err.message);
+    ck_assert_int_eq(qcow2_snapshot_find(img, "4", "dup", &err), 3);
+    ck_assert_int_eq(qcow2_snapshot_find(img, "1", "1", &err), -ENOENT);
+
+    /* delete_at removes exactly the one found: the first "dup", id 3 */
+    ck_assert_int_eq(qcow2_snapshot_delete_at(img, 2, &err), 0);
+    ck_assert_uint_eq(qcow2_snapshot_count(img), 3);
+    struct qcow2_snapshot_info info;
+    ck_assert_int_eq(qcow2_snapshot_get(img, 2, &info), 0);
+    ck_assert_str_eq(info.id, "4");
+    ck_assert_int_eq(qcow2_snapshot_delete_at(img, 3, &err), -ENOENT);
+    ck_assert_int_eq(qcow2_snapshot_apply_at(img, 1, &err), 0);      /* id 2, named "1" */
+    uint8_t byte;
+    ck_assert_int_eq(qcow2_pread(img, &byte, 1, 0, &err), 0);
+    ck_assert_uint_eq(byte, 2);
+    qcow2_close(img);
+
+    /* opening a snapshot: a key (id, then name), or id and/or name, all of which must match */
+    struct qcow2_open_options by_key = { .snapshot = "1" }, by_name = { .snapshot_name = "1" },
+                              by_id = { .snapshot_id = "4" },
+                              by_both = { .snapshot_id = "4", .snapshot_name = "dup" },
+                              mismatch = { .snapshot_id = "1", .snapshot_name = "1" };
+    ck_assert_uint_eq(first_byte_of(path, &by_key), 1);
+    ck_assert_uint_eq(first_byte_of(path, &by_name), 2);
+    ck_assert_uint_eq(first_byte_of(path, &by_id), 4);
+    ck_assert_uint_eq(first_byte_of(path, &by_both), 4);
+    ck_assert_int_eq(qcow2_open(path, &mismatch, &img, &err), -ENOENT);
+    ck_assert_msg(strstr(err.message, "id \"1\" and name \"1\""), "%s", err.message);
+}
+END_TEST
+
 START_TEST(disk_size_fallback)
 {
     struct snapshot_table t;
@@ -424,6 +522,8 @@ int main(void)
 
     tc = tcase_create("lookup");
     tcase_add_test(tc, find_by_id_first_then_name);
+    tcase_add_test(tc, find_by_id_and_or_name);
+    tcase_add_test(tc, selection_rules_on_a_real_image);
     tcase_add_test(tc, disk_size_fallback);
     suite_add_tcase(s, tc);
 

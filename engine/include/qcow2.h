@@ -42,6 +42,8 @@ struct qcow2_error {
     char message[1024];
 };
 
+enum qcow2_format { QCOW2_FORMAT_QCOW2 = 0, QCOW2_FORMAT_RAW = 1 };
+
 /* ------------------------------------------------------------------------------------ */
 /* Host I/O backend: the engine's only way to touch storage                              */
 
@@ -71,7 +73,43 @@ struct qcow2_backend {
     const struct qcow2_backend_ops *ops;
 };
 
-/* Opens a file through a file-descriptor backend (O_RDONLY unless writable). */
+/*
+ * File locks. The file-descriptor backend takes the byte-range locks QEMU 7.2's file
+ * driver takes, so that qvet and QEMU keep out of each other's way (docs/locking.md):
+ * for each of QEMU's block permissions (bit i below) a user holds a shared lock on byte
+ * 100+i while it has that permission, and on byte 200+i while it does not let others
+ * have it. An open fails if another open file already holds, as a permission, what this
+ * one will not share, or does not share a permission this one wants.
+ */
+#define QCOW2_PERM_CONSISTENT_READ 0x1u     /* bytes 100 and 200 */
+#define QCOW2_PERM_WRITE 0x2u               /* bytes 101 and 201 */
+#define QCOW2_PERM_WRITE_UNCHANGED 0x4u     /* bytes 102 and 202 */
+#define QCOW2_PERM_RESIZE 0x8u              /* bytes 103 and 203 */
+#define QCOW2_PERM_ALL 0xfu
+
+struct qcow2_fd_options {
+    bool writable;                  /* O_RDWR instead of O_RDONLY */
+    bool create;                    /* create the file (mode 0644) if it does not exist */
+    bool no_locks;                  /* take and test no lock (QEMU's locking=off) */
+    unsigned perm;                  /* QCOW2_PERM_* this user takes */
+    unsigned shared;                /* QCOW2_PERM_* it lets other users take */
+};
+
+/*
+ * The locks QEMU 7.2 takes on a file it opens as `format`: a qcow2 image opened
+ * read-write takes read, write and resize and shares neither write nor resize; read-only,
+ * it takes read and still shares neither (nobody may change an image under a reader);
+ * with force_share (qemu-img -U, read-only only) it shares everything. A raw file read as
+ * a backing file takes read and shares everything.
+ */
+QCOW2_API struct qcow2_fd_options qcow2_fd_options_for(enum qcow2_format format,
+                                                       bool writable, bool force_share);
+
+/* Opens a file through a file-descriptor backend, locking it as `o` says. */
+QCOW2_API int qcow2_backend_fd_open_with(const char *path, const struct qcow2_fd_options *o,
+                                         struct qcow2_backend **out, struct qcow2_error *err);
+
+/* The same with the locks of a qcow2 image opened read-only or read-write. */
 QCOW2_API int qcow2_backend_fd_open(const char *path, bool writable, struct qcow2_backend **out,
                           struct qcow2_error *err);
 
@@ -98,18 +136,32 @@ typedef int (*qcow2_backing_opener)(void *ctx, const char *path,
 
 struct qcow2_image;
 
-enum qcow2_format { QCOW2_FORMAT_QCOW2 = 0, QCOW2_FORMAT_RAW = 1 };
-
 enum qcow2_compression { QCOW2_COMPRESSION_ZLIB = 0, QCOW2_COMPRESSION_ZSTD = 1 };
 
 struct qcow2_open_options {
     enum qcow2_format format;       /* of the image itself; backing formats come from it */
     size_t cache_bytes;             /* metadata cache (L2 tables, refcount blocks); 0 = default */
-    const char *snapshot;           /* read a snapshot (id first, then name); NULL = active */
+    /*
+     * Read a snapshot instead of the active state. `snapshot` is a key looked up by id
+     * first, then by name (qemu-img convert -l KEY). Otherwise `snapshot_id` and/or
+     * `snapshot_name` select the first snapshot that has all those given (convert -l
+     * snapshot.id=ID,snapshot.name=NAME). All NULL: the active state.
+     */
+    const char *snapshot;
+    const char *snapshot_id;
+    const char *snapshot_name;
     qcow2_backing_opener open_backing; /* NULL = file-descriptor backend */
     void *opener_ctx;
     bool no_backing;                /* ignore the backing file: unallocated reads as zeros */
     bool writable;                  /* open read-write (backing files stay read-only) */
+    /*
+     * Locks on the image and its backing files (see qcow2_fd_options_for); they apply
+     * when qvet opens the files itself (qcow2_open, no open_backing). force_share: read
+     * while others may write (qemu-img -U; refused with writable). no_locks: take and
+     * test none (QEMU's locking=off), for a caller that knowingly shares an open image.
+     */
+    bool force_share;
+    bool no_locks;
     /*
      * Open for `qcow2_check`: like `qemu-img check`, tolerate what check itself reports
      * (a missing refcount table, a broken snapshot table), keep the bitmaps, and do not
@@ -192,6 +244,21 @@ QCOW2_API int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qc
 
 enum qcow2_preallocation { QCOW2_PREALLOC_OFF = 0, QCOW2_PREALLOC_METADATA = 1 };
 
+/* The options qvet takes, indexing qcow2_create_options.given. */
+enum qcow2_create_key {
+    QCOW2_OPT_SIZE,
+    QCOW2_OPT_CLUSTER_SIZE,
+    QCOW2_OPT_COMPAT,
+    QCOW2_OPT_REFCOUNT_BITS,
+    QCOW2_OPT_LAZY_REFCOUNTS,
+    QCOW2_OPT_EXTENDED_L2,
+    QCOW2_OPT_COMPRESSION_TYPE,
+    QCOW2_OPT_PREALLOCATION,
+    QCOW2_OPT_BACKING_FILE,
+    QCOW2_OPT_BACKING_FMT,
+    QCOW2_OPT_COUNT
+};
+
 struct qcow2_create_options {
     uint64_t size;                  /* 0 with a backing file: the backing file's size */
     bool has_size;
@@ -204,6 +271,18 @@ struct qcow2_create_options {
     enum qcow2_preallocation preallocation;
     const char *backing_file;       /* stored as given */
     const char *backing_format;     /* "qcow2" or "raw"; required with backing_file */
+    /*
+     * qemu-img create -u: do not open the backing file (it may not exist yet), so the
+     * size must be given. Without it the backing chain is opened, as qemu-img does, and
+     * creation fails if that fails.
+     */
+    bool no_backing_check;
+    /*
+     * Filled by qcow2_create_options_parse: each option's value as last written in the
+     * text (a bare key as "on"), NULL if not given. qemu-img echoes booleans and names
+     * in its "Formatting" line as they were written.
+     */
+    const char *given[QCOW2_OPT_COUNT];
 };
 
 /* The defaults of qemu-img 7.2. */
@@ -216,7 +295,21 @@ QCOW2_API void qcow2_create_options_init(struct qcow2_create_options *o);
 QCOW2_API int qcow2_create_options_parse(struct qcow2_create_options *o, char *text,
                                          struct qcow2_error *err);
 
-/* Creates (or truncates) `path` and writes an empty image as qemu-img create would. */
+/*
+ * The steps qemu-img create takes before it prints its "Formatting" line: refuses an
+ * image that would be its own backing file (qemu-img's rule, the same name, and also any
+ * name that resolves to the same file), requires a backing format, opens the backing
+ * chain (unless no_backing_check) and sets the size from it when none was given.
+ * qcow2_create does all this itself; call this first to learn the size it will use.
+ */
+QCOW2_API int qcow2_create_resolve(const char *path, struct qcow2_create_options *o,
+                                   struct qcow2_error *err);
+
+/*
+ * Creates (or truncates) `path` and writes an empty image as qemu-img create would. The
+ * file is opened with a writer's locks before it is truncated: one that another program
+ * holds open is refused and left as it was.
+ */
 QCOW2_API int qcow2_create(const char *path, const struct qcow2_create_options *o,
                            struct qcow2_error *err);
 
@@ -285,9 +378,32 @@ struct qcow2_snapshot_info {
 QCOW2_API int qcow2_snapshot_get(const struct qcow2_image *img, uint32_t i,
                        struct qcow2_snapshot_info *info);
 
-/* Internal snapshots of an image opened writable; names are looked up by id, then name. */
+/*
+ * Selecting a snapshot. QEMU 7.2 uses different rules in different commands (see
+ * docs/snapshots.md): `qemu-img snapshot -a KEY` and `convert -l KEY` take the snapshot
+ * whose id is KEY, else the first whose name is (qcow2_snapshot_find_key);
+ * `snapshot -d KEY` takes the first whose name is KEY, never an id (find with id NULL);
+ * `convert -l snapshot.id=I,snapshot.name=N` takes the first that has both.
+ */
+/*
+ * Index of the first snapshot with id `id` and name `name` (NULL: any); else -ENOENT,
+ * with err (which may be NULL) saying what was asked for.
+ */
+QCOW2_API int qcow2_snapshot_find(const struct qcow2_image *img, const char *id,
+                                  const char *name, struct qcow2_error *err);
+/* Index of the snapshot whose id is `key`, else of the first named `key`; else -ENOENT. */
+QCOW2_API int qcow2_snapshot_find_key(const struct qcow2_image *img, const char *key,
+                                      struct qcow2_error *err);
+
+/* Internal snapshots of an image opened writable. Duplicate names are allowed, as in QEMU. */
 QCOW2_API int qcow2_snapshot_create(struct qcow2_image *img, const char *name,
                                     struct qcow2_error *err);
+/* Apply or delete snapshot `index` (0-based, as qcow2_snapshot_get counts). */
+QCOW2_API int qcow2_snapshot_apply_at(struct qcow2_image *img, uint32_t index,
+                                      struct qcow2_error *err);
+QCOW2_API int qcow2_snapshot_delete_at(struct qcow2_image *img, uint32_t index,
+                                       struct qcow2_error *err);
+/* The same for the snapshot qcow2_snapshot_find_key selects (-ENOENT if none). */
 QCOW2_API int qcow2_snapshot_apply(struct qcow2_image *img, const char *id_or_name,
                                    struct qcow2_error *err);
 QCOW2_API int qcow2_snapshot_delete(struct qcow2_image *img, const char *id_or_name,

@@ -87,16 +87,19 @@ int backing_open(struct qcow2_image *img, const struct qcow2_open_options *opts,
 
     struct qcow2_backend *backend;
     struct qcow2_error open_err;
+    /* Backing files are only read, and locked as QEMU locks them for a reader. */
+    struct qcow2_fd_options fo = qcow2_fd_options_for(format, false, opts->force_share);
+    fo.no_locks = opts->no_locks;
     int ret = opts->open_backing
                   ? opts->open_backing(opts->opener_ctx, img->backing_path, &backend, &open_err)
-                  : qcow2_backend_fd_open(img->backing_path, false, &backend, &open_err);
+                  : qcow2_backend_fd_open_with(img->backing_path, &fo, &backend, &open_err);
     if (ret)
         return image_error(img, err, ret, "backing file name", h->backing_file_offset,
                            "cannot open backing file \"%s\": %s", img->backing_path,
                            open_err.message);
     struct qcow2_open_options child = *opts;
     child.format = format;
-    child.snapshot = NULL;
+    child.snapshot = child.snapshot_id = child.snapshot_name = NULL;
     child.writable = false;
     return image_open(backend, img->backing_path, &child, img, depth + 1, &img->backing,
                       err);

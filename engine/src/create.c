@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backing.h"
@@ -200,8 +201,8 @@ static int create_parse_number(const char *key, const char *value, uint32_t *out
 }
 
 /* Applies one key=value (value NULL for a bare key). */
-static int create_apply_option(struct qcow2_create_options *o, const char *key,
-                               const char *value, struct qcow2_error *err)
+static int create_set_option(struct qcow2_create_options *o, const char *key,
+                             const char *value, struct qcow2_error *err)
 {
     if (!strcmp(key, "size")) {
         int ret = create_parse_size_option(key, value, &o->size, err);
@@ -292,6 +293,31 @@ static int create_apply_option(struct qcow2_create_options *o, const char *key,
                                "refcount_bits, lazy_refcounts, extended_l2, "
                                "compression_type, preallocation, backing_file, backing_fmt)",
                                key);
+}
+
+/* The option names, indexed by enum qcow2_create_key. */
+static const char *const create_keys[QCOW2_OPT_COUNT] = {
+    [QCOW2_OPT_SIZE] = "size",
+    [QCOW2_OPT_CLUSTER_SIZE] = "cluster_size",
+    [QCOW2_OPT_COMPAT] = "compat",
+    [QCOW2_OPT_REFCOUNT_BITS] = "refcount_bits",
+    [QCOW2_OPT_LAZY_REFCOUNTS] = "lazy_refcounts",
+    [QCOW2_OPT_EXTENDED_L2] = "extended_l2",
+    [QCOW2_OPT_COMPRESSION_TYPE] = "compression_type",
+    [QCOW2_OPT_PREALLOCATION] = "preallocation",
+    [QCOW2_OPT_BACKING_FILE] = "backing_file",
+    [QCOW2_OPT_BACKING_FMT] = "backing_fmt",
+};
+
+/* Applies one option and remembers how it was spelled (a bare key means "on"). */
+static int create_apply_option(struct qcow2_create_options *o, const char *key,
+                               const char *value, struct qcow2_error *err)
+{
+    int ret = create_set_option(o, key, value, err);
+    for (int i = 0; i < QCOW2_OPT_COUNT && !ret; i++)
+        if (!strcmp(key, create_keys[i]))
+            o->given[i] = value ? value : "on";
+    return ret;
 }
 
 int qcow2_create_options_parse(struct qcow2_create_options *o, char *text,
@@ -489,19 +515,24 @@ static int create_validate(const struct qcow2_create_options *o, const char *nam
         return create_error_about(err, -EINVAL, name,
                                   "size is missing (give one, or a backing file to take "
                                   "it from)");
-    if (has_size)
-        return create_check_size(o, o->size, name, err);
-    return 0;
+    if (!has_size && o->no_backing_check)
+        return create_error_about(err, -EINVAL, name,
+                                  "size is missing: with -u the backing file is not opened, "
+                                  "so it cannot give the size");
+    return has_size ? create_check_size(o, o->size, name, err) : 0;
 }
 
-/* The virtual size of the backing file, opened the way the new image will name it. */
+/*
+ * The virtual size of the backing file, opened the way the new image will name it. Like
+ * qemu-img, this opens its whole chain, read-only and sharing it with any writer.
+ */
 static int create_backing_size(const struct qcow2_create_options *o, const char *name,
                                uint64_t *size, struct qcow2_error *err)
 {
     char *path = NULL;
     struct qcow2_open_options oo;
     memset(&oo, 0, sizeof(oo));
-    oo.no_backing = true;
+    oo.force_share = true;
     if (backing_format_parse(o->backing_format, &oo.format))
         return create_error_about(err, -ENOTSUP, name, "backing_fmt=%s is not supported",
                                   o->backing_format);
@@ -513,7 +544,8 @@ static int create_backing_size(const struct qcow2_create_options *o, const char 
     int ret = qcow2_open(path, &oo, &img, &inner);
     if (ret) {
         ret = err_set(err, ret, name, "backing file", QCOW2_NO_OFFSET,
-                      "cannot open \"%s\" (%s) to take the size from it: %s", path,
+                      "cannot open \"%s\" (%s), which qemu-img opens to check it (-u skips "
+                      "that): %s", path,
                       o->backing_format, inner.message);
         free(path);
         return ret;
@@ -524,21 +556,36 @@ static int create_backing_size(const struct qcow2_create_options *o, const char 
     return 0;
 }
 
-/* Validates *o and resolves the size: the common first step of both entry points. */
-static int create_prepare(const struct qcow2_create_options *o, const char *name,
-                          struct create_plan *p, struct qcow2_error *err)
+/*
+ * Checks every option (qemu-img's rules), then, as qemu-img does before its
+ * "Formatting" line, opens the backing file (unless no_backing_check) and takes the size
+ * from it when none was given. qvet checks the options first, so that a bad option is
+ * refused without touching the backing file.
+ */
+static int create_resolve(struct qcow2_create_options *o, const char *name,
+                          struct qcow2_error *err)
 {
     int ret = create_validate(o, name, err);
     if (ret)
         return ret;
-    uint64_t size = o->size;
-    if (!o->has_size && !o->size) {
-        ret = create_backing_size(o, name, &size, err);
-        if (!ret)
-            ret = create_check_size(o, size, name, err);
-        if (ret)
-            return ret;
+    bool has_size = o->has_size || o->size;
+    /* qemu-img opens the backing file even when the size is given: a missing one fails. */
+    if (o->backing_file && !o->no_backing_check) {
+        uint64_t backing_size;
+        ret = create_backing_size(o, name, &backing_size, err);
+        if (!ret && !has_size) {
+            ret = create_check_size(o, backing_size, name, err);
+            o->size = backing_size;
+            o->has_size = true;
+        }
     }
+    return ret;
+}
+
+/* Plans the image from resolved options: the common step of both entry points. */
+static void create_plan_from(const struct qcow2_create_options *o, struct create_plan *p)
+{
+    uint64_t size = o->size;
     memset(p, 0, sizeof(*p));
     p->version = o->version;
     p->cluster_bits = create_log2(o->cluster_size);
@@ -552,7 +599,6 @@ static int create_prepare(const struct qcow2_create_options *o, const char *name
     p->l1_size = (uint32_t)((p->size >> shift) + ((p->size & ((1ull << shift) - 1)) != 0));
     p->backing_file = o->backing_file;
     p->backing_format = o->backing_format;
-    return 0;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1281,37 +1327,108 @@ static int create_image(struct qcow2_backend *b, const char *name, const struct 
 int qcow2_create_backend(struct qcow2_backend *b, const char *name,
                          const struct qcow2_create_options *o, struct qcow2_error *err)
 {
-    struct create_plan p;
-    int ret = create_prepare(o, name, &p, err);
+    struct qcow2_create_options resolved = *o;
+    int ret = create_resolve(&resolved, name, err);
     if (ret)
         return ret;
+    struct create_plan p;
+    create_plan_from(&resolved, &p);
     return create_image(b, name, &p, err);
 }
 
-/* Creates (or truncates) the file at `path`, mode 0644, and opens it writable. */
+/* `path` with its directory made absolute and free of links; the file need not exist. */
+static int create_canonical_path(const char *path, char **out)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    char *dir = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup(".");
+    char *real = dir ? realpath(dir, NULL) : NULL;
+    free(dir);
+    if (!real)
+        return -errno;
+    if (asprintf(out, "%s/%s", real, base) < 0) {
+        free(real);
+        return -ENOMEM;
+    }
+    free(real);
+    return 0;
+}
+
+/*
+ * True when `a` and `b` name one file: the same inode if both exist, else the same
+ * path once their directories are resolved (a file about to be created).
+ */
+static bool create_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char *ca = NULL, *cb = NULL;
+    bool same = false;
+    if (!create_canonical_path(a, &ca) && !create_canonical_path(b, &cb))
+        same = !strcmp(ca, cb);
+    free(ca);
+    free(cb);
+    return same;
+}
+
+/*
+ * An image must not be its own backing file: writing it would destroy the data it is
+ * meant to be backed by. qemu-img 7.2 refuses only the same spelling; qvet also refuses
+ * any name that resolves to the image itself (./x, a symlink, an absolute path).
+ */
+static int create_check_not_self_backed(const char *path, const struct qcow2_create_options *o,
+                                        struct qcow2_error *err)
+{
+    if (!o->backing_file)
+        return 0;
+    if (!strcmp(path, o->backing_file))
+        return create_error_about(err, -EINVAL, path,
+                                  "backing_file \"%s\" is the image being created (an "
+                                  "image cannot be its own backing file; qemu-img refuses "
+                                  "the same filename too)",
+                                  o->backing_file);
+    char *resolved;
+    if (backing_resolve(path, o->backing_file, &resolved))
+        return create_error_about(err, -ENOMEM, path, "out of memory");
+    bool same = create_same_file(path, resolved);
+    int ret = same ? create_error_about(err, -EINVAL, path,
+                                        "backing_file \"%s\" (\"%s\" from the image's "
+                                        "directory) is the image being created itself (an "
+                                        "image cannot be its own backing file)",
+                                        o->backing_file, resolved)
+                   : 0;
+    free(resolved);
+    return ret;
+}
+
+/*
+ * Opens (creating it if need be) the file at `path` with a writer's locks, before it is
+ * truncated: an image that another program holds open is refused and left as it was.
+ */
 static int create_open_file(const char *path, struct qcow2_backend **b, struct qcow2_error *err)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        int code = -errno;
-        return err_set(err, code, path, "file", QCOW2_NO_OFFSET, "cannot create it: %s",
-                       strerror(-code));
-    }
-    if (close(fd)) {
-        int code = -errno;
-        return err_set(err, code, path, "file", QCOW2_NO_OFFSET, "cannot close it: %s",
-                       strerror(-code));
-    }
-    return qcow2_backend_fd_open(path, true, b, err);
+    struct qcow2_fd_options fo = qcow2_fd_options_for(QCOW2_FORMAT_QCOW2, true, false);
+    fo.create = true;
+    return qcow2_backend_fd_open_with(path, &fo, b, err);
+}
+
+int qcow2_create_resolve(const char *path, struct qcow2_create_options *o,
+                         struct qcow2_error *err)
+{
+    int ret = create_check_not_self_backed(path, o, err);
+    return ret ? ret : create_resolve(o, path, err);
 }
 
 int qcow2_create(const char *path, const struct qcow2_create_options *o,
                  struct qcow2_error *err)
 {
-    struct create_plan p;
-    int ret = create_prepare(o, path, &p, err);
+    struct qcow2_create_options resolved = *o;
+    int ret = qcow2_create_resolve(path, &resolved, err);
     if (ret)
         return ret;
+    struct create_plan p;
+    create_plan_from(&resolved, &p);
     struct qcow2_backend *b;
     ret = create_open_file(path, &b, err);
     if (ret)

@@ -111,32 +111,73 @@ static int read_snapshot_table(struct qcow2_image *img, struct qcow2_error *err)
     }
 }
 
-/* Switches reading to a snapshot's L1 table, validated as QEMU does when one is used. */
-static int select_snapshot(struct qcow2_image *img, const char *key, struct qcow2_error *err)
+static bool wants_snapshot(const struct qcow2_open_options *o)
 {
-    int i = snapshot_find(&img->snapshots, key);
+    return o->snapshot || o->snapshot_id || o->snapshot_name;
+}
+
+/*
+ * The index of the snapshot `key` names (id first, then name), or without a key the
+ * first with `id` and `name` (NULL: any); else -ENOENT and a message saying what was
+ * asked for.
+ */
+static int find_snapshot(const struct qcow2_image *img, const char *key, const char *id,
+                         const char *name, struct qcow2_error *err)
+{
+    const struct snapshot_table *t = &img->snapshots;
+    int i = key ? snapshot_find(t, key) : snapshot_find_by(t, id, name);
+    if (i >= 0)
+        return i;
+    char wanted[600];
+    if (key)
+        snprintf(wanted, sizeof(wanted), "id or name \"%s\"", key);
+    else if (id && name)
+        snprintf(wanted, sizeof(wanted), "id \"%s\" and name \"%s\"", id, name);
+    else if (id || name)
+        snprintf(wanted, sizeof(wanted), "%s \"%s\"", id ? "id" : "name", id ? id : name);
+    else
+        snprintf(wanted, sizeof(wanted), "neither id nor name given");
+    return image_error(img, err, -ENOENT, "snapshot table", img->hdr.snapshots_offset,
+                       "no snapshot with %s (%" PRIu32 " snapshots)", wanted, t->count);
+}
+
+int qcow2_snapshot_find(const struct qcow2_image *img, const char *id, const char *name,
+                        struct qcow2_error *err)
+{
+    return find_snapshot(img, NULL, id, name, err);
+}
+
+int qcow2_snapshot_find_key(const struct qcow2_image *img, const char *key,
+                            struct qcow2_error *err)
+{
+    return find_snapshot(img, key, NULL, NULL, err);
+}
+
+/* Switches reading to a snapshot's L1 table, validated as QEMU does when one is used. */
+static int select_snapshot(struct qcow2_image *img, const struct qcow2_open_options *o,
+                           struct qcow2_error *err)
+{
+    int i = find_snapshot(img, o->snapshot, o->snapshot_id, o->snapshot_name, err);
     if (i < 0)
-        return image_error(img, err, -ENOENT, "snapshot table", img->hdr.snapshots_offset,
-                           "no snapshot with id or name \"%s\" (%" PRIu32 " snapshots)", key,
-                           img->snapshots.count);
+        return i;
     const struct snapshot *s = &img->snapshots.entries[i];
     if ((uint64_t)s->l1_size * 8u > QCOW2_MAX_L1_BYTES)
         return image_error(img, err, -EFBIG, "snapshot table entry", s->entry_offset,
-                           "snapshot \"%s\" has an L1 table of %" PRIu32 " entries, more than "
-                           "%u",
-                           key, s->l1_size, QCOW2_MAX_L1_BYTES / 8u);
+                           "snapshot %s (\"%s\") has an L1 table of %" PRIu32 " entries, "
+                           "more than %u",
+                           s->id, s->name, s->l1_size, QCOW2_MAX_L1_BYTES / 8u);
     if (s->l1_table_offset % img->cluster_size)
         return image_error(img, err, -EINVAL, "snapshot table entry", s->entry_offset,
-                           "snapshot \"%s\" L1 table offset 0x%" PRIx64
+                           "snapshot %s (\"%s\") L1 table offset 0x%" PRIx64
                            " is not cluster-aligned",
-                           key, s->l1_table_offset);
+                           s->id, s->name, s->l1_table_offset);
     uint64_t bytes = (uint64_t)s->l1_size * 8u;
     if (bytes && (s->l1_table_offset > img->file_size ||
                   bytes > img->file_size - s->l1_table_offset))
         return image_error(img, err, -EINVAL, "snapshot table entry", s->entry_offset,
-                           "snapshot \"%s\" L1 table at 0x%" PRIx64 " (%" PRIu64
+                           "snapshot %s (\"%s\") L1 table at 0x%" PRIx64 " (%" PRIu64
                            " bytes) runs past the end of the file (%" PRIu64 " bytes)",
-                           key, s->l1_table_offset, bytes, img->file_size);
+                           s->id, s->name, s->l1_table_offset, bytes, img->file_size);
     uint64_t *l1;
     int ret = read_u64_table(img, s->l1_table_offset, s->l1_size, "snapshot L1 table", &l1,
                              err);
@@ -180,10 +221,10 @@ static int prepare_writable(struct qcow2_image *img, const struct qcow2_open_opt
                             struct qcow2_error *err)
 {
     struct header *h = &img->hdr;
-    if (opts->snapshot)
+    if (wants_snapshot(opts))
         return image_error(img, err, -EINVAL, "image", QCOW2_NO_OFFSET,
-                           "a snapshot (\"%s\") can only be opened read-only; apply it to "
-                           "write from it", opts->snapshot);
+                           "a snapshot can only be opened read-only; apply it to write "
+                           "from it");
     if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) && !opts->for_check)
         return image_error(img, err, -EACCES, "header field incompatible_features", 72,
                            "the corrupt bit (1) is set: the image may only be opened "
@@ -250,8 +291,8 @@ static int open_qcow2(struct qcow2_image *img, const struct qcow2_open_options *
         ret = read_snapshot_table(img, err);
     if (!ret && h->has_bitmaps_ext && (h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS))
         ret = bitmap_directory_check(img, err);
-    if (!ret && opts->snapshot)
-        ret = select_snapshot(img, opts->snapshot, err);
+    if (!ret && wants_snapshot(opts))
+        ret = select_snapshot(img, opts, err);
     if (!ret && h->backing_name && !opts->no_backing)
         ret = backing_open(img, opts, depth, err);
     if (!ret && opts->writable)
@@ -288,10 +329,9 @@ int image_open(struct qcow2_backend *backend, const char *name,
         if (opts->writable)
             ret = image_error(img, err, -ENOTSUP, "image", QCOW2_NO_OFFSET,
                               "raw images are only read (as backing files)");
-        else if (opts->snapshot)
+        else if (wants_snapshot(opts))
             ret = image_error(img, err, -EINVAL, "image", QCOW2_NO_OFFSET,
-                              "a raw image has no snapshots (asked for \"%s\")",
-                              opts->snapshot);
+                              "a raw image has no snapshots");
         img->virtual_size = round_up_u64(img->file_size, 512);
     } else {
         ret = open_qcow2(img, opts, depth, err);
@@ -317,8 +357,18 @@ int qcow2_open(const char *path, const struct qcow2_open_options *opts,
                struct qcow2_image **out, struct qcow2_error *err)
 {
     *out = NULL;
+    static const struct qcow2_open_options defaults;
+    if (!opts)
+        opts = &defaults;
+    if (opts->writable && opts->force_share)
+        return err_set(err, -EINVAL, path, "open options", QCOW2_NO_OFFSET,
+                       "force_share (-U) lets others write meanwhile, so it is only for "
+                       "read-only opens (as in qemu-img)");
+    struct qcow2_fd_options fo = qcow2_fd_options_for(opts->format, opts->writable,
+                                                      opts->force_share);
+    fo.no_locks = opts->no_locks;
     struct qcow2_backend *backend;
-    int ret = qcow2_backend_fd_open(path, opts && opts->writable, &backend, err);
+    int ret = qcow2_backend_fd_open_with(path, &fo, &backend, err);
     if (ret)
         return ret;
     return qcow2_open_backend(backend, path, opts, out, err);

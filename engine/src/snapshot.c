@@ -203,15 +203,21 @@ void snapshot_table_encode(const struct snapshot_table *t, uint8_t *buf)
     }
 }
 
-int snapshot_find(const struct snapshot_table *t, const char *key)
+int snapshot_find_by(const struct snapshot_table *t, const char *id, const char *name)
 {
+    if (!id && !name)
+        return -ENOENT;
     for (uint32_t i = 0; i < t->count; i++)
-        if (!strcmp(t->entries[i].id, key))
-            return (int)i;
-    for (uint32_t i = 0; i < t->count; i++)
-        if (!strcmp(t->entries[i].name, key))
+        if ((!id || !strcmp(t->entries[i].id, id)) &&
+            (!name || !strcmp(t->entries[i].name, name)))
             return (int)i;
     return -ENOENT;
+}
+
+int snapshot_find(const struct snapshot_table *t, const char *key)
+{
+    int i = snapshot_find_by(t, key, NULL);
+    return i >= 0 ? i : snapshot_find_by(t, NULL, key);
 }
 
 uint64_t snapshot_disk_size(const struct snapshot *s, uint64_t fallback)

@@ -64,6 +64,13 @@ uint64_t snapshot_table_size(const struct snapshot_table *t);
 /* Encodes the table into buf (snapshot_table_size bytes); the inverse of parse. */
 void snapshot_table_encode(const struct snapshot_table *t, uint8_t *buf);
 
+/*
+ * Index of the first snapshot whose id is `id` (unless NULL) and whose name is `name`
+ * (unless NULL): both must match when both are given, as in QEMU's lookup by id and
+ * name. -ENOENT when none does, or when both are NULL.
+ */
+int snapshot_find_by(const struct snapshot_table *t, const char *id, const char *name);
+
 /* Index of the snapshot whose id is `key`, else of the first whose name is; or -ENOENT. */
 int snapshot_find(const struct snapshot_table *t, const char *key);
 

@@ -335,15 +335,27 @@ int qcow2_snapshot_create(struct qcow2_image *img, const char *name, struct qcow
     return ret;
 }
 
-int qcow2_snapshot_apply(struct qcow2_image *img, const char *key, struct qcow2_error *err)
+static int index_or_fail(struct qcow2_image *img, uint32_t i, struct qcow2_error *err)
 {
     int ret = writable_or_fail(img, err);
+    if (!ret && i >= img->snapshots.count)
+        ret = image_error(img, err, -ENOENT, "snapshot table", img->hdr.snapshots_offset,
+                          "no snapshot at index %" PRIu32 " (the table has %" PRIu32 ")", i,
+                          img->snapshots.count);
+    return ret;
+}
+
+int qcow2_snapshot_apply(struct qcow2_image *img, const char *key, struct qcow2_error *err)
+{
+    int i = qcow2_snapshot_find_key(img, key, err);
+    return i < 0 ? i : qcow2_snapshot_apply_at(img, (uint32_t)i, err);
+}
+
+int qcow2_snapshot_apply_at(struct qcow2_image *img, uint32_t i, struct qcow2_error *err)
+{
+    int ret = index_or_fail(img, i, err);
     if (ret)
         return ret;
-    int i = snapshot_find(&img->snapshots, key);
-    if (i < 0)
-        return image_error(img, err, -ENOENT, "snapshot table", img->hdr.snapshots_offset,
-                           "no snapshot with id or name \"%s\"", key);
     const struct snapshot *s = &img->snapshots.entries[i];
     uint64_t *snap_l1;
     ret = read_snapshot_l1(img, s, &snap_l1, err);
@@ -408,24 +420,26 @@ int qcow2_snapshot_apply(struct qcow2_image *img, const char *key, struct qcow2_
 
 int qcow2_snapshot_delete(struct qcow2_image *img, const char *key, struct qcow2_error *err)
 {
-    int ret = writable_or_fail(img, err);
+    int i = qcow2_snapshot_find_key(img, key, err);
+    return i < 0 ? i : qcow2_snapshot_delete_at(img, (uint32_t)i, err);
+}
+
+int qcow2_snapshot_delete_at(struct qcow2_image *img, uint32_t i, struct qcow2_error *err)
+{
+    int ret = index_or_fail(img, i, err);
     if (ret)
         return ret;
     struct snapshot_table *t = &img->snapshots;
-    int i = snapshot_find(t, key);
-    if (i < 0)
-        return image_error(img, err, -ENOENT, "snapshot table", img->hdr.snapshots_offset,
-                           "no snapshot with id or name \"%s\"", key);
     struct snapshot gone = t->entries[i];
     uint64_t *snap_l1;
     ret = read_snapshot_l1(img, &gone, &snap_l1, err);
     if (ret)
         return ret;
-    memmove(&t->entries[i], &t->entries[i + 1], (t->count - (uint32_t)i - 1) * sizeof(gone));
+    memmove(&t->entries[i], &t->entries[i + 1], (t->count - i - 1) * sizeof(gone));
     t->count--;
     ret = replace_table(img, t, err);
     if (ret) {
-        memmove(&t->entries[i + 1], &t->entries[i], (t->count - (uint32_t)i) * sizeof(gone));
+        memmove(&t->entries[i + 1], &t->entries[i], (t->count - i) * sizeof(gone));
         t->entries[i] = gone;
         t->count++;
         free(snap_l1);

@@ -47,6 +47,26 @@ int cli_usage(const char *command, const char *fmt, ...) __attribute__((format(p
  */
 int cli_open_image(const char *arg, const char *snapshot, struct qcow2_image **img);
 
+/*
+ * The same, read-only; with force_share the image may be open for writing elsewhere
+ * (qemu-img -U). A snapshot is selected as qemu-img convert -l selects it (see
+ * docs/snapshots.md): "snapshot.id=ID,snapshot.name=NAME", or a key that is tried as an
+ * id first, then as a name.
+ */
+int cli_open_image_shared(const char *arg, const char *snapshot, bool force_share,
+                          struct qcow2_image **img);
+
+/* QEMU's human size: three significant digits and a binary unit ("1.5 MiB", "0 B"). */
+void cli_format_size(char *buf, size_t cap, uint64_t bytes);
+
+/* The snapshot table as qemu-img prints it ("Snapshot list:" ...); nothing if empty. */
+void cli_print_snapshot_table(struct qcow2_image *img);
+
+/* `qvet help CMD` texts: every option of the command and its default. */
+extern const char cmd_cat_help[];
+extern const char cmd_create_help[];
+extern const char cmd_snapshot_help[];
+
 enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };
 
 /* Parses the value of --output; returns false when it is neither human nor json. */

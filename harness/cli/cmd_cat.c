@@ -2,6 +2,7 @@
 /* qvet cat: the guest-visible bytes, as `qemu-img convert -O raw` would write them. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,18 +10,44 @@
 
 #define CAT_CHUNK (2u << 20)
 
+const char cmd_cat_help[] =
+    "usage: qvet cat [-s SNAPSHOT | -l SNAPSHOT] [-U] IMAGE[@SNAPSHOT]\n"
+    "\n"
+    "Writes the guest-visible bytes of IMAGE to standard output, as\n"
+    "'qemu-img convert -O raw' writes them: the whole virtual size, unallocated\n"
+    "ranges read through the backing chain or as zeros.\n"
+    "\n"
+    "  -s, --snapshot SNAPSHOT  read a snapshot instead of the active state\n"
+    "                           (default: the active state). SNAPSHOT is taken as\n"
+    "                           'qemu-img convert -l' takes it: a KEY selects the\n"
+    "                           snapshot whose id is KEY, else the first whose name\n"
+    "                           is KEY; 'snapshot.id=ID', 'snapshot.name=NAME' or\n"
+    "                           both, comma-separated, select the first snapshot\n"
+    "                           that has all of them.\n"
+    "  -l SNAPSHOT              the same as -s (qemu-img convert's letter)\n"
+    "  IMAGE@SNAPSHOT           the same as -s, when no file of that literal name\n"
+    "                           exists; -s wins over it\n"
+    "  -U, --force-share        read even while another program (a VM, qemu-io)\n"
+    "                           holds the image open for writing (default: refuse,\n"
+    "                           as qemu-img does without -U; what is read may then be\n"
+    "                           inconsistent)\n";
+
 int cmd_cat(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "snapshot", required_argument, NULL, 's' },
+        { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
     const char *snapshot = NULL;
+    bool force_share = false;
     int c;
     cli_getopt_reset();
-    while ((c = getopt_long(argc, argv, "s:", longopts, NULL)) != -1) {
-        if (c == 's')
+    while ((c = getopt_long(argc, argv, "s:l:U", longopts, NULL)) != -1) {
+        if (c == 's' || c == 'l')
             snapshot = optarg;
+        else if (c == 'U')
+            force_share = true;
         else
             return cli_usage("cat", "unknown option or missing value: '%s'", argv[optind - 1]);
     }
@@ -28,7 +55,7 @@ int cmd_cat(int argc, char **argv)
         return cli_usage("cat", "expected exactly one IMAGE");
 
     struct qcow2_image *img;
-    if (cli_open_image(argv[optind], snapshot, &img))
+    if (cli_open_image_shared(argv[optind], snapshot, force_share, &img))
         return 1;
     uint8_t *buf = malloc(CAT_CHUNK);
     if (!buf) {

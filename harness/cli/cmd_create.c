@@ -1,30 +1,202 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* qvet create [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]: as `qemu-img create -f qcow2`. */
+/* qvet create [-q] [-u] [-o OPTIONS] [-b BACKING -F FMT] IMAGE [SIZE]: as `qemu-img create -f qcow2`. */
 #include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
-int cmd_create(int argc, char **argv)
+const char cmd_create_help[] =
+    "usage: qvet create [-f qcow2] [-q] [-u] [-o OPTIONS] [-b BACKING -F FMT] IMAGE [SIZE]\n"
+    "\n"
+    "Creates IMAGE (or truncates the file of that name) as an empty qcow2 image, byte for\n"
+    "byte as 'qemu-img create -f qcow2' writes it, and prints qemu-img's line\n"
+    "\"Formatting 'IMAGE', fmt=qcow2 ...\".\n"
+    "\n"
+    "  SIZE            the virtual size: bytes, or a number with k, M, G, T, P or E\n"
+    "                  (binary units); rounded up to 512. Default: the backing file's\n"
+    "                  size; required without a backing file, and with -u\n"
+    "  -b BACKING      a backing file, stored as written; a relative name is relative\n"
+    "                  to IMAGE's directory. It is opened (with its own chain) to check\n"
+    "                  it and to take the size from it; creation fails if it cannot be.\n"
+    "                  Refused when it names IMAGE itself (the same name, as qemu-img\n"
+    "                  refuses, or any name of the same file). Default: none\n"
+    "  -F FMT          the backing file's format, qcow2 or raw; required with -b\n"
+    "  -u              do not open the backing file (it need not exist yet); SIZE is\n"
+    "                  then required. Default: open it\n"
+    "  -q              do not print the Formatting line\n"
+    "  -f qcow2        the format (the only one; the default)\n"
+    "  -o OPTIONS      comma-separated KEY=VALUE (',,' is a comma in a value); several\n"
+    "                  -o are joined. '-o help' (or '-o ?') lists them as qemu-img does:\n"
+    "    size=SIZE             as the SIZE argument (give only one of the two)\n"
+    "    cluster_size=SIZE     512 to 2M, a power of two (default 64k)\n"
+    "    compat=0.10|1.1       image version 2 or 3; also v2, v3 (default 1.1)\n"
+    "    refcount_bits=N       1, 2, 4, 8, 16, 32 or 64; compat=0.10 only 16 (default 16)\n"
+    "    lazy_refcounts=on|off refcount updates deferred, dirty bit (v3; default off)\n"
+    "    extended_l2=on|off    32 subclusters per cluster (v3, cluster_size >= 16k;\n"
+    "                          default off)\n"
+    "    compression_type=zlib|zstd  for compressed clusters (zstd needs v3; default\n"
+    "                          zlib)\n"
+    "    preallocation=off|metadata  allocate every L2 table and cluster up front\n"
+    "                          (default off; falloc and full are not supported)\n"
+    "    backing_file=NAME     as -b\n"
+    "    backing_fmt=FMT       as -F\n"
+    "  qemu-img's data_file, data_file_raw, encryption, encrypt.*, nocow and\n"
+    "  extent_size_hint are listed by -o help but refused.\n"
+    "\n"
+    "The file is locked as QEMU locks an image it writes before it is truncated: an image\n"
+    "that a VM or another program has open is refused and left as it was.\n";
+
+/* One line of qemu-img's option list: name, value type, description. */
+struct option_help {
+    const char *name, *type, *text;
+    bool file_level;                /* listed only when a file name is given */
+};
+
+/* qemu-img 7.2's list for qcow2 and the file protocol, in its (alphabetical) order. */
+static const struct option_help option_helps[] = {
+    { "backing_file", "str", "File name of a base image", false },
+    { "backing_fmt", "str", "Image format of the base image", false },
+    { "cluster_size", "size", "qcow2 cluster size", false },
+    { "compat", "str", "Compatibility level (v2 [0.10] or v3 [1.1])", false },
+    { "compression_type", "str", "Compression method used for image cluster compression",
+      false },
+    { "data_file", "str", "File name of an external data file", false },
+    { "data_file_raw", "bool (on/off)", "The external data file must stay valid as a raw image",
+      false },
+    { "encrypt.cipher-alg", "str", "Name of encryption cipher algorithm", false },
+    { "encrypt.cipher-mode", "str", "Name of encryption cipher mode", false },
+    { "encrypt.format", "str", "Encrypt the image, format choices: 'aes', 'luks'", false },
+    { "encrypt.hash-alg", "str", "Name of encryption hash algorithm", false },
+    { "encrypt.iter-time", "num", "Time to spend in PBKDF in milliseconds", false },
+    { "encrypt.ivgen-alg", "str", "Name of IV generator algorithm", false },
+    { "encrypt.ivgen-hash-alg", "str", "Name of IV generator hash algorithm", false },
+    { "encrypt.key-secret", "str", "ID of secret providing qcow AES key or LUKS passphrase",
+      false },
+    { "encryption", "bool (on/off)",
+      "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)",
+      false },
+    { "extended_l2", "bool (on/off)", "Extended L2 tables", false },
+    { "extent_size_hint", "size", "Extent size hint for the image file, 0 to disable", true },
+    { "lazy_refcounts", "bool (on/off)", "Postpone refcount updates", false },
+    { "nocow", "bool (on/off)", "Turn off copy-on-write (valid only on btrfs)", true },
+    { "preallocation", "str", "Preallocation mode (allowed values: off, metadata, falloc, full)",
+      false },
+    { "refcount_bits", "num", "Width of a reference count entry in bits", false },
+    { "size", "size", "Virtual disk size", false },
+};
+
+/*
+ * qemu-img's test for a help request in an option list: an item that is a bare "help"
+ * or "?". As in QEMU, a bare item's name ends at the first ',' or '=', and a value runs
+ * to the next single comma.
+ */
+static bool wants_help(const char *p)
 {
-    struct qcow2_create_options o;
-    qcow2_create_options_init(&o);
-    /* Several -o are joined, as qemu-img does; strings in `o` point into these copies. */
-    char *option_texts[16];
-    int n_options = 0, c, status = 0;
-    const char *backing = NULL, *backing_fmt = NULL;
+    while (*p) {
+        size_t len = strcspn(p, "=,");
+        bool bare = p[len] != '=';
+        if (bare && ((len == 4 && !strncmp(p, "help", 4)) || (len == 1 && *p == '?')))
+            return true;
+        p += len;
+        if (!bare)
+            for (p++; *p && !(*p == ',' && p[1] != ','); p++)
+                if (*p == ',')
+                    p++;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+static void print_option_help(bool with_file)
+{
+    printf(with_file ? "Supported options:\n" : "Supported qcow2 options:\n");
+    for (size_t i = 0; i < sizeof(option_helps) / sizeof(option_helps[0]); i++) {
+        const struct option_help *h = &option_helps[i];
+        if (h->file_level && !with_file)
+            continue;
+        char left[64];
+        snprintf(left, sizeof(left), "%s=<%s>", h->name, h->type);
+        printf("  %-22s - %s\n", left, h->text);
+    }
+    if (!with_file)
+        printf("\nThe protocol level may support further options.\n"
+               "Specify the target filename to include those options.\n");
+}
+
+/* A string option's value as qemu-img prints it: commas doubled, as it parses them. */
+static void print_escaped(const char *s)
+{
+    for (; *s; s++) {
+        if (*s == ',')
+            putchar(',');
+        putchar(*s);
+    }
+}
+
+static const char *given_or(const struct qcow2_create_options *o, enum qcow2_create_key k,
+                            const char *fallback)
+{
+    return o->given[k] ? o->given[k] : fallback;
+}
+
+/*
+ * qemu-img's "Formatting" line: the options in the order of its option list, each as
+ * set (numbers as parsed, booleans and names as written) or as its default; options
+ * without a default appear only when given.
+ */
+static void print_formatting_line(const char *image, const struct qcow2_create_options *o)
+{
+    printf("Formatting '%s', fmt=qcow2 cluster_size=%" PRIu32 " extended_l2=%s", image,
+           o->cluster_size, given_or(o, QCOW2_OPT_EXTENDED_L2, "off"));
+    if (o->given[QCOW2_OPT_PREALLOCATION])
+        printf(" preallocation=%s", o->given[QCOW2_OPT_PREALLOCATION]);
+    printf(" compression_type=%s size=%" PRIu64,
+           given_or(o, QCOW2_OPT_COMPRESSION_TYPE, "zlib"), o->size);
+    if (o->given[QCOW2_OPT_COMPAT])
+        printf(" compat=%s", o->given[QCOW2_OPT_COMPAT]);
+    if (o->backing_file) {
+        printf(" backing_file=");
+        print_escaped(o->backing_file);
+    }
+    if (o->backing_format) {
+        printf(" backing_fmt=");
+        print_escaped(o->backing_format);
+    }
+    printf(" lazy_refcounts=%s refcount_bits=%" PRIu32 "\n",
+           given_or(o, QCOW2_OPT_LAZY_REFCOUNTS, "off"), o->refcount_bits);
+    fflush(stdout);
+}
+
+#define MAX_OPTION_TEXTS 16
+
+struct create_args {
+    const char *texts[MAX_OPTION_TEXTS];
+    int n_texts;
+    const char *backing, *backing_fmt, *image, *size;
+    bool quiet, unchecked;
+    bool extra_arguments;           /* more than IMAGE and SIZE */
+};
+
+static int parse_args(int argc, char **argv, struct create_args *a)
+{
+    memset(a, 0, sizeof(*a));
+    int c;
     cli_getopt_reset();
-    while ((c = getopt(argc, argv, "o:b:F:f:q")) != -1) {
+    while ((c = getopt(argc, argv, "o:b:F:f:qu")) != -1) {
         switch (c) {
         case 'o':
-            if (n_options == (int)(sizeof(option_texts) / sizeof(option_texts[0])))
+            if (a->n_texts == MAX_OPTION_TEXTS)
                 return cli_usage("create", "too many -o options");
-            option_texts[n_options++] = optarg;
+            a->texts[a->n_texts++] = optarg;
             break;
-        case 'b': backing = optarg; break;
-        case 'F': backing_fmt = optarg; break;
-        case 'q': break;
+        case 'b': a->backing = optarg; break;
+        case 'F': a->backing_fmt = optarg; break;
+        case 'q': a->quiet = true; break;
+        case 'u': a->unchecked = true; break;
         case 'f':
             if (strcmp(optarg, "qcow2"))
                 return cli_usage("create", "only -f qcow2 is supported, not '%s'", optarg);
@@ -34,30 +206,71 @@ int cmd_create(int argc, char **argv)
                              argv[optind - 1]);
         }
     }
-    if (optind != argc - 1 && optind != argc - 2)
-        return cli_usage("create", "expected IMAGE [SIZE]");
-    const char *image = argv[optind];
+    if (optind < argc)
+        a->image = argv[optind];
+    if (optind + 1 < argc)
+        a->size = argv[optind + 1];
+    a->extra_arguments = optind + 2 < argc;
+    return 0;
+}
+
+/* Fills *o from the arguments; `copies` keeps the option texts *o points into. */
+static int build_options(const struct create_args *a, struct qcow2_create_options *o,
+                         char **copies)
+{
     struct qcow2_error err;
-    char *copies[16] = { 0 };
-    for (int i = 0; i < n_options && !status; i++) {
-        copies[i] = strdup(option_texts[i]);
+    uint64_t size = 0;
+    if (a->size && !qcow2_parse_size(a->size, &size))
+        return cli_usage("create", "'%s' is not a size", a->size);
+    for (int i = 0; i < a->n_texts; i++) {
+        copies[i] = strdup(a->texts[i]);
         if (!copies[i])
-            status = cli_fail(image, "out of memory");
-        else if (qcow2_create_options_parse(&o, copies[i], &err))
-            status = cli_fail(image, "%s", err.message);
+            return cli_fail(a->image, "out of memory");
+        if (qcow2_create_options_parse(o, copies[i], &err))
+            return cli_fail(a->image, "%s", err.message);
     }
-    if (!status && backing)
-        o.backing_file = backing;
-    if (!status && backing_fmt)
-        o.backing_format = backing_fmt;
-    if (!status && optind == argc - 2) {
-        if (!qcow2_parse_size(argv[optind + 1], &o.size))
-            status = cli_usage("create", "'%s' is not a size", argv[optind + 1]);
-        o.has_size = true;
+    if (a->size && o->given[QCOW2_OPT_SIZE])
+        return cli_fail(a->image, "create option: the size is given twice, as -o size=%s and "
+                        "as the SIZE argument %s (qemu-img refuses this too)",
+                        o->given[QCOW2_OPT_SIZE], a->size);
+    if (a->size) {
+        o->size = size;
+        o->has_size = true;
     }
-    if (!status && qcow2_create(image, &o, &err))
-        status = err.file[0] ? cli_fail_engine(&err) : cli_fail(image, "%s", err.message);
-    for (int i = 0; i < n_options; i++)
+    if (a->backing)
+        o->backing_file = a->backing;
+    if (a->backing_fmt)
+        o->backing_format = a->backing_fmt;
+    o->no_backing_check = a->unchecked;
+    return 0;
+}
+
+int cmd_create(int argc, char **argv)
+{
+    struct create_args a;
+    if (parse_args(argc, argv, &a))
+        return 1;
+    for (int i = 0; i < a.n_texts; i++) {
+        if (wants_help(a.texts[i])) {
+            print_option_help(a.image != NULL);
+            return 0;
+        }
+    }
+    if (!a.image || a.extra_arguments)
+        return cli_usage("create", "expected IMAGE [SIZE]");
+
+    struct qcow2_create_options o;
+    qcow2_create_options_init(&o);
+    char *copies[MAX_OPTION_TEXTS] = { 0 };
+    struct qcow2_error err;
+    int status = build_options(&a, &o, copies);
+    if (!status && qcow2_create_resolve(a.image, &o, &err))
+        status = cli_fail_engine(&err);
+    if (!status && !a.quiet)
+        print_formatting_line(a.image, &o);
+    if (!status && qcow2_create(a.image, &o, &err))
+        status = err.file[0] ? cli_fail_engine(&err) : cli_fail(a.image, "%s", err.message);
+    for (int i = 0; i < a.n_texts; i++)
         free(copies[i]);
     return status;
 }

@@ -49,7 +49,76 @@ static bool file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/*
+ * Reads one item of a QEMU option list at *p: "name=value" (",," in the value is a
+ * comma) or a bare "name" (value "on"; "noname" means "off"). Advances past one comma.
+ */
+static void next_option_item(const char **p, char *name, size_t name_cap, char *value,
+                             size_t value_cap)
+{
+    const char *s = *p;
+    size_t len = strcspn(s, "=,");
+    snprintf(name, name_cap, "%.*s", (int)len, s);
+    s += len;
+    if (*s == '=') {
+        size_t n = 0;
+        for (s++; *s && !(*s == ',' && s[1] != ','); s++) {
+            if (*s == ',')
+                s++;
+            if (n + 1 < value_cap)
+                value[n++] = *s;
+        }
+        value[n] = '\0';
+    } else if (!strncmp(name, "no", 2)) {
+        memmove(name, name + 2, strlen(name + 2) + 1);
+        snprintf(value, value_cap, "off");
+    } else {
+        snprintf(value, value_cap, "on");
+    }
+    if (*s == ',')
+        s++;
+    *p = s;
+}
+
+/*
+ * A snapshot selector as qemu-img convert -l reads it: "snapshot.id=ID,snapshot.name=NAME"
+ * (either or both; all given must match) when it starts with "snapshot.", else a key
+ * matched against ids first, then names. The strings go to `id` and `name`
+ * (SELECTOR_MAX bytes each) and into *o.
+ */
+#define SELECTOR_MAX 1024
+static int parse_snapshot_selector(const char *image, const char *text,
+                                   struct qcow2_open_options *o, char *id, char *name)
+{
+    if (strncmp(text, "snapshot.", 9)) {
+        o->snapshot = text;
+        return 0;
+    }
+    for (const char *p = text; *p;) {
+        char key[SELECTOR_MAX], value[SELECTOR_MAX];
+        next_option_item(&p, key, sizeof(key), value, sizeof(value));
+        if (!strcmp(key, "snapshot.id")) {
+            snprintf(id, SELECTOR_MAX, "%s", value);
+            o->snapshot_id = id;
+        } else if (!strcmp(key, "snapshot.name")) {
+            snprintf(name, SELECTOR_MAX, "%s", value);
+            o->snapshot_name = name;
+        } else {
+            return cli_fail(image, "snapshot selector \"%s\": invalid parameter '%s' (it "
+                            "takes snapshot.id and snapshot.name, as qemu-img convert -l "
+                            "does)", text, key);
+        }
+    }
+    return 0;
+}
+
 int cli_open_image(const char *arg, const char *snapshot, struct qcow2_image **img)
+{
+    return cli_open_image_shared(arg, snapshot, false, img);
+}
+
+int cli_open_image_shared(const char *arg, const char *snapshot, bool force_share,
+                          struct qcow2_image **img)
 {
     char *path = strdup(arg);
     if (!path)
@@ -64,11 +133,14 @@ int cli_open_image(const char *arg, const char *snapshot, struct qcow2_image **i
             *at = '@';
         }
     }
-    struct qcow2_open_options opts = { .snapshot = snapshot };
+    struct qcow2_open_options opts = { .force_share = force_share };
+    char id[SELECTOR_MAX], name[SELECTOR_MAX];
+    int ret = snapshot ? parse_snapshot_selector(path, snapshot, &opts, id, name) : 0;
     struct qcow2_error err;
-    int ret = qcow2_open(path, &opts, img, &err);
+    if (!ret && qcow2_open(path, &opts, img, &err))
+        ret = cli_fail_engine(&err);
     free(path);
-    return ret ? cli_fail_engine(&err) : 0;
+    return ret;
 }
 
 int cli_parse_output_and_image(const char *command, int argc, char **argv,

@@ -29,10 +29,17 @@ static int result(struct target *t, int ret, const struct qcow2_error *err)
     return ret;
 }
 
+/*
+ * The soak runs qemu-img check and compare on the image while this target holds it
+ * open, on purpose: the target takes no locks on it (QEMU's locking=off), or QEMU's
+ * tools would rightly refuse an image open for writing elsewhere.
+ */
 static int open_image(struct qvet_target *q, struct qcow2_error *err)
 {
     struct qcow2_backend *file;
-    int ret = qcow2_backend_fd_open(q->path, true, &file, err);
+    struct qcow2_fd_options fo = qcow2_fd_options_for(QCOW2_FORMAT_QCOW2, true, false);
+    fo.no_locks = true;
+    int ret = qcow2_backend_fd_open_with(q->path, &fo, &file, err);
     if (ret)
         return ret;
     if (q->opts.hook)
@@ -140,7 +147,7 @@ static int qvet_snapshot_read(struct target *t, const char *id, void *buf, size_
     int ret = qcow2_flush(q->img, &err);
     if (ret)
         return result(t, ret, &err);
-    struct qcow2_open_options o = { .snapshot = id };
+    struct qcow2_open_options o = { .snapshot = id, .no_locks = true };
     struct qcow2_image *snap;
     ret = qcow2_open(q->path, &o, &snap, &err);
     if (ret)
