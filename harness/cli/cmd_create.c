@@ -29,7 +29,7 @@ const char cmd_create_help[] =
     "  -q              do not print the Formatting line\n"
     "  -f qcow2        the format (the only one; the default)\n"
     "  -o OPTIONS      comma-separated KEY=VALUE (',,' is a comma in a value); several\n"
-    "                  -o are joined. '-o help' (or '-o ?') lists them as qemu-img does:\n"
+    "                  -o are joined. '-o help' (or '-o ?') lists the keys qemu-img lists:\n"
     "    size=SIZE             as the SIZE argument (give only one of the two)\n"
     "    cluster_size=SIZE     512 to 2M, a power of two (default 64k)\n"
     "    compat=0.10|1.1       image version 2 or 3; also v2, v3 (default 1.1)\n"
@@ -55,37 +55,37 @@ struct option_help {
     bool file_level;                /* listed only when a file name is given */
 };
 
-/* qemu-img 7.2's list for qcow2 and the file protocol, in its (alphabetical) order. */
+/*
+ * The options qemu-img 7.2 lists for qcow2 and the file protocol, by the same names and
+ * value types and in its (alphabetical) order, so scripts that read the list find the same
+ * keys; the descriptions are qvet's own.
+ */
 static const struct option_help option_helps[] = {
-    { "backing_file", "str", "File name of a base image", false },
-    { "backing_fmt", "str", "Image format of the base image", false },
-    { "cluster_size", "size", "qcow2 cluster size", false },
-    { "compat", "str", "Compatibility level (v2 [0.10] or v3 [1.1])", false },
-    { "compression_type", "str", "Compression method used for image cluster compression",
+    { "backing_file", "str", "image that supplies unallocated clusters", false },
+    { "backing_fmt", "str", "format of backing_file (qcow2 or raw)", false },
+    { "cluster_size", "size", "cluster size, a power of two from 512 to 2M (64k)", false },
+    { "compat", "str", "0.10 for a version 2 image, 1.1 for version 3 (1.1)", false },
+    { "compression_type", "str", "zlib or zstd, for compressed clusters (zlib)", false },
+    { "data_file", "str", "external data file (refused by qvet)", false },
+    { "data_file_raw", "bool (on/off)", "external data file kept raw (refused by qvet)",
       false },
-    { "data_file", "str", "File name of an external data file", false },
-    { "data_file_raw", "bool (on/off)", "The external data file must stay valid as a raw image",
+    { "encrypt.cipher-alg", "str", "encryption setting (refused by qvet)", false },
+    { "encrypt.cipher-mode", "str", "encryption setting (refused by qvet)", false },
+    { "encrypt.format", "str", "encryption: aes or luks (refused by qvet)", false },
+    { "encrypt.hash-alg", "str", "encryption setting (refused by qvet)", false },
+    { "encrypt.iter-time", "num", "encryption setting (refused by qvet)", false },
+    { "encrypt.ivgen-alg", "str", "encryption setting (refused by qvet)", false },
+    { "encrypt.ivgen-hash-alg", "str", "encryption setting (refused by qvet)", false },
+    { "encrypt.key-secret", "str", "encryption setting (refused by qvet)", false },
+    { "encryption", "bool (on/off)", "legacy AES encryption (refused by qvet)", false },
+    { "extended_l2", "bool (on/off)", "128-bit L2 entries with 32 subclusters (off)", false },
+    { "extent_size_hint", "size", "host file setting (refused by qvet)", true },
+    { "lazy_refcounts", "bool (on/off)", "defer refcount updates under a dirty bit (off)",
       false },
-    { "encrypt.cipher-alg", "str", "Name of encryption cipher algorithm", false },
-    { "encrypt.cipher-mode", "str", "Name of encryption cipher mode", false },
-    { "encrypt.format", "str", "Encrypt the image, format choices: 'aes', 'luks'", false },
-    { "encrypt.hash-alg", "str", "Name of encryption hash algorithm", false },
-    { "encrypt.iter-time", "num", "Time to spend in PBKDF in milliseconds", false },
-    { "encrypt.ivgen-alg", "str", "Name of IV generator algorithm", false },
-    { "encrypt.ivgen-hash-alg", "str", "Name of IV generator hash algorithm", false },
-    { "encrypt.key-secret", "str", "ID of secret providing qcow AES key or LUKS passphrase",
-      false },
-    { "encryption", "bool (on/off)",
-      "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)",
-      false },
-    { "extended_l2", "bool (on/off)", "Extended L2 tables", false },
-    { "extent_size_hint", "size", "Extent size hint for the image file, 0 to disable", true },
-    { "lazy_refcounts", "bool (on/off)", "Postpone refcount updates", false },
-    { "nocow", "bool (on/off)", "Turn off copy-on-write (valid only on btrfs)", true },
-    { "preallocation", "str", "Preallocation mode (allowed values: off, metadata, falloc, full)",
-      false },
-    { "refcount_bits", "num", "Width of a reference count entry in bits", false },
-    { "size", "size", "Virtual disk size", false },
+    { "nocow", "bool (on/off)", "host file setting (refused by qvet)", true },
+    { "preallocation", "str", "off or metadata (off)", false },
+    { "refcount_bits", "num", "refcount width: 1, 2, 4, 8, 16, 32 or 64 (16)", false },
+    { "size", "size", "virtual disk size", false },
 };
 
 /*
@@ -123,8 +123,7 @@ static void print_option_help(bool with_file)
         printf("  %-22s - %s\n", left, h->text);
     }
     if (!with_file)
-        printf("\nThe protocol level may support further options.\n"
-               "Specify the target filename to include those options.\n");
+        printf("\nHost file options are listed too when a file name is given.\n");
 }
 
 /* A string option's value as qemu-img prints it: commas doubled, as it parses them. */
