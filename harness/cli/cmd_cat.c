@@ -18,10 +18,12 @@ int cmd_cat(int argc, char **argv)
     const char *snapshot = NULL;
     int c;
     cli_getopt_reset();
-    while ((c = getopt_long(argc, argv, "s:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:f:", longopts, NULL)) != -1) {
         if (c == 's')
             snapshot = optarg;
-        else
+        else if (c == 'f' && cli_parse_format("cat", optarg))
+            return 1;
+        else if (c != 'f')
             return cli_usage("cat", "unknown option or missing value: '%s'", argv[optind - 1]);
     }
     if (optind != argc - 1)
