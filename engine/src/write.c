@@ -950,11 +950,13 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
         return ret ? ret : qcow2_flush(img, err);
     }
     ret = image_set_size(img, new_size, err);
-    /* As QEMU does, a grown disk must not show the backing file's data: zero it. */
+    /*
+     * As QEMU does, a grown disk must not show the backing file's data: when the backing
+     * file reaches past the old end, the whole new area is zeroed (zero flags), as far
+     * as the new end, as QEMU's map then shows it.
+     */
     if (!ret && img->backing && new_size > old_size && img->backing->virtual_size > old_size) {
-        ret = qcow2_pwrite_zeroes(img, old_size,
-                                  QVET_MIN(new_size, img->backing->virtual_size) - old_size, 0,
-                                  err);
+        ret = qcow2_pwrite_zeroes(img, old_size, new_size - old_size, 0, err);
         /* A failed resize leaves the size as it was (the larger L1 table is harmless). */
         if (ret)
             image_set_size(img, old_size, NULL);

@@ -167,6 +167,8 @@ static void report(const char *op, double started, uint64_t off, uint64_t count,
 {
     /* qemu-io measures in microseconds; so does this. */
     uint64_t usec = (uint64_t)((now_seconds() - started) * 1e6);
+    /* A request always takes some time; a zero would make the rates nan and inf. */
+    usec = usec ? usec : 1;
     unsigned secs = (unsigned)(usec / 1000000), centis = (unsigned)(usec % 1000000 / 10000);
     double elapsed = (double)usec / 1e6;
     char when[64];
@@ -577,7 +579,12 @@ static int open_image(struct io_state *s, const char *path, bool read_only)
     struct qcow2_error err;
     if (qcow2_open(path, &opts, &s->img, &err)) {
         s->img = NULL;
-        fprintf(stderr, IO_PROG ": can't open device %s: %s\n", path, err.message);
+        /* A file that cannot be opened at all is said in QEMU's words. */
+        if (!strcmp(err.structure, "file") && (err.code == -ENOENT || err.code == -EACCES))
+            fprintf(stderr, IO_PROG ": can't open device %s: Could not open '%s': %s\n", path,
+                    path, strerror(-err.code));
+        else
+            fprintf(stderr, IO_PROG ": can't open device %s: %s\n", path, err.message);
         return -1;
     }
     s->read_only = read_only;
