@@ -57,7 +57,7 @@ twins() {
   fi
   rm -f Q.qcow2 V.qcow2
   qemu-img create -q -f qcow2 -o "$1" "${backing[@]}" Q.qcow2 ${2:+"$2"} &&
-    cp Q.qcow2 V.qcow2
+    cp --sparse=never Q.qcow2 V.qcow2
 }
 
 # golden NAME MODE OPTS SIZE BACKING COMMAND...
@@ -212,7 +212,7 @@ both open-close cluster_size=64k 1M "" \
 
 # Standard input only: empty lines, a final line without its newline, the prompt.
 rm -f Q.qcow2 V.qcow2
-qemu-img create -q -f qcow2 Q.qcow2 1M && cp Q.qcow2 V.qcow2
+qemu-img create -q -f qcow2 Q.qcow2 1M && cp --sparse=never Q.qcow2 V.qcow2
 printf 'write -P 5 0 512\n\nread -P 5 0 512\n   \nlength\nread 0 1' >in.txt
 qemu-io -f qcow2 Q.qcow2 <in.txt >q.out 2>&1
 qrc=$?
