@@ -108,7 +108,8 @@ static int length_arg(const char *text, uint64_t *out, const char *limit_note)
     return 0;
 }
 
-static int pattern_arg(const char *text, int *out)
+/* -P PATTERN: a byte value (0x.., 0.., decimal); notes that it was given. */
+static int pattern_arg(const char *text, int *out, bool *given)
 {
     char *end;
     long v = strtol(text, &end, 0);
@@ -117,6 +118,7 @@ static int pattern_arg(const char *text, int *out)
         return -1;
     }
     *out = (int)v;
+    *given = true;
     return 0;
 }
 
@@ -220,23 +222,18 @@ static int io_read(struct io_state *s, int argc, char **argv)
         switch (c) {
         case 'b': return not_supported("read -b (the VM state area)");
         case 'C': terse = true; break;
-        case 'l':
-            length_given = true;
-            if (number_arg(optarg, &pattern_len))
+        case 'l':                       /* the verified range's length and start */
+        case 's':
+            if (number_arg(optarg, c == 'l' ? &pattern_len : &pattern_start))
                 return -1;
+            *(c == 'l' ? &length_given : &start_given) = true;
             break;
         case 'p': break;                /* ignored by qemu-io too */
         case 'P':
-            pattern_given = true;
-            if (pattern_arg(optarg, &pattern))
+            if (pattern_arg(optarg, &pattern, &pattern_given))
                 return -1;
             break;
         case 'q': quiet = true; break;
-        case 's':
-            start_given = true;
-            if (number_arg(optarg, &pattern_start))
-                return -1;
-            break;
         case 'v': verbose = true; break;
         default: return option_error(cmd, argv);
         }
@@ -322,8 +319,7 @@ static int io_write(struct io_state *s, int argc, char **argv)
         case 'n': return not_supported("write -n (zero writes without slow fallback)");
         case 'p': break;                /* ignored by qemu-io too */
         case 'P':
-            pattern_given = true;
-            if (pattern_arg(optarg, &pattern))
+            if (pattern_arg(optarg, &pattern, &pattern_given))
                 return -1;
             break;
         case 'q': quiet = true; break;
