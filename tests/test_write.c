@@ -55,9 +55,12 @@ static void expect_bytes(struct qcow2_image *img, uint64_t off, size_t len, int 
     struct qcow2_error err;
     int ret = qcow2_pread(img, buf, len, off, &err);
     ck_assert_msg(ret == 0, "read at %llu: %s", (unsigned long long)off, err.message);
-    for (size_t i = 0; i < len; i++)
-        ck_assert_msg(buf[i] == byte, "guest byte %llu: expected 0x%02x, got 0x%02x",
-                      (unsigned long long)(off + i), byte, buf[i]);
+    /* One assertion for the range: Check reports every passed one through a pipe. */
+    size_t i = 0;
+    while (i < len && buf[i] == byte)
+        i++;
+    ck_assert_msg(i == len, "guest byte %llu: expected 0x%02x, got 0x%02x",
+                  (unsigned long long)(off + i), byte, i < len ? buf[i] : byte);
     free(buf);
 }
 

@@ -450,9 +450,15 @@ int refcount_drop_empty_blocks(struct qcow2_image *img, struct qcow2_error *err)
 {
     uint32_t bits = block_bits(img), order = img->hdr.refcount_order;
     uint64_t per_block = 1ull << bits;
+    uint64_t block;
+    /* Every entry is validated before the first is changed. */
+    for (uint64_t i = 1; i < img->reftable_size; i++) {
+        int ret = block_offset_of(img, i, &block, err);
+        if (ret)
+            return ret;
+    }
     /* Entry 0 covers the header, which is always in use. */
     for (uint64_t i = 1; i < img->reftable_size; i++) {
-        uint64_t block;
         int ret = block_offset_of(img, i, &block, err);
         if (ret)
             return ret;

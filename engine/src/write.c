@@ -907,18 +907,18 @@ static int drop_clusters(struct qcow2_image *img, uint64_t start, uint64_t end,
 }
 
 /*
- * Shrinks as QEMU does: the new size is stored first (so a crash midway only leaks),
- * then the clusters wholly past it are dropped, empty refcount blocks unhooked and the
- * file cut after its last used cluster. Like QEMU, the partial last cluster keeps its
- * bytes past the new end: growing again shows them.
+ * Shrinks in QEMU's order: the clusters wholly past the new end are dropped (references
+ * first, so a crash midway only leaks), empty refcount blocks unhooked, the file cut
+ * after its last used cluster, and the new size stored last, so that a failure leaves
+ * the size as it was (what was dropped by then reads as zeros). The tables are validated
+ * before anything changes. Like QEMU, the partial last cluster keeps its bytes past the
+ * new end: growing again shows them.
  */
 static int shrink(struct qcow2_image *img, uint64_t new_size, struct qcow2_error *err)
 {
     uint64_t old_size = img->virtual_size;
     uint64_t start = round_up_u64(new_size, img->cluster_size);
     int ret = validate_range(img, start, old_size, err);
-    if (!ret)
-        ret = image_set_size(img, new_size, err);
     if (!ret && start < old_size)
         ret = drop_clusters(img, start, old_size, err);
     if (!ret)
@@ -930,7 +930,7 @@ static int shrink(struct qcow2_image *img, uint64_t new_size, struct qcow2_error
     if (!ret && used && used < img->file_size && img->backend->ops->truncate &&
         img->backend->ops->truncate(img->backend, used) == 0)
         img->file_size = used;
-    return ret;
+    return ret ? ret : image_set_size(img, new_size, err);
 }
 
 int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error *err)
