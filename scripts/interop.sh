@@ -967,7 +967,7 @@ check_error() {
 #
 #   io CMD          qvet io -c CMD on A, qemu-io -c CMD on B (consecutive io
 #                   lines go to one run of each, as one command script)
-#   resize SIZE     qvet resize A SIZE, qemu-img resize --shrink B SIZE
+#   resize SIZE     qvet resize --shrink A SIZE, qemu-img resize --shrink B SIZE
 #   snap OP NAME    qvet snapshot OP NAME A, qemu-img snapshot OP NAME B
 #   qsnap OP NAME   qemu-img snapshot OP NAME on both (cross-direction tests)
 #   check           compare the twins now (also done after the last line)
@@ -1318,8 +1318,9 @@ w_batch() {
   done
   w_io=()
   w_nbatch=$((w_nbatch + 1))
-  qvet io "${args[@]}" A.qcow2 >"$OUT/vio" 2>"$OUT/err"
+  qvet io "${args[@]}" A.qcow2 >"$OUT/vio.all" 2>"$OUT/err"
   vrc=$?
+  grep -Ev '^[0-9.]+ (bytes|[KMGTPE]iB), [0-9]+ ops; ' "$OUT/vio.all" >"$OUT/vio"
   qemu-io -f qcow2 "${args[@]}" B.qcow2 >"$OUT/qio.all" 2>&1 </dev/null
   qrc=$?
   grep -Ev '^[0-9.]+ (bytes|[KMGTPE]iB), [0-9]+ ops; ' "$OUT/qio.all" >"$OUT/qio"
@@ -1471,7 +1472,7 @@ w_play() {
     fi
     w_batch
     case $verb in
-      resize) w_pair "resize $rest" resize A.qcow2 "$rest" -- qemu-img resize -q --shrink B.qcow2 "$rest" ;;
+      resize) w_pair "resize $rest" resize --shrink A.qcow2 "$rest" -- qemu-img resize -q --shrink B.qcow2 "$rest" ;;
       snap) w_pair "snapshot $rest" snapshot "${rest%% *}" "${rest#* }" A.qcow2 -- \
         qemu-img snapshot "${rest%% *}" "${rest#* }" B.qcow2 ;;
       qsnap) w_both_qemu "qemu-img snapshot $rest" qemu-img snapshot "${rest%% *}" "${rest#* }" IMG ;;

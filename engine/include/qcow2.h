@@ -231,11 +231,12 @@ QCOW2_API int qcow2_pwrite_compressed(struct qcow2_image *img, const void *buf, 
 QCOW2_API int qcow2_flush(struct qcow2_image *img, struct qcow2_error *err);
 
 /*
- * Grows the virtual size, or shrinks it when nothing is allocated past the new end
- * (otherwise -ENOTSUP). As in QEMU, growing over a longer backing file zeroes the new
- * area, which a v2 image can do only inside its last cluster (past it: -ENOTSUP, nothing
- * changed); otherwise a disk shrunk into the middle of a cluster shows again what that
- * cluster held past the old end.
+ * Sets the virtual size (a multiple of 512). Shrinking works as QEMU's does: clusters
+ * wholly past the new end are freed (snapshots keep what they share), empty refcount
+ * blocks are dropped and the file is cut after its last used cluster; the partial last
+ * cluster keeps its bytes, so growing again shows them, as in QEMU. Growing over a longer
+ * backing file zeroes the new area, which a v2 image can do only inside its last cluster
+ * (past it: -ENOTSUP, nothing changed).
  */
 QCOW2_API int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error *err);
 

@@ -445,3 +445,62 @@ static int grow_reftable(struct qcow2_image *img, uint64_t min_entries, struct q
     img->hdr.refcount_table_clusters = (uint32_t)table_clusters;
     return refcount_add_range(img, old_offset, old_clusters * cs, -1, err);
 }
+
+int refcount_drop_empty_blocks(struct qcow2_image *img, struct qcow2_error *err)
+{
+    uint32_t bits = block_bits(img), order = img->hdr.refcount_order;
+    uint64_t per_block = 1ull << bits;
+    uint64_t block;
+    /* Every entry is validated before the first is changed. */
+    for (uint64_t i = 1; i < img->reftable_size; i++) {
+        int ret = block_offset_of(img, i, &block, err);
+        if (ret)
+            return ret;
+    }
+    /* Entry 0 covers the header, which is always in use. */
+    for (uint64_t i = 1; i < img->reftable_size; i++) {
+        int ret = block_offset_of(img, i, &block, err);
+        if (ret)
+            return ret;
+        if (!block)
+            continue;
+        const uint8_t *data;
+        ret = cache_get(img->refblock_cache, img->backend, block, &data);
+        if (ret)
+            return image_error(img, err, ret, "refcount block", block, "read failed");
+        uint64_t cluster = block >> img->geo.cluster_bits;
+        bool counts_itself = cluster >> bits == i;
+        uint64_t self = cluster & (per_block - 1);
+        bool empty = true;
+        for (uint64_t k = 0; k < per_block && empty; k++)
+            empty = (counts_itself && k == self) || refcount_block_entry(data, order, k) == 0;
+        if (!empty)
+            continue;
+        ret = write_reftable_entry(img, i, 0, err);
+        if (ret)
+            return ret;
+        cache_forget(img->refblock_cache, block);
+        if (counts_itself && cluster < img->free_cluster_hint)
+            img->free_cluster_hint = cluster;
+        if (!counts_itself && (ret = refcount_add_range(img, block, 1, -1, err)))
+            return ret;
+    }
+    return 0;
+}
+
+int refcount_used_length(struct qcow2_image *img, uint64_t *bytes, struct qcow2_error *err)
+{
+    uint64_t cs = img->cluster_size;
+    *bytes = 0;
+    for (uint64_t c = round_up_u64(img->file_size, cs) / cs; c-- > 0;) {
+        uint64_t rc;
+        int ret = refcount_get(img, c, &rc, err);
+        if (ret)
+            return ret;
+        if (rc) {
+            *bytes = (c + 1) * cs;
+            return 0;
+        }
+    }
+    return 0;
+}

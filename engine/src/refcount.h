@@ -54,4 +54,14 @@ int refcount_alloc(struct qcow2_image *img, uint64_t count, uint64_t *host_offse
 int refcount_get(struct qcow2_image *img, uint64_t cluster_index, uint64_t *refcount,
                  struct qcow2_error *err);
 
+/*
+ * Unhooks the refcount blocks that count nothing but (maybe) themselves, as QEMU does
+ * after a shrink: their reftable entries are cleared; a block counted in another block's
+ * range gives that reference back.
+ */
+int refcount_drop_empty_blocks(struct qcow2_image *img, struct qcow2_error *err);
+
+/* The host file's length up to its last cluster with a non-zero refcount (0 if none). */
+int refcount_used_length(struct qcow2_image *img, uint64_t *bytes, struct qcow2_error *err);
+
 #endif

@@ -826,24 +826,111 @@ int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *e
     return 0;
 }
 
-/* True when some guest cluster at or past `size` is allocated or reads as zeros. */
-static int allocated_past(struct qcow2_image *img, uint64_t size, bool *found,
+/* Validates every entry of guest range [off, end) (before anything is changed). */
+static int validate_range(struct qcow2_image *img, uint64_t off, uint64_t end,
                           struct qcow2_error *err)
 {
-    *found = false;
-    uint64_t cs = img->cluster_size;
-    for (uint64_t off = round_up_u64(size, cs); off < img->virtual_size;) {
+    while (off < end) {
         struct host_range r;
-        int ret = cluster_get_host_range(img, off, img->virtual_size - off, &r, err);
+        int ret = cluster_get_host_range(img, off, end - off, &r, err);
         if (ret)
             return ret;
-        if (r.type != SUBCLUSTER_UNALLOCATED_PLAIN) {
-            *found = true;
-            return 0;
-        }
         off += r.bytes;
     }
     return 0;
+}
+
+/* Releases everything an unhooked L2 table points to, then the table itself. */
+static int release_table(struct qcow2_image *img, uint64_t l2_offset, struct qcow2_error *err)
+{
+    const uint8_t *table;
+    int ret = cache_get(img->l2_cache, img->backend, l2_offset, &table);
+    if (ret)
+        return image_error(img, err, ret, "L2 table", l2_offset, "read failed");
+    /* Releasing goes through the caches: keep a copy of the entries. */
+    memcpy(img->scratch, table, img->cluster_size);
+    uint32_t entries = 1u << geometry_l2_bits(&img->geo);
+    for (uint32_t i = 0; i < entries && !ret; i++)
+        ret = release_entry(img, l2_entry_at(&img->geo, img->scratch, i), err);
+    return ret ? ret : release_cluster(img, l2_offset, err);
+}
+
+/*
+ * Drops the active state's references to guest clusters [start, end) (start
+ * cluster-aligned), as QEMU's shrink does: entries in the table that keeps part of the
+ * disk become unallocated (the table is copied first if a snapshot shares it); tables
+ * wholly past the end are unhooked from the L1 table, which keeps its size, and then
+ * released with everything they point to (a shared table's clusters carry one reference
+ * per L1 table that reaches them).
+ */
+static int drop_clusters(struct qcow2_image *img, uint64_t start, uint64_t end,
+                         struct qcow2_error *err)
+{
+    const struct geometry *g = &img->geo;
+    uint32_t l2_bits = geometry_l2_bits(g);
+    uint64_t span = (uint64_t)img->cluster_size << l2_bits;
+    uint64_t kept_tables = image_l1_entries_for(img, start);
+    uint64_t tables = QVET_MIN(image_l1_entries_for(img, end), img->l1_size);
+    int ret = 0;
+    if (start % span && kept_tables <= tables) {
+        uint64_t l1_index = kept_tables - 1;
+        const uint8_t *table;
+        ret = cluster_l2_table(img, l1_index, &table, err);
+        bool present = !ret && table;
+        struct l2_ref l2;
+        if (present)
+            ret = l2_for_write(img, l1_index, &l2, err);
+        uint64_t stop = QVET_MIN(end, kept_tables * span);
+        for (uint64_t c = start; present && !ret && c < stop; c += img->cluster_size) {
+            uint32_t i = (uint32_t)((c >> g->cluster_bits) & ((1u << l2_bits) - 1));
+            ret = replace_entry(img, &l2, i, l2_entry_at(g, l2.table, i), (struct l2_entry){ 0 },
+                                err);
+        }
+    }
+    uint64_t *unhooked = calloc(tables > kept_tables ? tables - kept_tables : 1, 8);
+    if (!unhooked)
+        return image_error(img, err, -ENOMEM, "active L1 table", QCOW2_NO_OFFSET,
+                           "out of memory");
+    size_t n = 0;
+    for (uint64_t i = kept_tables; i < tables && !ret; i++) {
+        uint64_t l2_offset = l1_entry_l2_offset(img->l1[i]);
+        if (l2_offset && !(ret = write_l1_entry(img, i, 0, err)))
+            unhooked[n++] = l2_offset;
+    }
+    /* References go first (flushed), refcounts after: a crash can only leak. */
+    if (n && !ret)
+        ret = qcow2_flush(img, err);
+    for (size_t i = 0; i < n && !ret; i++)
+        ret = release_table(img, unhooked[i], err);
+    free(unhooked);
+    return ret;
+}
+
+/*
+ * Shrinks in QEMU's order: the clusters wholly past the new end are dropped (references
+ * first, so a crash midway only leaks), empty refcount blocks unhooked, the file cut
+ * after its last used cluster, and the new size stored last, so that a failure leaves
+ * the size as it was (what was dropped by then reads as zeros). The tables are validated
+ * before anything changes. Like QEMU, the partial last cluster keeps its bytes past the
+ * new end: growing again shows them.
+ */
+static int shrink(struct qcow2_image *img, uint64_t new_size, struct qcow2_error *err)
+{
+    uint64_t old_size = img->virtual_size;
+    uint64_t start = round_up_u64(new_size, img->cluster_size);
+    int ret = validate_range(img, start, old_size, err);
+    if (!ret && start < old_size)
+        ret = drop_clusters(img, start, old_size, err);
+    if (!ret)
+        ret = refcount_drop_empty_blocks(img, err);
+    uint64_t used;
+    if (!ret)
+        ret = refcount_used_length(img, &used, err);
+    /* A file that cannot be cut is only longer than it needs to be (QEMU warns). */
+    if (!ret && used && used < img->file_size && img->backend->ops->truncate &&
+        img->backend->ops->truncate(img->backend, used) == 0)
+        img->file_size = used;
+    return ret ? ret : image_set_size(img, new_size, err);
 }
 
 int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error *err)
@@ -857,24 +944,17 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
     if (img->snapshots.count && img->geo.version < 3)
         return image_error(img, err, -ENOTSUP, "resize request", QCOW2_NO_OFFSET,
                            "a version 2 image with snapshots cannot be resized (as in QEMU)");
-    if (new_size < img->virtual_size) {
-        bool found;
-        ret = allocated_past(img, new_size, &found, err);
-        if (ret)
-            return ret;
-        if (found)
-            return image_error(img, err, -ENOTSUP, "resize request", QCOW2_NO_OFFSET,
-                               "cannot shrink to %" PRIu64 ": clusters past it are allocated",
-                               new_size);
-    }
     uint64_t old_size = img->virtual_size;
+    if (new_size < old_size) {
+        ret = shrink(img, new_size, err);
+        return ret ? ret : qcow2_flush(img, err);
+    }
     /*
-     * Over a backing file longer than the disk, QEMU zeroes the whole grown area, so that
-     * neither the backing file's data nor what the old last cluster held past the old end
-     * shows. Past both the backing file and that cluster everything reads as zeros
-     * already, so the zero write stops there. A v2 image has no zero flag for the
-     * clusters past the old last one: QEMU 7.2 then fails the resize, and qvet refuses
-     * it before changing anything.
+     * Over a backing file longer than the disk, QEMU zeroes the whole grown area, up to
+     * the new end (its map then shows zero clusters there), so that neither the backing
+     * file's data nor what the old last cluster held past the old end shows. A v2 image
+     * has no zero flag for the clusters past the old last one: QEMU 7.2 then fails the
+     * resize, and qvet refuses it before changing anything.
      */
     uint64_t cluster_end = round_up_u64(old_size, img->cluster_size);
     bool hide = img->backing && new_size > old_size && img->backing->virtual_size > old_size;
@@ -884,8 +964,7 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
                            "longer backing file (as in QEMU: no zero flag to hide its data)");
     ret = image_set_size(img, new_size, err);
     if (!ret && hide) {
-        uint64_t end = QVET_MAX(img->backing->virtual_size, cluster_end);
-        ret = qcow2_pwrite_zeroes(img, old_size, QVET_MIN(new_size, end) - old_size, 0, err);
+        ret = qcow2_pwrite_zeroes(img, old_size, new_size - old_size, 0, err);
         /* A failed resize leaves the size as it was (the larger L1 table is harmless). */
         if (ret)
             image_set_size(img, old_size, NULL);

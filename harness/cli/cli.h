@@ -22,8 +22,30 @@ int cmd_soak(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_minimize(int argc, char **argv);
 
-/* The --help texts of soak, replay and minimize (cmd_soak.c). */
-extern const char soak_help[], replay_help[], minimize_help[];
+/*
+ * Each subcommand's help for `qvet help CMD` and `qvet CMD --help`: the usage line, then
+ * every option with its default. Each text lives in the subcommand's own file.
+ */
+extern const char cmd_info_help[], cmd_map_help[], cmd_cat_help[], cmd_check_help[],
+    cmd_io_help[], cmd_create_help[], cmd_snapshot_help[], cmd_resize_help[], cmd_soak_help[],
+    cmd_replay_help[], cmd_minimize_help[];
+
+struct cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *usage;              /* one line, for the list `qvet help` prints */
+    const char *help;
+};
+
+/* Every subcommand, in the order `qvet help` lists them. */
+extern const struct cli_command cli_commands[];
+extern const size_t cli_command_count;
+
+/* What `qvet` does with its arguments (main only calls this); returns the exit status. */
+int cli_main(int argc, char **argv);
+
+/* Prints "qvet version X.Y.Z" (the project's one version, from CMake). */
+void cli_print_version(void);
 
 /* Writes DIR/summary.json for a soak or replay run (soak_summary.c). */
 struct soak_config;
@@ -82,6 +104,36 @@ void cli_getopt_reset(void);
 /* The arguments of `info` and `map`: [--output=human|json] IMAGE. Returns 1 on a usage error. */
 int cli_parse_output_and_image(const char *command, int argc, char **argv,
                                enum output_format *fmt, const char **image);
+
+/*
+ * The value of -f/--format: only qcow2 is accepted; anything else is refused with one
+ * line naming the command. Returns 0 or 1 (the exit status, the error printed).
+ */
+int cli_parse_format(const char *command, const char *value);
+
+/* ---- QEMU 7.2's number syntax (qemu_syntax.c) --------------------------------------- */
+
+/*
+ * Parses a size as qemu-img and qemu-io do: decimal or 0x hex, an optional fraction
+ * ("1.5k"), an optional suffix B K M G T P E (either case). Returns 0, -EINVAL or -ERANGE
+ * (past 2^64); *hex_with_suffix tells that QEMU would warn the form is deprecated.
+ */
+int qemu_parse_size(const char *text, uint64_t *out, bool *hex_with_suffix);
+
+/* qemu-io's number: a size up to INT64_MAX, printing QEMU's deprecation warning as prog. */
+int qemu_cvtnum(const char *prog, const char *text, uint64_t *out);
+
+/* qemu-io's "Parsing error: ..." line (stdout) for what qemu_cvtnum returned. */
+void qemu_print_cvtnum_error(int ret, const char *text);
+
+/* A byte count as qemu-io shows it: "512 bytes", "1.500 KiB", "64 KiB", "inf EiB". */
+void qemu_format_size(double value, char *buf, size_t cap);
+
+/*
+ * The commands of `qvet io`, for the test that holds their help to their options: entry
+ * i's name, getopt string and help text; false past the last.
+ */
+bool io_command_help(size_t i, const char **name, const char **options, const char **help);
 
 /* Writes s as a JSON string literal, escaped. */
 void json_put_string(FILE *f, const char *s);

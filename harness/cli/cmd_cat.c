@@ -11,7 +11,7 @@
 #define CAT_CHUNK (2u << 20)
 
 const char cmd_cat_help[] =
-    "usage: qvet cat [-s SNAPSHOT | -l SNAPSHOT] [-U] IMAGE[@SNAPSHOT]\n"
+    "usage: qvet cat [-f qcow2] [-s SNAPSHOT | -l SNAPSHOT] [-U] IMAGE[@SNAPSHOT]\n"
     "\n"
     "Writes the guest-visible bytes of IMAGE to standard output, as\n"
     "'qemu-img convert -O raw' writes them: the whole virtual size, unallocated\n"
@@ -30,7 +30,8 @@ const char cmd_cat_help[] =
     "  -U, --force-share        read even while another program (a VM, qemu-io)\n"
     "                           holds the image open for writing (default: refuse,\n"
     "                           as qemu-img does without -U; what is read may then be\n"
-    "                           inconsistent)\n";
+    "                           inconsistent)\n"
+    "  -f FMT                   image format; only qcow2 (the default) is accepted\n";
 
 int cmd_cat(int argc, char **argv)
 {
@@ -43,12 +44,14 @@ int cmd_cat(int argc, char **argv)
     bool force_share = false;
     int c;
     cli_getopt_reset();
-    while ((c = getopt_long(argc, argv, "s:l:U", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:l:Uf:", longopts, NULL)) != -1) {
         if (c == 's' || c == 'l')
             snapshot = optarg;
         else if (c == 'U')
             force_share = true;
-        else
+        else if (c == 'f' && cli_parse_format("cat", optarg))
+            return 1;
+        else if (c != 'f')
             return cli_usage("cat", "unknown option or missing value: '%s'", argv[optind - 1]);
     }
     if (optind != argc - 1)

@@ -6,6 +6,20 @@
 
 #include "cli.h"
 
+const char cmd_map_help[] =
+    "usage: qvet map [-f qcow2] [--output=human|json] IMAGE[@SNAPSHOT]\n"
+    "\n"
+    "Prints the allocation map of IMAGE (through its backing chain), as qemu-img map does.\n"
+    "\n"
+    "  --output=FMT   human (the default): the ranges backed by data, with their host\n"
+    "                 offsets and files; json: every range with depth, present, zero,\n"
+    "                 data and offset, byte for byte what qemu-img map --output=json prints\n"
+    "  -f FMT         image format; only qcow2 (the default) is accepted\n"
+    "\n"
+    "IMAGE@SNAPSHOT maps an internal snapshot (by id, then name) when no file of that\n"
+    "name exists. The human format cannot show compressed clusters (no host offset):\n"
+    "use --output=json for those.\n";
+
 static const char *layer_name(struct qcow2_image *img, uint32_t depth)
 {
     while (depth-- && qcow2_backing_image(img))

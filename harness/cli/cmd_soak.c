@@ -16,7 +16,7 @@
 /* cli_usage prints the one line; these commands exit 2 for it. */
 #define USAGE(command, ...) (cli_usage(command, __VA_ARGS__), EXIT_SETUP)
 
-const char soak_help[] =
+const char cmd_soak_help[] =
     "usage: qvet soak [OPTIONS]\n"
     "\n"
     "A differential soak: a seeded stream of reads, writes, zero writes, discards,\n"
@@ -67,7 +67,7 @@ const char soak_help[] =
     "environment failure (a full disk, a directory in use, qemu-img missing);\n"
     "128+N when stopped by signal N (130 for Ctrl-C).\n";
 
-const char replay_help[] =
+const char cmd_replay_help[] =
     "usage: qvet replay [--dir DIR] [--keep] TRACE\n"
     "\n"
     "Runs the operations of TRACE (written by qvet soak or qvet minimize) again, exactly,\n"
@@ -85,7 +85,7 @@ const char replay_help[] =
     "Exit status as qvet soak: 0 passed; 1 a bug found; 2 usage, a refused trace, setup\n"
     "or environment; 128+N when stopped by signal N.\n";
 
-const char minimize_help[] =
+const char cmd_minimize_help[] =
     "usage: qvet minimize TRACE -o OUT\n"
     "\n"
     "Shrinks a failing trace by delta debugging: the fewest operations that still fail\n"
@@ -287,7 +287,7 @@ int cmd_soak(int argc, char **argv)
                 return USAGE("soak", "--io-size takes a size from 1 to 4M, not '%s'", optarg);
             break;
         default:
-            if ((ret = run_option("soak", soak_help, opt, &ro)) == OPTION_TAKEN)
+            if ((ret = run_option("soak", cmd_soak_help, opt, &ro)) == OPTION_TAKEN)
                 break;
             if (ret != OPTION_OTHER)
                 return ret;
@@ -322,7 +322,7 @@ int cmd_replay(int argc, char **argv)
     int opt, ret;
     cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        if ((ret = run_option("replay", replay_help, opt, &ro)) == OPTION_OTHER)
+        if ((ret = run_option("replay", cmd_replay_help, opt, &ro)) == OPTION_OTHER)
             return USAGE("replay", "unknown option or missing value: '%s'", argv[optind - 1]);
         if (ret != OPTION_TAKEN)
             return ret;
@@ -365,7 +365,7 @@ int cmd_minimize(int argc, char **argv)
     cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
         if (opt == 'h') {
-            fputs(minimize_help, stdout);
+            fputs(cmd_minimize_help, stdout);
             return 0;
         }
         if (opt != 'o')

@@ -153,7 +153,11 @@ int cli_parse_output_and_image(const char *command, int argc, char **argv,
     *fmt = OUTPUT_HUMAN;
     int c;
     cli_getopt_reset();
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:", longopts, NULL)) != -1) {
+        if (c == 'f' && cli_parse_format(command, optarg))
+            return 1;
+        if (c == 'f')
+            continue;
         if (c != 'O')
             return cli_usage(command, "unknown option or missing value: '%s'",
                              argv[optind - 1]);
@@ -201,4 +205,13 @@ void json_put_string(FILE *f, const char *s)
         }
     }
     fputc('"', f);
+}
+
+int cli_parse_format(const char *command, const char *value)
+{
+    if (!strcmp(value, "qcow2"))
+        return 0;
+    fprintf(stderr, "qvet: %s: -f %s is not supported: qvet reads and writes qcow2 images "
+            "only (-f qcow2)\n", command, value);
+    return 1;
 }

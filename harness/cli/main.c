@@ -1,48 +1,94 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The subcommand table and dispatch: `qvet CMD ...`, `qvet help [CMD]`, `qvet CMD --help`
+ * (or -h), `qvet --version` (or -V). Each command's help text is defined in its own file.
+ */
 #include <string.h>
 
 #include "cli.h"
 
-struct command {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *usage;
+#ifndef QVET_VERSION
+#error "QVET_VERSION comes from CMake's project version"
+#endif
+
+const struct cli_command cli_commands[] = {
+    { "info", cmd_info, "info [--output=human|json] IMAGE[@SNAPSHOT]", cmd_info_help },
+    { "map", cmd_map, "map [-f qcow2] [--output=human|json] IMAGE[@SNAPSHOT]", cmd_map_help },
+    { "cat", cmd_cat, "cat [-f qcow2] [-s|-l SNAPSHOT] [-U] IMAGE[@SNAPSHOT]", cmd_cat_help },
+    { "check", cmd_check, "check [-r leaks|all] [--output=human|json] IMAGE", cmd_check_help },
+    { "create", cmd_create,
+      "create [-f qcow2] [-q] [-u] [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]",
+      cmd_create_help },
+    { "io", cmd_io, "io [-r] [-f qcow2] [-c COMMAND]... [IMAGE]   (qemu-io's commands)",
+      cmd_io_help },
+    { "snapshot", cmd_snapshot, "snapshot [-U] -l | -c NAME | -a SNAPSHOT | -d NAME IMAGE",
+      cmd_snapshot_help },
+    { "resize", cmd_resize, "resize [-f qcow2] [-q] [--shrink] IMAGE [+|-]SIZE",
+      cmd_resize_help },
+    { "soak", cmd_soak, "soak [--seed S] [--ops N] [--seconds T] [--size SIZE] [-o OPTIONS] "
+                        "[--backing none|qcow2|raw|chain] [--check-every K] [--under ROOT | "
+                        "--dir DIR] [--trace FILE] [--weights KIND=N,...] [--io-size SIZE] "
+                        "[--no-qemu-checks] [--keep] [--heartbeat T]",
+      cmd_soak_help },
+    { "replay", cmd_replay, "replay [--dir DIR] [--keep] TRACE", cmd_replay_help },
+    { "minimize", cmd_minimize, "minimize TRACE -o OUT", cmd_minimize_help },
 };
 
-static const struct command commands[] = {
-    { "info", cmd_info, "info [--output=human|json] IMAGE[@SNAPSHOT]" },
-    { "map", cmd_map, "map [--output=human|json] IMAGE[@SNAPSHOT]" },
-    { "cat", cmd_cat, "cat [-s SNAPSHOT] IMAGE[@SNAPSHOT]" },
-    { "check", cmd_check, "check [-r leaks|all] [--output=human|json] IMAGE" },
-    { "create", cmd_create, "create [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]" },
-    { "io", cmd_io, "io [-r] [-c 'read|write|discard|flush ...']... IMAGE" },
-    { "snapshot", cmd_snapshot, "snapshot -l | -c NAME | -a NAME | -d NAME IMAGE" },
-    { "resize", cmd_resize, "resize IMAGE [+|-]SIZE" },
-    { "soak", cmd_soak, "soak [--seed S] [--ops N | --seconds T] [--size SIZE] [-o OPTIONS] "
-                        "[--backing none|qcow2|raw|chain] [--check-every K] [--dir DIR] "
-                        "[--trace FILE] [--weights KIND=N,...] [--io-size SIZE] [--no-qemu-checks]" },
-    { "replay", cmd_replay, "replay TRACE" },
-    { "minimize", cmd_minimize, "minimize TRACE -o OUT" },
-};
+const size_t cli_command_count = sizeof(cli_commands) / sizeof(cli_commands[0]);
 
-static void print_help(FILE *f)
+void cli_print_version(void)
 {
-    fprintf(f, "usage: qvet COMMAND [OPTIONS] ...\n\ncommands:\n");
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(f, "  qvet %s\n", commands[i].usage);
+    printf("qvet version %s\n", QVET_VERSION);
 }
 
-int main(int argc, char **argv)
+static const struct cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < cli_command_count; i++)
+        if (!strcmp(name, cli_commands[i].name))
+            return &cli_commands[i];
+    return NULL;
+}
+
+static void print_list(void)
+{
+    printf("usage: qvet COMMAND [OPTIONS] ...\n\ncommands:\n");
+    for (size_t i = 0; i < cli_command_count; i++)
+        printf("  qvet %s\n", cli_commands[i].usage);
+    printf("\n'qvet help COMMAND' (or 'qvet COMMAND --help') explains a command's options;\n"
+           "'qvet --version' prints the version.\n");
+}
+
+static bool asks_for_help(const char *arg)
+{
+    return !strcmp(arg, "--help") || !strcmp(arg, "-h");
+}
+
+int cli_main(int argc, char **argv)
 {
     if (argc < 2)
         return cli_usage("usage", "no command given");
     const char *name = argv[1];
-    if (!strcmp(name, "help") || !strcmp(name, "--help") || !strcmp(name, "-h")) {
-        print_help(stdout);
+    if (!strcmp(name, "--version") || !strcmp(name, "-V")) {
+        cli_print_version();
         return 0;
     }
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (!strcmp(name, commands[i].name))
-            return commands[i].run(argc - 1, argv + 1);
-    return cli_usage("usage", "unknown command '%s'", name);
+    if (!strcmp(name, "help") || asks_for_help(name)) {
+        if (argc < 3 || asks_for_help(name)) {
+            print_list();
+            return 0;
+        }
+        const struct cli_command *c = find_command(argv[2]);
+        if (!c)
+            return cli_usage("help", "unknown command '%s'", argv[2]);
+        fputs(c->help, stdout);
+        return 0;
+    }
+    const struct cli_command *c = find_command(name);
+    if (!c)
+        return cli_usage("usage", "unknown command '%s'", name);
+    if (argc > 2 && asks_for_help(argv[2])) {
+        fputs(c->help, stdout);
+        return 0;
+    }
+    return c->run(argc - 1, argv + 1);
 }

@@ -97,7 +97,7 @@ refused() {
   rc=$?
   if [ "$rc" = 0 ]; then
     fail "$name" "it was allowed"
-  elif [ "$(wc -l <v.err)" != 1 ] || ! grep -q '^qvet: .*file lock at offset' v.err; then
+  elif [ "$(wc -l <v.err)" != 1 ] || ! grep -qE '^qvet( io: can.t open device [^:]*)?: .*file lock at offset' v.err; then
     fail "$name" "expected one qvet line about the file lock: $(head -c 300 v.err)"
   elif ! grep -q "QEMU's \"$lock\"" v.err; then
     fail "$name" "the message does not name QEMU's \"$lock\" lock: $(head -c 300 v.err)"
