@@ -34,7 +34,8 @@ const char cmd_io_help[] =
     "                       the prompt 'qemu-io> '\n"
     "  -r, --read-only      open IMAGE read-only (default: read-write)\n"
     "  -f, --format FMT     image format; only qcow2 (the default) is accepted\n"
-    "  -U, --force-share    accepted for compatibility; qvet takes no image locks\n"
+    "  -U, --force-share    open even while another program holds the image for writing\n"
+    "                       (read-only opens only, as in qemu-io; default: refuse)\n"
     "  -h, --help           this help\n"
     "  -V, --version        qvet's version\n"
     "  -q                   not a qemu-io option (refused): quiet is per command, 'read -q'\n"
@@ -569,9 +570,9 @@ static int io_flush(struct io_state *s, int argc, char **argv)
     return 0;
 }
 
-static int open_image(struct io_state *s, const char *path, bool read_only)
+static int open_image(struct io_state *s, const char *path, bool read_only, bool force_share)
 {
-    struct qcow2_open_options opts = { .writable = !read_only };
+    struct qcow2_open_options opts = { .writable = !read_only, .force_share = force_share };
     struct qcow2_error err;
     if (qcow2_open(path, &opts, &s->img, &err)) {
         s->img = NULL;
@@ -590,12 +591,12 @@ static int open_image(struct io_state *s, const char *path, bool read_only)
 static int io_open(struct io_state *s, int argc, char **argv)
 {
     const struct io_command *cmd = find_io_command("open");
-    bool read_only = false;
+    bool read_only = false, force_share = false;
     int c;
     while ((c = getopt(argc, argv, cmd->options)) != -1) {
         switch (c) {
         case 'r': read_only = true; break;
-        case 'U': break;                /* qvet takes no locks to share */
+        case 'U': force_share = true; break;
         case 's': case 'C': case 'n': case 'k': case 'i': case 't': case 'd': case 'o': {
             char what[64];
             snprintf(what, sizeof(what), "open -%c", c);
@@ -610,7 +611,7 @@ static int io_open(struct io_state *s, int argc, char **argv)
         fprintf(stderr, IO_PROG ": file open already, try 'help close'\n");
         return -1;
     }
-    return open_image(s, argv[optind], read_only);
+    return open_image(s, argv[optind], read_only, force_share);
 }
 
 static int close_image(struct io_state *s)
@@ -687,7 +688,7 @@ static const char truncate_help[] =
 static const char open_help[] =
     " Opens PATH (qcow2) for the commands that follow; one image at a time.\n"
     " -r  read-only (default: read-write)\n"
-    " -U  accepted; qvet takes no image locks\n"
+    " -U  share: open even while another program writes the image (with -r only)\n"
     " -s, -C, -n, -k, -i, -t, -d, -o  qemu-io options qvet does not support\n";
 
 static const struct io_command io_commands[] = {
@@ -756,7 +757,7 @@ static int io_help(struct io_state *s, int argc, char **argv)
         for (size_t i = 0; i < N_IO_COMMANDS; i++)
             printf("%s %s -- %s\n", io_commands[i].name, io_commands[i].args,
                    io_commands[i].oneline);
-        printf("\nUse 'help commandname' for extended help.\n");
+        printf("\n'help COMMAND' explains one command and its options.\n");
         return 0;
     }
     const struct io_command *c = find_io_command(argv[1]);
@@ -900,7 +901,7 @@ int cmd_io(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     int c, index = -1;
-    bool read_only = false, done = false;
+    bool read_only = false, force_share = false, done = false;
     /* Every -c, in order (argv outlives them); no more than there are arguments. */
     int ncmds = 0;
     const char **cmds = calloc((size_t)argc + 1, sizeof(*cmds));
@@ -914,7 +915,7 @@ int cmd_io(int argc, char **argv)
         case 'c': cmds[ncmds++] = optarg; break;
         case 'r': read_only = true; break;
         case 'f': status = cli_parse_format("io", optarg); break;
-        case 'U': break;
+        case 'U': force_share = true; break;
         case 'h': fputs(cmd_io_help, stdout); done = true; break;
         case 'V': cli_print_version(); done = true; break;
         case 'q':
@@ -937,7 +938,7 @@ int cmd_io(int argc, char **argv)
         return cli_usage("io", "expected at most one IMAGE");
     }
     struct io_state s = { 0 };
-    if (optind == argc - 1 && open_image(&s, argv[optind], read_only)) {
+    if (optind == argc - 1 && open_image(&s, argv[optind], read_only, force_share)) {
         free(cmds);
         return 1;
     }

@@ -288,7 +288,7 @@ fi
 # help lists the commands in qemu-io's form; help COMMAND explains every option.
 "$QVET" io -c help >v.out 2>&1
 if grep -qx "read \[-abCqv\] \[-P pattern \[-s off\] \[-l len\]\] off len -- reads a number of bytes at a specified offset" v.out &&
-  grep -qx "Use 'help commandname' for extended help." v.out; then
+  grep -qx "'help COMMAND' explains one command and its options." v.out; then
   pass help:list
 else
   fail help:list "qvet io -c help does not list the commands as qemu-io does" v.out
