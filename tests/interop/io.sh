@@ -274,15 +274,32 @@ refused snapshot-option "qvet: io: option -s (--snapshot) is not supported (see 
 refused image-opts "qvet: io: option --image-opts is not supported (see 'qvet help')" \
   --image-opts -c "write 0 1" V.qcow2
 
-# -f qcow2 and -U are accepted and change nothing; options may follow the image.
+# -f qcow2 is accepted and changes nothing; options may follow the image. -U shares a
+# read-only image, and is refused for a writable one, as qemu-io does.
 rm -f V.qcow2
 qemu-img create -q -f qcow2 V.qcow2 1M
-if out=$("$QVET" io -f qcow2 -U V.qcow2 -c "write -P 9 0 1k" -c "read -P 9 0 1k" 2>&1) &&
+if out=$("$QVET" io -f qcow2 V.qcow2 -c "write -P 9 0 1k" -c "read -P 9 0 1k" 2>&1) &&
   [ "$(printf '%s\n' "$out" | grep -c '^wrote 1024/1024 bytes at offset 0$\|^read 1024/1024 bytes at offset 0$')" = 2 ]; then
   pass options:format-qcow2
 else
   printf '%s\n' "$out" >detail
-  fail options:format-qcow2 "qvet io -f qcow2 -U did not run its commands" detail
+  fail options:format-qcow2 "qvet io -f qcow2 did not run its commands" detail
+fi
+if out=$("$QVET" io -r -U V.qcow2 -c "read -P 9 0 1k" 2>&1) &&
+  [ "$(printf '%s\n' "$out" | grep -c '^read 1024/1024 bytes at offset 0$')" = 1 ]; then
+  pass options:share-read-only
+else
+  printf '%s\n' "$out" >detail
+  fail options:share-read-only "qvet io -r -U did not read" detail
+fi
+qemu-io -U -c "read 0 1" V.qcow2 >/dev/null 2>&1
+qrc=$?
+"$QVET" io -U -c "read 0 1" V.qcow2 >/dev/null 2>v.err
+vrc=$?
+if [ "$qrc" = "$vrc" ] && [ "$vrc" = 1 ] && [ "$(wc -l <v.err)" = 1 ]; then
+  pass options:share-writable-refused
+else
+  fail options:share-writable-refused "qemu-io -U on a writable open exited $qrc, qvet io $vrc" v.err
 fi
 
 # help lists the commands in qemu-io's form; help COMMAND explains every option.
