@@ -105,7 +105,13 @@ static int read_snapshot_table(struct qcow2_image *img, struct qcow2_error *err)
             ret = snapshot_table_parse(buf, want, h->snapshots_offset, h->nb_snapshots,
                                        img->name, &img->snapshots, err);
         free(buf);
-        if (ret != -ENOBUFS || want == available)
+        if (ret == -ENOBUFS && want == available) {
+            /* Not a short read of ours: the table itself runs past the end of the file. */
+            if (err)
+                err->code = -EINVAL;
+            return -EINVAL;
+        }
+        if (ret != -ENOBUFS)
             return ret;
         want = QVET_MIN(available, want * 4);
     }
