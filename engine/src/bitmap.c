@@ -84,7 +84,7 @@ int bitmap_directory_check(struct qcow2_image *img, struct qcow2_error *err)
     const struct header *h = &img->hdr;
     uint64_t off = h->bitmap_directory_offset;
     uint64_t size = h->bitmap_directory_size;
-    if (off > img->file_size || size > img->file_size - off)
+    if (!span_fits(img->file_size, off, size))
         return image_error(img, err, -EINVAL, "bitmap directory", off,
                            "%" PRIu64 " bytes run past the end of the file (%" PRIu64
                            " bytes)",
@@ -96,7 +96,7 @@ int bitmap_directory_check(struct qcow2_image *img, struct qcow2_error *err)
     uint64_t pos = 0;
     uint32_t i = 0;
     for (; !ret && i < h->nb_bitmaps; i++) {
-        if (size - pos < BME_FIXED_BYTES) {
+        if (!span_fits(size, pos, BME_FIXED_BYTES)) {
             ret = image_error(img, err, -EINVAL, "bitmap directory", off,
                               "holds %" PRIu32 " entries, but the header says %" PRIu32, i,
                               h->nb_bitmaps);
@@ -106,7 +106,7 @@ int bitmap_directory_check(struct qcow2_image *img, struct qcow2_error *err)
         ret = check_entry(img, e, off + pos, err);
         uint64_t len = round_up_u64(BME_FIXED_BYTES + (uint64_t)be32_get(e + BME_EXTRA_SIZE) +
                                         be16_get(e + BME_NAME_SIZE), 8);
-        if (!ret && len > size - pos)
+        if (!ret && !span_fits(size, pos, len))
             ret = image_error(img, err, -EINVAL, "bitmap directory entry", off + pos,
                               "entry %" PRIu32 " runs past the directory's end", i);
         pos += len;

@@ -290,14 +290,14 @@ static int parse_extensions(struct parse_ctx *c)
     uint64_t off = h->header_length;
     uint32_t seen = 0;
     while (off < end) {
-        if (end - off < 8)
+        if (!span_fits(end, off, 8))
             return fail(c, off, "header extension",
                         "8-byte extension header runs past the end of the extension area "
                         "(%" PRIu64 ")", end);
         uint32_t type = be32_get(c->buf + off);
         uint32_t len = be32_get(c->buf + off + 4);
         uint64_t data = off + 8;
-        if (len > end - data)
+        if (!span_fits(end, data, len))
             return fail(c, off, "header extension",
                         "type 0x%08" PRIx32 " with length %" PRIu32
                         " runs past the end of the extension area (%" PRIu64 ")",

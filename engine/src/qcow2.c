@@ -137,8 +137,7 @@ static int select_snapshot(struct qcow2_image *img, const char *key, struct qcow
                            " is not cluster-aligned",
                            key, s->l1_table_offset);
     uint64_t bytes = (uint64_t)s->l1_size * 8u;
-    if (bytes && (s->l1_table_offset > img->file_size ||
-                  bytes > img->file_size - s->l1_table_offset))
+    if (bytes && !span_fits(img->file_size, s->l1_table_offset, bytes))
         return image_error(img, err, -EINVAL, "snapshot table entry", s->entry_offset,
                            "snapshot \"%s\" L1 table at 0x%" PRIx64 " (%" PRIu64
                            " bytes) runs past the end of the file (%" PRIu64 " bytes)",

@@ -234,8 +234,7 @@ static int read_snapshot_l1(struct qcow2_image *img, const struct snapshot *s, u
 {
     uint64_t bytes = (uint64_t)s->l1_size * 8;
     if (bytes > QCOW2_MAX_L1_BYTES || s->l1_table_offset % img->cluster_size ||
-        (bytes && (s->l1_table_offset > img->file_size ||
-                   bytes > img->file_size - s->l1_table_offset)))
+        (bytes && !span_fits(img->file_size, s->l1_table_offset, bytes)))
         return image_error(img, err, -EINVAL, "snapshot table entry", s->entry_offset,
                            "snapshot \"%s\" has an invalid L1 table (0x%" PRIx64 ", %" PRIu32
                            " entries)",
