@@ -7,7 +7,8 @@
 #   scripts/fuzz-smoke.sh SMOKE_PROGRAM TARGET
 #
 # Environment: FUZZ_SMOKE_RUNS (default 250000), FUZZ_SMOKE_SEED (1),
-# FUZZ_SMOKE_SECONDS (60, a cap on the wall clock: reaching it is not a failure).
+# FUZZ_SMOKE_SECONDS (120, a cap on the wall clock on a busy machine: reaching it is not
+# a failure).
 #
 # It fails only on a finding: a crash, a sanitizer report, a leak, a target invariant, a
 # hang or an allocation past the limits. The input is then kept in reports/fuzz-smoke/
@@ -20,7 +21,7 @@ target=${2:?usage: fuzz-smoke.sh SMOKE_PROGRAM TARGET}
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=${FUZZ_SMOKE_RUNS:-250000}
 seed=${FUZZ_SMOKE_SEED:-1}
-seconds=${FUZZ_SMOKE_SECONDS:-60}
+seconds=${FUZZ_SMOKE_SECONDS:-120}
 corpus=$root/corpus/$target
 [[ -d $corpus ]] || { echo "fuzz-smoke: no corpus $corpus" >&2; exit 2; }
 dict=()

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bitmap.h"
 #include "bytes.h"
 #include "cache.h"
 #include "cluster.h"
@@ -51,9 +52,6 @@
 /* Bitmap directory entry layout (fact sheet §8). */
 #define CHECK_BME_FIXED 24u
 #define CHECK_BME_MAX_TABLE_ENTRIES 0x8000000u
-#define CHECK_BME_OFFSET_MASK 0x00FFFFFFFFFFFE00ull
-#define CHECK_BME_RESERVED_MASK 0xFF000000000001FEull
-#define CHECK_BME_ALL_ONES 0x1ull
 
 /* The whole-cluster classification `check` uses (not the subcluster one). */
 enum check_type {
@@ -1111,9 +1109,8 @@ static int check_bitmaps(struct check_ctx *c, struct qcow2_check_result *res)
             ret = check_read(c, raw, n * 8u, offset);
         for (uint64_t k = 0; k < n && !ret; k++) {
             uint64_t entry = be64_get(raw + 8 * k);
-            uint64_t data = entry & CHECK_BME_OFFSET_MASK;
-            if ((entry & CHECK_BME_RESERVED_MASK) ||
-                (data && ((entry & CHECK_BME_ALL_ONES) || data % c->cs))) {
+            uint64_t data = entry & BITMAP_TABLE_OFFSET_MASK;
+            if (bitmap_table_entry_problem(entry, c->cs)) {
                 res->corruptions++;
                 res->check_errors++;
                 check_say(c, "ERROR bitmap table at 0x%" PRIx64 " has an invalid entry "

@@ -14,7 +14,10 @@ int cmd_resize(int argc, char **argv)
     uint64_t size;
     if (!qcow2_parse_size(text + (sign != 0), &size))
         return cli_usage("resize", "'%s' is not a size", text);
-    struct qcow2_open_options opts = { .writable = true };
+    struct qcow2_open_options opts = {
+        .writable = true,
+        .bitmaps_invalidated = cli_warn_bitmaps_invalidated,
+    };
     struct qcow2_image *img;
     struct qcow2_error err;
     if (qcow2_open(image, &opts, &img, &err))
