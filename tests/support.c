@@ -132,6 +132,19 @@ void test_refcount_put(uint8_t *block, uint32_t order, uint64_t index, uint64_t 
         p[i] = (uint8_t)(value >> (8 * (bytes - 1 - i)));
 }
 
+char *test_read_text(const char *path)
+{
+    size_t len = 0;
+    uint8_t *t = test_read_file(path, &len);
+    char *s = t ? realloc(t, len + 1) : NULL;
+    if (!s) {
+        free(t);
+        return NULL;
+    }
+    s[len] = '\0';
+    return s;
+}
+
 const char *test_qvet_binary(void)
 {
     static char path[PATH_MAX];

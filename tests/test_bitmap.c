@@ -309,12 +309,8 @@ START_TEST(cli_warns_once_on_stderr)
     LOCAL_PATH(errs, "cli.err");
     make_bitmap_image(p);
     sh("qvet resize", test_run("'%s' resize '%s' 16M >'%s' 2>'%s'", qvet, p, out, errs));
-    size_t len;
-    uint8_t *text = test_read_file(errs, &len);
-    ck_assert(text);
-    char *s = realloc(text, len + 1);
-    ck_assert(s);
-    s[len] = '\0';
+    char *s = test_read_text(errs);
+    ck_assert_msg(s, "cannot read %s", errs);
     char want[1024];
     snprintf(want, sizeof(want),
              "qvet: %s: warning: persistent bitmaps b0, b1 will be invalidated (qvet does not "
@@ -323,10 +319,10 @@ START_TEST(cli_warns_once_on_stderr)
     free(s);
     /* Again, now that they are gone: silence. */
     sh("qvet resize", test_run("'%s' resize '%s' 32M >'%s' 2>'%s'", qvet, p, out, errs));
-    text = test_read_file(errs, &len);
-    ck_assert(text);
-    ck_assert_uint_eq(len, 0);
-    free(text);
+    s = test_read_text(errs);
+    ck_assert_msg(s, "cannot read %s", errs);
+    ck_assert_str_eq(s, "");
+    free(s);
 }
 END_TEST
 

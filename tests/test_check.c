@@ -949,17 +949,6 @@ END_TEST
 
 /* ---- the qvet check command --------------------------------------------------------- */
 
-static char *read_text(const char *path)
-{
-    size_t len = 0;
-    uint8_t *t = test_read_file(path, &len);
-    ck_assert_msg(t, "cannot read %s", path);
-    char *s = realloc(t, len + 1);
-    ck_assert(s);
-    s[len] = '\0';
-    return s;
-}
-
 /*
  * `qvet check ARGS NAME` run in dir_a and `qemu-img check ARGS NAME` in dir_b (each on
  * its own copy, so that repairs do not meet) print the same stdout and exit alike.
@@ -973,7 +962,8 @@ static void expect_cli_matches(const char *qvet, const char *args, const char *d
                       name, a);
     int sb = test_run("cd '%s' && qemu-img check %s '%s' >'%s' 2>/dev/null", dir_b, args, name,
                       b);
-    char *ta = read_text(a), *tb = read_text(b);
+    char *ta = test_read_text(a), *tb = test_read_text(b);
+    ck_assert_msg(ta && tb, "cannot read %s or %s", a, b);
     ck_assert_msg(sa == sb, "check %s %s: exit status: expected %d (qemu-img), got %d (qvet)",
                   args, name, sb, sa);
     ck_assert_msg(!strcmp(ta, tb), "check %s %s: expected qemu-img's output\n%s\ngot\n%s", args,

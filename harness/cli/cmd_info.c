@@ -163,6 +163,20 @@ static void j_open(struct json *j, char bracket)
     j->first = true;
 }
 
+/* "key": { or "key": [ inside an object. */
+static void j_open_member(struct json *j, const char *key, char bracket)
+{
+    j_key(j, key);
+    j_open(j, bracket);
+}
+
+/* The next element of an array, itself an object or an array. */
+static void j_open_element(struct json *j, char bracket)
+{
+    j_next(j);
+    j_open(j, bracket);
+}
+
 static void j_close(struct json *j, char bracket)
 {
     j->depth--;
@@ -190,13 +204,11 @@ static void j_str(struct json *j, const char *key, const char *s)
 
 static void print_snapshots_json(struct json *j, struct qcow2_image *img, uint32_t count)
 {
-    j_key(j, "snapshots");
-    j_open(j, '[');
+    j_open_member(j, "snapshots", '[');
     for (uint32_t i = 0; i < count; i++) {
         struct qcow2_snapshot_info s;
         qcow2_snapshot_get(img, i, &s);
-        j_next(j);
-        j_open(j, '{');
+        j_open_element(j, '{');
         if (s.has_icount && s.icount != UINT64_MAX)
             j_u64(j, "icount", s.icount);
         j_u64(j, "vm-clock-nsec", s.vm_clock_nsec % 1000000000u);
@@ -213,15 +225,12 @@ static void print_snapshots_json(struct json *j, struct qcow2_image *img, uint32
 
 static void print_bitmaps_json(struct json *j, struct qcow2_image *img, uint32_t count)
 {
-    j_key(j, "bitmaps");
-    j_open(j, '[');
+    j_open_member(j, "bitmaps", '[');
     for (uint32_t i = 0; i < count; i++) {
         struct qcow2_bitmap_info b;
         qcow2_bitmap_get(img, i, &b);
-        j_next(j);
-        j_open(j, '{');
-        j_key(j, "flags");
-        j_open(j, '[');
+        j_open_element(j, '{');
+        j_open_member(j, "flags", '[');
         for (size_t f = 0; f < BITMAP_FLAG_NAMES; f++) {
             if (b.flags & bitmap_flags[f].bit) {
                 j_next(j);
@@ -239,11 +248,9 @@ static void print_bitmaps_json(struct json *j, struct qcow2_image *img, uint32_t
 static void print_format_specific_json(struct json *j, struct qcow2_image *img,
                                        const struct qcow2_info *info)
 {
-    j_key(j, "format-specific");
-    j_open(j, '{');
+    j_open_member(j, "format-specific", '{');
     j_str(j, "type", "qcow2");
-    j_key(j, "data");
-    j_open(j, '{');
+    j_open_member(j, "data", '{');
     j_str(j, "compat", compat_of(info));
     j_str(j, "compression-type",
           info->compression == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib");

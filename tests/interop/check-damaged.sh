@@ -38,59 +38,13 @@
 # ONLY=REGEX runs only the cases whose name matches.
 set -u
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-QVET=${QVET:-$ROOT/build/qvet}
-KEEP=${KEEP:-0}
+NAME=check-damaged
+# shellcheck source=tests/interop/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ONLY=${ONLY:-}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/check-damaged.XXXXXX")
-passed=0
-failed=0
-
-cleanup() {
-  if [ "$KEEP" = 1 ]; then
-    echo "check-damaged: work directory kept: $WORK" >&2
-  else
-    rm -rf "$WORK"
-  fi
-}
-trap cleanup EXIT
-
-pass() {
-  echo "PASS $1"
-  passed=$((passed + 1))
-}
-
-# fail NAME REASON [DETAIL-FILE...]: the files are printed indented below.
-fail() {
-  local name=$1 why=$2 f
-  shift 2
-  echo "FAIL $name: $why"
-  for f in "$@"; do
-    [ -s "$f" ] && head -n 8 "$f" | sed 's/^/    /'
-  done
-  failed=$((failed + 1))
-}
-
-for tool in qemu-img qemu-io od dd cmp; do
-  command -v "$tool" >/dev/null || { echo "check-damaged: $tool not found" >&2; exit 1; }
-done
-[ -x "$QVET" ] || { echo "check-damaged: $QVET is not executable (make first)" >&2; exit 1; }
-QVET=$(realpath "$QVET")    # the checks run inside per-case directories
+require qemu-img qemu-io od dd cmp
 
 # ---- reading and patching images ---------------------------------------------
-
-u64() { od -An -tu8 --endian=big -j "$2" -N 8 "$1" | tr -d ' \n'; }
-u32() { od -An -tu4 --endian=big -j "$2" -N 4 "$1" | tr -d ' \n'; }
-u16() { od -An -tu2 --endian=big -j "$2" -N 2 "$1" | tr -d ' \n'; }
-
-# put FILE OFFSET BYTES VALUE: VALUE stored big-endian in BYTES bytes
-put() {
-  local file=$1 off=$2 n=$3 v=$4 s="" i
-  for ((i = n - 1; i >= 0; i--)); do
-    s+=$(printf '\\x%02x' $(((v >> (8 * i)) & 255)))
-  done
-  printf '%b' "$s" | dd of="$file" bs=1 seek="$off" conv=notrunc status=none
-}
 
 COPIED=$((1 << 63))
 OFFSET_MASK=$((0x00FFFFFFFFFFFE00))
@@ -241,16 +195,6 @@ d_snap_extra_too_big() { put "$1" $(($(snap_at "$1") + 36)) 4 2000; }
 d_snap_l1_unaligned() { put "$1" "$(snap_at "$1")" 8 $(($(u64 "$1" "$(snap_at "$1")") + 512)); }
 d_snap_l1_past_eof() { put "$1" "$(snap_at "$1")" 8 $((1 << 30)); }
 d_snap_l1_too_large() { put "$1" $(($(snap_at "$1") + 8)) 4 $((1 << 23)); }
-# ext_data FILE TYPE: offset of the data of header extension TYPE
-ext_data() {
-  local f=$1 off type
-  off=$(u32 "$f" 100)
-  while type=$(u32 "$f" "$off") && [ "$type" != 0 ]; do
-    [ "$type" = "$2" ] && { echo $((off + 8)); return; }
-    off=$((off + 8 + ($(u32 "$f" $((off + 4))) + 7) / 8 * 8))
-  done
-  return 1
-}
 BITMAPS_EXT=$((0x23852875))
 bitmap_dir_of() { u64 "$1" $(($(ext_data "$1" $BITMAPS_EXT) + 16)); }
 # bitmap_table_of FILE: the bitmap table of the first directory entry
@@ -500,5 +444,4 @@ else
   done <<<"$CASES"
 fi
 echo "check-damaged: done in $(($(date +%s) - start))s" >&2
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ] && [ "$passed" -gt 0 ]
+finish

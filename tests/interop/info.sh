@@ -22,51 +22,10 @@
 # Environment: QVET (default build/qvet), KEEP=1 keeps the work directory.
 set -u
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-QVET=${QVET:-$ROOT/build/qvet}
-KEEP=${KEEP:-0}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/info.XXXXXX")
-passed=0
-failed=0
-
-cleanup() {
-  if [ "$KEEP" = 1 ]; then
-    echo "info: work directory kept: $WORK" >&2
-  else
-    rm -rf "$WORK"
-  fi
-}
-trap cleanup EXIT
-
-pass() {
-  echo "PASS $1"
-  passed=$((passed + 1))
-}
-
-fail() {
-  local name=$1 why=$2 f
-  shift 2
-  echo "FAIL $name: $why"
-  for f in "$@"; do
-    [ -s "$f" ] && head -n 12 "$f" | sed 's/^/    /'
-  done
-  failed=$((failed + 1))
-}
-
-command -v qemu-img >/dev/null || { echo "info: qemu-img not found" >&2; exit 1; }
-[ -x "$QVET" ] || { echo "info: $QVET is not executable (make first)" >&2; exit 1; }
-QVET=$(realpath "$QVET")
-
-# put FILE OFFSET BYTES VALUE: VALUE stored big-endian in BYTES bytes
-put() {
-  local file=$1 off=$2 n=$3 v=$4 s="" i
-  for ((i = n - 1; i >= 0; i--)); do
-    s+=$(printf '\\x%02x' $(((v >> (8 * i)) & 255)))
-  done
-  printf '%b' "$s" | dd of="$file" bs=1 seek="$off" conv=notrunc status=none
-}
-u32() { od -An -tu4 --endian=big -j "$2" -N 4 "$1" | tr -d ' \n'; }
-u64() { od -An -tu8 --endian=big -j "$2" -N 8 "$1" | tr -d ' \n'; }
+NAME=info
+# shellcheck source=tests/interop/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+require qemu-img od dd
 
 mk() { qemu-img create -q -f qcow2 "$@"; }
 
@@ -84,11 +43,8 @@ make_images() {
   # A bitmap QEMU would find in use (left so by a crash): flag bit 0 in the directory.
   mk -o cluster_size=4k bm/in-use.qcow2 8M && qemu-img bitmap --add bm/in-use.qcow2 dirty || return 1
   local ext dir
-  ext=$(u32 bm/in-use.qcow2 100)
-  while [ "$(u32 bm/in-use.qcow2 "$ext")" != $((0x23852875)) ]; do
-    ext=$((ext + 8 + ($(u32 bm/in-use.qcow2 $((ext + 4))) + 7) / 8 * 8))
-  done
-  dir=$(u64 bm/in-use.qcow2 $((ext + 8 + 16)))
+  ext=$(ext_data bm/in-use.qcow2 $((0x23852875))) || return 1
+  dir=$(u64 bm/in-use.qcow2 $((ext + 16)))
   put bm/in-use.qcow2 $((dir + 12)) 4 3
   # Bitmaps and snapshots together; then one with its autoclear bit cleared (stale).
   mk -o cluster_size=64k bm/snap.qcow2 16M && qemu-img snapshot -c s1 bm/snap.qcow2 &&
@@ -176,5 +132,4 @@ else
   compare "info:../top.qcow2 from chain/sub:human:chain" --backing-chain ../top.qcow2
 fi
 echo "info: done in $(($(date +%s) - start))s" >&2
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ] && [ "$passed" -gt 0 ]
+finish
