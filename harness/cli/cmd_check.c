@@ -7,7 +7,7 @@
 #include "cli.h"
 
 const char cmd_check_help[] =
-    "usage: qvet check [-r leaks|all] [--output=human|json] IMAGE\n"
+    "usage: qvet check [-f qcow2] [-r leaks|all] [--output=human|json] IMAGE\n"
     "\n"
     "Recomputes every refcount from the image's own tables (L1/L2 trees of the active\n"
     "state and of every snapshot, the snapshot table, the refcount structure, bitmaps)\n"
@@ -16,11 +16,12 @@ const char cmd_check_help[] =
     "checked, not refused: tables cut off by the end of the file read as zeros there.\n"
     "Where qemu-img refuses to open an image, qvet refuses too, with one line.\n"
     "\n"
-    "  -r leaks         reclaim leaked clusters (refcounts that are too high)\n"
-    "  -r all           also fix refcounts that are too low, COPIED flags, refcount blocks\n"
-    "                   past the end of the file, the snapshot table; rebuild the refcount\n"
-    "                   structure when it cannot be trusted\n"
-    "  --output=json    the JSON qemu-img check --output=json prints\n"
+    "  -r, --repair leaks   reclaim leaked clusters (refcounts that are too high)\n"
+    "  -r, --repair all     also fix refcounts that are too low, COPIED flags, refcount blocks\n"
+    "                       past the end of the file, the snapshot table; rebuild the refcount\n"
+    "                       structure when it cannot be trusted\n"
+    "  --output=json        the JSON qemu-img check --output=json prints\n"
+    "  -f FMT               image format; only qcow2 (the default) is accepted\n"
     "\n"
     "Exit status: 0 clean, 1 the check could not be completed (or the image not opened),\n"
     "2 corruptions remain, 3 only leaked clusters remain.\n";
@@ -112,8 +113,12 @@ int cmd_check(int argc, char **argv)
     enum qcow2_repair repair = QCOW2_REPAIR_NONE;
     int c;
     cli_getopt_reset();
-    while ((c = getopt_long(argc, argv, "r:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "r:f:", longopts, NULL)) != -1) {
         switch (c) {
+        case 'f':
+            if (cli_parse_format("check", optarg))
+                return 1;
+            break;
         case 'O':
             if (!cli_parse_output(optarg, &fmt))
                 return cli_usage("check", "--output must be human or json, not '%s'", optarg);

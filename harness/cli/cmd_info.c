@@ -8,7 +8,7 @@
 #include "cli.h"
 
 const char cmd_info_help[] =
-    "usage: qvet info [--output=human|json] [--backing-chain] IMAGE[@SNAPSHOT]\n"
+    "usage: qvet info [-f qcow2] [--output=human|json] [--backing-chain] IMAGE[@SNAPSHOT]\n"
     "\n"
     "Shows what `qemu-img info` shows, in the same layout: format, virtual and disk size,\n"
     "cluster size, backing file and its format, internal snapshots, persistent bitmaps\n"
@@ -19,6 +19,7 @@ const char cmd_info_help[] =
     "  --backing-chain  every image of the backing chain, top first (a JSON array);\n"
     "                   fails, like qemu-img, when a backing file is missing or the\n"
     "                   chain loops\n"
+    "  -f FMT           image format; only qcow2 (the default) is accepted\n"
     "\n"
     "Without --backing-chain the backing file is not opened, so an image whose backing\n"
     "file is missing (or whose chain loops) is still shown, as qemu-img does.\n"

@@ -161,22 +161,24 @@ int cli_parse_output_and_image(const char *command, int argc, char **argv,
                                enum output_format *fmt, bool *backing_chain,
                                const char **image)
 {
+    /* --backing-chain only for the commands that take it (the first entry is skipped). */
     static const struct option longopts[] = {
-        { "output", required_argument, NULL, 'O' },
         { "backing-chain", no_argument, NULL, 'B' },
+        { "output", required_argument, NULL, 'O' },
         { NULL, 0, NULL, 0 },
     };
+    const struct option *taken = backing_chain ? longopts : longopts + 1;
     *fmt = OUTPUT_HUMAN;
     if (backing_chain)
         *backing_chain = false;
     int c;
     cli_getopt_reset();
-    while ((c = getopt_long(argc, argv, "f:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:", taken, NULL)) != -1) {
         if (c == 'f' && cli_parse_format(command, optarg))
             return 1;
         if (c == 'f')
             continue;
-        if (c == 'B' && backing_chain) {
+        if (c == 'B') {
             *backing_chain = true;
             continue;
         }
