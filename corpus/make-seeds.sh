@@ -151,6 +151,38 @@ create edge-snap-eof-v2-512 compat=0.10,cluster_size=512 32K
 for n in a bb; do qemu-img snapshot -c "$n" "$work/edge-snap-eof-v2-512.qcow2"; done
 fix_dates edge-snap-eof-v2-512
 meta_image edge-snap-eof-v2-512
+# Long names: a table of 527 bytes, so that counts from 4 up to 13 still pass the check
+# that the file could hold them.
+long=$(printf 'x%.0s' $(seq 1 100))
+create edge-snap-long-eof-512 cluster_size=512 32K
+for n in 1-$long 2-$long 3-${long%x}; do
+    qemu-img snapshot -c "snapshot-$n" "$work/edge-snap-long-eof-512.qcow2"
+done
+fix_dates edge-snap-long-eof-512
+meta_image edge-snap-long-eof-512
+# One entry of 539 bytes (a 474-byte name): any count from 2 to 13 passes that check.
+create edge-snap-one-eof-512 cluster_size=512 32K
+qemu-img snapshot -c "one-$long$long$long$long${long:0:70}" "$work/edge-snap-one-eof-512.qcow2"
+fix_dates edge-snap-one-eof-512
+meta_image edge-snap-one-eof-512
+# The same tables in files a third as long (a mutation then hits the header's snapshot
+# count three times as often): the header, the refcount table (the active L1 table
+# shares it; open does not read L2 tables), the snapshot table, still at the end.
+small() {
+    local f=$work/$1.qcow2 out=$work/$1-small.qcow2
+    {
+        head -c 512 "$f"
+        tail -c +$(($(be "$f" 48 8) + 1)) "$f" | head -c 512
+        tail -c +$(($(be "$f" 64 8) + 1)) "$f"
+    } >"$out"
+    poke "$1-small" 40 0000000000000200
+    poke "$1-small" 48 0000000000000200
+    poke "$1-small" 64 0000000000000400
+    meta_image "$1-small"
+}
+for name in edge-snap-eof-512 edge-snap-eof-v2-512 edge-snap-long-eof-512 edge-snap-one-eof-512; do
+    small "$name"
+done
 # Growing the disk moves the L1 table to the last cluster of the file.
 create edge-l1-eof-512 cluster_size=512 32K
 qemu-img resize -q "$work/edge-l1-eof-512.qcow2" 4M

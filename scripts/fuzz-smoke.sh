@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-2-Clause
 # The fuzz smoke of `make test`: a short, bounded libFuzzer run of one target from a
-# fixed seed over its committed corpus (corpus/<target>/, built by corpus/make-seeds.sh),
-# in the sanitizer build (CTest fuzz-smoke.<target>).
+# fixed seed over the seeds corpus/make-seeds.sh writes into corpus/<target>/ (the files
+# earlier fuzzing merged in, named by their SHA-1, are left out: the seeds alone are
+# reproducible, and fewer inputs get more mutations each), in the sanitizer build (CTest
+# fuzz-smoke.<target>).
 #
 #   scripts/fuzz-smoke.sh SMOKE_PROGRAM TARGET
 #
-# Environment: FUZZ_SMOKE_RUNS (default 250000), FUZZ_SMOKE_SEED (1),
-# FUZZ_SMOKE_SECONDS (120, a cap on the wall clock on a busy machine: reaching it is not
+# Environment: FUZZ_SMOKE_RUNS (default 400000), FUZZ_SMOKE_SEED (1),
+# FUZZ_SMOKE_SECONDS (240, a cap on the wall clock on a busy machine: reaching it is not
 # a failure).
 #
 # It fails only on a finding: a crash, a sanitizer report, a leak, a target invariant, a
@@ -19,9 +21,9 @@ set -euo pipefail
 bin=${1:?usage: fuzz-smoke.sh SMOKE_PROGRAM TARGET}
 target=${2:?usage: fuzz-smoke.sh SMOKE_PROGRAM TARGET}
 root=$(cd "$(dirname "$0")/.." && pwd)
-runs=${FUZZ_SMOKE_RUNS:-250000}
+runs=${FUZZ_SMOKE_RUNS:-400000}
 seed=${FUZZ_SMOKE_SEED:-1}
-seconds=${FUZZ_SMOKE_SECONDS:-120}
+seconds=${FUZZ_SMOKE_SECONDS:-240}
 corpus=$root/corpus/$target
 [[ -d $corpus ]] || { echo "fuzz-smoke: no corpus $corpus" >&2; exit 2; }
 dict=()
@@ -29,14 +31,17 @@ dict=()
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/new"
+mkdir -p "$work/new" "$work/seeds"
 ulimit -c 0
+find "$corpus" -maxdepth 1 -type f -regextype posix-extended ! -regex '.*/[0-9a-f]{40}' -exec cp {} "$work/seeds/" \;
+seeds=$(find "$work/seeds" -type f | wc -l)
+((seeds > 0)) || { echo "fuzz-smoke: no seeds in $corpus (run make seeds)" >&2; exit 2; }
 
 start=$(date +%s.%N)
 status=0
 "$bin" -seed="$seed" -runs="$runs" -max_total_time="$seconds" -max_len=65536 \
     -timeout=30 -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1 \
-    -artifact_prefix="$work/" "${dict[@]}" "$work/new" "$corpus" >"$work/log" 2>&1 ||
+    -artifact_prefix="$work/" "${dict[@]}" "$work/new" "$work/seeds" >"$work/log" 2>&1 ||
     status=$?
 end=$(date +%s.%N)
 elapsed=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
@@ -47,7 +52,7 @@ artifacts=("$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-* "$work
 found=()
 for f in "${artifacts[@]}"; do [[ -f $f ]] && found+=("$f"); done
 if ((status == 0)) && ((${#found[@]} == 0)); then
-    echo "fuzz-smoke: $target: no finding in ${done_runs:-?} runs (seed $seed, ${elapsed} s, ${cov:-cov ?})"
+    echo "fuzz-smoke: $target: no finding in ${done_runs:-?} runs over $seeds seeds (seed $seed, ${elapsed} s, ${cov:-cov ?})"
     exit 0
 fi
 
