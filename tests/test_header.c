@@ -944,6 +944,44 @@ START_TEST(l1_table_past_eof)
 }
 END_TEST
 
+/*
+ * Opened for a check, the header keeps QEMU's own rules only: tables may run past the end
+ * of the file (the check reads zeros there and reports what that breaks) and the snapshot
+ * fields are the checker's; alignment and size limits still hold.
+ */
+START_TEST(check_mode_accepts_tables_past_eof)
+{
+    struct test_image img;
+    build_v3(&img);
+    set64(&img, F_REFTABLE_OFFSET, img.len + 4 * img.cluster_size);
+    set64(&img, F_L1_OFFSET, 1ull << 40);
+    set32(&img, F_NB_SNAPSHOTS, 70000);
+    set64(&img, F_SNAPSHOTS_OFFSET, 0x200);
+    struct header h;
+    struct qcow2_error err;
+    memset(&err, 0, sizeof(err));
+    int ret = header_parse_flags(img.data, img.cluster_size, img.len, NAME, HEADER_FOR_CHECK,
+                                 &h, &err);
+    ck_assert_msg(ret == 0, "expected the check-mode parse to succeed, got %d: %s", ret,
+                  err.message);
+    ck_assert_uint_eq(h.l1_table_offset, 1ull << 40);
+    ck_assert_uint_eq(h.nb_snapshots, 70000);
+    header_release(&h);
+    /* The same header is refused by an ordinary open, for the first rule it breaks. */
+    expect_refused(&img, -EINVAL, "header field refcount_table_offset", F_REFTABLE_OFFSET,
+                   "past the end of the file");
+
+    set64(&img, F_L1_OFFSET, (1ull << 40) + 512);
+    memset(&err, 0, sizeof(err));
+    ret = header_parse_flags(img.data, img.cluster_size, img.len, NAME, HEADER_FOR_CHECK, &h,
+                             &err);
+    ck_assert_int_eq(ret, -EINVAL);
+    ck_assert_str_eq(err.structure, "header field l1_table_offset");
+    ck_assert_msg(strstr(err.message, "not cluster-aligned"), "message \"%s\"", err.message);
+    test_image_free(&img);
+}
+END_TEST
+
 START_TEST(l1_table_at_offset_0)
 {
     struct test_image img;
@@ -1236,6 +1274,7 @@ int main(void)
     tcase_add_test(tc, l1_table_unaligned);
     tcase_add_test(tc, l1_table_past_eof);
     tcase_add_test(tc, l1_table_at_offset_0);
+    tcase_add_test(tc, check_mode_accepts_tables_past_eof);
     tcase_add_test(tc, l1_table_over_32_mib);
     tcase_add_test(tc, l1_too_small_for_size);
     tcase_add_test(tc, l1_too_small_with_extended_l2);
