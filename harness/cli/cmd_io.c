@@ -572,7 +572,11 @@ static int io_flush(struct io_state *s, int argc, char **argv)
 
 static int open_image(struct io_state *s, const char *path, bool read_only, bool force_share)
 {
-    struct qcow2_open_options opts = { .writable = !read_only, .force_share = force_share };
+    struct qcow2_open_options opts = {
+        .writable = !read_only,
+        .force_share = force_share,
+        .bitmaps_invalidated = cli_warn_bitmaps_invalidated,
+    };
     struct qcow2_error err;
     if (qcow2_open(path, &opts, &s->img, &err)) {
         s->img = NULL;

@@ -96,7 +96,11 @@ int cmd_snapshot(int argc, char **argv)
     if (action == 'l')
         return list_snapshots(image, force_share);
 
-    struct qcow2_open_options opts = { .writable = true, .force_share = force_share };
+    struct qcow2_open_options opts = {
+        .writable = true,
+        .force_share = force_share,
+        .bitmaps_invalidated = cli_warn_bitmaps_invalidated,
+    };
     struct qcow2_image *img;
     struct qcow2_error err;
     if (qcow2_open(image, &opts, &img, &err))

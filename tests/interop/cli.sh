@@ -115,4 +115,24 @@ else
   fail unknown-command "qvet convert: exit $rc, expected 1 and one line" out.txt
 fi
 
+
+# A write that makes QEMU drop persistent bitmaps warns once, naming them; reading does not.
+for how in io snapshot; do
+  rm -f bm.qcow2
+  qemu-img create -q -f qcow2 bm.qcow2 1M && qemu-img bitmap --add bm.qcow2 b0 &&
+    qemu-img bitmap --add bm.qcow2 b1
+  "$QVET" io -c "read 0 512" bm.qcow2 >/dev/null 2>r.err
+  if [ "$how" = io ]; then
+    "$QVET" io -c "write 0 512" -c "write 4k 512" bm.qcow2 >/dev/null 2>w.err
+  else
+    "$QVET" snapshot -c s1 bm.qcow2 >/dev/null 2>w.err
+  fi
+  if [ ! -s r.err ] && [ "$(wc -l <w.err)" = 1 ] &&
+    grep -qx "qvet: bm.qcow2: warning: persistent bitmaps b0, b1 will be invalidated (qvet does not maintain bitmaps)" w.err; then
+    pass "bitmaps:warn-once-$how"
+  else
+    fail "bitmaps:warn-once-$how" "expected no warning on a read and one naming b0, b1 on the first change" r.err w.err
+  fi
+done
+
 finish
