@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The consistency checker against `qemu-img check` (fact sheet §12): images made by
+ * The consistency checker against `qemu-img check` (docs/format.md §12): images made by
  * qemu-img/qemu-io, clean and damaged on purpose by patching bytes. For every image the
  * counts qvet finds must equal the ones qemu-img prints in its JSON, field by field, and
  * so must the outcome of `-r leaks` and `-r all`; a qvet-repaired image must then pass
