@@ -254,6 +254,28 @@ void test_fill_random(void *buf, size_t len, uint32_t seed)
     }
 }
 
+struct test_file_copy test_file_remember(const char *path)
+{
+    struct test_file_copy c;
+    c.bytes = test_read_file(path, &c.len);
+    ck_assert_msg(c.bytes != NULL, "cannot read %s", path);
+    return c;
+}
+
+void test_file_expect_unchanged(const char *path, struct test_file_copy *c, const char *what)
+{
+    size_t len;
+    uint8_t *now = test_read_file(path, &len);
+    size_t i = 0;
+    while (now && i < len && i < c->len && now[i] == c->bytes[i])
+        i++;
+    ck_assert_msg(now && len == c->len && i == len,
+                  "%s: expected %s unchanged (%zu bytes), got %zu bytes, first difference at "
+                  "byte %zu", what, path, c->len, now ? len : 0, i);
+    free(now);
+    free(c->bytes);
+}
+
 /* ---- reading and patching an image file ----------------------------------------- */
 
 /* Bits 9..55 of an L1 or L2 entry: the host offset. */

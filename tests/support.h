@@ -20,6 +20,16 @@ uint8_t *test_read_file(const char *path, size_t *len);
 
 int test_write_file(const char *path, const void *data, size_t len);
 
+/* A file's bytes, kept to show later that an operation left it as it was. */
+struct test_file_copy {
+    uint8_t *bytes;
+    size_t len;
+};
+
+struct test_file_copy test_file_remember(const char *path);
+/* Asserts (Check) that `path` still holds exactly c's bytes; releases them. */
+void test_file_expect_unchanged(const char *path, struct test_file_copy *c, const char *what);
+
 /* ---- Building on-disk structures by hand ------------------------------------------ */
 
 /* Big-endian stores and loads, written independently of the engine's bytes.h. */

@@ -47,33 +47,6 @@ static void expect_bytes(struct qcow2_image *img, uint64_t off, size_t len, int 
     free(buf);
 }
 
-struct file_copy {
-    uint8_t *bytes;
-    size_t len;
-};
-
-static struct file_copy remember(const char *path)
-{
-    struct file_copy c;
-    c.bytes = test_read_file(path, &c.len);
-    ck_assert_msg(c.bytes != NULL, "cannot read %s", path);
-    return c;
-}
-
-static void expect_unchanged(const char *path, struct file_copy *c, const char *what)
-{
-    size_t len;
-    uint8_t *now = test_read_file(path, &len);
-    size_t i = 0;
-    while (now && i < len && i < c->len && now[i] == c->bytes[i])
-        i++;
-    ck_assert_msg(now && len == c->len && i == len,
-                  "%s: expected %s unchanged (%zu bytes), got %zu bytes, first difference at "
-                  "byte %zu", what, path, c->len, now ? len : 0, i);
-    free(now);
-    free(c->bytes);
-}
-
 static uint64_t header_u64(const char *path, uint64_t off)
 {
     struct qimg q = qimg_load(path);
@@ -102,7 +75,7 @@ START_TEST(a_writable_top_leaves_its_backing_files_alone)
                     "qemu-io -c 'write -q -P 2 256k 256k' '%s' && "
                     "qemu-img create -q -f qcow2 -b '%s' -F qcow2 '%s'",
                     base, base, base, mid, mid, mid, top));
-    struct file_copy base_then = remember(base), mid_then = remember(mid);
+    struct test_file_copy base_then = test_file_remember(base), mid_then = test_file_remember(mid);
     struct qcow2_open_options rw = { .writable = true };
     struct qcow2_image *img = open_with(top, &rw);
     struct qcow2_image *m = qcow2_backing_image(img);
@@ -132,8 +105,8 @@ START_TEST(a_writable_top_leaves_its_backing_files_alone)
     ret = qcow2_pwrite(m, buf, 512, 0, &err);
     ck_assert_msg(ret != 0, "a write into the backing image: expected a refusal, got success");
     qcow2_close(img);
-    expect_unchanged(base, &base_then, "after writing the top");
-    expect_unchanged(mid, &mid_then, "after writing the top");
+    test_file_expect_unchanged(base, &base_then, "after writing the top");
+    test_file_expect_unchanged(mid, &mid_then, "after writing the top");
     run_ok("qemu-img check of the top", test_run("qemu-img check -q '%s'", top));
     ck_assert_msg(test_run("qemu-io -r -c 'read -P 3 300k 64k' '%s' | "
                            "grep -q 'Pattern verification failed'", top) != 0,
@@ -239,12 +212,12 @@ START_TEST(a_read_only_open_of_a_dirty_image_reads_and_changes_nothing)
 {
     const char *path = test_path("dirty-ro.qcow2");
     make_dirty(path);
-    struct file_copy then = remember(path);
+    struct test_file_copy then = test_file_remember(path);
     struct qcow2_image *img = open_with(path, NULL);
     expect_bytes(img, 0, 65536, 5, "data from before the crash");
     expect_bytes(img, 128u << 10, 128u << 10, 6, "data written just before the crash");
     qcow2_close(img);
-    expect_unchanged(path, &then, "a read-only open of a dirty image");
+    test_file_expect_unchanged(path, &then, "a read-only open of a dirty image");
 }
 END_TEST
 
@@ -261,9 +234,9 @@ START_TEST(a_read_write_open_clears_the_autoclear_bits)
     ck_assert_msg(header_u64(path, AUTOCLEAR) == QCOW2_AUTOCLEAR_BITMAPS,
                   "qemu-img bitmap --add: expected autoclear 0x1, got 0x%" PRIx64,
                   header_u64(path, AUTOCLEAR));
-    struct file_copy then = remember(path);
+    struct test_file_copy then = test_file_remember(path);
     qcow2_close(open_with(path, NULL));
-    expect_unchanged(path, &then, "a read-only open");
+    test_file_expect_unchanged(path, &then, "a read-only open");
     struct qcow2_open_options rw = { .writable = true };
     qcow2_close(open_with(path, &rw));
     ck_assert_msg(header_u64(path, AUTOCLEAR) == 0,
@@ -281,7 +254,7 @@ END_TEST
 static void expect_open_refused(const char *what, const char *path,
                                 const struct qcow2_open_options *o, int want, const char *says)
 {
-    struct file_copy then = remember(path);
+    struct test_file_copy then = test_file_remember(path);
     struct qcow2_image *img = NULL;
     struct qcow2_error err;
     memset(&err, 0, sizeof(err));
@@ -292,7 +265,7 @@ static void expect_open_refused(const char *what, const char *path,
                       !strcmp(err.file, path),
                   "%s: expected one line about %s saying \"%s\", got \"%s\" about %s", what,
                   path, says, err.message, err.file);
-    expect_unchanged(path, &then, what);
+    test_file_expect_unchanged(path, &then, what);
 }
 
 static void patch_u64(const char *from, const char *to, uint64_t off, uint64_t value)

@@ -312,19 +312,6 @@ END_TEST
 
 /* ---- refusals: one line, nothing changed ----------------------------------------- */
 
-struct before {
-    uint8_t *bytes;
-    size_t len;
-};
-
-static struct before remember(const char *path)
-{
-    struct before b;
-    b.bytes = test_read_file(path, &b.len);
-    ck_assert_msg(b.bytes != NULL, "cannot read %s", path);
-    return b;
-}
-
 static void expect_refused(const char *what, const char *path, int ret, int want,
                            const struct qcow2_error *err, const char *says)
 {
@@ -336,22 +323,12 @@ static void expect_refused(const char *what, const char *path, int ret, int want
                   what, path, says, err->message, err->file);
 }
 
-static void expect_unchanged(const char *path, struct before *b, const char *what)
-{
-    size_t len;
-    uint8_t *now = test_read_file(path, &len);
-    ck_assert_msg(now && len == b->len && !memcmp(now, b->bytes, len),
-                  "%s: expected the image unchanged (%zu bytes), got %zu bytes%s", what,
-                  b->len, len, now && len == b->len ? " that differ" : "");
-    free(now);
-    free(b->bytes);
-}
-
 /*
  * The same, except in clusters whose refcount was 0 before: free space the refused
  * operation may have written to without any table pointing there.
  */
-static void expect_referenced_unchanged(const char *path, struct before *b, const char *what)
+static void expect_referenced_unchanged(const char *path, struct test_file_copy *b,
+                                        const char *what)
 {
     struct qimg then = { 0 }, now = qimg_load(path);
     then.d = b->bytes;
@@ -379,7 +356,7 @@ START_TEST(a_read_only_image_is_refused)
     const char *path = test_path("ro.qcow2");
     make_image(path, "cluster_size=64k", 1);
     run_ok("qemu-img snapshot -c", test_run("qemu-img snapshot -c s '%s'", path));
-    struct before b = remember(path);
+    struct test_file_copy b = test_file_remember(path);
     struct qcow2_image *img = open_image(path, false);
     struct qcow2_error err;
     expect_refused("create on a read-only open", path, qcow2_snapshot_create(img, "x", &err),
@@ -389,7 +366,7 @@ START_TEST(a_read_only_image_is_refused)
     expect_refused("delete on a read-only open", path, qcow2_snapshot_delete_at(img, 0, &err),
                    -EROFS, &err, "read-write");
     qcow2_close(img);
-    expect_unchanged(path, &b, "read-only");
+    test_file_expect_unchanged(path, &b, "read-only");
 }
 END_TEST
 
@@ -398,13 +375,13 @@ START_TEST(one_bit_refcounts_are_refused)
 {
     const char *path = test_path("rc1.qcow2");
     make_image(path, "refcount_bits=1", 1);
-    struct before b = remember(path);
+    struct test_file_copy b = test_file_remember(path);
     struct qcow2_image *img = open_image(path, true);
     struct qcow2_error err;
     expect_refused("create with 1-bit refcounts", path, qcow2_snapshot_create(img, "x", &err),
                    -ENOTSUP, &err, "1-bit refcounts");
     qcow2_close(img);
-    expect_unchanged(path, &b, "1-bit refcounts");
+    test_file_expect_unchanged(path, &b, "1-bit refcounts");
     ck_assert_msg(test_run("qemu-img snapshot -c x '%s' 2>/dev/null", path) != 0,
                   "expected qemu-img to refuse the snapshot as well");
 }
@@ -426,7 +403,7 @@ START_TEST(a_refcount_that_would_overflow_is_refused)
     expect_ok(qcow2_snapshot_create(img, "a", &err), &err, "create a");
     expect_ok(qcow2_snapshot_create(img, "b", &err), &err, "create b");
     qcow2_close(img);
-    struct before b = remember(path);
+    struct test_file_copy b = test_file_remember(path);
     img = open_image(path, true);
     expect_refused("a third snapshot with 2-bit refcounts", path,
                    qcow2_snapshot_create(img, "c", &err), -ERANGE, &err, "maximum");
@@ -442,7 +419,7 @@ START_TEST(an_unknown_snapshot_is_refused)
     const char *path = test_path("unknown.qcow2");
     make_image(path, "cluster_size=64k", 1);
     run_ok("qemu-img snapshot -c", test_run("qemu-img snapshot -c s '%s'", path));
-    struct before b = remember(path);
+    struct test_file_copy b = test_file_remember(path);
     struct qcow2_image *img = open_image(path, true);
     struct qcow2_error err;
     expect_refused("apply of an unknown name", path, qcow2_snapshot_apply(img, "nope", &err),
@@ -454,7 +431,7 @@ START_TEST(an_unknown_snapshot_is_refused)
     expect_refused("delete past the table", path, qcow2_snapshot_delete_at(img, 1, &err),
                    -ENOENT, &err, "index 1");
     qcow2_close(img);
-    expect_unchanged(path, &b, "unknown snapshot");
+    test_file_expect_unchanged(path, &b, "unknown snapshot");
 }
 END_TEST
 
@@ -489,7 +466,7 @@ START_TEST(a_damaged_snapshot_entry_is_refused)
         uint64_t at = first_entry(&q) + damage[i].field;
         qimg_put64(&q, at, qimg_get64(&q, at) + damage[i].delta);
         qimg_save(&q, path);
-        struct before b = remember(path);
+        struct test_file_copy b = test_file_remember(path);
         struct qcow2_image *img = open_image(path, true);
         struct qcow2_error err;
         int ret = qcow2_snapshot_apply_at(img, 0, &err);
@@ -501,7 +478,7 @@ START_TEST(a_damaged_snapshot_entry_is_refused)
             expect_refused(damage[i].what, path, qcow2_snapshot_delete_at(img, 0, &err),
                            -EINVAL, &err, damage[i].says);
         qcow2_close(img);
-        expect_unchanged(path, &b, damage[i].what);
+        test_file_expect_unchanged(path, &b, damage[i].what);
     }
 }
 END_TEST
