@@ -18,7 +18,8 @@
 #                        values with the top bit set come out negative, as bash holds them)
 #   u16/u32/u64 FILE OFFSET   be with LEN 2, 4, 8
 #   put FILE OFFSET LEN VALUE VALUE stored big-endian in LEN bytes, in place
-#   put_hex FILE OFFSET HEX   the bytes HEX spells ("0002" is \x00\x02), in place
+#   hex_bytes HEX        writes the bytes HEX spells ("0002" is \x00\x02) to stdout
+#   put_hex FILE OFFSET HEX   the same bytes, in place
 #   put_text FILE OFFSET TEXT the bytes of TEXT, in place
 #   fill FILE OFFSET LEN BYTE LEN copies of BYTE, in place
 #   ext_find FILE TYPE   offset of header extension TYPE's 8-byte header (status 1: none)
@@ -99,10 +100,14 @@ put() {
   printf '%b' "$s" | dd of="$file" bs=1 seek="$off" conv=notrunc status=none
 }
 
-put_hex() {
-  local hex=$3 esc="" i
+hex_bytes() {
+  local hex=$1 esc="" i
   for ((i = 0; i < ${#hex}; i += 2)); do esc+="\\x${hex:i:2}"; done
-  printf '%b' "$esc" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+  printf '%b' "$esc"
+}
+
+put_hex() {
+  hex_bytes "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
 }
 
 put_text() {

@@ -192,26 +192,45 @@ static void extension_area(const struct image *img, size_t *start, size_t *end)
         *end = (size_t)backing;
 }
 
+/* A walk over the extensions, from the start of their area. */
+struct extension_walk {
+    size_t off, end;
+};
+
+static struct extension_walk extensions_of(const struct image *img)
+{
+    struct extension_walk w;
+    extension_area(img, &w.off, &w.end);
+    return w;
+}
+
 /*
- * Walks the extensions: *at is the offset of extension `type`'s header, or with type 0
- * of the end marker (or where the area ends without one). False if not found.
+ * The extension at the walk's position (*at, its type and data length), and the walk
+ * moved past it; false at the end marker or the end of the area (*at is then where the
+ * walk stopped).
  */
+static bool next_extension(const struct image *img, struct extension_walk *w, size_t *at,
+                           uint32_t *type, uint32_t *len)
+{
+    *at = w->off;
+    if (w->off + 8 > w->end)
+        return false;
+    *type = (uint32_t)get_be(img->cluster0 + w->off, 4);
+    *len = (uint32_t)get_be(img->cluster0 + w->off + 4, 4);
+    if (*type == 0)
+        return false;
+    w->off += 8 + (((uint64_t)*len + 7) & ~7ull);
+    return true;
+}
+
+/* *at: the header of extension `type`, or with type 0 where a new one would go. */
 static bool find_extension(const struct image *img, uint32_t type, size_t *at)
 {
-    size_t off, end;
-    extension_area(img, &off, &end);
-    while (off + 8 <= end) {
-        uint32_t t = (uint32_t)get_be(img->cluster0 + off, 4);
-        uint64_t len = get_be(img->cluster0 + off + 4, 4);
-        if (t == type) {
-            *at = off;
+    struct extension_walk w = extensions_of(img);
+    uint32_t t, len;
+    while (next_extension(img, &w, at, &t, &len))
+        if (t == type)
             return true;
-        }
-        if (t == 0)
-            return false;
-        off += 8 + ((len + 7) & ~7ull);
-    }
-    *at = off;
     return type == 0;
 }
 
@@ -225,16 +244,11 @@ static int dump(const struct image *img)
         uint64_t v = get_be(img->cluster0 + f->offset, f->width);
         printf("%-24s %" PRIu64 " (0x%" PRIx64 ")\n", f->name, v, v);
     }
-    size_t off, end;
-    extension_area(img, &off, &end);
-    while (off + 8 <= end) {
-        uint32_t t = (uint32_t)get_be(img->cluster0 + off, 4);
-        uint32_t len = (uint32_t)get_be(img->cluster0 + off + 4, 4);
-        if (t == 0)
-            break;
-        printf("extension 0x%08" PRIx32 " at %zu, %" PRIu32 " bytes of data\n", t, off, len);
-        off += 8 + (((uint64_t)len + 7) & ~7ull);
-    }
+    struct extension_walk w = extensions_of(img);
+    size_t at;
+    uint32_t t, len;
+    while (next_extension(img, &w, &at, &t, &len))
+        printf("extension 0x%08" PRIx32 " at %zu, %" PRIu32 " bytes of data\n", t, at, len);
     return 0;
 }
 
