@@ -73,9 +73,6 @@ int backing_open(struct qcow2_image *img, const struct qcow2_open_options *opts,
     if (depth + 1 >= QCOW2_MAX_BACKING_DEPTH)
         return image_error(img, err, -ELOOP, "backing file name", h->backing_file_offset,
                            "backing chain deeper than %u images", QCOW2_MAX_BACKING_DEPTH);
-    if (backing_resolve(img->name, name, &img->backing_path))
-        return image_error(img, err, -ENOMEM, "backing file name", QCOW2_NO_OFFSET,
-                           "out of memory");
     char *real = realpath(img->backing_path, NULL);
     if (real && chain_contains(img, real)) {
         free(real);

@@ -6,6 +6,25 @@
 
 #include "cli.h"
 
+const char cmd_check_help[] =
+    "usage: qvet check [-r leaks|all] [--output=human|json] IMAGE\n"
+    "\n"
+    "Recomputes every refcount from the image's own tables (L1/L2 trees of the active\n"
+    "state and of every snapshot, the snapshot table, the refcount structure, bitmaps)\n"
+    "and compares, as `qemu-img check` does: the same findings on stderr, the same\n"
+    "report (or JSON) on stdout, the same exit status. Damaged and truncated images are\n"
+    "checked, not refused: tables cut off by the end of the file read as zeros there.\n"
+    "Where qemu-img refuses to open an image, qvet refuses too, with one line.\n"
+    "\n"
+    "  -r leaks         reclaim leaked clusters (refcounts that are too high)\n"
+    "  -r all           also fix refcounts that are too low, COPIED flags, refcount blocks\n"
+    "                   past the end of the file, the snapshot table; rebuild the refcount\n"
+    "                   structure when it cannot be trusted\n"
+    "  --output=json    the JSON qemu-img check --output=json prints\n"
+    "\n"
+    "Exit status: 0 clean, 1 the check could not be completed (or the image not opened),\n"
+    "2 corruptions remain, 3 only leaked clusters remain.\n";
+
 /* Each finding goes to stderr as it is found, like qemu-img's. */
 static void print_finding(void *ctx, const char *line)
 {
