@@ -480,6 +480,9 @@ run_case() {
     if has_flag "$name" refuse-cat; then
         ((rc_cat == 1)) || fail_because "cat: must refuse (exit 1), got exit $rc_cat"
     fi
+    if has_flag "$name" refuse-map; then
+        ((rc_map == 1)) || fail_because "map-json: must refuse (exit 1), got exit $rc_map"
+    fi
     if has_flag "$name" refuse-snap; then
         ((rc_snap == 1)) || fail_because "cat -s $snap: must refuse (exit 1), got exit $rc_snap"
     fi
