@@ -17,12 +17,13 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
-build=${1:-$root/build}
+# shellcheck source=../tests/lib/qvet-test.sh
+source "$here/../tests/lib/qvet-test.sh"
+build=${1:-$ROOT/build}
 snapshot_target=$build/fuzz/fuzz_snapshot
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+work_dir make-seeds
+work=$WORK
 ulimit -c 0
 
 out_image=$here/image
@@ -44,9 +45,7 @@ create() {
 io() {
     local name=$1
     shift
-    local args=()
-    for c in "$@"; do args+=(-c "$c"); done
-    qemu-io -f qcow2 "${args[@]}" "$work/$name.qcow2" >/dev/null
+    qio "$work/$name.qcow2" "$@"
 }
 
 # io_abort NAME CMD...   (the same, then abort: leaves the dirty bit of lazy refcounts)
@@ -59,14 +58,7 @@ io_abort() {
 }
 
 # poke NAME OFFSET HEXBYTES   (overwrites bytes in place: "0002" -> \x00\x02)
-poke() {
-    local name=$1 off=$2 hex=$3 esc="" i
-    for ((i = 0; i < ${#hex}; i += 2)); do esc+="\\x${hex:i:2}"; done
-    printf "$esc" | dd of="$work/$name.qcow2" bs=1 seek="$off" conv=notrunc status=none
-}
-
-# be FILE OFFSET BYTES   (a big-endian unsigned field)
-be() { od -An -tu1 -j"$2" -N"$3" "$1" | awk '{for (i = 1; i <= NF; i++) v = v * 256 + $i} END {print v + 0}'; }
+poke() { put_hex "$work/$1.qcow2" "$2" "$3"; }
 
 # fix_dates NAME   (snapshot dates set to fixed values, so that seeds are reproducible)
 fix_dates() {
@@ -299,12 +291,6 @@ trailers=(
     "0b 02 00 00  00 00 00 85  02 00 00 87  00 00 04 81  04 00 03 80  00 00 00 00  00 00 00 00  00 00 00 00"
 )
 
-trailer_bytes() {
-    local hex=${1// /} esc="" i
-    for ((i = 0; i < ${#hex}; i += 2)); do esc+="\\x${hex:i:2}"; done
-    printf "$esc"
-}
-
 n=0
 for name in "${meta[@]}"; do
     cp "$work/$name.qcow2" "$out_header/$name.qcow2"
@@ -323,7 +309,7 @@ for name in "${data[@]}"; do
     rm -f "$out_image/$name.qcow2"
     k=$((n % ${#trailers[@]}))
     n=$((n + 1))
-    { cat "$work/$name.qcow2"; trailer_bytes "${trailers[k]}"; } >"$out_image/$name+ops$k.qcow2"
+    { cat "$work/$name.qcow2"; hex_bytes "${trailers[k]// /}"; } >"$out_image/$name+ops$k.qcow2"
 done
 
 # ---- the snapshot target ----

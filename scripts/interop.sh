@@ -60,40 +60,15 @@
 # shellcheck disable=SC2317
 set -u
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=../tests/lib/qvet-test.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../tests/lib/qvet-test.sh"
 QVET=${QVET:-$ROOT/build/qvet}
-KEEP=${KEEP:-0}
 ONLY=${ONLY:-}
 READ=${READ:-all}
 WRITE=${WRITE:-}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 TIMEOUT=${TIMEOUT:-300}
 TIMES=${TIMES:-0}
-
-passed=0
-failed=0
-
-pass() {
-  echo "PASS $1"
-  passed=$((passed + 1))
-}
-
-# fail NAME REASON [DETAIL-FILE]: detail lines are printed indented below.
-fail() {
-  echo "FAIL $1: $2"
-  if [ $# -ge 3 ] && [ -s "$3" ]; then
-    sed 's/^/    /' "$3"
-  fi
-  failed=$((failed + 1))
-}
-
-finish() {
-  echo "$passed passed, $failed failed"
-  if [ "$failed" -gt 0 ] || [ "$passed" -eq 0 ]; then
-    exit 1
-  fi
-  exit 0
-}
 
 # The binary is looked up before any work: a relative path is taken from the
 # caller's directory, a bare name from PATH.
@@ -106,18 +81,10 @@ if [ ! -f "$QVET" ] || [ ! -x "$QVET" ]; then
   fail "qvet-binary" "$QVET is missing or not executable (run make first)"
   finish
 fi
-for tool in qemu-img qemu-io cmp diff od dd timeout numfmt; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    fail "tool-$tool" "$tool not found (scripts/install-deps.sh installs it)"
-    finish
-  fi
-done
+require qemu-img qemu-io cmp diff od dd timeout numfmt
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/qvet-interop.XXXXXX") || {
-  fail "workdir" "mktemp -d failed"
-  finish
-}
-cleanup() {
+# Background checks still running when the gate stops are stopped with it.
+on_exit() {
   local pids
   pids=$(jobs -p)
   if [ -n "$pids" ]; then
@@ -125,13 +92,8 @@ cleanup() {
     kill $pids 2>/dev/null
     wait
   fi
-  if [ "$KEEP" = 1 ]; then
-    echo "interop: work directory kept: $WORK" >&2
-  else
-    rm -rf -- "$WORK"
-  fi
 }
-trap cleanup EXIT
+work_dir interop
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -190,8 +152,8 @@ regc() {
   printf '%s\t%s\t%s\t%s\n' "$label" "$cwd" "$path" "$*" >>"$REGFILE"
 }
 
-# put FILE OFFSET SRC LEN: copy LEN bytes of SRC into FILE at OFFSET.
-put() {
+# copy_bytes FILE OFFSET SRC LEN: copy LEN bytes of SRC into FILE at OFFSET.
+copy_bytes() {
   dd if="$3" of="$1" bs=64k seek="$2" count="$4" iflag=count_bytes \
     oflag=seek_bytes conv=notrunc status=none
 }
@@ -209,10 +171,10 @@ make_data() {
   # a raw source for convert -c: text, a hole, noise, text, a short tail
   local size=$((4 * M + 1536))
   truncate -s "$size" "$MIX"
-  put "$MIX" 0 "$T1" $((M + 1234))
-  put "$MIX" $((3 * M / 2)) "$R1" $((512 * K))
-  put "$MIX" $((3 * M)) "$T2" $((600 * K))
-  put "$MIX" $((size - 777)) "$T1" 777
+  copy_bytes "$MIX" 0 "$T1" $((M + 1234))
+  copy_bytes "$MIX" $((3 * M / 2)) "$R1" $((512 * K))
+  copy_bytes "$MIX" $((3 * M)) "$T2" $((600 * K))
+  copy_bytes "$MIX" $((size - 777)) "$T1" 777
 }
 
 T1=data/t1
@@ -994,26 +956,6 @@ hex() {
   printf '0x%02x' "$1"
 }
 
-# u64 FILE OFFSET / u32 FILE OFFSET / u16 FILE OFFSET: big-endian integers
-u64() {
-  od -An -tu8 --endian=big -j "$2" -N 8 "$1" | tr -d ' \n'
-}
-u32() {
-  od -An -tu4 --endian=big -j "$2" -N 4 "$1" | tr -d ' \n'
-}
-u16() {
-  od -An -tu2 --endian=big -j "$2" -N 2 "$1" | tr -d ' \n'
-}
-
-# poke FILE OFFSET BYTES VALUE: store VALUE big-endian in BYTES bytes
-poke() {
-  local file=$1 off=$2 n=$3 v=$4 s="" i
-  for ((i = n - 1; i >= 0; i--)); do
-    s+=$(printf '\\x%02x' $(((v >> (8 * i)) & 255)))
-  done
-  printf '%b' "$s" | dd of="$file" bs=1 seek="$off" conv=notrunc status=none
-}
-
 # cs_of OPTIONS: the cluster size the options ask for, in bytes
 cs_of() {
   local v
@@ -1624,12 +1566,12 @@ damage() {
   rb=$(($(u64 "$f" "$rt") & 0x00fffffffffffe00))
   case $kind in
     leak) # the header cluster counted twice
-      poke "$f" "$rb" 2 2 ;;
+      put "$f" "$rb" 2 2 ;;
     lower) # the first shared cluster counted once
       n=$((1 << (cb - 1)))
       idx=$(od -An -tu2 --endian=big -v -w2 -N $((2 * n)) -j "$rb" "$f" | awk '$1 == 2 { print NR - 1; exit }')
       [ -n "$idx" ] || return 1
-      poke "$f" $((rb + 2 * idx)) 2 1 ;;
+      put "$f" $((rb + 2 * idx)) 2 1 ;;
     zero | copied) # a data cluster of the active L2 table with COPIED set
       l1=$(u64 "$f" 40)
       l2=$(($(u64 "$f" "$l1") & 0x00fffffffffffe00))
@@ -1643,15 +1585,15 @@ damage() {
       done
       [ -n "$e" ] || return 1
       if [ "$kind" = copied ]; then
-        poke "$f" $((l2 + 8 * i)) 1 $(((e >> 56) & 0x7f))
+        put "$f" $((l2 + 8 * i)) 1 $(((e >> 56) & 0x7f))
       else
         idx=$(((e & 0x00fffffffffffe00) >> cb))
         rb=$(($(u64 "$f" $((rt + 8 * (idx >> (cb - 1))))) & 0x00fffffffffffe00))
-        poke "$f" $((rb + 2 * (idx & ((1 << (cb - 1)) - 1)))) 2 0
+        put "$f" $((rb + 2 * (idx & ((1 << (cb - 1)) - 1)))) 2 0
       fi
       ;;
     reftable) # the first refcount block lost
-      poke "$f" "$rt" 8 0 ;;
+      put "$f" "$rt" 8 0 ;;
   esac
 }
 

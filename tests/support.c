@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "support.h"
 
+#include <check.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -105,6 +107,11 @@ void test_put_be64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+uint32_t test_get_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
 uint64_t test_get_be64(const uint8_t *p)
@@ -272,4 +279,128 @@ void test_fill_random(void *buf, size_t len, uint32_t seed)
         x ^= x << 17;
         p[i] = (uint8_t)(x >> 24);
     }
+}
+
+struct test_file_copy test_file_remember(const char *path)
+{
+    struct test_file_copy c;
+    c.bytes = test_read_file(path, &c.len);
+    ck_assert_msg(c.bytes != NULL, "cannot read %s", path);
+    return c;
+}
+
+void test_file_expect_unchanged(const char *path, struct test_file_copy *c, const char *what)
+{
+    size_t len;
+    uint8_t *now = test_read_file(path, &len);
+    size_t i = 0;
+    while (now && i < len && i < c->len && now[i] == c->bytes[i])
+        i++;
+    ck_assert_msg(now && len == c->len && i == len,
+                  "%s: expected %s unchanged (%zu bytes), got %zu bytes, first difference at "
+                  "byte %zu", what, path, c->len, now ? len : 0, i);
+    free(now);
+    free(c->bytes);
+}
+
+/* ---- reading and patching an image file ----------------------------------------- */
+
+/* Bits 9..55 of an L1 or L2 entry: the host offset. */
+#define QIMG_OFFSET_MASK 0x00FFFFFFFFFFFE00ull
+
+struct qimg qimg_load(const char *path)
+{
+    struct qimg q;
+    memset(&q, 0, sizeof(q));
+    q.d = test_read_file(path, &q.len);
+    ck_assert_msg(q.d && q.len >= 112, "cannot read %s", path);
+    q.version = test_get_be32(q.d + 4);
+    q.cb = test_get_be32(q.d + 20);
+    q.cs = 1ull << q.cb;
+    q.l1_size = test_get_be32(q.d + 36);
+    q.l1 = test_get_be64(q.d + 40);
+    q.reftable = test_get_be64(q.d + 48);
+    q.order = q.version >= 3 ? test_get_be32(q.d + 96) : 4;
+    q.entry_bytes = q.version >= 3 && (test_get_be64(q.d + 72) & (1u << 4)) ? 16 : 8;
+    return q;
+}
+
+void qimg_save(struct qimg *q, const char *path)
+{
+    ck_assert_msg(test_write_file(path, q->d, q->len) == 0, "cannot write %s", path);
+    free(q->d);
+    q->d = NULL;
+}
+
+uint8_t *qimg_at(struct qimg *q, uint64_t off, uint64_t len)
+{
+    ck_assert_msg(off <= q->len && len <= q->len - off,
+                  "patch at 0x%" PRIx64 "+%" PRIu64 " lies past the end of the image (%zu)", off,
+                  len, q->len);
+    return q->d + off;
+}
+
+/* Byte offset of the word of L2 entry (i, j) of the active tree. */
+uint64_t qimg_l2_entry(struct qimg *q, uint32_t i, uint32_t j)
+{
+    uint64_t l2 = test_get_be64(qimg_at(q, q->l1 + 8ull * i, 8)) & QIMG_OFFSET_MASK;
+    ck_assert_msg(l2, "L1 entry %u has no L2 table", i);
+    return l2 + (uint64_t)j * q->entry_bytes;
+}
+
+uint64_t qimg_get64(struct qimg *q, uint64_t off)
+{
+    return test_get_be64(qimg_at(q, off, 8));
+}
+
+void qimg_put64(struct qimg *q, uint64_t off, uint64_t v)
+{
+    test_put_be64(qimg_at(q, off, 8), v);
+}
+
+/* Where refcount entry `cluster` lives: its block (whole) and index in it. */
+uint8_t *qimg_refblock(struct qimg *q, uint64_t cluster, uint64_t *index)
+{
+    uint32_t bits = (uint32_t)q->cb + 3 - q->order;
+    uint64_t block = qimg_get64(q, q->reftable + 8 * (cluster >> bits)) & ~0x1FFull;
+    ck_assert_msg(block, "no refcount block covers cluster %" PRIu64, cluster);
+    *index = cluster & ((1ull << bits) - 1);
+    return qimg_at(q, block, q->cs);
+}
+
+uint64_t qimg_refcount(struct qimg *q, uint64_t cluster)
+{
+    uint64_t i;
+    const uint8_t *b = qimg_refblock(q, cluster, &i);
+    if (q->order < 3) {
+        unsigned bits = 1u << q->order;
+        return (b[i * bits / 8] >> (i * bits % 8)) & ((1u << bits) - 1);
+    }
+    unsigned bytes = 1u << (q->order - 3);
+    uint64_t v = 0;
+    for (unsigned k = 0; k < bytes; k++)
+        v = (v << 8) | b[i * bytes + k];
+    return v;
+}
+
+void qimg_set_refcount(struct qimg *q, uint64_t cluster, uint64_t value)
+{
+    uint64_t i;
+    uint8_t *b = qimg_refblock(q, cluster, &i);
+    test_refcount_put(b, q->order, i, value);
+}
+
+uint64_t qimg_clusters(const struct qimg *q)
+{
+    return (q->len + q->cs - 1) / q->cs;
+}
+
+/* The first cluster inside the file whose refcount is `value`, at or after `from`. */
+uint64_t qimg_find_refcount(struct qimg *q, uint64_t value, uint64_t from)
+{
+    for (uint64_t k = from; k < qimg_clusters(q); k++)
+        if (qimg_refcount(q, k) == value)
+            return k;
+    ck_abort_msg("no cluster with refcount %" PRIu64 " in the image", value);
+    return 0;
 }

@@ -26,12 +26,23 @@ char *test_read_text(const char *path);
 /* The qvet command of this build (build/qvet, next to build/tests), or NULL if absent. */
 const char *test_qvet_binary(void);
 
+/* A file's bytes, kept to show later that an operation left it as it was. */
+struct test_file_copy {
+    uint8_t *bytes;
+    size_t len;
+};
+
+struct test_file_copy test_file_remember(const char *path);
+/* Asserts (Check) that `path` still holds exactly c's bytes; releases them. */
+void test_file_expect_unchanged(const char *path, struct test_file_copy *c, const char *what);
+
 /* ---- Building on-disk structures by hand ------------------------------------------ */
 
 /* Big-endian stores and loads, written independently of the engine's bytes.h. */
 void test_put_be16(uint8_t *p, uint16_t v);
 void test_put_be32(uint8_t *p, uint32_t v);
 void test_put_be64(uint8_t *p, uint64_t v);
+uint32_t test_get_be32(const uint8_t *p);
 uint64_t test_get_be64(const uint8_t *p);
 
 /*
@@ -92,5 +103,39 @@ size_t test_deflate_raw(const void *in, size_t len, void *out, size_t cap);
 
 /* Fills buf with a reproducible pseudo-random byte sequence chosen by `seed`. */
 void test_fill_random(void *buf, size_t len, uint32_t seed);
+
+/* ---- Reading and patching an image file (Check assertions on failure) --------------- */
+
+/* An image file loaded whole, with the header fields needed to walk its tables. */
+struct qimg {
+    uint8_t *d;
+    size_t len;
+    uint32_t version;
+    uint32_t cb;
+    uint64_t cs;
+    uint32_t order;
+    uint64_t l1;
+    uint32_t l1_size;
+    uint64_t reftable;
+    uint32_t entry_bytes;           /* L2 entry: 8, or 16 with extended L2 */
+};
+
+struct qimg qimg_load(const char *path);
+/* Writes the (patched) bytes to `path` and releases them. */
+void qimg_save(struct qimg *q, const char *path);
+/* The bytes [off, off+len) of the file; asserts that they lie inside it. */
+uint8_t *qimg_at(struct qimg *q, uint64_t off, uint64_t len);
+/* Byte offset of the word of L2 entry (i, j) of the active tree. */
+uint64_t qimg_l2_entry(struct qimg *q, uint32_t i, uint32_t j);
+uint64_t qimg_get64(struct qimg *q, uint64_t off);
+void qimg_put64(struct qimg *q, uint64_t off, uint64_t v);
+/* Where refcount entry `cluster` lives: its block (whole) and index in it. */
+uint8_t *qimg_refblock(struct qimg *q, uint64_t cluster, uint64_t *index);
+uint64_t qimg_refcount(struct qimg *q, uint64_t cluster);
+void qimg_set_refcount(struct qimg *q, uint64_t cluster, uint64_t value);
+/* Clusters in the file, the last one counted even if partial. */
+uint64_t qimg_clusters(const struct qimg *q);
+/* The first cluster inside the file whose refcount is `value`, at or after `from`. */
+uint64_t qimg_find_refcount(struct qimg *q, uint64_t value, uint64_t from);
 
 #endif

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * Backing files (fact sheet §9): resolving stored names, refusing protocol names, and
+ * Backing files (docs/format.md §9): resolving stored names, refusing protocol names, and
  * opening real chains made with qemu-img.
  */
 #include <check.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * Persistent bitmaps (fact sheet section 8): the directory as qemu-img writes it, listed
+ * Persistent bitmaps (docs/format.md §8): the directory as qemu-img writes it, listed
  * through qcow2_bitmap_get; the tables QEMU checks on open; and the notice a caller gets
  * before the first change invalidates the bitmaps (qvet does not maintain them).
  */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The consistency checker against `qemu-img check` (fact sheet §12): images made by
+ * The consistency checker against `qemu-img check` (docs/format.md §12): images made by
  * qemu-img/qemu-io, clean and damaged on purpose by patching bytes. For every image the
  * counts qvet finds must equal the ones qemu-img prints in its JSON, field by field, and
  * so must the outcome of `-r leaks` and `-r all`; a qvet-repaired image must then pass
@@ -158,121 +158,6 @@ static void qemu_io(const char *path, const char *io)
 }
 
 /* ---- patching images --------------------------------------------------------------- */
-
-struct qimg {
-    uint8_t *d;
-    size_t len;
-    uint32_t version;
-    uint32_t cb;
-    uint64_t cs;
-    uint32_t order;
-    uint64_t l1;
-    uint32_t l1_size;
-    uint64_t reftable;
-    uint32_t entry_bytes;           /* L2 entry: 8, or 16 with extended L2 */
-};
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static struct qimg qimg_load(const char *path)
-{
-    struct qimg q;
-    memset(&q, 0, sizeof(q));
-    q.d = test_read_file(path, &q.len);
-    ck_assert_msg(q.d && q.len >= 112, "cannot read %s", path);
-    q.version = get_be32(q.d + 4);
-    q.cb = get_be32(q.d + 20);
-    q.cs = 1ull << q.cb;
-    q.l1_size = get_be32(q.d + 36);
-    q.l1 = test_get_be64(q.d + 40);
-    q.reftable = test_get_be64(q.d + 48);
-    q.order = q.version >= 3 ? get_be32(q.d + 96) : 4;
-    q.entry_bytes = q.version >= 3 && (test_get_be64(q.d + 72) & (1u << 4)) ? 16 : 8;
-    return q;
-}
-
-static void qimg_save(struct qimg *q, const char *path)
-{
-    ck_assert_msg(test_write_file(path, q->d, q->len) == 0, "cannot write %s", path);
-    free(q->d);
-    q->d = NULL;
-}
-
-static uint8_t *qimg_at(struct qimg *q, uint64_t off, uint64_t len)
-{
-    ck_assert_msg(off <= q->len && len <= q->len - off,
-                  "patch at 0x%" PRIx64 "+%" PRIu64 " lies past the end of the image (%zu)", off,
-                  len, q->len);
-    return q->d + off;
-}
-
-/* Byte offset of the word of L2 entry (i, j) of the active tree. */
-static uint64_t qimg_l2_entry(struct qimg *q, uint32_t i, uint32_t j)
-{
-    uint64_t l2 = test_get_be64(qimg_at(q, q->l1 + 8ull * i, 8)) & OFFSET_MASK;
-    ck_assert_msg(l2, "L1 entry %u has no L2 table", i);
-    return l2 + (uint64_t)j * q->entry_bytes;
-}
-
-static uint64_t qimg_get64(struct qimg *q, uint64_t off)
-{
-    return test_get_be64(qimg_at(q, off, 8));
-}
-
-static void qimg_put64(struct qimg *q, uint64_t off, uint64_t v)
-{
-    test_put_be64(qimg_at(q, off, 8), v);
-}
-
-/* Where refcount entry `cluster` lives: its block (whole) and index in it. */
-static uint8_t *qimg_refblock(struct qimg *q, uint64_t cluster, uint64_t *index)
-{
-    uint32_t bits = (uint32_t)q->cb + 3 - q->order;
-    uint64_t block = qimg_get64(q, q->reftable + 8 * (cluster >> bits)) & ~0x1FFull;
-    ck_assert_msg(block, "no refcount block covers cluster %" PRIu64, cluster);
-    *index = cluster & ((1ull << bits) - 1);
-    return qimg_at(q, block, q->cs);
-}
-
-static uint64_t qimg_refcount(struct qimg *q, uint64_t cluster)
-{
-    uint64_t i;
-    const uint8_t *b = qimg_refblock(q, cluster, &i);
-    if (q->order < 3) {
-        unsigned bits = 1u << q->order;
-        return (b[i * bits / 8] >> (i * bits % 8)) & ((1u << bits) - 1);
-    }
-    unsigned bytes = 1u << (q->order - 3);
-    uint64_t v = 0;
-    for (unsigned k = 0; k < bytes; k++)
-        v = (v << 8) | b[i * bytes + k];
-    return v;
-}
-
-static void qimg_set_refcount(struct qimg *q, uint64_t cluster, uint64_t value)
-{
-    uint64_t i;
-    uint8_t *b = qimg_refblock(q, cluster, &i);
-    test_refcount_put(b, q->order, i, value);
-}
-
-static uint64_t qimg_clusters(const struct qimg *q)
-{
-    return (q->len + q->cs - 1) / q->cs;
-}
-
-/* The first cluster inside the file whose refcount is `value`, at or after `from`. */
-static uint64_t qimg_find_refcount(struct qimg *q, uint64_t value, uint64_t from)
-{
-    for (uint64_t k = from; k < qimg_clusters(q); k++)
-        if (qimg_refcount(q, k) == value)
-            return k;
-    ck_abort_msg("no cluster with refcount %" PRIu64 " in the image", value);
-    return 0;
-}
 
 static uint64_t header_incompat(const char *path)
 {
@@ -697,7 +582,7 @@ static void shorten_snapshot_extra(struct qimg *q)
 {
     uint64_t table = qimg_get64(q, 64);
     uint8_t *e = qimg_at(q, table, 40 + 24);
-    uint32_t extra = get_be32(e + 36);
+    uint32_t extra = test_get_be32(e + 36);
     uint32_t id = ((uint32_t)e[12] << 8) | e[13], name = ((uint32_t)e[14] << 8) | e[15];
     uint8_t *body = qimg_at(q, table + 40, extra + id + name);
     memmove(body + 8, body + extra, id + name);
@@ -735,12 +620,12 @@ START_TEST(snapshot_table_corruptions)
     q = qimg_load(orig);
     uint64_t table0 = qimg_get64(&q, 64);
     uint8_t *e = qimg_at(&q, table0, 40);
-    size_t len = 40 + get_be32(e + 36) + (((size_t)e[12] << 8) | e[13]) +
+    size_t len = 40 + test_get_be32(e + 36) + (((size_t)e[12] << 8) | e[13]) +
                  (((size_t)e[14] << 8) | e[15]);
     size_t next = (len + 7) & ~(size_t)7;
     uint8_t *copy = qimg_at(&q, table0 + next, len);
     memcpy(copy, e, len);
-    copy[40 + get_be32(e + 36)] = '9';          /* a different id */
+    copy[40 + test_get_be32(e + 36)] = '9';          /* a different id */
     test_put_be32(qimg_at(&q, 60, 4), 2);
     qimg_save(&q, bad);
     damaged_case("two snapshot entries naming one L1 table", orig, bad, DATA_INTACT);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * L2 entries and compressed descriptors (fact sheet §4): decoding in isolation, then
+ * L2 entries and compressed descriptors (docs/format.md §4): decoding in isolation, then
  * guest reads through the public API of hand-built images.
  */
 #include <check.h>
@@ -175,7 +175,10 @@ END_TEST
 
 /* ---- compressed descriptors ------------------------------------------------------ */
 
-/* The word as §4.4 defines it: offset in bits 0..x-1, N in bits x..61, x = 70 - cb. */
+/*
+ * The word as docs/format.md §4.4 defines it: offset in bits 0..x-1, N in bits x..61,
+ * x = 70 - cb.
+ */
 static uint64_t desc_word(uint32_t cb, uint64_t offset, uint64_t n)
 {
     return COMPRESSED | (n << (70 - cb)) | offset;
@@ -257,7 +260,7 @@ END_TEST
 
 START_TEST(compressed_descriptor_matches_qemu_shift_and_mask)
 {
-    /* csize_shift / csize_mask from the table in §4.4. */
+    /* QEMU's csize_shift is x = 70 - cb, csize_mask has cb - 8 bits (docs/format.md §4.4). */
     static const struct { uint32_t cb, shift; uint64_t mask; } t[] = {
         { 9, 61, 0x1 }, { 12, 58, 0xF }, { 16, 54, 0xFF }, { 21, 49, 0x1FFF },
     };

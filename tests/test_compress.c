@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* Compressed clusters (fact sheet §7): raw deflate with a 4 KiB window, and zstd frames. */
+/* Compressed clusters (docs/format.md §7): raw deflate with a 4 KiB window, and zstd frames. */
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -209,7 +209,7 @@ START_TEST(zlib_stream_longer_than_cluster_accepted)
 {
     /*
      * QEMU's zlib reader accepts Z_BUF_ERROR once the output is full: a deflate stream
-     * holding more than a cluster yields its first cluster (fact sheet §7).
+     * holding more than a cluster yields its first cluster (docs/format.md §7).
      */
     size_t cs = sizes[(size_t)_i];
     struct bufs b;

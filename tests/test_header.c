@@ -16,7 +16,7 @@
 
 #define NAME "dir/hdr.qcow2"
 
-/* Header field offsets (fact sheet §1). */
+/* Header field offsets (docs/format.md §1). */
 enum {
     F_MAGIC = 0, F_VERSION = 4, F_BACKING_OFFSET = 8, F_BACKING_SIZE = 16,
     F_CLUSTER_BITS = 20, F_SIZE = 24, F_CRYPT = 32, F_L1_SIZE = 36, F_L1_OFFSET = 40,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * Refcount entries at every width (fact sheet §5): LSB-first inside a byte below 8 bits,
+ * Refcount entries at every width (docs/format.md §5): LSB-first inside a byte below 8 bits,
  * big-endian from 16 bits; then lookups through the refcount table of an opened image.
  */
 #include <check.h>
@@ -24,7 +24,7 @@ static void expect_entry(const uint8_t *block, uint32_t order, uint64_t index, u
                   index, want, got);
 }
 
-/* ---- hand-written layouts from the fact sheet ------------------------------------ */
+/* ---- hand-written layouts from docs/format.md §5 --------------------------------- */
 
 START_TEST(order_0_is_lsb_first)
 {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* The snapshot table (fact sheet §6), parsed from hand-built bytes. */
+/* The snapshot table (docs/format.md §6), parsed from hand-built bytes. */
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>

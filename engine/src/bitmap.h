@@ -27,7 +27,7 @@ struct bitmap_directory {
     uint32_t count;
 };
 
-/* Bitmap table entries (fact sheet section 8). */
+/* Bitmap table entries (docs/format.md §8). */
 #define BITMAP_TABLE_OFFSET_MASK 0x00FFFFFFFFFFFE00ull
 #define BITMAP_TABLE_RESERVED_MASK 0xFF000000000001FEull
 #define BITMAP_TABLE_ALL_ONES 0x1ull

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Consistency check and repair, with the meaning `qemu-img check` (QEMU 7.2) gives
- * them; fact sheet §12.
+ * them; docs/format.md §12.
  *
  * One pass recomputes every refcount in memory from the image's own tables (header,
  * L1/L2 trees of the active state and of every snapshot, the snapshot table, the
@@ -49,7 +49,7 @@
 #define CHECK_HEADER_INCOMPAT 72u
 #define CHECK_READ_WINDOW (64u << 10)
 
-/* Bitmap directory entry layout (fact sheet §8). */
+/* Bitmap directory entry layout (docs/format.md §8). */
 #define CHECK_BME_FIXED 24u
 #define CHECK_BME_MAX_TABLE_ENTRIES 0x8000000u
 

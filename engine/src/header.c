@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The header: the only place its fields are decoded. Validation follows the order in
- * which QEMU 7.2 checks an image on open, plus the strict rules of the fact sheet
+ * which QEMU 7.2 checks an image on open, plus qvet's stricter rules (docs/format.md §3)
  * (tables inside the file, header_length a multiple of 8, zero padding, extensions at
  * most once), so that qvet refuses everything QEMU refuses and says which rule broke.
  */

@@ -79,7 +79,7 @@ struct header {
  * len >= the cluster size the header declares or the whole file if shorter; bytes past
  * the end of the file are zeros). `file_size` bounds every table. On success the caller
  * owns the allocations in *h (header_release). Refuses, with the rule named, anything
- * QEMU 7.2 refuses to open plus the strict rules of the format fact sheet.
+ * QEMU 7.2 refuses to open plus qvet's stricter rules (docs/format.md §3).
  */
 int header_parse(const uint8_t *cluster0, size_t len, uint64_t file_size, const char *file,
                  struct header *h, struct qcow2_error *err);
