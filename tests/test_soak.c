@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io_fault.h"
 #include "qcow2.h"
 #include "rundir.h"
 #include "soak.h"
@@ -93,9 +94,9 @@ typedef int (*fault_write_fn)(struct fault *f, struct qcow2_backend *file, const
                               size_t len, uint64_t off);
 
 struct fault {
-    fault_read_fn read;             /* NULL: pass through */
+    fault_read_fn read;             /* NULL: the I/O fault's handling */
     fault_write_fn write;
-    struct qcow2_backend *file;     /* the engine's file backend under the tap, or NULL */
+    struct io_fault io;             /* the shim under the engine; io.inner: its file */
     char trace[1100];               /* the run's trace: its last line is the current op */
     bool armed;                     /* data of op ARM_OP or later has been written */
     bool in_guest_read;             /* the target is serving a guest read */
@@ -116,11 +117,20 @@ struct fault {
     unsigned n_ids;
 };
 
+static int tap_read(struct io_fault *io, struct qcow2_backend *file, void *buf, size_t len,
+                    uint64_t off);
+static int tap_write(struct io_fault *io, struct qcow2_backend *file, const void *buf,
+                     size_t len, uint64_t off);
+
 static void fault_init(struct fault *f)
 {
     memset(f, 0, sizeof(*f));
     f->damaged = calloc(MAP_SECTORS / 8, 1);
     ck_assert_ptr_nonnull(f->damaged);
+    io_fault_init(&f->io);
+    f->io.read = tap_read;
+    f->io.write = tap_write;
+    f->io.ctx = f;
 }
 
 static void fault_free(struct fault *f)
@@ -129,6 +139,7 @@ static void fault_free(struct fault *f)
         free(f->stale[i].first);
     free(f->stale);
     free(f->damaged);
+    io_fault_fini(&f->io);
 }
 
 static void damage(struct fault *f, uint64_t sector)
@@ -252,104 +263,40 @@ static void damage_cluster_owners(struct fault *f, const uint8_t *buf, size_t le
     }
 }
 
-/* ---- the tap: a backend around the engine's file ------------------------------------ */
+/* ---- the tap: the I/O fault shim around the engine's file ---------------------------- */
 
-struct tap {
-    struct qcow2_backend base;
-    struct qcow2_backend_ops ops;
-    struct qcow2_backend *inner;
-    struct fault *f;
-};
-
-static struct tap *tap_of(struct qcow2_backend *b)
+static int tap_read(struct io_fault *io, struct qcow2_backend *file, void *buf, size_t len,
+                    uint64_t off)
 {
-    return (struct tap *)b;
+    struct fault *f = io->ctx;
+    if (f->read)
+        return f->read(f, file, buf, len, off);
+    return io_fault_read(io, file, buf, len, off);
 }
 
-static int tap_read(struct qcow2_backend *b, void *buf, size_t len, uint64_t off)
+/* Arms the fault (and the I/O fault under it) once data of op ARM_OP or later is written. */
+static int tap_write(struct io_fault *io, struct qcow2_backend *file, const void *buf,
+                     size_t len, uint64_t off)
 {
-    struct tap *t = tap_of(b);
-    if (t->f->read)
-        return t->f->read(t->f, t->inner, buf, len, off);
-    return t->inner->ops->read(t->inner, buf, len, off);
-}
-
-static int tap_write(struct qcow2_backend *b, const void *buf, size_t len, uint64_t off)
-{
-    struct tap *t = tap_of(b);
+    struct fault *f = io->ctx;
     const uint8_t *p = buf;
     for (size_t i = first_sector_at(off); i + SECTOR <= len; i += SECTOR) {
         uint32_t op;
         uint64_t sector;
         if (p[i] == 'q' && payload_identify(p + i, &op, &sector) && op >= ARM_OP)
-            t->f->armed = true;
+            f->armed = io->armed = true;
     }
-    if (t->f->write)
-        return t->f->write(t->f, t->inner, buf, len, off);
-    return t->inner->ops->write(t->inner, buf, len, off);
-}
-
-static int tap_flush(struct qcow2_backend *b)
-{
-    struct tap *t = tap_of(b);
-    return t->inner->ops->flush(t->inner);
-}
-
-static int tap_truncate(struct qcow2_backend *b, uint64_t size)
-{
-    struct tap *t = tap_of(b);
-    return t->inner->ops->truncate(t->inner, size);
-}
-
-static int tap_size(struct qcow2_backend *b, uint64_t *size)
-{
-    struct tap *t = tap_of(b);
-    return t->inner->ops->size(t->inner, size);
-}
-
-static int tap_block_status(struct qcow2_backend *b, uint64_t off, uint64_t len,
-                            uint64_t *pnum, bool *is_hole)
-{
-    struct tap *t = tap_of(b);
-    return t->inner->ops->block_status(t->inner, off, len, pnum, is_hole);
-}
-
-static int tap_allocated_size(struct qcow2_backend *b, uint64_t *bytes)
-{
-    struct tap *t = tap_of(b);
-    return t->inner->ops->allocated_size(t->inner, bytes);
-}
-
-static void tap_destroy(struct qcow2_backend *b)
-{
-    struct tap *t = tap_of(b);
-    if (t->f->file == t->inner)
-        t->f->file = NULL;
-    qcow2_backend_destroy(t->inner);
-    free(t);
+    if (f->write)
+        return f->write(f, file, buf, len, off);
+    return io_fault_write(io, file, buf, len, off);
 }
 
 /* The target's backend hook: called at every open and reopen. */
 static struct qcow2_backend *tap_hook(struct qcow2_backend *file, void *ctx)
 {
-    struct tap *t = calloc(1, sizeof(*t));
-    if (!t)
-        return file;
-    t->ops = (struct qcow2_backend_ops){
-        .read = tap_read,
-        .write = tap_write,
-        .flush = tap_flush,
-        .truncate = tap_truncate,
-        .size = tap_size,
-        .block_status = file->ops->block_status ? tap_block_status : NULL,
-        .allocated_size = file->ops->allocated_size ? tap_allocated_size : NULL,
-        .destroy = tap_destroy,
-    };
-    t->base.ops = &t->ops;
-    t->inner = file;
-    t->f = ctx;
-    t->f->file = file;
-    return &t->base;
+    struct fault *f = ctx;
+    struct qcow2_backend *shim = io_fault_wrap(file, true, &f->io);
+    return shim ? shim : file;
 }
 
 /* ---- the wrapper: a target around the qvet target ---------------------------------- */
@@ -553,14 +500,11 @@ static void soak(enum config_id id, const char *name, const struct target_qvet_o
     soak_with(id, name, opts, f, false, NULL, run);
 }
 
-/* A run of CONFIG_DATA with `write` between the engine and its host file. */
-static void soak_write_fault(const char *name, fault_write_fn write, bool supervised,
-                             const volatile sig_atomic_t *stop, struct fault *f,
-                             struct run *run)
+/* A run of CONFIG_DATA with fault `f` (initialized) between the engine and its host file. */
+static void soak_with_fault(const char *name, bool supervised, const volatile sig_atomic_t *stop,
+                            struct fault *f, struct run *run)
 {
     static struct target_qvet_options opts;
-    fault_init(f);
-    f->write = write;
     opts = (struct target_qvet_options){ .hook = tap_hook, .hook_ctx = f };
     soak_with(CONFIG_DATA, name, &opts, f, supervised, stop, run);
 }
@@ -995,9 +939,9 @@ static int clear_copied_after_check(struct target *t, struct target_check *resul
     struct fault *f = copied_fault;
     struct geometry g;
     if (ret || result->corruptions || result->leaks || result->check_errors || f->fired ||
-        !f->armed || !f->file || read_geometry(f->file, &g))
+        !f->armed || !f->io.inner || read_geometry(f->io.inner, &g))
         return ret;
-    uint8_t *l1 = read_l1(f->file, &g);
+    uint8_t *l1 = read_l1(f->io.inner, &g);
     ck_assert_ptr_nonnull(l1);
     for (uint32_t i = 0; i < g.l1_size; i++) {
         uint64_t entry = test_get_be64(l1 + 8 * i);
@@ -1005,8 +949,9 @@ static int clear_copied_after_check(struct target *t, struct target_check *resul
             continue;
         uint8_t raw[8];
         test_put_be64(raw, entry & ~OFLAG_COPIED);
-        ck_assert_int_eq(f->file->ops->write(f->file, raw, 8, g.l1_offset + 8ull * i), 0);
-        ck_assert_int_eq(f->file->ops->flush(f->file), 0);
+        struct qcow2_backend *file = f->io.inner;
+        ck_assert_int_eq(file->ops->write(file, raw, 8, g.l1_offset + 8ull * i), 0);
+        ck_assert_int_eq(file->ops->flush(file), 0);
         f->l1_index = i;
         fired(f, "cleared COPIED in L1 entry %" PRIu32 " on disk (0x%" PRIx64 ")", i, entry);
         break;
@@ -1227,8 +1172,9 @@ START_TEST(sigint_stops_the_run_after_the_current_op)
 {
     struct fault f;
     struct run run;
-    soak_write_fault("interrupted", interrupt_in_write, false, soak_stop_on_signals(), &f,
-                     &run);
+    fault_init(&f);
+    f.write = interrupt_in_write;
+    soak_with_fault("interrupted", false, soak_stop_on_signals(), &f, &run);
     ck_assert_msg(f.fired, "no SIGINT raised: the test proves nothing");
     ck_assert_msg(run.ret == -1 && run.r.outcome == SOAK_INTERRUPTED, "after SIGINT: returned "
                   "%d, outcome %s; report:\n%s", run.ret, soak_outcome_name(run.r.outcome),
@@ -1249,30 +1195,21 @@ START_TEST(sigint_stops_the_run_after_the_current_op)
 END_TEST
 
 /* The host file system: full from the first armed host write on, or failing it. */
-static int fill_the_disk(struct fault *f, struct qcow2_backend *file, const void *buf,
-                         size_t len, uint64_t off)
+static void disk_fails_once_armed(struct fault *f, int error)
 {
-    if (!f->armed)
-        return file->ops->write(file, buf, len, off);
-    fired(f, "a host write of %zu bytes at %" PRIu64 " refused: no space", len, off);
-    return -ENOSPC;
-}
-
-static int fail_the_disk(struct fault *f, struct qcow2_backend *file, const void *buf,
-                         size_t len, uint64_t off)
-{
-    if (!f->armed)
-        return file->ops->write(file, buf, len, off);
-    fired(f, "a host write of %zu bytes at %" PRIu64 " failed: I/O error", len, off);
-    return -EIO;
+    fault_init(f);
+    f->io.mask = IO_FAULT_WRITE;
+    f->io.persistent = true;
+    f->io.error = error;
 }
 
 START_TEST(a_full_disk_is_an_environment_failure_not_a_bug)
 {
     struct fault f;
     struct run run;
-    soak_write_fault("enospc", fill_the_disk, false, NULL, &f, &run);
-    ck_assert_msg(f.fired, "the disk never filled: the test proves nothing");
+    disk_fails_once_armed(&f, -ENOSPC);
+    soak_with_fault("enospc", false, NULL, &f, &run);
+    ck_assert_msg(f.io.fired, "the disk never filled: the test proves nothing");
     ck_assert_msg(run.ret == -1 && run.r.outcome == SOAK_SETUP_ERROR,
                   "ENOSPC: returned %d, outcome %s; report:\n%s", run.ret,
                   soak_outcome_name(run.r.outcome), excerpt(&run));
@@ -1285,8 +1222,9 @@ START_TEST(a_full_disk_is_an_environment_failure_not_a_bug)
     fault_free(&f);
 
     /* The twin: the same write failing with EIO is the target's failure, a finding. */
-    soak_write_fault("eio", fail_the_disk, false, NULL, &f, &run);
-    ck_assert_msg(f.fired && run.ret == 1 && soak_exit_status(run.r.outcome, 0) == 1,
+    disk_fails_once_armed(&f, -EIO);
+    soak_with_fault("eio", false, NULL, &f, &run);
+    ck_assert_msg(f.io.fired && run.ret == 1 && soak_exit_status(run.r.outcome, 0) == 1,
                   "EIO: returned %d, outcome %s; report:\n%s", run.ret,
                   soak_outcome_name(run.r.outcome), excerpt(&run));
     run_free(&run);
@@ -1306,7 +1244,9 @@ START_TEST(a_crash_of_the_target_is_reported_as_a_bug)
 {
     struct fault f;
     struct run run;
-    soak_write_fault("crash", crash_in_write, true, NULL, &f, &run);
+    fault_init(&f);
+    f.write = crash_in_write;
+    soak_with_fault("crash", true, NULL, &f, &run);
     ck_assert_msg(run.ret == 1 && run.r.outcome == SOAK_CRASHED, "a crash: returned %d, "
                   "outcome %s; report:\n%s", run.ret, soak_outcome_name(run.r.outcome),
                   excerpt(&run));

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io_fault.h"
 #include "qcow2.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -255,114 +256,24 @@ static inline int fuzz_open_mem(const uint8_t *data, size_t size, size_t max_len
     return ret;
 }
 
-/* ------------------------------------------------------------------------------------ */
-/* A backend that forwards to a memory backend it does not own, and can fail on demand   */
-
-struct fault_backend {
-    struct qcow2_backend base;
-    struct qcow2_backend *inner;
-    bool armed;                     /* fail every write after `writes_left` more */
-    uint32_t writes_left;
-    bool failed;                    /* a write or flush has been refused */
-    uint64_t pad_to;                /* report at least this size (zeros past the end) */
-};
-
-static inline struct fault_backend *fault_of(struct qcow2_backend *b)
-{
-    return (struct fault_backend *)b;
-}
-
-static inline bool fault_hit(struct fault_backend *f)
-{
-    if (f->failed)
-        return true;
-    if (!f->armed)
-        return false;
-    if (f->writes_left == 0) {
-        f->failed = true;
-        return true;
-    }
-    f->writes_left--;
-    return false;
-}
-
-static inline int fault_read(struct qcow2_backend *b, void *buf, size_t len, uint64_t off)
-{
-    struct qcow2_backend *in = fault_of(b)->inner;
-    return in->ops->read(in, buf, len, off);
-}
-
-static inline int fault_write(struct qcow2_backend *b, const void *buf, size_t len,
-                              uint64_t off)
-{
-    struct fault_backend *f = fault_of(b);
-    if (fault_hit(f))
-        return -EIO;
-    return f->inner->ops->write(f->inner, buf, len, off);
-}
-
-static inline int fault_flush(struct qcow2_backend *b)
-{
-    struct fault_backend *f = fault_of(b);
-    if (f->failed)
-        return -EIO;
-    return f->inner->ops->flush(f->inner);
-}
-
-static inline int fault_truncate(struct qcow2_backend *b, uint64_t size)
-{
-    struct fault_backend *f = fault_of(b);
-    if (fault_hit(f))
-        return -EIO;
-    return f->inner->ops->truncate(f->inner, size);
-}
-
-static inline int fault_size(struct qcow2_backend *b, uint64_t *size)
-{
-    struct fault_backend *f = fault_of(b);
-    int ret = f->inner->ops->size(f->inner, size);
-    if (!ret && *size < f->pad_to)
-        *size = f->pad_to;
-    return ret;
-}
-
-static inline void fault_destroy(struct qcow2_backend *b)
-{
-    free(b);
-}
-
-static const struct qcow2_backend_ops fault_ops = {
-    .read = fault_read,
-    .write = fault_write,
-    .flush = fault_flush,
-    .truncate = fault_truncate,
-    .size = fault_size,
-    .destroy = fault_destroy,
-};
-
 /*
- * Opens the image in `inner` through a fault backend, so that `inner` stays the caller's
- * (its bytes outlive qcow2_close). `fault` may be NULL.
+ * Opens the image in `inner` through an I/O fault shim (harness/testlib), so that `inner`
+ * stays the caller's (its bytes outlive qcow2_close). `fault` may be NULL: no fault.
  */
 static inline int fuzz_open_over(struct qcow2_backend *inner,
                                  const struct qcow2_open_options *opts,
-                                 struct fault_backend **fault, struct qcow2_image **img)
+                                 struct io_fault *fault, struct qcow2_image **img)
 {
+    static struct io_fault no_fault;
     struct qcow2_error err;
     *img = NULL;
-    struct fault_backend *f = calloc(1, sizeof(*f));
-    if (!f)
+    struct qcow2_backend *shim = io_fault_wrap(inner, false, fault ? fault : &no_fault);
+    if (!shim)
         return -ENOMEM;
-    f->base.ops = &fault_ops;
-    f->inner = inner;
-    if (fault)
-        *fault = f;
-    int ret = qcow2_open_backend(&f->base, FUZZ_IMAGE_NAME, opts, img, &err);
+    int ret = qcow2_open_backend(shim, FUZZ_IMAGE_NAME, opts, img, &err);
     if (ret)
         fuzz_debug("open%s%s failed: %s", opts->writable ? " writable" : "",
                    opts->for_check ? " for check" : "", err.message);
-    if (ret && fault)
-        *fault = NULL;
     return ret;
 }
 

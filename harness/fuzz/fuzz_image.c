@@ -136,21 +136,16 @@ static uint64_t leaks_past_end(const uint8_t *data, size_t size)
         .no_backing = true,
         .for_check = true,
     };
-    struct fault_backend *view;
+    struct io_fault view;
+    io_fault_init(&view);
+    view.pad_to = (uint64_t)size + FUZZ_HEADROOM;
     struct qcow2_image *img;
     uint64_t leaks = UINT64_MAX;
-    struct qcow2_error err;
-    view = calloc(1, sizeof(*view));
-    if (view) {
-        view->base.ops = &fault_ops;
-        view->inner = mem;
-        view->pad_to = (uint64_t)size + FUZZ_HEADROOM;
-        if (qcow2_open_backend(&view->base, FUZZ_IMAGE_NAME, &opts, &img, &err) == 0) {
-            struct qcow2_check_result res;
-            if (fuzz_check(img, QCOW2_REPAIR_NONE, &res) == 0)
-                leaks = res.leaks;
-            qcow2_close(img);
-        }
+    if (fuzz_open_over(mem, &opts, &view, &img) == 0) {
+        struct qcow2_check_result res;
+        if (fuzz_check(img, QCOW2_REPAIR_NONE, &res) == 0)
+            leaks = res.leaks;
+        qcow2_close(img);
     }
     qcow2_backend_destroy(mem);
     return leaks;
@@ -363,7 +358,11 @@ static void write_image(const uint8_t *data, size_t size, const uint8_t *tail, b
         .writable = true,
     };
     struct qcow2_image *img;
-    struct fault_backend *fault;
+    /* Once armed, every host write (and truncate) after the k-th fails: a crash there. */
+    struct io_fault fault;
+    io_fault_init(&fault);
+    fault.mask = IO_FAULT_WRITE | IO_FAULT_TRUNCATE;
+    fault.persistent = true;
     bool repaired = false;
     int ret = fuzz_open_over(mem, &opts, &fault, &img);
     if (ret) {
@@ -396,15 +395,15 @@ static void write_image(const uint8_t *data, size_t size, const uint8_t *tail, b
     struct qcow2_error err;
 
     if (tail[0] & 0x08) {
-        fault->armed = true;
-        fault->writes_left = tail[1];
+        fault.armed = true;
+        fault.countdown = tail[1];
     }
     bool all_ok = true;
     unsigned nops = (tail[0] & 7u) + 1u;
     run_ops(img, tail, nops < MAX_OPS ? nops : MAX_OPS, &pr, &all_ok);
     if (qcow2_flush(img, &err))
         all_ok = false;
-    bool injected = fault->failed;
+    bool injected = fault.fired > 0;
     fuzz_debug("ops done: all ok %d, injected failure %d, window %s (%" PRIu64 " bytes)",
                all_ok, injected, pr.o ? "tracked" : "lost", pr.o ? oracle_known(pr.o) : 0);
     /* On an image the check found inconsistent, two guest clusters may share a host
