@@ -455,6 +455,7 @@ static struct target *wrap_hook(struct target *inner, void *ctx)
     if (how->snapshot_apply)
         w->ops.snapshot_apply = how->snapshot_apply;
     w->base.ops = &w->ops;
+    w->base.caps = inner->caps;
     w->inner = inner;
     w->f = how->f;
     return &w->base;
@@ -475,7 +476,7 @@ struct run {
  * child; the report also goes to DIR/report.txt. (A supervised run's report is the
  * supervisor's part only: the child writes its own into its copy of the stream.)
  */
-static void soak_with(enum config_id id, const char *name, const struct target_qvet_options *opts,
+static void soak_with(enum config_id id, const char *name, const struct target_hooks *opts,
                       struct fault *f, bool supervised, const volatile sig_atomic_t *stop,
                       struct run *run)
 {
@@ -483,7 +484,7 @@ static void soak_with(enum config_id id, const char *name, const struct target_q
     run->c.stop = stop;
     if (f)
         snprintf(f->trace, sizeof(f->trace), "%s/trace.txt", run->c.dir);
-    run->c.target_opts = opts;
+    run->c.hooks = opts;
     FILE *out = open_memstream(&run->report, &run->report_len);
     ck_assert_ptr_nonnull(out);
     run->ret = supervised ? soak_run_supervised(&run->c, NULL, 0, &run->r, out)
@@ -494,7 +495,7 @@ static void soak_with(enum config_id id, const char *name, const struct target_q
     test_write_file(path, run->report, run->report_len);
 }
 
-static void soak(enum config_id id, const char *name, const struct target_qvet_options *opts,
+static void soak(enum config_id id, const char *name, const struct target_hooks *opts,
                  struct fault *f, struct run *run)
 {
     soak_with(id, name, opts, f, false, NULL, run);
@@ -504,8 +505,8 @@ static void soak(enum config_id id, const char *name, const struct target_qvet_o
 static void soak_with_fault(const char *name, bool supervised, const volatile sig_atomic_t *stop,
                             struct fault *f, struct run *run)
 {
-    static struct target_qvet_options opts;
-    opts = (struct target_qvet_options){ .hook = tap_hook, .hook_ctx = f };
+    static struct target_hooks opts;
+    opts = (struct target_hooks){ .hook = tap_hook, .hook_ctx = f };
     soak_with(CONFIG_DATA, name, &opts, f, supervised, stop, run);
 }
 
@@ -687,7 +688,7 @@ START_TEST(a_dropped_data_write_is_caught)
     struct fault f;
     fault_init(&f);
     f.write = drop_write;
-    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f };
+    struct target_hooks opts = { .hook = tap_hook, .hook_ctx = &f };
     struct run run;
     soak(CONFIG_DATA, "dropped-write", &opts, &f, &run);
     expect_data_fault_caught(&run, &f, "dropped data write", 0);
@@ -733,7 +734,7 @@ START_TEST(a_data_write_in_the_wrong_cluster_is_caught)
     struct fault f;
     fault_init(&f);
     f.write = misplace_write;
-    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f };
+    struct target_hooks opts = { .hook = tap_hook, .hook_ctx = &f };
     struct run run;
     soak(CONFIG_DATA, "misplaced-write", &opts, &f, &run);
     expect_data_fault_caught(&run, &f, "misplaced data write", 0);
@@ -773,7 +774,7 @@ START_TEST(a_bit_flipped_on_read_is_caught)
     fault_init(&f);
     f.read = flip_on_read;
     struct wrapping how = { .f = &f };
-    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f, .wrap = wrap_hook,
+    struct target_hooks opts = { .hook = tap_hook, .hook_ctx = &f, .wrap = wrap_hook,
                                         .wrap_ctx = &how };
     struct run run;
     soak(CONFIG_DATA, "bit-flip", &opts, &f, &run);
@@ -847,7 +848,7 @@ START_TEST(a_stale_l2_table_is_caught)
     struct fault f;
     fault_init(&f);
     f.read = stale_l2;
-    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f };
+    struct target_hooks opts = { .hook = tap_hook, .hook_ctx = &f };
     struct run run;
     soak(CONFIG_REOPEN, "stale-l2", &opts, &f, &run);
     expect_data_fault_caught(&run, &f, "stale L2 table", ALSO_CHECKS);
@@ -904,7 +905,7 @@ START_TEST(a_lost_refcount_update_is_caught_as_a_leak)
     struct fault f;
     fault_init(&f);
     f.write = lose_refcount_drop;
-    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f };
+    struct target_hooks opts = { .hook = tap_hook, .hook_ctx = &f };
     struct run run;
     soak(CONFIG_DATA, "lost-refcount", &opts, &f, &run);
     static const enum soak_outcome want[] = { SOAK_CHECK_FAILED };
@@ -966,7 +967,7 @@ START_TEST(a_corruption_only_qemu_img_sees_is_caught)
     fault_init(&f);
     copied_fault = &f;
     struct wrapping how = { .f = &f, .check = clear_copied_after_check };
-    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f, .wrap = wrap_hook,
+    struct target_hooks opts = { .hook = tap_hook, .hook_ctx = &f, .wrap = wrap_hook,
                                         .wrap_ctx = &how };
     struct run run;
     soak(CONFIG_DATA, "cleared-copied", &opts, &f, &run);
@@ -1074,7 +1075,7 @@ START_TEST(a_wrong_snapshot_apply_is_caught)
     fault_init(&f);
     apply_fault = &f;
     struct wrapping how = { .f = &f, .snapshot_apply = apply_another };
-    struct target_qvet_options opts = { .hook = tap_hook, .hook_ctx = &f, .wrap = wrap_hook,
+    struct target_hooks opts = { .hook = tap_hook, .hook_ctx = &f, .wrap = wrap_hook,
                                         .wrap_ctx = &how };
     snprintf(apply_image, sizeof(apply_image), "%s/image.qcow2", test_path("wrong-apply"));
     struct run run;

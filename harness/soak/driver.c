@@ -21,7 +21,6 @@
 
 #include "oracle.h"
 #include "progress.h"
-#include "qcow2.h"
 #include "soak.h"
 
 extern char **environ;
@@ -851,25 +850,17 @@ static int setup(struct soak *s)
                                                    &backing_fmt))
         return setup_error(s, "could not make the backing file", "");
 
-    struct qcow2_create_options o;
-    qcow2_create_options_init(&o);
-    char options[sizeof(c->options)];
-    snprintf(options, sizeof(options), "%s", c->options);
-    struct qcow2_error err;
-    if (options[0] && qcow2_create_options_parse(&o, options, &err))
-        return setup_error(s, "image options: ", err.message);
-    o.size = c->size;
-    o.has_size = true;
-    if (backing_fmt) {
-        o.backing_file = backing_name;
-        o.backing_format = backing_fmt;
-    }
-    if (qcow2_create(s->image, &o, &err))
-        return setup_error(s, "creating the image: ", err.message);
-
-    char errbuf[512];
-    if (target_qvet_open(s->image, c->target_opts, &s->t, errbuf, sizeof(errbuf)))
-        return setup_error(s, "opening the image: ", errbuf);
+    const struct target_params params = {
+        .path = s->image,
+        .size = c->size,
+        .options = c->options,
+        .backing = backing_fmt ? backing_name : NULL,
+        .backing_format = backing_fmt,
+        .hooks = c->hooks,
+    };
+    char errbuf[2400];
+    if (target_create(c->target, &params, &s->t, errbuf, sizeof(errbuf)))
+        return setup_error(s, errbuf, "");
     s->t->ops->facts(s->t, &s->facts);
     s->initial_size = s->facts.size;
     if (oracle_create(c->dir, c->size, backing_fmt ? s->backing_view : NULL, &s->facts.oracle,
