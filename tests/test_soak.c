@@ -441,6 +441,7 @@ struct wrapping {
     struct fault *f;
     int (*check)(struct target *t, struct target_check *result);
     int (*snapshot_apply)(struct target *t, const char *id);
+    unsigned caps_off;              /* what the wrapped target claims it cannot do */
 };
 
 static struct target *wrap_hook(struct target *inner, void *ctx)
@@ -455,7 +456,7 @@ static struct target *wrap_hook(struct target *inner, void *ctx)
     if (how->snapshot_apply)
         w->ops.snapshot_apply = how->snapshot_apply;
     w->base.ops = &w->ops;
-    w->base.caps = inner->caps;
+    w->base.caps = inner->caps & ~how->caps_off;
     w->inner = inner;
     w->f = how->f;
     return &w->base;
@@ -1266,6 +1267,67 @@ START_TEST(a_crash_of_the_target_is_reported_as_a_bug)
 }
 END_TEST
 
+/* ---- what a run does not do ----------------------------------------------------------- */
+
+/* How many lines of the run's trace contain `what`. */
+static unsigned trace_lines_with(const struct run *run, const char *what)
+{
+    char path[1100], line[512];
+    snprintf(path, sizeof(path), "%s/trace.txt", run->c.dir);
+    FILE *t = fopen(path, "r");
+    ck_assert_ptr_nonnull(t);
+    unsigned n = 0;
+    while (fgets(line, sizeof(line), t))
+        n += strstr(line, what) != NULL;
+    fclose(t);
+    return n;
+}
+
+/*
+ * A target that cannot resize or take snapshots still runs the rest: those ops are
+ * skipped, never issued, and the trace says so after each; a refused op is noted too.
+ */
+START_TEST(skipped_and_refused_ops_are_noted_in_the_trace)
+{
+    struct fault f;
+    fault_init(&f);
+    struct wrapping how = { .f = &f, .caps_off = TARGET_CAN_RESIZE | TARGET_CAN_SNAPSHOT };
+    struct target_hooks hooks = { .wrap = wrap_hook, .wrap_ctx = &how };
+    struct run run;
+    config_make(CONFIG_DATA, test_path("limited"), &run.c);
+    run.c.ops = 400;
+    run.c.weights[OP_RESIZE] = 100;
+    run.c.weights[OP_SNAPSHOT_CREATE] = 100;
+    run.c.hooks = &hooks;
+    run.c.quiet = true;
+    run.ret = soak_run(&run.c, NULL, 0, &run.r, NULL);
+    ck_assert_msg(run.ret == 0, "a target without resize and snapshots: %d, outcome %s",
+                  run.ret, soak_outcome_name(run.r.outcome));
+    unsigned resizes = trace_lines_with(&run, " resize ");
+    unsigned creates = trace_lines_with(&run, " snapshot-create ");
+    ck_assert_msg(resizes > 10 && creates > 10, "%u resizes, %u snapshot creates in 400 ops",
+                  resizes, creates);
+    ck_assert_uint_eq(trace_lines_with(&run, " skipped: the qvet target cannot resize"), resizes);
+    ck_assert_uint_eq(trace_lines_with(&run, " skipped: the qvet target cannot snapshot-create"),
+                      creates);
+    ck_assert_msg(trace_lines_with(&run, " refused by the target: ") > 0, "no refused "
+                  "compressed write noted in 400 ops");
+    ck_assert_uint_eq(f.n_ids, 0);
+    fault_free(&f);
+
+    /* The notes are comments: the trace replays, with the same ops skipped again. */
+    struct soak_config c;
+    struct op *ops;
+    size_t n;
+    char errbuf[512], trace[1100];
+    snprintf(trace, sizeof(trace), "%s/trace.txt", run.c.dir);
+    ck_assert_msg(soak_trace_load(trace, &c, &ops, &n, NULL, errbuf, sizeof(errbuf)) == 0, "%s",
+                  errbuf);
+    ck_assert_uint_eq(n, 400);
+    free(ops);
+}
+END_TEST
+
 /* ---- traces ---------------------------------------------------------------------------- */
 
 /* Loads `text` as a trace; on failure errbuf holds the reason. */
@@ -1508,6 +1570,7 @@ static Suite *soak_suite(void)
     tcase_add_test(ending, sigint_stops_the_run_after_the_current_op);
     tcase_add_test(ending, a_full_disk_is_an_environment_failure_not_a_bug);
     tcase_add_test(ending, a_crash_of_the_target_is_reported_as_a_bug);
+    tcase_add_test(ending, skipped_and_refused_ops_are_noted_in_the_trace);
     suite_add_tcase(s, ending);
     TCase *traces = tcase_create("traces and run directories");
     tcase_add_test(traces, a_trace_that_cannot_be_replayed_is_refused_with_its_line);
