@@ -246,3 +246,12 @@ void test_fill_random(void *buf, size_t len, uint32_t seed)
         p[i] = (uint8_t)(x >> 24);
     }
 }
+
+int test_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -11,6 +11,7 @@
 
 #include "io_fault.h"
 #include "qcow2.h"
+#include "support.h"
 
 #define FILE_MAX (1u << 20)
 
@@ -338,9 +339,5 @@ static Suite *io_fault_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(io_fault_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(io_fault_suite());
 }

@@ -12,6 +12,7 @@
 #include "oracle.h"
 #include "soak.h"
 #include "step.h"
+#include "support.h"
 #include "target.h"
 
 #define DISK (1u << 20)
@@ -101,7 +102,8 @@ END_TEST
 START_TEST(what_cannot_be_issued_is_skipped_with_a_reason)
 {
     struct rig *g = rig_up("cluster_size=4k");
-    expect_skipped(g, op_of(1, OP_READ, DISK - 100, 200, NULL), "outside the 1048576-byte disk");
+    expect_skipped(g, op_of(1, OP_READ, DISK - 100, 200, NULL),
+                   "outside the 1048576-byte disk");
     expect_skipped(g, op_of(2, OP_WRITE, DISK, 1, NULL), "outside");
     expect_skipped(g, op_of(3, OP_DISCARD, 0, 0, NULL), "outside");
     expect_skipped(g, op_of(4, OP_WRITE, 0, IO_CAP + 512, NULL), "longer than 262144 bytes");
@@ -175,9 +177,5 @@ static Suite *step_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(step_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(step_suite());
 }

@@ -18,7 +18,8 @@
 
 static struct target_params file_params(const char *path)
 {
-    return (struct target_params){ .path = path, .size = 4 * MIB, .options = "cluster_size=4k" };
+    return (struct target_params){ .path = path, .size = 4 * MIB,
+                                   .options = "cluster_size=4k" };
 }
 
 static void expect_refused(int ret, const char *errbuf, const char *want)
@@ -148,9 +149,5 @@ static Suite *target_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(target_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(target_suite());
 }
