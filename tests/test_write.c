@@ -364,6 +364,19 @@ END_TEST
 
 /* ---- bug class: a leaked cluster when allocation fails halfway -------------------- */
 
+/* Opens `path` read-write with the I/O fault `f` between the engine and the file. */
+static struct qcow2_image *open_rw_through(const char *path, struct io_fault *f)
+{
+    struct qcow2_error err;
+    struct qcow2_backend *file;
+    ck_assert_int_eq(qcow2_backend_fd_open(path, true, &file, &err), 0);
+    struct qcow2_open_options o = { .writable = true };
+    struct qcow2_image *img;
+    int ret = qcow2_open_backend(io_fault_wrap(file, true, f), path, &o, &img, &err);
+    ck_assert_msg(ret == 0, "open %s through the fault: %s", path, err.message);
+    return img;
+}
+
 /*
  * Runs `op` (one write) against a copy of `pristine` whose Nth backend write fails, for
  * every N until the write no longer reaches the fault. A write that failed before its new
@@ -385,12 +398,7 @@ static void fault_every_write(const char *pristine, uint64_t off, size_t len, in
         f.armed = true;
         f.countdown = (uint64_t)n;
         struct qcow2_error err;
-        struct qcow2_backend *file;
-        ck_assert_int_eq(qcow2_backend_fd_open(path, true, &file, &err), 0);
-        struct qcow2_open_options o = { .writable = true };
-        struct qcow2_image *img;
-        ck_assert_int_eq(qcow2_open_backend(io_fault_wrap(file, true, &f), path, &o, &img,
-                                            &err), 0);
+        struct qcow2_image *img = open_rw_through(path, &f);
         uint8_t *buf = malloc(len), *back = malloc(len);
         memset(buf, new_byte, len);
         int ret = qcow2_pwrite(img, buf, len, off, &err);
@@ -465,12 +473,7 @@ static void crash_every_io(const char *pristine, uint64_t off, size_t len,
         f.crash = how;
         f.seed = n;
         struct qcow2_error err;
-        struct qcow2_backend *file;
-        ck_assert_int_eq(qcow2_backend_fd_open(path, true, &file, &err), 0);
-        struct qcow2_open_options o = { .writable = true };
-        struct qcow2_image *img;
-        ck_assert_int_eq(qcow2_open_backend(io_fault_wrap(file, true, &f), path, &o, &img,
-                                            &err), 0);
+        struct qcow2_image *img = open_rw_through(path, &f);
         uint8_t *buf = malloc(len);
         memset(buf, 0x5c, len);
         int ret = qcow2_pwrite(img, buf, len, off, &err);

@@ -47,24 +47,28 @@ static int wrapped(int ret, const struct target_params *p, struct target **out, 
     return 0;
 }
 
-int target_create(const char *spec, const struct target_params *p, struct target **out,
-                  char *errbuf, size_t errlen)
+/* A target from the kind the spec names: a new image (create) or an existing one. */
+static int make(const char *spec, bool create, const struct target_params *p,
+                struct target **out, char *errbuf, size_t errlen)
 {
     const char *arg;
     const struct target_kind *k = find_kind(spec, &arg, errbuf, errlen);
     if (!k)
         return -EINVAL;
-    return wrapped(k->create(arg, p, out, errbuf, errlen), p, out, errbuf, errlen);
+    int ret = (create ? k->create : k->open)(arg, p, out, errbuf, errlen);
+    return wrapped(ret, p, out, errbuf, errlen);
+}
+
+int target_create(const char *spec, const struct target_params *p, struct target **out,
+                  char *errbuf, size_t errlen)
+{
+    return make(spec, true, p, out, errbuf, errlen);
 }
 
 int target_open(const char *spec, const struct target_params *p, struct target **out,
                 char *errbuf, size_t errlen)
 {
-    const char *arg;
-    const struct target_kind *k = find_kind(spec, &arg, errbuf, errlen);
-    if (!k)
-        return -EINVAL;
-    return wrapped(k->open(arg, p, out, errbuf, errlen), p, out, errbuf, errlen);
+    return make(spec, false, p, out, errbuf, errlen);
 }
 
 int target_check_options(const char *spec, const char *options, char *errbuf, size_t errlen)
