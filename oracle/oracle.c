@@ -1071,6 +1071,11 @@ uint32_t oracle_snapshot_count(const struct oracle *o)
     return o->nsnaps;
 }
 
+const char *oracle_snapshot_id(const struct oracle *o, uint32_t i)
+{
+    return i < o->nsnaps ? o->snaps[i]->id : NULL;
+}
+
 /* ---- comparison --------------------------------------------------------------------- */
 
 bool oracle_first_mismatch(const uint8_t *got, const uint8_t *want, size_t len, uint64_t off,

@@ -130,6 +130,8 @@ uint64_t oracle_snapshot_size(const struct oracle *o, const char *id);
 /* The raw file holding a snapshot's contents, or NULL (no such snapshot, or in memory). */
 const char *oracle_snapshot_path(const struct oracle *o, const char *id);
 uint32_t oracle_snapshot_count(const struct oracle *o);
+/* The id of snapshot i (0 the oldest still there), or NULL past the last. */
+const char *oracle_snapshot_id(const struct oracle *o, uint32_t i);
 
 /*
  * blkverify's comparison: the first 512-byte sector (absolute sector number, counted

@@ -404,3 +404,12 @@ uint64_t qimg_find_refcount(struct qimg *q, uint64_t value, uint64_t from)
     ck_abort_msg("no cluster with refcount %" PRIu64 " in the image", value);
     return 0;
 }
+
+int test_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -3,8 +3,12 @@
 #ifndef QVET_TEST_SUPPORT_H
 #define QVET_TEST_SUPPORT_H
 
+#include <check.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Runs a suite as a suite's main does: EXIT_SUCCESS when every test passed. */
+int test_run_suite(Suite *s);
 
 /* A fresh scratch directory for this process, removed at exit. */
 const char *test_dir(void);

@@ -570,6 +570,10 @@ START_TEST(snapshot_delete_removes_it)
     snprintf(path, sizeof(path), "%s", oracle_snapshot_path(o, "2"));
     ck_assert_int_eq(oracle_snapshot_delete(o, "2"), 0);
     ck_assert_uint_eq(oracle_snapshot_count(o), 2);
+    /* The others keep their order, oldest first. */
+    ck_assert_str_eq(oracle_snapshot_id(o, 0), "1");
+    ck_assert_str_eq(oracle_snapshot_id(o, 1), "3");
+    ck_assert_ptr_null(oracle_snapshot_id(o, 2));
     ck_assert_msg(access(path, F_OK) != 0, "%s: expected gone after delete", path);
     ck_assert_ptr_null(oracle_snapshot_path(o, "2"));
     ck_assert_uint_eq(oracle_snapshot_size(o, "2"), 0);

@@ -7,7 +7,10 @@
  * qcow2_get_info gives is consumed: feature bits by name, backing name and format, the
  * snapshot list, the bitmaps.
  */
-#include "fuzz_common.h"
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "helpers.h"
 
 struct feature_name {
     int kind;                       /* 0 incompatible, 1 compatible, 2 autoclear */
@@ -67,10 +70,14 @@ static void inspect(const struct qcow2_image *img)
     (void)sink;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size)
 {
-    if (size > (4u << 20))
+    if (input_size > (4u << 20))
         return 0;
+    struct fuzz_input in;
+    fuzz_input_init(&in, input, input_size);
+    size_t size;
+    const uint8_t *data = fuzz_input_rest(&in, &size);
     struct qcow2_image *img;
 
     /* As `qvet info` opens it: the backing file is named, not opened. */

@@ -18,8 +18,13 @@
  * (its own, unmodified table) into <dir>; corpus/make-seeds.sh uses this. For triage,
  * QVET_FUZZ_DUMP=<file> saves the patched image an input makes.
  */
-#include "fuzz_common.h"
-#include "oracle.h"
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
 
 #define WINDOW (256u << 10)
 #define SNAP_READS 4u
@@ -51,8 +56,7 @@ struct base {
 };
 
 static struct base bases[4];
-static uint8_t window_a[WINDOW];
-static uint8_t window_b[WINDOW];
+static uint8_t window[WINDOW];
 static uint8_t buf[2 * FUZZ_READ_CHUNK];
 
 static uint32_t get_be32(const uint8_t *p)
@@ -101,21 +105,8 @@ static void build_base(unsigned i)
 {
     const struct layout *l = &layouts[i];
     struct base *b = &bases[i];
-    struct qcow2_create_options o;
     struct qcow2_error err;
-    char text[128];
-    qcow2_create_options_init(&o);
-    snprintf(text, sizeof(text), "%s", l->options);
-    if (qcow2_create_options_parse(&o, text, &err))
-        fuzz_fail("layout %u: %s", i, err.message);
-    o.size = l->size;
-    o.has_size = true;
-
-    struct qcow2_backend *mem;
-    if (qcow2_backend_mem_new(NULL, 0, 64u << 20, &mem))
-        fuzz_fail("out of memory");
-    if (qcow2_create_backend(mem, "base.qcow2", &o, &err))
-        fuzz_fail("layout %u: create: %s", i, err.message);
+    struct qcow2_backend *mem = fuzz_create_mem(l->options, l->size, 64u << 20);
     struct qcow2_open_options opts = { .writable = true };
     struct qcow2_image *img;
     if (fuzz_open_over(mem, &opts, NULL, &img))
@@ -152,13 +143,7 @@ static void build_base(unsigned i)
     }
     qcow2_close(img);
 
-    size_t n;
-    const uint8_t *p = qcow2_backend_mem_data(mem, &n);
-    b->bytes = malloc(n);
-    if (!b->bytes)
-        fuzz_fail("out of memory");
-    memcpy(b->bytes, p, n);
-    b->len = n;
+    b->bytes = fuzz_bytes_of(mem, &b->len);
     qcow2_backend_destroy(mem);
     b->nb = get_be32(b->bytes + 60);
     b->table_offset = get_be64(b->bytes + 64);
@@ -229,9 +214,9 @@ static char *unique_new_id(const struct qcow2_image *img)
     return strdup(s.id);
 }
 
-/* Reads [0, len) of the state `snapshot` names (NULL: active) into out. */
+/* Reads [0, WINDOW) of the state `snapshot` names (NULL: active) into `window`. */
 static int read_state(const uint8_t *img_bytes, size_t len, const char *snapshot,
-                      uint8_t *out, uint64_t *vsize)
+                      uint64_t *vsize)
 {
     struct qcow2_open_options opts = {
         .cache_bytes = FUZZ_CACHE_BYTES,
@@ -245,58 +230,24 @@ static int read_state(const uint8_t *img_bytes, size_t len, const char *snapshot
         return ret;
     *vsize = qcow2_virtual_size(img);
     uint64_t n = *vsize < WINDOW ? *vsize : WINDOW;
-    ret = qcow2_pread(img, out, (size_t)n, 0, &err);
-    fuzz_walk_and_read(img, buf, FUZZ_READ_BYTES / 4u);
+    ret = qcow2_pread(img, window, (size_t)n, 0, &err);
     qcow2_close(img);
     return ret;
 }
 
-/* What the oracle's rules need: backing files are refused here. */
-static struct oracle_facts facts_of(const struct qcow2_image *img)
-{
-    struct qcow2_info info;
-    qcow2_get_info(img, &info);
-    return (struct oracle_facts){ .version = info.version, .cluster_size = info.cluster_size };
-}
-
-static struct oracle *new_model(const struct qcow2_image *img, uint64_t size,
-                                const uint8_t *bytes, uint64_t known)
-{
-    const struct oracle_facts facts = facts_of(img);
-    struct oracle *o;
-    char why[256];
-    if (oracle_create_mem(size, bytes, known, &facts, &o, why, sizeof(why)))
-        fuzz_fail("no oracle for a %" PRIu64 "-byte disk: %s", size, why);
-    return o;
-}
-
-/*
- * An oracle that starts as the active state reads now (its first WINDOW bytes): it
- * predicts what later operations do, not what came before. NULL if it does not read.
- */
-static struct oracle *model_now(struct qcow2_image *img)
-{
-    struct qcow2_error err;
-    uint64_t vs = qcow2_virtual_size(img);
-    uint64_t n = vs < WINDOW ? vs : WINDOW;
-    if (qcow2_pread(img, window_b, (size_t)n, 0, &err))
-        return NULL;
-    return new_model(img, vs, window_b, n);
-}
-
 /*
  * The oracle's prediction of an apply: the snapshot, as its read-only view showed it
- * (window_a, view_size bytes; such a view keeps the active virtual size, an apply takes
+ * (`window`, view_size bytes; such a view keeps the active virtual size, an apply takes
  * the snapshot's disk_size), imported and applied. NULL if that size is not a disk's.
  */
 static struct oracle *model_of_apply(const struct qcow2_image *img, uint64_t disk_size,
                                      uint64_t view_size)
 {
-    struct oracle *o = new_model(img, 0, NULL, 0);
+    struct oracle *o = fuzz_oracle(img, 0, NULL, 0);
     uint64_t known = view_size < WINDOW ? view_size : WINDOW;
     if (known > disk_size)
         known = disk_size / ORACLE_SECTOR * ORACLE_SECTOR;
-    if (oracle_snapshot_import(o, APPLIED, disk_size, window_a, known) ||
+    if (oracle_snapshot_import(o, APPLIED, disk_size, window, known) ||
         oracle_snapshot_apply(o, APPLIED)) {
         oracle_close(o);
         return NULL;
@@ -304,40 +255,131 @@ static struct oracle *model_of_apply(const struct qcow2_image *img, uint64_t dis
     return o;
 }
 
-/* The first guest bytes the oracle knows (up to WINDOW), and the size, as it says. */
-static void expect_model(struct qcow2_image *img, struct oracle *o, const char *when)
-{
-    struct qcow2_error err;
-    if (qcow2_virtual_size(img) != oracle_size(o))
-        fuzz_fail("%s: the disk is %" PRIu64 " bytes, the oracle's %" PRIu64, when,
-                  qcow2_virtual_size(img), oracle_size(o));
-    uint64_t n = oracle_known(o) < WINDOW ? oracle_known(o) : WINDOW;
-    if (qcow2_pread(img, window_b, (size_t)n, 0, &err))
-        fuzz_fail("%s: the state does not read: %s", when, err.message);
-    if (oracle_read(o, window_a, (size_t)n, 0))
-        fuzz_fail("%s: the oracle cannot read the %" PRIu64 " bytes it knows", when, n);
-    if (memcmp(window_a, window_b, (size_t)n))
-        fuzz_fail("%s: the state differs from the oracle", when);
-}
-
-/* The state `snapshot` names (NULL: active) in image bytes, against the oracle. */
+/* The state `snapshot` names (NULL: active) in image bytes, against the oracle's. */
 static void expect_state(const uint8_t *img_bytes, size_t len, const char *snapshot,
                          struct oracle *o, const char *when)
 {
-    uint64_t vs;
-    if (read_state(img_bytes, len, snapshot, window_b, &vs))
+    struct qcow2_open_options opts = {
+        .cache_bytes = FUZZ_CACHE_BYTES,
+        .snapshot = snapshot,
+        .open_backing = fuzz_refuse_backing,
+    };
+    struct qcow2_image *img;
+    if (fuzz_open_mem(img_bytes, len, len, &opts, &img))
         return;
-    uint64_t size = snapshot ? oracle_snapshot_size(o, snapshot) : oracle_size(o);
-    if (vs != size)
-        fuzz_fail("%s: the disk is %" PRIu64 " bytes, the oracle's %" PRIu64, when, vs, size);
-    uint64_t n = oracle_known(o) < WINDOW ? oracle_known(o) : WINDOW;
-    int ret = snapshot ? oracle_snapshot_read(o, snapshot, window_a, (size_t)n, 0)
-                       : oracle_read(o, window_a, (size_t)n, 0);
-    if (ret)
-        fuzz_fail("%s: the oracle cannot read the %" PRIu64 " bytes it knows: %d", when, n,
-                  ret);
-    if (memcmp(window_a, window_b, (size_t)n))
-        fuzz_fail("%s: the state differs from the oracle", when);
+    fuzz_expect_oracle(img, o, snapshot, WINDOW, when);
+    fuzz_walk_and_read(img, FUZZ_READ_BYTES / 4u);
+    qcow2_close(img);
+}
+
+/* The base image of the input's layout with the input over its snapshot table. */
+static const uint8_t *patched_image(struct fuzz_input *in, unsigned layout, size_t *len)
+{
+    const struct base *base = &bases[layout];
+    uint8_t nb = fuzz_input_u8(in);
+    size_t table_len;
+    const uint8_t *table = fuzz_input_rest(in, &table_len);
+    *len = (size_t)base->table_offset + table_len;
+    if (*len < base->len)
+        *len = base->len;
+    /* One buffer for every run, grown as needed: a fresh large allocation per run would
+     * cost more than the run (page faults). It stays reachable, so it is no leak. */
+    static uint8_t *image;
+    static size_t image_cap;
+    if (*len > image_cap) {
+        uint8_t *p = realloc(image, *len);
+        if (!p)
+            return NULL;
+        image = p;
+        image_cap = *len;
+    }
+    memcpy(image, base->bytes, base->len);
+    if (*len > base->len)
+        memset(image + base->len, 0, *len - base->len);
+    if (table_len)
+        memcpy(image + base->table_offset, table, table_len);
+    put_be32(image + 60, nb);
+    /* For triage: QVET_FUZZ_DUMP=<file> saves the image this input makes. */
+    const char *dump = getenv("QVET_FUZZ_DUMP");
+    FILE *f = dump && *dump ? fopen(dump, "wb") : NULL;
+    if (f) {
+        fwrite(image, 1, *len, f);
+        fclose(f);
+    }
+    return image;
+}
+
+/*
+ * Applies one snapshot, chosen by `ops`: the active state then reads as the snapshot's
+ * view did (when the key names one snapshot only and was viewed), and diverges from it
+ * by a write. Returns what the active state must read from then on (or NULL).
+ */
+static struct oracle *apply_one(struct qcow2_image *img, const uint8_t *image, size_t len,
+                                uint8_t ops, bool repaired, bool *all_ok)
+{
+    struct qcow2_error err;
+    struct qcow2_snapshot_info s, named;
+    qcow2_snapshot_get(img, (ops >> 1) % qcow2_snapshot_count(img), &s);
+    char *key = strdup((ops & 0x20) ? s.name : s.id);
+    uint64_t view_size = 0;
+    struct oracle *model = NULL;
+    if (key && !repaired && read_state(image, len, key, &view_size) == 0 &&
+        matches(img, key, &named) == 1)
+        model = model_of_apply(img, named.disk_size, view_size);
+    if (!key || qcow2_snapshot_apply(img, key, &err)) {
+        *all_ok = false;
+        oracle_close(model);
+        free(key);
+        return NULL;
+    }
+    free(key);
+    if (model)
+        fuzz_expect_oracle(img, model, NULL, WINDOW, "apply");
+    else
+        model = fuzz_oracle_now(img, WINDOW);   /* nothing predicted the apply: start here */
+    uint64_t vs = qcow2_virtual_size(img);
+    size_t n = vs < 4096 ? (size_t)vs : 4096;
+    fuzz_fill(buf, n, ops);
+    if (n && qcow2_pwrite(img, buf, n, 0, &err))
+        *all_ok = false;
+    else if (model && oracle_write(model, buf, n, 0, 1))
+        fuzz_fail("the oracle cannot record a write of %zu bytes", n);
+    return model;
+}
+
+/* Deletes one snapshot (possibly the one just applied): the active state stays. */
+static void delete_one(struct qcow2_image *img, uint8_t ops, bool *all_ok)
+{
+    struct qcow2_error err;
+    struct qcow2_snapshot_info s;
+    uint32_t count = qcow2_snapshot_count(img);
+    if (!count || qcow2_snapshot_get(img, (ops >> 3) % count, &s))
+        return;
+    char *id = strdup(s.id);
+    if (id && qcow2_snapshot_delete(img, id, &err))
+        *all_ok = false;
+    else if (id && qcow2_snapshot_count(img) != count - 1)
+        fuzz_fail("delete \"%s\": %" PRIu32 " snapshots left of %" PRIu32, id,
+                  qcow2_snapshot_count(img), count);
+    free(id);
+}
+
+/* Creates "fz", which holds the active state; its id when it can be told apart. */
+static char *create_one(struct qcow2_image *img, struct oracle *model, bool *all_ok)
+{
+    struct qcow2_error err;
+    uint32_t before = qcow2_snapshot_count(img);
+    char *new_id = NULL;
+    if (qcow2_snapshot_create(img, "fz", &err))
+        *all_ok = false;
+    else if (qcow2_snapshot_count(img) != before + 1)
+        fuzz_fail("create: %" PRIu32 " snapshots after, %" PRIu32 " before",
+                  qcow2_snapshot_count(img), before);
+    else
+        new_id = unique_new_id(img);
+    if (new_id && model && oracle_snapshot_create(model, new_id))
+        fuzz_fail("the oracle cannot take snapshot %s", new_id);
+    return new_id;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -345,175 +387,51 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     init_once();
     if (size < 2 || size > MAX_TABLE_INPUT + 2)
         return 0;
-    const struct base *base = &bases[data[0] & 3u];
-    uint8_t ops = data[0] >> 2;
-    const uint8_t *table = data + 2;
-    size_t table_len = size - 2;
-
-    /* The base image with the input over its snapshot table. */
-    size_t len = (size_t)base->table_offset + table_len;
-    if (len < base->len)
-        len = base->len;
-    /* One buffer for every run, grown as needed: a fresh large allocation per run would
-     * cost more than the run (page faults). It stays reachable, so it is no leak. */
-    static uint8_t *image;
-    static size_t image_cap;
-    if (len > image_cap) {
-        uint8_t *p = realloc(image, len);
-        if (!p)
-            return 0;
-        image = p;
-        image_cap = len;
-    }
-    memcpy(image, base->bytes, base->len);
-    if (len > base->len)
-        memset(image + base->len, 0, len - base->len);
-    memcpy(image + base->table_offset, table, table_len);
-    put_be32(image + 60, data[1]);
-    /* For triage: QVET_FUZZ_DUMP=<file> saves the image this input makes. */
-    const char *dump = getenv("QVET_FUZZ_DUMP");
-    if (dump && *dump) {
-        FILE *f = fopen(dump, "wb");
-        if (f) {
-            fwrite(image, 1, len, f);
-            fclose(f);
-        }
-    }
+    struct fuzz_input in;
+    fuzz_input_init(&in, data, size);
+    uint8_t first = fuzz_input_u8(&in), ops = first >> 2;
+    size_t len;
+    const uint8_t *image = patched_image(&in, first & 3u, &len);
+    if (!image)
+        return 0;
 
     /* 1. Every listed snapshot, read through its own open. */
-    struct qcow2_open_options ro = {
-        .cache_bytes = FUZZ_CACHE_BYTES,
-        .open_backing = fuzz_refuse_backing,
-    };
+    struct qcow2_open_options ro = { .cache_bytes = FUZZ_CACHE_BYTES,
+                                     .open_backing = fuzz_refuse_backing };
     struct qcow2_image *img;
-    char *ids[SNAP_READS] = { NULL };
     uint32_t nsnap = 0;
     if (fuzz_open_mem(image, len, len, &ro, &img) == 0) {
         size_t sum = fuzz_touch_info(img);
         nsnap = fuzz_list_snapshots(img, &sum);
-        for (uint32_t i = 0; i < nsnap && i < SNAP_READS; i++) {
-            struct qcow2_snapshot_info s;
-            if (qcow2_snapshot_get(img, i, &s) == 0)
-                ids[i] = strdup(s.id);
-        }
+        fuzz_read_snapshots(img, image, len, NULL, false, SNAP_READS);
         qcow2_close(img);
-    }
-    for (uint32_t i = 0; i < SNAP_READS; i++) {
-        uint64_t vs;
-        if (ids[i])
-            read_state(image, len, ids[i], window_a, &vs);
     }
 
     /* 2. The check, read-only: does the oracle hold the writes to consistency? */
-    bool clean = false;
-    struct qcow2_open_options ck = {
-        .cache_bytes = FUZZ_CACHE_BYTES,
-        .no_backing = true,
-        .for_check = true,
-    };
-    if (fuzz_open_mem(image, len, len, &ck, &img) == 0) {
-        struct qcow2_check_result res;
-        clean = fuzz_check(img, QCOW2_REPAIR_NONE, &res) == 0 && res.corruptions == 0 &&
-                res.check_errors == 0;
-        qcow2_close(img);
-    }
+    bool clean = fuzz_consistent(image, len, 0, NULL);
 
-    /* 3. Writable: apply, delete, create. */
+    /* 3. Writable (repaired first if need be): apply, delete, create. */
     struct qcow2_backend *mem;
     if (qcow2_backend_mem_new(image, len, len + HEADROOM, &mem))
-        goto out;
-    struct qcow2_open_options rw = {
-        .cache_bytes = FUZZ_CACHE_BYTES,
-        .open_backing = fuzz_refuse_backing,
-        .writable = true,
-    };
-    struct qcow2_error err;
-    bool repaired = false;
-    if (fuzz_open_over(mem, &rw, NULL, &img)) {
-        /* Repair what the check can repair (a broken table among it), then try again. */
-        clean = false;
-        repaired = true;
-        struct qcow2_open_options rep = rw;
-        rep.for_check = true;
-        if (fuzz_open_over(mem, &rep, NULL, &img) == 0) {
-            struct qcow2_check_result res;
-            fuzz_check(img, (ops & 1) ? QCOW2_REPAIR_ALL : QCOW2_REPAIR_LEAKS, &res);
-            qcow2_close(img);
-        }
-        if (fuzz_open_over(mem, &rw, NULL, &img)) {
-            qcow2_backend_destroy(mem);
-            goto out;
-        }
+        return 0;
+    struct qcow2_open_options rw = { .cache_bytes = FUZZ_CACHE_BYTES, .writable = true,
+                                     .open_backing = fuzz_refuse_backing };
+    bool repaired, all_ok = true;
+    if (fuzz_open_writable(mem, &rw, ops & 1, NULL, &img, &repaired)) {
+        qcow2_backend_destroy(mem);
+        return 0;
     }
-    bool all_ok = true;
-    struct oracle *model = NULL;        /* what the active state must read, once known */
+    clean &= !repaired;
     uint32_t count = qcow2_snapshot_count(img);
     if (count != nsnap && nsnap)
         fuzz_fail("writable open lists %" PRIu32 " snapshots, read-only %" PRIu32, count,
                   nsnap);
-    if (count) {
-        /* Apply one: the active state then reads as the snapshot did. */
-        uint32_t k = (ops >> 1) % count;
-        struct qcow2_snapshot_info s;
-        qcow2_snapshot_get(img, k, &s);
-        char *key = strdup((ops & 0x20) ? s.name : s.id);
-        uint64_t view_size = 0;
-        bool viewed = key && !repaired &&
-                      read_state(image, len, key, window_a, &view_size) == 0;
-        /* The snapshot the key names (by id, then by name), when no other could be meant. */
-        struct qcow2_snapshot_info named;
-        if (viewed && matches(img, key, &named) == 1)
-            model = model_of_apply(img, named.disk_size, view_size);
-        if (key && qcow2_snapshot_apply(img, key, &err) == 0) {
-            if (model)
-                expect_model(img, model, "apply");
-            else
-                model = model_now(img);     /* nothing predicted the apply: start here */
-            /* Diverge from the snapshot. */
-            uint64_t vs = qcow2_virtual_size(img);
-            size_t n = vs < 4096 ? (size_t)vs : 4096;
-            fuzz_fill(buf, n, ops);
-            if (n && qcow2_pwrite(img, buf, n, 0, &err))
-                all_ok = false;
-            else if (model && oracle_write(model, buf, n, 0, 1))
-                fuzz_fail("the oracle cannot record a write of %zu bytes", n);
-        } else {
-            all_ok = false;
-            oracle_close(model);
-            model = NULL;
-        }
-        free(key);
-        /* Delete one (possibly the one just applied): the active state stays. */
-        uint32_t c2 = qcow2_snapshot_count(img);
-        if (c2) {
-            uint32_t j = (ops >> 3) % c2;
-            if (qcow2_snapshot_get(img, j, &s) == 0) {
-                char *id = strdup(s.id);
-                if (id && qcow2_snapshot_delete(img, id, &err))
-                    all_ok = false;
-                else if (id && qcow2_snapshot_count(img) != c2 - 1)
-                    fuzz_fail("delete \"%s\": %" PRIu32 " snapshots left of %" PRIu32, id,
-                              qcow2_snapshot_count(img), c2);
-                free(id);
-            }
-        }
-    }
+    struct oracle *model = count ? apply_one(img, image, len, ops, repaired, &all_ok) : NULL;
+    delete_one(img, ops, &all_ok);
     if (!model)
-        model = model_now(img);
-    char *new_id = NULL;
-    if (ops & 0x10) {
-        uint32_t before = qcow2_snapshot_count(img);
-        if (qcow2_snapshot_create(img, "fz", &err))
-            all_ok = false;
-        else if (qcow2_snapshot_count(img) != before + 1)
-            fuzz_fail("create: %" PRIu32 " snapshots after, %" PRIu32 " before",
-                      qcow2_snapshot_count(img), before);
-        else
-            new_id = unique_new_id(img);
-        /* The new snapshot holds the active state. */
-        if (new_id && model && oracle_snapshot_create(model, new_id))
-            fuzz_fail("the oracle cannot take snapshot %s", new_id);
-    }
+        model = fuzz_oracle_now(img, WINDOW);
+    char *new_id = ops & 0x10 ? create_one(img, model, &all_ok) : NULL;
+    struct qcow2_error err;
     if (qcow2_snapshot_delete(img, "no such snapshot \x01", &err) != -ENOENT)
         all_ok = false;
     if (qcow2_flush(img, &err))
@@ -523,19 +441,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* 4. After a restart: consistent, and reading as the oracle says. */
     size_t now_len;
     const uint8_t *now = qcow2_backend_mem_data(mem, &now_len);
-    if (fuzz_open_mem(now, now_len, now_len, &ck, &img) == 0) {
-        struct qcow2_check_result res;
-        int ret = fuzz_check(img, QCOW2_REPAIR_NONE, &res);
-        struct qcow2_info info;
-        qcow2_get_info(img, &info);
-        bool dirty = (info.incompatible_features & QCOW2_INCOMPAT_DIRTY) != 0;
-        if (clean && all_ok && ret == 0 && !dirty && (res.corruptions || res.check_errors))
-            fuzz_fail("%" PRIu64 " corruptions, %" PRIu64 " check errors after snapshot "
-                      "operations on a consistent image", res.corruptions, res.check_errors);
-        qcow2_close(img);
-    } else if (clean && all_ok) {
-        fuzz_fail("the image no longer opens after snapshot operations");
-    }
+    struct qcow2_check_result res;
+    bool dirty;
+    fuzz_recheck(now, now_len, clean && all_ok, clean && all_ok, "snapshot operations", &res,
+                 &dirty);
     if (model && all_ok) {
         expect_state(now, now_len, NULL, model, "the active state after reopening");
         /* Taken last, "fz" has the active state's size and known prefix. */
@@ -545,8 +454,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(new_id);
     oracle_close(model);
     qcow2_backend_destroy(mem);
-out:
-    for (uint32_t i = 0; i < SNAP_READS; i++)
-        free(ids[i]);
     return 0;
 }

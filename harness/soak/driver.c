@@ -21,8 +21,8 @@
 
 #include "oracle.h"
 #include "progress.h"
-#include "qcow2.h"
 #include "soak.h"
+#include "step.h"
 
 extern char **environ;
 
@@ -41,9 +41,7 @@ struct soak {
     struct soak_result *r;
     FILE *out;
     uint64_t rng[4];
-    struct target *t;
-    struct oracle *o;
-    struct target_facts facts;
+    struct step step;               /* the target, the oracle, the facts, the buffers */
     uint64_t initial_size;
     uint64_t backing_size;
     int backing_view_fd;            /* guest view of the backing chain, or -1 */
@@ -53,9 +51,6 @@ struct soak {
     size_t trace_cap, trace_used;
     struct range recent[RECENT];
     unsigned recent_count;
-    char snapshots[MAX_SNAPSHOTS][TARGET_ID_MAX];
-    unsigned n_snapshots;
-    uint8_t *buf, *want;
     struct progress progress;
 };
 
@@ -108,7 +103,7 @@ static int64_t nudge(struct soak *s)
 
 static uint64_t pick_offset(struct soak *s)
 {
-    const struct target_facts *f = &s->facts;
+    const struct target_facts *f = &s->step.facts;
     uint64_t size = f->size;
     uint64_t cs = f->oracle.cluster_size;
     int64_t base;
@@ -150,17 +145,17 @@ static uint64_t pick_offset(struct soak *s)
 
 static uint64_t pick_length(struct soak *s, uint64_t off)
 {
-    uint64_t cs = s->facts.oracle.cluster_size, len;
+    uint64_t cs = s->step.facts.oracle.cluster_size, len;
     switch (below(s, 10)) {
     case 0: case 1: len = SECTOR * (1 + below(s, 8)); break;
     case 2: len = 4096; break;
     case 3: len = cs; break;
     case 4: len = 1 + below(s, 1024); break;
     case 5: len = cs * (1 + below(s, 3)) + below(s, 1024); break;
-    case 6: len = s->facts.subcluster_size * (1 + below(s, 4)); break;
+    case 6: len = s->step.facts.subcluster_size * (1 + below(s, 4)); break;
     default: len = 1 + below(s, 2 * cs); break;
     }
-    uint64_t room = s->facts.size - off;
+    uint64_t room = s->step.facts.size - off;
     if (len > room)
         len = room;
     if (len > MAX_IO)
@@ -187,22 +182,23 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
     memset(op, 0, sizeof(*op));
     op->n = n;
     op->kind = pick_kind(s);
-    if ((op->kind == OP_SNAPSHOT_APPLY || op->kind == OP_SNAPSHOT_DELETE) && !s->n_snapshots)
+    uint32_t n_snapshots = oracle_snapshot_count(s->step.o);
+    if ((op->kind == OP_SNAPSHOT_APPLY || op->kind == OP_SNAPSHOT_DELETE) && !n_snapshots)
         op->kind = OP_SNAPSHOT_CREATE;
-    if (op->kind == OP_SNAPSHOT_CREATE && s->n_snapshots == MAX_SNAPSHOTS)
+    if (op->kind == OP_SNAPSHOT_CREATE && n_snapshots == MAX_SNAPSHOTS)
         op->kind = OP_SNAPSHOT_DELETE;
-    uint64_t cs = s->facts.oracle.cluster_size;
+    uint64_t cs = s->step.facts.oracle.cluster_size;
     switch (op->kind) {
     case OP_SNAPSHOT_CREATE:
         snprintf(op->snapshot, sizeof(op->snapshot), "s%" PRIu32, n);
         break;
     case OP_SNAPSHOT_APPLY:
     case OP_SNAPSHOT_DELETE:
-        strcpy(op->snapshot, s->snapshots[below(s, s->n_snapshots)]);
+        strcpy(op->snapshot, oracle_snapshot_id(s->step.o, (uint32_t)below(s, n_snapshots)));
         break;
     case OP_RESIZE: {
         /* Whole clusters only: a partial last cluster would keep stale bytes past a shrink. */
-        uint64_t now = (s->facts.size + cs - 1) / cs * cs;
+        uint64_t now = (s->step.facts.size + cs - 1) / cs * cs;
         uint64_t step = cs * (1 + below(s, 4));
         op->len = now < 2 * s->initial_size || now <= step ? now + step : now - step;
         break;
@@ -210,14 +206,14 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
     case OP_WRITE_COMPRESSED:
         op->off = pick_offset(s) / cs * cs;
         op->len = cs * (1 + below(s, 2));
-        if (op->off + op->len > s->facts.size)
-            op->len = s->facts.size - op->off;
+        if (op->off + op->len > s->step.facts.size)
+            op->len = s->step.facts.size - op->off;
         break;
     default:
         if (op->kind > OP_WRITE_COMPRESSED)
             break;
         if (s->c->io_size) {
-            op->off = below(s, s->facts.size / s->c->io_size) * s->c->io_size;
+            op->off = below(s, s->step.facts.size / s->c->io_size) * s->c->io_size;
             op->len = s->c->io_size;
         } else {
             op->off = pick_offset(s);
@@ -340,7 +336,7 @@ static void report_sector_history(struct soak *s, uint64_t sector)
     struct op *ops = NULL;
     size_t n = 0;
     char errbuf[256];
-    uint32_t author = oracle_sector_author(s->o, sector);
+    uint32_t author = oracle_sector_author(s->step.o, sector);
     if (soak_trace_load(s->trace_path, &c, &ops, &n, NULL, errbuf, sizeof(errbuf)))
         n = 0;
     char what[160];
@@ -409,7 +405,7 @@ static void report_mismatch(struct soak *s, const char *what, const struct op *o
             " contents mismatch in sector %" PRIu64 "\n", first, count, sector);
     fprintf(s->out, "  expected (oracle), sector %" PRIu64 ":\n", sector);
     hexdump_sector(s->out, w, g);
-    fprintf(s->out, "  actual (%s):\n", s->t->ops->name);
+    fprintf(s->out, "  actual (%s):\n", s->step.t->ops->name);
     hexdump_sector(s->out, g, w);
     uint32_t from_op;
     uint64_t from_sector;
@@ -419,7 +415,7 @@ static void report_mismatch(struct soak *s, const char *what, const struct op *o
         if (from_sector != sector)
             fprintf(s->out, " (misplaced by %+" PRId64 " sectors)",
                     (int64_t)(sector - from_sector));
-        else if (from_op != oracle_sector_author(s->o, sector))
+        else if (from_op != oracle_sector_author(s->step.o, sector))
             fprintf(s->out, " (stale: a later op rewrote it)");
         fprintf(s->out, "\n");
     } else {
@@ -454,57 +450,57 @@ static int target_failed(struct soak *s, const struct op *op, int ret)
     if (environment_errno(ret)) {
         headline(s, "qvet soak: the host could not complete op %" PRIu32 " (%s): %s (%d): an "
                  "environment failure, not a bug in the %s target", op->n, desc,
-                 s->t->message, ret, s->t->ops->name);
+                 s->step.t->message, ret, s->step.t->ops->name);
         return fail(s, SOAK_SETUP_ERROR, op);
     }
     headline(s, "qvet soak: the target failed op %" PRIu32 " (%s): %s (%d)", op->n, desc,
-             s->t->message, ret);
+             s->step.t->message, ret);
     report_footer(s);
     return fail(s, SOAK_TARGET_ERROR, op);
 }
 
 /* ---- cross-checks ------------------------------------------------------------------ */
 
-/* After an op that may change the disk's size: the target's must be the oracle's. */
-static int check_size(struct soak *s, const struct op *op)
+/* After an op: the target's disk must be the oracle's size. */
+static int report_size(struct soak *s, const struct op *op)
 {
-    if (s->facts.size == oracle_size(s->o))
-        return 0;
     char desc[160];
     describe_op(op, desc, sizeof(desc));
     headline(s, "qvet soak: after op %" PRIu32 " (%s) the %s disk is %" PRIu64 " bytes, the "
-             "oracle's %" PRIu64, op->n, desc, s->t->ops->name, s->facts.size,
-             oracle_size(s->o));
+             "oracle's %" PRIu64, op->n, desc, s->step.t->ops->name, s->step.facts.size,
+             oracle_size(s->step.o));
     report_footer(s);
     return fail(s, SOAK_DIVERGED, op);
 }
 
+/* A comparison that found a difference: reported as a read of the chunk compared. */
+static void report_compared(struct soak *s, const char *what, const struct step_result *sr)
+{
+    struct op op = { .n = (uint32_t)s->r->ops_run, .kind = OP_READ, .off = sr->off,
+                     .len = sr->len };
+    report_mismatch(s, what, &op, sr->off, sr->len, sr->sector, s->step.buf, s->step.want);
+}
+
 static int compare_snapshots(struct soak *s)
 {
-    for (unsigned i = 0; i < s->n_snapshots; i++) {
-        const char *id = s->snapshots[i];
-        uint64_t size = oracle_snapshot_size(s->o, id);
-        if (size > s->facts.size)
-            size = s->facts.size;
-        for (uint64_t off = 0; off < size; off += MAX_IO) {
-            size_t n = size - off < MAX_IO ? (size_t)(size - off) : MAX_IO;
-            int ret = s->t->ops->snapshot_read(s->t, id, s->buf, n, off);
-            if (ret) {
-                headline(s, "qvet soak: reading snapshot %s failed: %s", id, s->t->message);
-                report_footer(s);
-                return fail(s, SOAK_SNAPSHOT_DIVERGED, NULL);
-            }
-            if (oracle_snapshot_read(s->o, id, s->want, n, off))
-                return fail(s, SOAK_SETUP_ERROR, NULL);
-            uint64_t sector;
-            if (oracle_first_mismatch(s->buf, s->want, n, off, &sector)) {
-                struct op op = { .n = (uint32_t)s->r->ops_run, .kind = OP_READ, .off = off,
-                                 .len = n };
-                char what[96];
-                snprintf(what, sizeof(what), "snapshot %s differs from its oracle copy", id);
-                report_mismatch(s, what, &op, off, n, sector, s->buf, s->want);
-                return fail(s, SOAK_SNAPSHOT_DIVERGED, NULL);
-            }
+    struct step_result sr;
+    for (uint32_t i = 0; i < oracle_snapshot_count(s->step.o); i++) {
+        const char *id = oracle_snapshot_id(s->step.o, i);
+        switch (step_compare(&s->step, id, &sr)) {
+        case STEP_TARGET_FAILED:
+            headline(s, "qvet soak: reading snapshot %s failed: %s", id, s->step.t->message);
+            report_footer(s);
+            return fail(s, SOAK_SNAPSHOT_DIVERGED, NULL);
+        case STEP_ORACLE_FAILED:
+            return fail(s, SOAK_SETUP_ERROR, NULL);
+        case STEP_DIVERGED: {
+            char what[96];
+            snprintf(what, sizeof(what), "snapshot %s differs from its oracle copy", id);
+            report_compared(s, what, &sr);
+            return fail(s, SOAK_SNAPSHOT_DIVERGED, NULL);
+        }
+        default:
+            break;
         }
     }
     return 0;
@@ -516,21 +512,11 @@ static int compare_snapshots(struct soak *s)
  */
 static void report_first_divergence(struct soak *s)
 {
-    uint64_t size = oracle_size(s->o) < s->facts.size ? oracle_size(s->o) : s->facts.size;
-    for (uint64_t off = 0; off < size; off += MAX_IO) {
-        size_t n = size - off < MAX_IO ? (size_t)(size - off) : MAX_IO;
-        uint64_t sector;
-        if (s->t->ops->read(s->t, s->buf, n, off) || oracle_read(s->o, s->want, n, off))
-            break;
-        if (oracle_first_mismatch(s->buf, s->want, n, off, &sector)) {
-            struct op op = { .n = (uint32_t)s->r->ops_run, .kind = OP_READ, .off = off,
-                             .len = n };
-            report_mismatch(s, "the image differs from the oracle", &op, off, n, sector,
-                            s->buf, s->want);
-            return;
-        }
-    }
-    report_footer(s);
+    struct step_result sr;
+    if (step_compare(&s->step, NULL, &sr) == STEP_DIVERGED)
+        report_compared(s, "the image differs from the oracle", &sr);
+    else
+        report_footer(s);
 }
 
 /*
@@ -553,31 +539,42 @@ static int run_qemu_img(struct soak *s, const char *log, char *const argv[], con
     return ret ? 1 : 0;
 }
 
-static int cross_check(struct soak *s)
+/* The target's own check, when it has one: 0 when it found nothing, else fail()'s. */
+static int own_check(struct soak *s)
 {
-    s->r->checks_run++;
-    int ret = s->t->ops->flush(s->t);
-    if (ret) {
-        headline(s, "qvet soak: flush before the check failed: %s", s->t->message);
-        return fail(s, environment_errno(ret) ? SOAK_SETUP_ERROR : SOAK_TARGET_ERROR, NULL);
-    }
     struct target_check tc;
-    ret = s->t->ops->check(s->t, &tc);
+    if (!target_can(s->step.t, TARGET_CAN_CHECK))
+        return 0;
+    int ret = s->step.t->ops->check(s->step.t, &tc);
     if (ret) {
         headline(s, "qvet soak: after op %" PRIu64 " the %s check could not run: %s",
-                 s->r->ops_run, s->t->ops->name, s->t->message);
+                 s->r->ops_run, s->step.t->ops->name, s->step.t->message);
         report_footer(s);
         return fail(s, environment_errno(ret) ? SOAK_SETUP_ERROR : SOAK_CHECK_FAILED, NULL);
     }
     if (tc.corruptions || tc.leaks || tc.check_errors) {
         headline(s, "qvet soak: after op %" PRIu64 " the %s check found problems: %" PRIu64
                  " corruptions, %" PRIu64 " leaks, %" PRIu64 " check errors", s->r->ops_run,
-                 s->t->ops->name, tc.corruptions, tc.leaks, tc.check_errors);
-        if (s->t->message[0])
-            fprintf(s->out, "    %s\n", s->t->message);
+                 s->step.t->ops->name, tc.corruptions, tc.leaks, tc.check_errors);
+        if (s->step.t->message[0])
+            fprintf(s->out, "    %s\n", s->step.t->message);
         report_footer(s);
         return fail(s, SOAK_CHECK_FAILED, NULL);
     }
+    return 0;
+}
+
+static int cross_check(struct soak *s)
+{
+    s->r->checks_run++;
+    struct target *t = s->step.t;
+    int ret = target_can(t, TARGET_CAN_FLUSH) ? t->ops->flush(t) : 0;
+    if (ret) {
+        headline(s, "qvet soak: flush before the check failed: %s", t->message);
+        return fail(s, environment_errno(ret) ? SOAK_SETUP_ERROR : SOAK_TARGET_ERROR, NULL);
+    }
+    if ((ret = own_check(s)))
+        return ret;
     if (s->c->qemu_checks) {
         char log[1100];
         snprintf(log, sizeof(log), "%s/qemu-img.log", s->c->dir);
@@ -589,7 +586,7 @@ static int cross_check(struct soak *s)
             return fail(s, SOAK_CHECK_FAILED, NULL);
         }
         char *compare[] = { "qemu-img", "compare", "-f", "qcow2", "-F", "raw", s->image,
-                            (char *)oracle_path(s->o), NULL };
+                            (char *)oracle_path(s->step.o), NULL };
         if ((ret = run_qemu_img(s, log, compare, "qemu-img compare (image vs oracle)", 10))) {
             if (ret < 0)
                 return ret;
@@ -602,129 +599,51 @@ static int cross_check(struct soak *s)
 
 /* ---- applying one operation ------------------------------------------------------- */
 
-static bool in_disk(const struct soak *s, const struct op *op)
+static int trace_append(struct soak *s, const char *text, size_t n);
+
+/* A note after an op's line in the trace: why it was skipped or refused (one line). */
+static int note_op(struct soak *s, const struct op *op, const char *what, const char *why)
 {
-    return op->len && op->off < s->facts.size && op->len <= s->facts.size - op->off &&
-           op->len <= MAX_IO;
+    char line[400];
+    int n = snprintf(line, sizeof(line), "# %" PRIu32 " %s: %s", op->n, what, why);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof(line) - 1 ? (size_t)n : sizeof(line) - 2;
+    for (size_t i = 0; i < len; i++)
+        if (line[i] == '\n')
+            line[i] = ' ';
+    line[len++] = '\n';
+    if (!trace_append(s, line, len))
+        return 0;
+    headline(s, "qvet soak: %s: cannot append to the trace after op %" PRIu32, s->trace_path,
+             op->n);
+    return fail(s, SOAK_SETUP_ERROR, op);
 }
 
-static int snapshot_index(const struct soak *s, const char *id)
-{
-    for (unsigned i = 0; i < s->n_snapshots; i++)
-        if (!strcmp(s->snapshots[i], id))
-            return (int)i;
-    return -1;
-}
-
+/* One op through the step; the outcome becomes the run's status and, if need be, a report. */
 static int apply(struct soak *s, const struct op *op)
 {
-    struct target *t = s->t;
-    int ret = 0;
-    switch (op->kind) {
-    case OP_READ: {
-        if (!in_disk(s, op))
-            return 0;
-        if ((ret = t->ops->read(t, s->buf, op->len, op->off)))
-            return target_failed(s, op, ret);
-        if (oracle_read(s->o, s->want, op->len, op->off))
-            return fail(s, SOAK_SETUP_ERROR, op);
+    struct step_result sr;
+    switch (step_run(&s->step, op, &sr)) {
+    case STEP_DONE:
+        if (op->kind == OP_READ)
+            s->r->reads_compared++;
+        else if (op->kind <= OP_WRITE_COMPRESSED)
+            remember(s, op->off, op->len);
+        return 0;
+    case STEP_SKIPPED:
+        return note_op(s, op, "skipped", sr.why);
+    case STEP_REFUSED:
+        return note_op(s, op, "refused by the target", s->step.t->message);
+    case STEP_DIVERGED:
         s->r->reads_compared++;
-        uint64_t sector;
-        if (oracle_first_mismatch(s->buf, s->want, op->len, op->off, &sector)) {
-            report_mismatch(s, "read differs from the oracle", op, op->off, op->len, sector,
-                            s->buf, s->want);
-            return fail(s, SOAK_DIVERGED, op);
-        }
-        return 0;
-    }
-    case OP_WRITE:
-    case OP_WRITE_COMPRESSED:
-        if (!in_disk(s, op))
-            return 0;
-        payload_fill(s->buf, op->off, op->len, op->n);
-        if (op->kind == OP_WRITE) {
-            ret = t->ops->write(t, s->buf, op->len, op->off);
-        } else {
-            if (!oracle_compressed_whole(s->o, op->len, op->off))
-                return 0;
-            ret = t->ops->write_compressed(t, s->buf, op->len, op->off);
-            if (ret == TARGET_REFUSED)
-                return 0;
-        }
-        if (ret)
-            return target_failed(s, op, ret);
-        remember(s, op->off, op->len);
-        ret = op->kind == OP_WRITE
-                  ? oracle_write(s->o, s->buf, op->len, op->off, op->n)
-                  : oracle_write_compressed(s->o, s->buf, op->len, op->off, op->n);
-        return ret ? fail(s, SOAK_SETUP_ERROR, op) : 0;
-    case OP_ZERO:
-    case OP_ZERO_UNMAP:
-        if (!in_disk(s, op))
-            return 0;
-        if ((ret = t->ops->zero(t, op->len, op->off, op->kind == OP_ZERO_UNMAP)))
-            return target_failed(s, op, ret);
-        remember(s, op->off, op->len);
-        return oracle_zero(s->o, op->len, op->off, op->n) ? fail(s, SOAK_SETUP_ERROR, op) : 0;
-    case OP_DISCARD:
-        if (!in_disk(s, op))
-            return 0;
-        if ((ret = t->ops->discard(t, op->len, op->off)))
-            return target_failed(s, op, ret);
-        remember(s, op->off, op->len);
-        return oracle_discard(s->o, op->len, op->off, op->n) ? fail(s, SOAK_SETUP_ERROR, op)
-                                                             : 0;
-    case OP_FLUSH:
-        return (ret = t->ops->flush(t)) ? target_failed(s, op, ret) : 0;
-    case OP_REOPEN:
-        return (ret = t->ops->reopen(t)) ? target_failed(s, op, ret) : 0;
-    case OP_SNAPSHOT_CREATE: {
-        char id[TARGET_ID_MAX];
-        if (s->n_snapshots == MAX_SNAPSHOTS)
-            return 0;
-        ret = t->ops->snapshot_create(t, op->snapshot, id);
-        if (ret == TARGET_REFUSED)
-            return 0;
-        if (ret)
-            return target_failed(s, op, ret);
-        if (oracle_snapshot_create(s->o, id))
-            return fail(s, SOAK_SETUP_ERROR, op);
-        strcpy(s->snapshots[s->n_snapshots++], id);
-        return 0;
-    }
-    case OP_SNAPSHOT_APPLY:
-    case OP_SNAPSHOT_DELETE: {
-        int i = snapshot_index(s, op->snapshot);
-        if (i < 0)
-            return 0;
-        if (op->kind == OP_SNAPSHOT_APPLY) {
-            ret = t->ops->snapshot_apply(t, op->snapshot);
-            if (ret == TARGET_REFUSED)
-                return 0;
-            if (ret)
-                return target_failed(s, op, ret);
-            return oracle_snapshot_apply(s->o, op->snapshot) ? fail(s, SOAK_SETUP_ERROR, op) : 0;
-        }
-        if ((ret = t->ops->snapshot_delete(t, op->snapshot)))
-            return target_failed(s, op, ret);
-        if (oracle_snapshot_delete(s->o, op->snapshot))
-            return fail(s, SOAK_SETUP_ERROR, op);
-        memmove(s->snapshots[i], s->snapshots[i + 1],
-                (s->n_snapshots - (unsigned)i - 1) * sizeof(s->snapshots[0]));
-        s->n_snapshots--;
-        return 0;
-    }
-    case OP_RESIZE:
-        if (!op->len || op->len % SECTOR)
-            return 0;
-        ret = t->ops->resize(t, op->len);
-        if (ret == TARGET_REFUSED)
-            return 0;
-        if (ret)
-            return target_failed(s, op, ret);
-        return oracle_resize(s->o, op->len, op->n) ? fail(s, SOAK_SETUP_ERROR, op) : 0;
+        report_mismatch(s, "read differs from the oracle", op, op->off, op->len, sr.sector,
+                        s->step.buf, s->step.want);
+        return fail(s, SOAK_DIVERGED, op);
+    case STEP_SIZE_DIVERGED:
+        return report_size(s, op);
+    case STEP_TARGET_FAILED:
+        return target_failed(s, op, sr.error);
     default:
-        return 0;
+        return fail(s, SOAK_SETUP_ERROR, op);
     }
 }
 
@@ -851,29 +770,25 @@ static int setup(struct soak *s)
                                                    &backing_fmt))
         return setup_error(s, "could not make the backing file", "");
 
-    struct qcow2_create_options o;
-    qcow2_create_options_init(&o);
-    char options[sizeof(c->options)];
-    snprintf(options, sizeof(options), "%s", c->options);
-    struct qcow2_error err;
-    if (options[0] && qcow2_create_options_parse(&o, options, &err))
-        return setup_error(s, "image options: ", err.message);
-    o.size = c->size;
-    o.has_size = true;
-    if (backing_fmt) {
-        o.backing_file = backing_name;
-        o.backing_format = backing_fmt;
-    }
-    if (qcow2_create(s->image, &o, &err))
-        return setup_error(s, "creating the image: ", err.message);
-
-    char errbuf[512];
-    if (target_qvet_open(s->image, c->target_opts, &s->t, errbuf, sizeof(errbuf)))
-        return setup_error(s, "opening the image: ", errbuf);
-    s->t->ops->facts(s->t, &s->facts);
-    s->initial_size = s->facts.size;
-    if (oracle_create(c->dir, c->size, backing_fmt ? s->backing_view : NULL, &s->facts.oracle,
-                      &s->o, errbuf, sizeof(errbuf)))
+    const struct target_params params = {
+        .path = s->image,
+        .size = c->size,
+        .options = c->options,
+        .backing = backing_fmt ? backing_name : NULL,
+        .backing_format = backing_fmt,
+        .hooks = c->hooks,
+    };
+    char errbuf[2400];
+    if (target_create(c->target, &params, &s->step.t, errbuf, sizeof(errbuf)))
+        return setup_error(s, errbuf, "");
+    int ret = step_start(&s->step);
+    if (ret)
+        return setup_error(s, "the target's facts: ", s->step.t->message);
+    s->initial_size = s->step.facts.size;
+    s->step.max_snapshots = MAX_SNAPSHOTS;
+    s->step.io_cap = MAX_IO;
+    if (oracle_create(c->dir, c->size, backing_fmt ? s->backing_view : NULL, &s->step.facts.oracle,
+                      &s->step.o, errbuf, sizeof(errbuf)))
         return setup_error(s, "oracle: ", errbuf);
 
     s->trace_fd = open(s->trace_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -884,7 +799,7 @@ static int setup(struct soak *s)
              PRIu64 "\nsize %" PRIu64 "\noptions %s\nbacking %s\ncheck-every %" PRIu64 "\nops\n",
              s->trace_path, c->seed, c->size, c->options[0] ? c->options : "-",
              soak_backing_name(c->backing), c->check_every);
-    int ret = trace_append(s, header, strlen(header));
+    ret = trace_append(s, header, strlen(header));
     return ret ? setup_error(s, "cannot write the trace: ", strerror(-ret)) : 0;
 }
 
@@ -965,9 +880,9 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
     memset(r, 0, sizeof(*r));
     r->failing_kind = OP_KINDS;
     rng_seed(&s, c->seed);
-    s.buf = malloc(MAX_IO);
-    s.want = malloc(MAX_IO);
-    int status = s.buf && s.want ? setup(&s) : -1;
+    s.step.buf = malloc(MAX_IO);
+    s.step.want = malloc(MAX_IO);
+    int status = s.step.buf && s.step.want ? setup(&s) : -1;
     bool set_up = status == 0;
     double start = now_seconds(), in_checks = 0;
     progress_start(&s.progress, c->quiet ? NULL : out, c->heartbeat, start);
@@ -997,11 +912,6 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
         r->last_op = op.n;
         status = apply(&s, &op);
         r->ops_run++;
-        if (!status && (op.kind == OP_RESIZE || op.kind == OP_SNAPSHOT_APPLY ||
-                        op.kind == OP_REOPEN)) {
-            s.t->ops->facts(s.t, &s.facts);
-            status = check_size(&s, &op);
-        }
         if (!status && c->check_every && r->ops_run % c->check_every == 0) {
             double t0 = now_seconds();
             r->in_cross_check = true;
@@ -1024,15 +934,15 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
     progress_clear(&s.progress);
     if (set_up && out)
         print_summary(&s, out);
-    if (s.t)
-        s.t->ops->close(s.t);
-    if (s.o)
-        oracle_close(s.o);
+    if (s.step.t)
+        s.step.t->ops->close(s.step.t);
+    if (s.step.o)
+        oracle_close(s.step.o);
     if (s.backing_view_fd >= 0)
         close(s.backing_view_fd);
     trace_close(&s);
-    free(s.buf);
-    free(s.want);
+    free(s.step.buf);
+    free(s.step.want);
     if (devnull)
         fclose(devnull);
     return status;

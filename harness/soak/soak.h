@@ -74,7 +74,8 @@ struct soak_config {
     double heartbeat;
     /* Set (to the signal's number) when the run should stop after the current op. */
     const volatile sig_atomic_t *stop;
-    const struct target_qvet_options *target_opts;  /* hooks for the driver's own tests */
+    char target[512];               /* the target's spec (target.h): "qvet" */
+    const struct target_hooks *hooks;   /* for the driver's own tests; NULL: none */
 };
 
 void soak_config_defaults(struct soak_config *c);

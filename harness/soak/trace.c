@@ -16,7 +16,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "qcow2.h"
 #include "soak.h"
 
 static const char *const kind_names[OP_KINDS] = {
@@ -123,6 +122,7 @@ void soak_config_defaults(struct soak_config *c)
     c->qemu_checks = true;
     c->heartbeat = 10;
     memcpy(c->weights, default_weights, sizeof(default_weights));
+    snprintf(c->target, sizeof(c->target), "qvet");
     snprintf(c->dir, sizeof(c->dir), "soak-run");
 }
 
@@ -196,12 +196,8 @@ static bool parse_config_line(struct soak_config *c, const char *key, const char
         if (strlen(value) >= sizeof(c->options))
             return false;
         strcpy(c->options, strcmp(value, "-") ? value : "");
-        struct qcow2_create_options o;
-        struct qcow2_error err;
-        char copy[sizeof(c->options)];
-        strcpy(copy, c->options);
-        qcow2_create_options_init(&o);
-        return !copy[0] || !qcow2_create_options_parse(&o, copy, &err);
+        char why[256];
+        return target_check_options(c->target, c->options, why, sizeof(why)) == 0;
     }
     if (!strcmp(key, "backing"))
         return soak_backing_parse(value, &c->backing);

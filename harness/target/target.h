@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The target seam: the only way the soak driver reaches the implementation under test.
- * The qvet engine is the first target; QEMU (through qemu-nbd or qemu-io) or another
- * engine plugs in by filling the same table, without the driver or the oracle changing.
+ * The target seam: the only way the soak driver, replay, minimization and the fuzz_ops
+ * target reach the implementation under test. A target is made by the factory below from
+ * a spec ("qvet" now; "qemu", "nbd:URI", "exec:COMMAND" and read-only readers plug in as
+ * new kinds) and says what it can do (TARGET_CAN_*): an operation outside that set is
+ * skipped, never issued, so a target that cannot resize or snapshot still runs the rest.
  *
  * Every operation returns 0 or a negative errno and leaves a one-line reason in
  * t->message. TARGET_REFUSED (a positive code) means the target declined the operation
@@ -57,8 +59,20 @@ struct target_ops {
     void (*close)(struct target *t);
 };
 
+/* What a target can do besides reading (struct target.caps). */
+#define TARGET_CAN_WRITE 0x001u            /* write, zero write, zero write with unmap */
+#define TARGET_CAN_DISCARD 0x002u
+#define TARGET_CAN_WRITE_COMPRESSED 0x004u
+#define TARGET_CAN_FLUSH 0x008u
+#define TARGET_CAN_SNAPSHOT 0x010u         /* create, apply and delete */
+#define TARGET_CAN_SNAPSHOT_READ 0x020u
+#define TARGET_CAN_RESIZE 0x040u
+#define TARGET_CAN_REOPEN 0x080u
+#define TARGET_CAN_CHECK 0x100u            /* its own consistency check */
+
 struct target {
-    const struct target_ops *ops;
+    const struct target_ops *ops;   /* an op outside caps may be NULL */
+    unsigned caps;
     char message[2200];             /* room for an engine error's file and message */
 };
 
@@ -77,15 +91,52 @@ typedef struct qcow2_backend *(*target_backend_hook)(struct qcow2_backend *file,
  */
 typedef struct target *(*target_wrap_hook)(struct target *inner, void *ctx);
 
-struct target_qvet_options {
-    target_backend_hook hook;
+/* The test hooks a target is made with (all NULL: none). */
+struct target_hooks {
+    target_backend_hook hook;       /* targets over libqvet's backend interface only */
     void *hook_ctx;
-    target_wrap_hook wrap;          /* NULL means no wrapper */
+    target_wrap_hook wrap;          /* any target */
     void *wrap_ctx;
 };
 
-/* The qvet engine on the image at `path` (which must exist). */
-int target_qvet_open(const char *path, const struct target_qvet_options *opts,
-                     struct target **out, char *errbuf, size_t errlen);
+/* What a target is made from; a kind ignores what it has no use for. */
+struct target_params {
+    const char *path;               /* the image file; in memory, its name in messages */
+    bool in_memory;                 /* no file is touched (the fuzz targets) */
+    uint64_t max_file;              /* in memory: the most bytes the image file may hold */
+    uint64_t size;                  /* create: the virtual size in bytes */
+    const char *options;            /* create: qemu-img's -o options (NULL or "": defaults) */
+    const char *backing;            /* create: the backing file as the image names it */
+    const char *backing_format;
+    size_t cache_bytes;             /* the metadata cache (0: the implementation's default) */
+    const struct target_hooks *hooks;
+};
+
+/*
+ * A kind of target: how one is made. A target is named by a spec, "KIND" or "KIND:ARG"
+ * (a URI, a command), and `arg` is what follows the colon (NULL without one). create
+ * makes a new image and opens it; open opens an existing one. Each returns 0 or a negative
+ * errno with a one-line reason in errbuf. check_options says whether `options` would be
+ * accepted by create (a trace is refused before its run when they would not).
+ */
+struct target_kind {
+    const char *name;
+    int (*check_options)(const char *options, char *errbuf, size_t errlen);
+    int (*create)(const char *arg, const struct target_params *p, struct target **out,
+                  char *errbuf, size_t errlen);
+    int (*open)(const char *arg, const struct target_params *p, struct target **out,
+                char *errbuf, size_t errlen);
+};
+
+/* The factory: the only way to a target. spec "qvet" is the qvet engine. */
+int target_create(const char *spec, const struct target_params *p, struct target **out,
+                  char *errbuf, size_t errlen);
+int target_open(const char *spec, const struct target_params *p, struct target **out,
+                char *errbuf, size_t errlen);
+int target_check_options(const char *spec, const char *options, char *errbuf,
+                         size_t errlen);
+
+/* Whether the target can do everything in `caps` (TARGET_CAN_*). */
+bool target_can(const struct target *t, unsigned caps);
 
 #endif

@@ -1,18 +1,27 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* The qvet engine as a soak target: each op is one call of the public API. */
+/*
+ * The qvet engine as a target: each op is one call of the public API. The image lives in
+ * a file, or (in_memory) in a memory backend, where a reopen and a snapshot read open a
+ * copy of its bytes and no file is ever touched.
+ */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kinds.h"
 #include "qcow2.h"
 #include "target.h"
 
 struct qvet_target {
     struct target base;
-    char *path;
-    struct target_qvet_options opts;
+    char *path;                     /* in memory: the name in messages */
+    bool in_memory;
+    uint64_t max_file;
+    size_t cache_bytes;
+    struct target_hooks hooks;
     struct qcow2_image *img;
+    struct qcow2_backend *mem;      /* in memory: the image's file (the image owns it) */
 };
 
 static struct qvet_target *qt(struct target *t)
@@ -34,18 +43,35 @@ static int result(struct target *t, int ret, const struct qcow2_error *err)
  * open, on purpose: the target takes no locks on it (QEMU's locking=off), or QEMU's
  * tools would rightly refuse an image open for writing elsewhere.
  */
-static int open_image(struct qvet_target *q, struct qcow2_error *err)
+static int open_image(struct qvet_target *q, struct qcow2_backend *mem,
+                      struct qcow2_error *err)
 {
-    struct qcow2_backend *file;
-    struct qcow2_fd_options fo = qcow2_fd_options_for(QCOW2_FORMAT_QCOW2, true, false);
-    fo.no_locks = true;
-    int ret = qcow2_backend_fd_open_with(q->path, &fo, &file, err);
-    if (ret)
-        return ret;
-    if (q->opts.hook)
-        file = q->opts.hook(file, q->opts.hook_ctx);
-    struct qcow2_open_options o = { .writable = true };
+    struct qcow2_backend *file = mem;
+    if (!q->in_memory) {
+        struct qcow2_fd_options fo = qcow2_fd_options_for(QCOW2_FORMAT_QCOW2, true, false);
+        fo.no_locks = true;
+        int ret = qcow2_backend_fd_open_with(q->path, &fo, &file, err);
+        if (ret)
+            return ret;
+    }
+    q->mem = mem;
+    if (q->hooks.hook)
+        file = q->hooks.hook(file, q->hooks.hook_ctx);
+    struct qcow2_open_options o = { .writable = true, .cache_bytes = q->cache_bytes };
     return qcow2_open_backend(file, q->path, &o, &q->img, err);
+}
+
+/* In memory: a new memory backend holding the image file's bytes as they are now. */
+static int copy_of_file(struct qvet_target *q, struct qcow2_backend **out,
+                        struct qcow2_error *err)
+{
+    size_t len;
+    const uint8_t *bytes = qcow2_backend_mem_data(q->mem, &len);
+    if (qcow2_backend_mem_new(bytes, len, q->max_file, out) == 0)
+        return 0;
+    snprintf(err->file, sizeof(err->file), "%s", q->path);
+    snprintf(err->message, sizeof(err->message), "out of memory for a copy of the image");
+    return -ENOMEM;
 }
 
 static int qvet_facts(struct target *t, struct target_facts *f)
@@ -147,9 +173,14 @@ static int qvet_snapshot_read(struct target *t, const char *id, void *buf, size_
     int ret = qcow2_flush(q->img, &err);
     if (ret)
         return result(t, ret, &err);
-    struct qcow2_open_options o = { .snapshot = id, .no_locks = true };
+    struct qcow2_open_options o = { .snapshot = id, .no_locks = true,
+                                    .cache_bytes = q->cache_bytes };
     struct qcow2_image *snap;
-    ret = qcow2_open(q->path, &o, &snap, &err);
+    struct qcow2_backend *copy;
+    if (!q->in_memory)
+        ret = qcow2_open(q->path, &o, &snap, &err);
+    else if (!(ret = copy_of_file(q, &copy, &err)))
+        ret = qcow2_open_backend(copy, q->path, &o, &snap, &err);
     if (ret)
         return result(t, ret, &err);
     ret = qcow2_pread(snap, buf, len, off, &err);
@@ -169,10 +200,13 @@ static int qvet_resize(struct target *t, uint64_t size)
 static int qvet_reopen(struct target *t)
 {
     struct qvet_target *q = qt(t);
+    struct qcow2_error err;
+    struct qcow2_backend *copy = NULL;
+    if (q->in_memory && copy_of_file(q, &copy, &err))
+        return result(t, -ENOMEM, &err);
     qcow2_close(q->img);
     q->img = NULL;
-    struct qcow2_error err;
-    return result(t, open_image(q, &err), &err);
+    return result(t, open_image(q, copy, &err), &err);
 }
 
 #define CHECK_LINES_KEPT 12
@@ -234,31 +268,127 @@ static const struct target_ops qvet_ops = {
     .close = qvet_close,
 };
 
-int target_qvet_open(const char *path, const struct target_qvet_options *opts,
-                     struct target **out, char *errbuf, size_t errlen)
+#define OPTIONS_MAX 1024
+
+/*
+ * qemu-img's -o options (NULL or "": the defaults) into o, parsed in `copy`
+ * (OPTIONS_MAX bytes), which its strings then point into.
+ */
+static int parse_options(const char *options, struct qcow2_create_options *o, char *copy,
+                         char *errbuf, size_t errlen)
+{
+    qcow2_create_options_init(o);
+    if (!options || !options[0])
+        return 0;
+    if (strlen(options) >= OPTIONS_MAX) {
+        snprintf(errbuf, errlen, "image options: too long");
+        return -EINVAL;
+    }
+    strcpy(copy, options);
+    struct qcow2_error err;
+    int ret = qcow2_create_options_parse(o, copy, &err);
+    if (ret)
+        snprintf(errbuf, errlen, "image options: %s", err.message);
+    return ret;
+}
+
+static int check_options(const char *options, char *errbuf, size_t errlen)
+{
+    struct qcow2_create_options o;
+    char copy[OPTIONS_MAX];
+    return parse_options(options, &o, copy, errbuf, errlen);
+}
+
+static int no_argument(const char *arg, char *errbuf, size_t errlen)
+{
+    if (!arg)
+        return 0;
+    snprintf(errbuf, errlen, "target qvet takes no argument (got 'qvet:%s')", arg);
+    return -EINVAL;
+}
+
+/* The target over the image at p->path, or (in memory) in `mem`, which it then owns. */
+static int qvet_open_with(const struct target_params *p, struct qcow2_backend *mem,
+                          struct target **out, char *errbuf, size_t errlen)
 {
     struct qvet_target *q = calloc(1, sizeof(*q));
-    if (!q || !(q->path = strdup(path))) {
+    if (!q || !(q->path = strdup(p->path))) {
         free(q);
-        snprintf(errbuf, errlen, "%s: out of memory", path);
+        qcow2_backend_destroy(mem);
+        snprintf(errbuf, errlen, "%s: out of memory", p->path);
         return -ENOMEM;
     }
     q->base.ops = &qvet_ops;
-    if (opts)
-        q->opts = *opts;
+    q->base.caps = TARGET_CAN_WRITE | TARGET_CAN_DISCARD | TARGET_CAN_WRITE_COMPRESSED |
+                   TARGET_CAN_FLUSH | TARGET_CAN_SNAPSHOT | TARGET_CAN_SNAPSHOT_READ |
+                   TARGET_CAN_RESIZE | TARGET_CAN_REOPEN | TARGET_CAN_CHECK;
+    q->in_memory = p->in_memory;
+    q->max_file = p->max_file;
+    q->cache_bytes = p->cache_bytes;
+    if (p->hooks)
+        q->hooks = *p->hooks;
     struct qcow2_error err;
-    int ret = open_image(q, &err);
+    int ret = open_image(q, mem, &err);
     if (ret) {
-        snprintf(errbuf, errlen, "%s: %s", err.file, err.message);
+        snprintf(errbuf, errlen, "opening the image: %s: %s", err.file, err.message);
         free(q->path);
         free(q);
         return ret;
     }
     *out = &q->base;
-    if (opts && opts->wrap && !(*out = opts->wrap(&q->base, opts->wrap_ctx))) {
-        qvet_close(&q->base);
-        snprintf(errbuf, errlen, "%s: out of memory", path);
-        return -ENOMEM;
-    }
     return 0;
 }
+
+/* An existing image; in memory there is none to open (a memory image is only created). */
+static int qvet_open(const char *arg, const struct target_params *p, struct target **out,
+                     char *errbuf, size_t errlen)
+{
+    int ret = no_argument(arg, errbuf, errlen);
+    if (ret)
+        return ret;
+    if (p->in_memory) {
+        snprintf(errbuf, errlen, "%s: an image in memory can only be created", p->path);
+        return -EINVAL;
+    }
+    return qvet_open_with(p, NULL, out, errbuf, errlen);
+}
+
+static int qvet_create(const char *arg, const struct target_params *p, struct target **out,
+                       char *errbuf, size_t errlen)
+{
+    struct qcow2_create_options o;
+    char copy[OPTIONS_MAX];
+    int ret = no_argument(arg, errbuf, errlen);
+    if (ret || (ret = parse_options(p->options, &o, copy, errbuf, errlen)))
+        return ret;
+    o.size = p->size;
+    o.has_size = true;
+    if (p->backing) {
+        o.backing_file = p->backing;
+        o.backing_format = p->backing_format;
+    }
+    struct qcow2_backend *mem = NULL;
+    if (p->in_memory && o.backing_file) {
+        snprintf(errbuf, errlen, "%s: an image in memory has no backing file", p->path);
+        return -EINVAL;
+    }
+    if (p->in_memory && qcow2_backend_mem_new(NULL, 0, p->max_file, &mem)) {
+        snprintf(errbuf, errlen, "%s: out of memory", p->path);
+        return -ENOMEM;
+    }
+    struct qcow2_error err;
+    ret = mem ? qcow2_create_backend(mem, p->path, &o, &err) : qcow2_create(p->path, &o, &err);
+    if (ret) {
+        snprintf(errbuf, errlen, "creating the image: %s", err.message);
+        qcow2_backend_destroy(mem);
+        return ret;
+    }
+    return qvet_open_with(p, mem, out, errbuf, errlen);
+}
+
+const struct target_kind target_kind_qvet = {
+    .name = "qvet",
+    .check_options = check_options,
+    .create = qvet_create,
+    .open = qvet_open,
+};

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* step_run and step_compare: one operation on the target and the oracle (step.h). */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "step.h"
+
+static enum step_outcome end(struct step_result *r, enum step_outcome outcome, int error)
+{
+    r->outcome = outcome;
+    r->error = error;
+    return outcome;
+}
+
+static enum step_outcome skip(struct step_result *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static enum step_outcome skip(struct step_result *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->why, sizeof(r->why), fmt, ap);
+    va_end(ap);
+    return end(r, STEP_SKIPPED, 0);
+}
+
+/* A target's result: 0 done, TARGET_REFUSED declined, else failed. */
+static enum step_outcome by_target(struct step_result *r, int ret)
+{
+    if (ret == TARGET_REFUSED)
+        return end(r, STEP_REFUSED, 0);
+    return ret ? end(r, STEP_TARGET_FAILED, ret) : STEP_DONE;
+}
+
+/* The oracle following an op the target did. */
+static enum step_outcome by_oracle(struct step_result *r, int ret)
+{
+    return ret ? end(r, STEP_ORACLE_FAILED, ret) : end(r, STEP_DONE, 0);
+}
+
+/* What the target must be able to do for an op of this kind. */
+static unsigned needs(enum op_kind k)
+{
+    switch (k) {
+    case OP_WRITE: case OP_ZERO: case OP_ZERO_UNMAP: return TARGET_CAN_WRITE;
+    case OP_DISCARD: return TARGET_CAN_DISCARD;
+    case OP_WRITE_COMPRESSED: return TARGET_CAN_WRITE_COMPRESSED;
+    case OP_FLUSH: return TARGET_CAN_FLUSH;
+    case OP_SNAPSHOT_CREATE: case OP_SNAPSHOT_APPLY: case OP_SNAPSHOT_DELETE:
+        return TARGET_CAN_SNAPSHOT;
+    case OP_REOPEN: return TARGET_CAN_REOPEN;
+    case OP_RESIZE: return TARGET_CAN_RESIZE;
+    default: return 0;
+    }
+}
+
+static bool has_range(enum op_kind k)
+{
+    return k <= OP_WRITE_COMPRESSED;
+}
+
+/* Reads [off, off+len) from the target (or a snapshot) and the oracle, and compares. */
+static enum step_outcome compare(struct step *st, const char *snapshot, uint64_t off,
+                                 size_t len, struct step_result *r)
+{
+    struct target *t = st->t;
+    int ret = snapshot ? t->ops->snapshot_read(t, snapshot, st->buf, len, off)
+                       : t->ops->read(t, st->buf, len, off);
+    if (ret)
+        return end(r, STEP_TARGET_FAILED, ret);
+    ret = snapshot ? oracle_snapshot_read(st->o, snapshot, st->want, len, off)
+                   : oracle_read(st->o, st->want, len, off);
+    if (ret)
+        return end(r, STEP_ORACLE_FAILED, ret);
+    r->off = off;
+    r->len = len;
+    if (oracle_first_mismatch(st->buf, st->want, len, off, &r->sector))
+        return end(r, STEP_DIVERGED, 0);
+    return end(r, STEP_DONE, 0);
+}
+
+static enum step_outcome apply(struct step *st, const struct op *op, struct step_result *r)
+{
+    struct target *t = st->t;
+    struct oracle *o = st->o;
+    size_t len = (size_t)op->len;
+    enum step_outcome out;
+    switch (op->kind) {
+    case OP_READ:
+        return compare(st, NULL, op->off, len, r);
+    case OP_WRITE:
+        payload_fill(st->buf, op->off, len, op->n);
+        if ((out = by_target(r, t->ops->write(t, st->buf, len, op->off))))
+            return out;
+        return by_oracle(r, oracle_write(o, st->buf, len, op->off, op->n));
+    case OP_WRITE_COMPRESSED:
+        if (!oracle_compressed_whole(o, op->len, op->off))
+            return skip(r, "not whole clusters");
+        payload_fill(st->buf, op->off, len, op->n);
+        if ((out = by_target(r, t->ops->write_compressed(t, st->buf, len, op->off))))
+            return out;
+        return by_oracle(r, oracle_write_compressed(o, st->buf, len, op->off, op->n));
+    case OP_ZERO:
+    case OP_ZERO_UNMAP:
+        if ((out = by_target(r, t->ops->zero(t, op->len, op->off, op->kind == OP_ZERO_UNMAP))))
+            return out;
+        return by_oracle(r, oracle_zero(o, op->len, op->off, op->n));
+    case OP_DISCARD:
+        if ((out = by_target(r, t->ops->discard(t, op->len, op->off))))
+            return out;
+        return by_oracle(r, oracle_discard(o, op->len, op->off, op->n));
+    case OP_FLUSH:
+        return by_target(r, t->ops->flush(t));
+    case OP_REOPEN:
+        return by_target(r, t->ops->reopen(t));
+    case OP_SNAPSHOT_CREATE: {
+        if (oracle_snapshot_count(o) >= st->max_snapshots)
+            return skip(r, "%u snapshots already", st->max_snapshots);
+        char id[TARGET_ID_MAX];
+        if ((out = by_target(r, t->ops->snapshot_create(t, op->snapshot, id))))
+            return out;
+        return by_oracle(r, oracle_snapshot_create(o, id));
+    }
+    case OP_SNAPSHOT_APPLY:
+    case OP_SNAPSHOT_DELETE:
+        if (!oracle_snapshot_size(o, op->snapshot))
+            return skip(r, "no snapshot %s", op->snapshot);
+        if (op->kind == OP_SNAPSHOT_APPLY) {
+            if ((out = by_target(r, t->ops->snapshot_apply(t, op->snapshot))))
+                return out;
+            return by_oracle(r, oracle_snapshot_apply(o, op->snapshot));
+        }
+        if ((out = by_target(r, t->ops->snapshot_delete(t, op->snapshot))))
+            return out;
+        return by_oracle(r, oracle_snapshot_delete(o, op->snapshot));
+    case OP_RESIZE:
+        if (!op->len || op->len % ORACLE_SECTOR)
+            return skip(r, "a size that is not a positive multiple of %u", ORACLE_SECTOR);
+        if ((out = by_target(r, t->ops->resize(t, op->len))))
+            return out;
+        return by_oracle(r, oracle_resize(o, op->len, op->n));
+    default:
+        return skip(r, "not an operation");
+    }
+}
+
+int step_start(struct step *st)
+{
+    return st->t->ops->facts(st->t, &st->facts);
+}
+
+enum step_outcome step_run(struct step *st, const struct op *op, struct step_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (!target_can(st->t, needs(op->kind)))
+        return skip(r, "the %s target cannot %s", st->t->ops->name, op_kind_name(op->kind));
+    uint64_t size = st->facts.size;
+    if (has_range(op->kind) && (!op->len || op->off >= size || op->len > size - op->off))
+        return skip(r, "outside the %" PRIu64 "-byte disk", size);
+    if (has_range(op->kind) && op->len > st->io_cap)
+        return skip(r, "longer than %zu bytes", st->io_cap);
+    enum step_outcome out = apply(st, op, r);
+    if (out != STEP_DONE && out != STEP_REFUSED)
+        return out;
+    /* Whatever the op, done or declined, the disk must be the size the oracle says. */
+    int ret = st->t->ops->facts(st->t, &st->facts);
+    if (ret)
+        return end(r, STEP_TARGET_FAILED, ret);
+    if (st->facts.size != oracle_size(st->o))
+        return end(r, STEP_SIZE_DIVERGED, 0);
+    return out;
+}
+
+enum step_outcome step_compare(struct step *st, const char *snapshot, struct step_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (snapshot && !target_can(st->t, TARGET_CAN_SNAPSHOT_READ))
+        return skip(r, "the %s target cannot read snapshots", st->t->ops->name);
+    uint64_t size = snapshot ? oracle_snapshot_size(st->o, snapshot) : oracle_size(st->o);
+    if (size > st->facts.size)
+        size = st->facts.size;
+    for (uint64_t off = 0; off < size; off += st->io_cap) {
+        size_t n = size - off < st->io_cap ? (size_t)(size - off) : st->io_cap;
+        enum step_outcome out = compare(st, snapshot, off, n, r);
+        if (out != STEP_DONE)
+            return out;
+    }
+    return end(r, STEP_DONE, 0);
+}

@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* The fault-injecting shim of io_fault.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io_fault.h"
+
+#define TEAR_SECTOR 512u
+
+struct io_fault_pending {
+    uint64_t off;
+    size_t len;
+    uint8_t *data;
+};
+
+struct shim {
+    struct qcow2_backend base;
+    struct qcow2_backend_ops ops;
+    struct qcow2_backend *inner;
+    bool owns_inner;
+    struct io_fault *f;
+};
+
+static struct shim *shim_of(struct qcow2_backend *b)
+{
+    return (struct shim *)b;
+}
+
+void io_fault_init(struct io_fault *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->error = -EIO;
+}
+
+static void drop_pending(struct io_fault *f)
+{
+    for (size_t i = 0; i < f->n_pending; i++)
+        free(f->pending[i].data);
+    f->n_pending = 0;
+}
+
+void io_fault_fini(struct io_fault *f)
+{
+    drop_pending(f);
+    free(f->pending);
+    f->pending = NULL;
+    f->pending_cap = 0;
+}
+
+/* ---- crash modes: the unflushed writes ------------------------------------------- */
+
+static int buffer_write(struct io_fault *f, const void *buf, size_t len, uint64_t off)
+{
+    if (f->n_pending == f->pending_cap) {
+        size_t cap = f->pending_cap ? f->pending_cap * 2 : 16;
+        struct io_fault_pending *p = realloc(f->pending, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        f->pending = p;
+        f->pending_cap = cap;
+    }
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, buf, len);
+    f->pending[f->n_pending++] = (struct io_fault_pending){ off, len, copy };
+    return 0;
+}
+
+/* The first `len` bytes of every unflushed write reach `inner`, oldest first. */
+static int land(struct io_fault *f, struct qcow2_backend *inner, size_t index, size_t len)
+{
+    const struct io_fault_pending *p = &f->pending[index];
+    return len ? inner->ops->write(inner, p->data, len, p->off) : 0;
+}
+
+static int land_all(struct io_fault *f, struct qcow2_backend *inner)
+{
+    int ret = 0;
+    for (size_t i = 0; i < f->n_pending && !ret; i++)
+        ret = land(f, inner, i, f->pending[i].len);
+    drop_pending(f);
+    return ret;
+}
+
+/* splitmix64: TEAR's choices, reproducible from the seed. */
+static uint64_t next_choice(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void io_fault_crash_now(struct io_fault *f)
+{
+    if (f->crashed)
+        return;
+    f->crashed = true;
+    struct qcow2_backend *inner = f->inner;
+    uint64_t state = f->seed;
+    for (size_t i = 0; inner && i < f->n_pending; i++) {
+        size_t len = f->pending[i].len;
+        switch (f->crash) {
+        case IO_FAULT_CRASH_DROP:
+            len = 0;
+            break;
+        case IO_FAULT_CRASH_TEAR: {
+            uint64_t sectors = (len + TEAR_SECTOR - 1) / TEAR_SECTOR;
+            uint64_t choice = next_choice(&state);
+            if (choice % 3 == 1)
+                len = 0;
+            else if (choice % 3 == 2 && sectors > 1)
+                len = (size_t)(choice / 3 % sectors) * TEAR_SECTOR;
+            break;
+        }
+        default:
+            break;
+        }
+        land(f, inner, i, len);
+    }
+    drop_pending(f);
+}
+
+/* ---- the fault ---------------------------------------------------------------------- */
+
+/* Whether this I/O of `kind` fails: counts it, and fires the fault when its turn comes. */
+static bool strikes(struct io_fault *f, unsigned kind)
+{
+    if (f->crashed)
+        return true;
+    if (f->persistent && f->fired && (kind & (f->mask | IO_FAULT_FLUSH))) {
+        f->fired++;
+        return true;
+    }
+    if (!f->armed || !(kind & f->mask))
+        return false;
+    f->seen++;
+    if (f->countdown) {
+        f->countdown--;
+        return false;
+    }
+    f->fired++;
+    if (!f->persistent)
+        f->armed = false;
+    if (f->crash != IO_FAULT_NO_CRASH)
+        io_fault_crash_now(f);
+    return true;
+}
+
+static int failure(const struct io_fault *f)
+{
+    return f->crashed ? -EIO : f->error;
+}
+
+static int store(struct io_fault *f, struct qcow2_backend *inner, const void *buf, size_t len,
+                 uint64_t off)
+{
+    if (f->crash != IO_FAULT_NO_CRASH)
+        return buffer_write(f, buf, len, off);
+    return inner->ops->write(inner, buf, len, off);
+}
+
+int io_fault_read(struct io_fault *f, struct qcow2_backend *inner, void *buf, size_t len,
+                  uint64_t off)
+{
+    if (strikes(f, IO_FAULT_READ))
+        return failure(f);
+    int ret = inner->ops->read(inner, buf, len, off);
+    /* What the page cache holds: the unflushed writes over the file's bytes. */
+    for (size_t i = 0; !ret && i < f->n_pending; i++) {
+        const struct io_fault_pending *p = &f->pending[i];
+        uint64_t lo = p->off > off ? p->off : off;
+        uint64_t hi = p->off + p->len < off + len ? p->off + p->len : off + len;
+        if (lo < hi)
+            memcpy((uint8_t *)buf + (lo - off), p->data + (lo - p->off), (size_t)(hi - lo));
+    }
+    return ret;
+}
+
+int io_fault_write(struct io_fault *f, struct qcow2_backend *inner, const void *buf,
+                   size_t len, uint64_t off)
+{
+    if (strikes(f, IO_FAULT_WRITE)) {
+        if (f->short_write && !f->crashed && len > 1)
+            store(f, inner, buf, len / 2, off);
+        return failure(f);
+    }
+    return store(f, inner, buf, len, off);
+}
+
+/* ---- the shim ----------------------------------------------------------------------- */
+
+static int shim_read(struct qcow2_backend *b, void *buf, size_t len, uint64_t off)
+{
+    struct shim *s = shim_of(b);
+    if (s->f->read)
+        return s->f->read(s->f, s->inner, buf, len, off);
+    return io_fault_read(s->f, s->inner, buf, len, off);
+}
+
+static int shim_write(struct qcow2_backend *b, const void *buf, size_t len, uint64_t off)
+{
+    struct shim *s = shim_of(b);
+    if (s->f->write)
+        return s->f->write(s->f, s->inner, buf, len, off);
+    return io_fault_write(s->f, s->inner, buf, len, off);
+}
+
+static int shim_flush(struct qcow2_backend *b)
+{
+    struct shim *s = shim_of(b);
+    if (strikes(s->f, IO_FAULT_FLUSH))
+        return failure(s->f);
+    int ret = land_all(s->f, s->inner);
+    return ret ? ret : s->inner->ops->flush(s->inner);
+}
+
+static int shim_truncate(struct qcow2_backend *b, uint64_t size)
+{
+    struct shim *s = shim_of(b);
+    if (strikes(s->f, IO_FAULT_TRUNCATE))
+        return failure(s->f);
+    int ret = land_all(s->f, s->inner);
+    return ret ? ret : s->inner->ops->truncate(s->inner, size);
+}
+
+static int shim_size(struct qcow2_backend *b, uint64_t *size)
+{
+    struct shim *s = shim_of(b);
+    int ret = s->inner->ops->size(s->inner, size);
+    for (size_t i = 0; !ret && i < s->f->n_pending; i++)
+        if (s->f->pending[i].off + s->f->pending[i].len > *size)
+            *size = s->f->pending[i].off + s->f->pending[i].len;
+    if (!ret && *size < s->f->pad_to)
+        *size = s->f->pad_to;
+    return ret;
+}
+
+static int shim_block_status(struct qcow2_backend *b, uint64_t off, uint64_t len,
+                             uint64_t *pnum, bool *is_hole)
+{
+    struct shim *s = shim_of(b);
+    return s->inner->ops->block_status(s->inner, off, len, pnum, is_hole);
+}
+
+static int shim_allocated_size(struct qcow2_backend *b, uint64_t *bytes)
+{
+    struct shim *s = shim_of(b);
+    return s->inner->ops->allocated_size(s->inner, bytes);
+}
+
+/* A shim closed without a crash is a clean shutdown: its unflushed writes reach the file. */
+static void shim_destroy(struct qcow2_backend *b)
+{
+    struct shim *s = shim_of(b);
+    if (!s->f->crashed)
+        land_all(s->f, s->inner);
+    if (s->f->inner == s->inner)
+        s->f->inner = NULL;
+    if (s->owns_inner)
+        qcow2_backend_destroy(s->inner);
+    free(s);
+}
+
+struct qcow2_backend *io_fault_wrap(struct qcow2_backend *inner, bool owns_inner,
+                                    struct io_fault *f)
+{
+    struct shim *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    /* Block status would not see the writes a crash mode holds back: "all data" then. */
+    bool exact_holes = inner->ops->block_status && f->crash == IO_FAULT_NO_CRASH;
+    s->ops = (struct qcow2_backend_ops){
+        .read = shim_read,
+        .write = shim_write,
+        .flush = shim_flush,
+        .truncate = shim_truncate,
+        .size = shim_size,
+        .block_status = exact_holes ? shim_block_status : NULL,
+        .allocated_size = inner->ops->allocated_size ? shim_allocated_size : NULL,
+        .destroy = shim_destroy,
+    };
+    s->base.ops = &s->ops;
+    s->inner = inner;
+    s->owns_inner = owns_inner;
+    s->f = f;
+    f->inner = inner;
+    return &s->base;
+}
