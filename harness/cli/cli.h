@@ -114,12 +114,13 @@ bool cli_parse_output(const char *value, enum output_format *out);
 void cli_getopt_reset(void);
 
 /*
- * The arguments of `info` and `map`: [--output=human|json] IMAGE, and --backing-chain
- * where `backing_chain` is not NULL. Returns 1 on a usage error.
+ * The arguments of `info` and `map`: [-f qcow2] [-U] [--output=human|json] IMAGE, and
+ * --backing-chain where `backing_chain` is not NULL. -U (--force-share) sets
+ * *force_share. Returns 1 on a usage error.
  */
 int cli_parse_output_and_image(const char *command, int argc, char **argv,
                                enum output_format *fmt, bool *backing_chain,
-                               const char **image);
+                               bool *force_share, const char **image);
 
 /* `qvet help CMD` texts of the commands that define one. */
 extern const char cmd_info_help[];

@@ -7,7 +7,7 @@
 #include "cli.h"
 
 const char cmd_check_help[] =
-    "usage: qvet check [-f qcow2] [-r leaks|all] [--output=human|json] IMAGE\n"
+    "usage: qvet check [-f qcow2] [-U] [-r leaks|all] [--output=human|json] IMAGE\n"
     "\n"
     "Recomputes every refcount from the image's own tables (L1/L2 trees of the active\n"
     "state and of every snapshot, the snapshot table, the refcount structure, bitmaps)\n"
@@ -22,6 +22,8 @@ const char cmd_check_help[] =
     "                       structure when it cannot be trusted\n"
     "  --output=json        the JSON qemu-img check --output=json prints\n"
     "  -f FMT               image format; only qcow2 (the default) is accepted\n"
+    "  -U, --force-share    check even while another program (a VM) holds the image open\n"
+    "                       for writing; not with -r (as qemu-img)\n"
     "\n"
     "Exit status: 0 clean, 1 the check could not be completed (or the image not opened),\n"
     "2 corruptions remain, 3 only leaked clusters remain.\n";
@@ -107,14 +109,19 @@ int cmd_check(int argc, char **argv)
     static const struct option longopts[] = {
         { "output", required_argument, NULL, 'O' },
         { "repair", required_argument, NULL, 'r' },
+        { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
     enum output_format fmt = OUTPUT_HUMAN;
     enum qcow2_repair repair = QCOW2_REPAIR_NONE;
     int c;
     cli_getopt_reset();
-    while ((c = getopt_long(argc, argv, "r:f:", longopts, NULL)) != -1) {
+    bool force_share = false;
+    while ((c = getopt_long(argc, argv, "r:f:U", longopts, NULL)) != -1) {
         switch (c) {
+        case 'U':
+            force_share = true;
+            break;
         case 'f':
             if (cli_parse_format("check", optarg))
                 return 1;
@@ -143,6 +150,7 @@ int cmd_check(int argc, char **argv)
     struct qcow2_open_options opts = {
         .for_check = true,
         .writable = repair != QCOW2_REPAIR_NONE,
+        .force_share = force_share,
     };
     struct qcow2_image *img;
     struct qcow2_error err;

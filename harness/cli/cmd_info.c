@@ -8,7 +8,7 @@
 #include "cli.h"
 
 const char cmd_info_help[] =
-    "usage: qvet info [-f qcow2] [--output=human|json] [--backing-chain] IMAGE[@SNAPSHOT]\n"
+    "usage: qvet info [-f qcow2] [-U] [--output=human|json] [--backing-chain] IMAGE[@SNAPSHOT]\n"
     "\n"
     "Shows what `qemu-img info` shows, in the same layout: format, virtual and disk size,\n"
     "cluster size, backing file and its format, internal snapshots, persistent bitmaps\n"
@@ -20,6 +20,8 @@ const char cmd_info_help[] =
     "                   fails, like qemu-img, when a backing file is missing or the\n"
     "                   chain loops\n"
     "  -f FMT           image format; only qcow2 (the default) is accepted\n"
+    "  -U, --force-share  read even while another program (a VM) holds the image open\n"
+    "                   for writing (default: refuse, as qemu-img does without -U)\n"
     "\n"
     "Without --backing-chain the backing file is not opened, so an image whose backing\n"
     "file is missing (or whose chain loops) is still shown, as qemu-img does.\n"
@@ -310,16 +312,16 @@ static void print_image(enum output_format fmt, struct json *j, struct qcow2_ima
 int cmd_info(int argc, char **argv)
 {
     enum output_format fmt;
-    bool chain;
+    bool chain, force_share;
     const char *image;
-    if (cli_parse_output_and_image("info", argc, argv, &fmt, &chain, &image))
+    if (cli_parse_output_and_image("info", argc, argv, &fmt, &chain, &force_share, &image))
         return 1;
     /*
      * As qemu-img: without --backing-chain the backing file is only named, not opened;
      * with it, the whole chain is opened first (a missing file or a loop fails before
      * anything is printed).
      */
-    struct qcow2_open_options opts = { .no_backing = !chain };
+    struct qcow2_open_options opts = { .no_backing = !chain, .force_share = force_share };
     struct qcow2_image *img;
     if (cli_open_image_with(image, &opts, &img))
         return 1;

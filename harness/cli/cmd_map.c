@@ -7,7 +7,7 @@
 #include "cli.h"
 
 const char cmd_map_help[] =
-    "usage: qvet map [-f qcow2] [--output=human|json] IMAGE[@SNAPSHOT]\n"
+    "usage: qvet map [-f qcow2] [-U] [--output=human|json] IMAGE[@SNAPSHOT]\n"
     "\n"
     "Prints the allocation map of IMAGE (through its backing chain), as qemu-img map does.\n"
     "\n"
@@ -15,6 +15,8 @@ const char cmd_map_help[] =
     "                 offsets and files; json: every range with depth, present, zero,\n"
     "                 data and offset, byte for byte what qemu-img map --output=json prints\n"
     "  -f FMT         image format; only qcow2 (the default) is accepted\n"
+    "  -U, --force-share  read even while another program (a VM) holds the image open\n"
+    "                 for writing (default: refuse, as qemu-img does without -U)\n"
     "\n"
     "IMAGE@SNAPSHOT maps an internal snapshot (by id, then name) when no file of that\n"
     "name exists. The human format cannot show compressed clusters (no host offset):\n"
@@ -60,10 +62,11 @@ int cmd_map(int argc, char **argv)
 {
     enum output_format fmt;
     const char *image;
-    if (cli_parse_output_and_image("map", argc, argv, &fmt, NULL, &image))
+    bool force_share;
+    if (cli_parse_output_and_image("map", argc, argv, &fmt, NULL, &force_share, &image))
         return 1;
     struct qcow2_image *img;
-    if (cli_open_image(image, NULL, &img))
+    if (cli_open_image_shared(image, NULL, force_share, &img))
         return 1;
     uint64_t size = qcow2_virtual_size(img);
     struct qcow2_map_entry curr = { 0 }, next;

@@ -159,21 +159,27 @@ int cli_open_image_with(const char *arg, const struct qcow2_open_options *base,
 
 int cli_parse_output_and_image(const char *command, int argc, char **argv,
                                enum output_format *fmt, bool *backing_chain,
-                               const char **image)
+                               bool *force_share, const char **image)
 {
     /* --backing-chain only for the commands that take it (the first entry is skipped). */
     static const struct option longopts[] = {
         { "backing-chain", no_argument, NULL, 'B' },
         { "output", required_argument, NULL, 'O' },
+        { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
     const struct option *taken = backing_chain ? longopts : longopts + 1;
     *fmt = OUTPUT_HUMAN;
+    *force_share = false;
     if (backing_chain)
         *backing_chain = false;
     int c;
     cli_getopt_reset();
-    while ((c = getopt_long(argc, argv, "f:", taken, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:U", taken, NULL)) != -1) {
+        if (c == 'U') {
+            *force_share = true;
+            continue;
+        }
         if (c == 'f' && cli_parse_format(command, optarg))
             return 1;
         if (c == 'f')

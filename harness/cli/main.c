@@ -12,10 +12,10 @@
 #endif
 
 const struct cli_command cli_commands[] = {
-    { "info", cmd_info, "info [-f qcow2] [--output=human|json] IMAGE[@SNAPSHOT]", cmd_info_help },
-    { "map", cmd_map, "map [-f qcow2] [--output=human|json] IMAGE[@SNAPSHOT]", cmd_map_help },
+    { "info", cmd_info, "info [-f qcow2] [-U] [--output=human|json] IMAGE[@SNAPSHOT]", cmd_info_help },
+    { "map", cmd_map, "map [-f qcow2] [-U] [--output=human|json] IMAGE[@SNAPSHOT]", cmd_map_help },
     { "cat", cmd_cat, "cat [-f qcow2] [-s|-l SNAPSHOT] [-U] IMAGE[@SNAPSHOT]", cmd_cat_help },
-    { "check", cmd_check, "check [-f qcow2] [-r leaks|all] [--output=human|json] IMAGE", cmd_check_help },
+    { "check", cmd_check, "check [-f qcow2] [-U] [-r leaks|all] [--output=human|json] IMAGE", cmd_check_help },
     { "create", cmd_create,
       "create [-f qcow2] [-q] [-u] [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]",
       cmd_create_help },

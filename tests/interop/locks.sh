@@ -192,6 +192,11 @@ else
   fail qemu-rw:message-suggests-U "a refused reader is not told of -U: $(cat v.err)"
 fi
 allowed qemu-rw:snapshot-list-U "$QVET" snapshot -U -l img.qcow2
+for c in info map check; do
+  refused "qemu-rw:$c" img.qcow2 write "$QVET" "$c" img.qcow2
+  allowed "qemu-rw:$c-U" "$QVET" "$c" -U img.qcow2
+done
+allowed qemu-rw:io-read-U "$QVET" io -r -U -c 'read 0 4k' img.qcow2
 if "$QVET" cat -U img.qcow2 >v.raw 2>v.err && qemu-img convert -U -O raw img.qcow2 q.raw &&
   cmp -s v.raw q.raw; then
   pass qemu-rw:cat-U
