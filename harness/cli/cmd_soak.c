@@ -54,6 +54,7 @@ const char cmd_soak_help[] =
     "                     bug (default: removed; a failed run always keeps them)\n"
     "  --heartbeat T      when output is not a terminal, a progress line every T seconds;\n"
     "                     0: none (default 10). On a terminal one status line updates\n"
+    "  -f FMT             image format; only qcow2 (the default) is accepted\n"
     "  -h, --help         this text\n"
     "\n"
     "The run directory keeps trace.txt (`qvet replay` repeats the run), summary.json (the\n"
@@ -80,6 +81,7 @@ const char cmd_replay_help[] =
     "  --keep             keep the work directory after a pass (default: removed;\n"
     "                     after a failure it is always kept)\n"
     "  --heartbeat T      as qvet soak (default 10)\n"
+    "  -f FMT             image format; only qcow2 (the default) is accepted\n"
     "  -h, --help         this text\n"
     "\n"
     "Exit status as qvet soak: 0 passed; 1 a bug found; 2 usage, a refused trace, setup\n"
@@ -96,6 +98,7 @@ const char cmd_minimize_help[] =
     "smallest trace found so far.\n"
     "\n"
     "  -o OUT             where the minimized trace goes (required)\n"
+    "  -f FMT             image format; only qcow2 (the default) is accepted\n"
     "  -h, --help         this text\n"
     "\n"
     "Exit status: 0 OUT written; 2 usage, the trace passes (nothing to minimize), cannot\n"
@@ -150,6 +153,9 @@ static int run_option(const char *command, const char *help, int opt, struct run
     case 'h':
         fputs(help, stdout);
         return 0;
+    case 'f':
+        /* The soak's images are qcow2; -f is taken as qemu-img's tools take it. */
+        return cli_parse_format(command, optarg) ? EXIT_SETUP : OPTION_TAKEN;
     default:
         return OPTION_OTHER;
     }
@@ -228,7 +234,7 @@ int cmd_soak(int argc, char **argv)
     bool ops_given = false, seconds_given = false, root_given = false;
     int opt, ret;
     cli_getopt_reset();
-    while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "o:hf:", longopts, NULL)) != -1) {
         switch (opt) {
         case 'S':
             if (!parse_u64(optarg, &c.seed))
@@ -321,7 +327,7 @@ int cmd_replay(int argc, char **argv)
     struct run_options ro = { 0 };
     int opt, ret;
     cli_getopt_reset();
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "hf:", longopts, NULL)) != -1) {
         if ((ret = run_option("replay", cmd_replay_help, opt, &ro)) == OPTION_OTHER)
             return USAGE("replay", "unknown option or missing value: '%s'", argv[optind - 1]);
         if (ret != OPTION_TAKEN)
@@ -363,10 +369,15 @@ int cmd_minimize(int argc, char **argv)
     const char *out = NULL;
     int opt;
     cli_getopt_reset();
-    while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "o:hf:", longopts, NULL)) != -1) {
         if (opt == 'h') {
             fputs(cmd_minimize_help, stdout);
             return 0;
+        }
+        if (opt == 'f') {
+            if (cli_parse_format("minimize", optarg))
+                return EXIT_SETUP;
+            continue;
         }
         if (opt != 'o')
             return USAGE("minimize", "unknown option or missing value: '%s'",
