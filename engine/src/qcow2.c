@@ -14,30 +14,11 @@
 #include "cache.h"
 #include "compress.h"
 #include "error.h"
+#include "header_io.h"
 #include "image.h"
 
 /* Large enough for most tables, small enough not to read much past a short table. */
 #define SNAPSHOT_FIRST_READ (64u << 10)
-
-int image_error(const struct qcow2_image *img, struct qcow2_error *err, int code,
-                const char *structure, uint64_t offset, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int ret = err_vset(err, code, img->name, structure, offset, fmt, ap);
-    va_end(ap);
-    return ret;
-}
-
-int image_read(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
-               const char *structure, struct qcow2_error *err)
-{
-    int ret = img->backend->ops->read(img->backend, buf, len, off);
-    if (ret)
-        return image_error(img, err, ret, structure, off, "read of %zu bytes failed: %s", len,
-                           strerror(-ret));
-    return 0;
-}
 
 /* Reads `count` big-endian u64 entries at `off` into a host-endian array. */
 static int read_u64_table(struct qcow2_image *img, uint64_t off, uint32_t count,
@@ -90,7 +71,7 @@ static int read_snapshot_table(struct qcow2_image *img, struct qcow2_error *err)
                                   (uint64_t)SNAPSHOT_MAX_TABLE_BYTES);
     /* The count sizes an allocation: first make sure the file could hold that many. */
     if ((uint64_t)h->nb_snapshots * SNAPSHOT_FIXED_BYTES > available)
-        return image_error(img, err, -EINVAL, "header field nb_snapshots", 60,
+        return image_error(img, err, -EINVAL, "header field nb_snapshots", HEADER_OFF_NB_SNAPSHOTS,
                            "%" PRIu32 " snapshots of at least %u bytes each cannot fit in the "
                            "%" PRIu64 " bytes from the table's offset to the end of the file",
                            h->nb_snapshots, SNAPSHOT_FIXED_BYTES, available);
@@ -203,7 +184,7 @@ static int repair_dirty(struct qcow2_image *img, struct qcow2_error *err)
     if (ret)
         return ret;
     if (r.check_errors || r.corruptions)
-        return image_error(img, err, -EUCLEAN, "header field incompatible_features", 72,
+        return image_error(img, err, -EUCLEAN, "header field incompatible_features", HEADER_OFF_INCOMPAT,
                            "the dirty bit is set and repairing the refcounts left %" PRIu64
                            " corruptions and %" PRIu64 " check errors; the image cannot be "
                            "opened for writing",
@@ -226,7 +207,7 @@ static int prepare_writable(struct qcow2_image *img, const struct qcow2_open_opt
                            "a snapshot can only be opened read-only; apply it to write "
                            "from it");
     if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) && !opts->for_check)
-        return image_error(img, err, -EACCES, "header field incompatible_features", 72,
+        return image_error(img, err, -EACCES, "header field incompatible_features", HEADER_OFF_INCOMPAT,
                            "the corrupt bit (1) is set: the image may only be opened "
                            "read-only, or repaired with check -r all");
     img->scratch = malloc(img->cluster_size);
@@ -237,13 +218,9 @@ static int prepare_writable(struct qcow2_image *img, const struct qcow2_open_opt
     img->lazy_refcounts = (h->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS) != 0;
     /* A repair keeps the bitmaps (and counts their clusters) as qemu-img check -r does. */
     if (h->version >= 3 && h->autoclear_features && !opts->for_check) {
-        uint8_t raw[8] = { 0 };
-        int ret = image_write(img, raw, sizeof(raw), 88, "header", err);
-        if (!ret)
-            ret = qcow2_flush(img, err);
+        int ret = header_write_autoclear(img, 0, err);
         if (ret)
             return ret;
-        h->autoclear_features = 0;
     }
     return (h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && !opts->for_check
                ? repair_dirty(img, err)
@@ -321,11 +298,8 @@ int image_open(struct qcow2_backend *backend, const char *name,
         qcow2_close(img);
         return err_set(err, -ENOMEM, name, "image", QCOW2_NO_OFFSET, "out of memory");
     }
-    int ret = backend->ops->size(backend, &img->file_size);
-    if (ret) {
-        image_error(img, err, ret, "file", QCOW2_NO_OFFSET, "cannot get its size: %s",
-                    strerror(-ret));
-    } else if (img->format == QCOW2_FORMAT_RAW) {
+    int ret = image_update_file_size(img, err);
+    if (!ret && img->format == QCOW2_FORMAT_RAW) {
         if (opts->writable)
             ret = image_error(img, err, -ENOTSUP, "image", QCOW2_NO_OFFSET,
                               "raw images are only read (as backing files)");
@@ -333,7 +307,7 @@ int image_open(struct qcow2_backend *backend, const char *name,
             ret = image_error(img, err, -EINVAL, "image", QCOW2_NO_OFFSET,
                               "a raw image has no snapshots");
         img->virtual_size = round_up_u64(img->file_size, 512);
-    } else {
+    } else if (!ret) {
         ret = open_qcow2(img, opts, depth, err);
     }
     if (ret) {
@@ -398,6 +372,11 @@ void qcow2_close(struct qcow2_image *img)
     free(img->real_path);
     free(img->name);
     free(img);
+}
+
+int qcow2_flush(struct qcow2_image *img, struct qcow2_error *err)
+{
+    return image_flush(img, err);
 }
 
 uint64_t qcow2_virtual_size(const struct qcow2_image *img)
@@ -509,8 +488,7 @@ int qcow2_get_info(const struct qcow2_image *img, struct qcow2_info *info)
     info->filename = img->name;
     info->virtual_size = img->virtual_size;
     info->file_size = img->file_size;
-    struct qcow2_backend *b = img->backend;
-    if (b->ops->allocated_size && !b->ops->allocated_size(b, &info->allocated_size))
+    if (!image_allocated_size(img, &info->allocated_size))
         info->has_allocated_size = true;
     if (img->format != QCOW2_FORMAT_QCOW2)
         return 0;

@@ -20,43 +20,9 @@
 #include "bytes.h"
 #include "cache.h"
 #include "cluster.h"
+#include "header_io.h"
 #include "image.h"
 #include "refcount.h"
-
-#define HEADER_INCOMPAT_OFFSET 72u
-#define HEADER_SIZE_OFFSET 24u
-#define HEADER_L1_FIELDS_OFFSET 36u
-
-int image_write(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
-                const char *structure, struct qcow2_error *err)
-{
-    int ret = img->backend->ops->write(img->backend, buf, len, off);
-    if (ret)
-        return image_error(img, err, ret, structure, off, "write of %zu bytes failed: %s", len,
-                           strerror(-ret));
-    if (off + len > img->file_size)
-        img->file_size = off + len;
-    return 0;
-}
-
-int qcow2_flush(struct qcow2_image *img, struct qcow2_error *err)
-{
-    int ret = img->backend->ops->flush(img->backend);
-    if (ret)
-        return image_error(img, err, ret, "file", QCOW2_NO_OFFSET, "flush failed: %s",
-                           strerror(-ret));
-    img->refcounts_unflushed = false;
-    return 0;
-}
-
-int image_barrier(struct qcow2_image *img, struct qcow2_error *err)
-{
-    if (!img->refcounts_unflushed || img->lazy_refcounts)
-        return 0;
-    return qcow2_flush(img, err);
-}
-
-static int mark_dirty(struct qcow2_image *img, struct qcow2_error *err);
 
 /* Every change starts here: the range must be in the disk, and lazy refcounts are marked. */
 static int check_writable(struct qcow2_image *img, uint64_t off, uint64_t len,
@@ -69,38 +35,7 @@ static int check_writable(struct qcow2_image *img, uint64_t off, uint64_t len,
         return image_error(img, err, -EINVAL, "write request", QCOW2_NO_OFFSET,
                            "guest range %" PRIu64 "+%" PRIu64 " lies past the virtual size %"
                            PRIu64, off, len, img->virtual_size);
-    return mark_dirty(img, err);
-}
-
-/* With lazy refcounts, refcounts may go stale from the first change on: say so first. */
-static int mark_dirty(struct qcow2_image *img, struct qcow2_error *err)
-{
-    if (!img->lazy_refcounts || (img->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY))
-        return 0;
-    uint8_t raw[8];
-    be64_put(raw, img->hdr.incompatible_features | QCOW2_INCOMPAT_DIRTY);
-    int ret = image_write(img, raw, 8, HEADER_INCOMPAT_OFFSET, "header", err);
-    if (!ret)
-        ret = qcow2_flush(img, err);
-    if (!ret)
-        img->hdr.incompatible_features |= QCOW2_INCOMPAT_DIRTY;
-    return ret;
-}
-
-int image_mark_clean(struct qcow2_image *img, struct qcow2_error *err)
-{
-    if (!(img->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY))
-        return 0;
-    int ret = qcow2_flush(img, err);
-    uint8_t raw[8];
-    be64_put(raw, img->hdr.incompatible_features & ~QCOW2_INCOMPAT_DIRTY);
-    if (!ret)
-        ret = image_write(img, raw, 8, HEADER_INCOMPAT_OFFSET, "header", err);
-    if (!ret)
-        ret = qcow2_flush(img, err);
-    if (!ret)
-        img->hdr.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
-    return ret;
+    return image_mark_dirty(img, err);
 }
 
 /*
@@ -770,18 +705,11 @@ int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error 
         memcpy(l1, img->l1, (size_t)img->l1_size * 8);
         for (uint32_t i = 0; i < img->l1_size; i++)
             be64_put(raw + 8 * i, l1[i]);
-        ret = image_write(img, raw, bytes, at, "active L1 table", err);
     }
+    uint64_t old = img->l1_offset, old_bytes = round_up_u64((uint64_t)img->l1_size * 8, cs);
     if (!ret)
-        ret = qcow2_flush(img, err);
-    if (!ret) {
-        uint8_t fields[12];
-        be32_put(fields, entries);
-        be64_put(fields + 4, at);
-        ret = image_write(img, fields, sizeof(fields), HEADER_L1_FIELDS_OFFSET, "header", err);
-    }
-    if (!ret)
-        ret = qcow2_flush(img, err);
+        ret = header_switch_table(img, HEADER_TABLE_L1, raw, bytes, at, entries,
+                                  "active L1 table", err);
     free(raw);
     if (ret) {
         if (allocated)
@@ -789,13 +717,10 @@ int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error 
         free(l1);
         return ret;
     }
-    uint64_t old = img->l1_offset, old_bytes = round_up_u64((uint64_t)img->l1_size * 8, cs);
     free(img->l1);
     img->l1 = l1;
     img->l1_size = entries;
     img->l1_offset = at;
-    img->hdr.l1_size = entries;
-    img->hdr.l1_table_offset = at;
     return old_bytes ? refcount_add_range(img, old, old_bytes, -1, err) : 0;
 }
 
@@ -809,19 +734,16 @@ int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *e
 {
     uint64_t entries = image_l1_entries_for(img, size);
     if (entries > QCOW2_MAX_L1_BYTES / 8)
-        return image_error(img, err, -EFBIG, "header field size", 24,
+        return image_error(img, err, -EFBIG, "header field size", HEADER_OFF_SIZE,
                            "a virtual size of %" PRIu64 " bytes needs %" PRIu64
                            " L1 entries, more than the %u the format allows", size, entries,
                            QCOW2_MAX_L1_BYTES / 8);
     int ret = image_grow_l1(img, (uint32_t)entries, err);
     if (ret)
         return ret;
-    uint8_t raw[8];
-    be64_put(raw, size);
-    ret = image_write(img, raw, 8, HEADER_SIZE_OFFSET, "header", err);
+    ret = header_write_size(img, size, err);
     if (ret)
         return ret;
-    img->hdr.size = size;
     img->virtual_size = size;
     return 0;
 }
@@ -899,7 +821,7 @@ static int drop_clusters(struct qcow2_image *img, uint64_t start, uint64_t end,
     }
     /* References go first (flushed), refcounts after: a crash can only leak. */
     if (n && !ret)
-        ret = qcow2_flush(img, err);
+        ret = image_flush(img, err);
     for (size_t i = 0; i < n && !ret; i++)
         ret = release_table(img, unhooked[i], err);
     free(unhooked);
@@ -927,9 +849,8 @@ static int shrink(struct qcow2_image *img, uint64_t new_size, struct qcow2_error
     if (!ret)
         ret = refcount_used_length(img, &used, err);
     /* A file that cannot be cut is only longer than it needs to be (QEMU warns). */
-    if (!ret && used && used < img->file_size && img->backend->ops->truncate &&
-        img->backend->ops->truncate(img->backend, used) == 0)
-        img->file_size = used;
+    if (!ret && used && used < img->file_size)
+        image_truncate(img, used, NULL);
     return ret ? ret : image_set_size(img, new_size, err);
 }
 
@@ -947,7 +868,7 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
     uint64_t old_size = img->virtual_size;
     if (new_size < old_size) {
         ret = shrink(img, new_size, err);
-        return ret ? ret : qcow2_flush(img, err);
+        return ret ? ret : image_flush(img, err);
     }
     /*
      * Over a backing file longer than the disk, QEMU zeroes the whole grown area, up to
@@ -970,6 +891,6 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
             image_set_size(img, old_size, NULL);
     }
     if (!ret)
-        ret = qcow2_flush(img, err);
+        ret = image_flush(img, err);
     return ret;
 }
