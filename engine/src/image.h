@@ -93,15 +93,6 @@ int image_block_status(struct qcow2_image *img, uint64_t off, uint64_t len, uint
  */
 int image_barrier(struct qcow2_image *img, struct qcow2_error *err);
 
-/* Grows the active L1 table to `entries` (a new copy, header switched last). */
-int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error *err);
-
-/* L1 entries needed to map a virtual size of `size` bytes. */
-uint64_t image_l1_entries_for(const struct qcow2_image *img, uint64_t size);
-
-/* Sets the virtual size in the header (growing the L1 table first if needed). */
-int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err);
-
 /* Fills err about img's file (a shorthand for err_set with img->name). */
 int image_error(const struct qcow2_image *img, struct qcow2_error *err, int code,
                 const char *structure, uint64_t offset, const char *fmt, ...)

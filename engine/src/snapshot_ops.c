@@ -18,6 +18,7 @@
 #include "cluster.h"
 #include "header_io.h"
 #include "image.h"
+#include "l1.h"
 #include "refcount.h"
 #include "snapshot.h"
 
@@ -154,12 +155,9 @@ static int refresh_copied_flags(struct qcow2_image *img, struct qcow2_error *err
             return ret;
         uint64_t want = rc == 1 ? l2_offset | ENTRY_COPIED : l2_offset;
         if (want != img->l1[i]) {
-            uint8_t raw[8];
-            be64_put(raw, want);
-            ret = image_write(img, raw, 8, img->l1_offset + 8ull * i, "L1 table entry", err);
+            ret = image_write_l1_entry(img, i, want, err);
             if (ret)
                 return ret;
-            img->l1[i] = want;
         }
         for (uint32_t j = 0; j < entries; j++) {
             uint8_t *table;

@@ -22,6 +22,7 @@
 #include "cluster.h"
 #include "header_io.h"
 #include "image.h"
+#include "l1.h"
 #include "refcount.h"
 
 /* Every change starts here: the range must be in the disk, and lazy refcounts are marked. */
@@ -55,17 +56,6 @@ struct l2_ref {
     uint64_t offset;
     uint8_t *table;
 };
-
-static int write_l1_entry(struct qcow2_image *img, uint64_t index, uint64_t value,
-                          struct qcow2_error *err)
-{
-    uint8_t raw[8];
-    be64_put(raw, value);
-    int ret = image_write(img, raw, 8, img->l1_offset + 8 * index, "L1 table entry", err);
-    if (!ret)
-        img->l1[index] = value;
-    return ret;
-}
 
 /* Drops one reference to a cluster; forgets it from the L2 cache once it is free. */
 static int release_cluster(struct qcow2_image *img, uint64_t host_offset,
@@ -117,7 +107,7 @@ static int l2_for_write(struct qcow2_image *img, uint64_t l1_index, struct l2_re
     if (!ret)
         ret = image_barrier(img, err);
     if (!ret)
-        ret = write_l1_entry(img, l1_index, fresh | ENTRY_COPIED, err);
+        ret = image_write_l1_entry(img, l1_index, fresh | ENTRY_COPIED, err);
     if (ret) {
         cache_forget(img->l2_cache, fresh);
         undo_alloc(img, fresh, 1);
@@ -683,71 +673,6 @@ int qcow2_pwrite_compressed(struct qcow2_image *img, const void *buf, size_t len
 /* ------------------------------------------------------------------------------------ */
 /* Resize                                                                                */
 
-int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error *err)
-{
-    if (entries <= img->l1_size)
-        return 0;
-    if ((uint64_t)entries * 8 > QCOW2_MAX_L1_BYTES)
-        return image_error(img, err, -EFBIG, "active L1 table", img->l1_offset,
-                           "%" PRIu32 " entries would pass the %u-byte limit", entries,
-                           QCOW2_MAX_L1_BYTES);
-    uint64_t cs = img->cluster_size;
-    uint64_t bytes = round_up_u64((uint64_t)entries * 8, cs);
-    uint64_t *l1 = calloc(entries, 8);
-    uint8_t *raw = calloc(1, bytes);
-    uint64_t at = 0;
-    int ret = l1 && raw ? 0 : image_error(img, err, -ENOMEM, "active L1 table",
-                                          QCOW2_NO_OFFSET, "out of memory");
-    bool allocated = false;
-    if (!ret)
-        allocated = !(ret = refcount_alloc(img, bytes / cs, &at, err));
-    if (!ret) {
-        memcpy(l1, img->l1, (size_t)img->l1_size * 8);
-        for (uint32_t i = 0; i < img->l1_size; i++)
-            be64_put(raw + 8 * i, l1[i]);
-    }
-    uint64_t old = img->l1_offset, old_bytes = round_up_u64((uint64_t)img->l1_size * 8, cs);
-    if (!ret)
-        ret = header_switch_table(img, HEADER_TABLE_L1, raw, bytes, at, entries,
-                                  "active L1 table", err);
-    free(raw);
-    if (ret) {
-        if (allocated)
-            undo_alloc(img, at, bytes);
-        free(l1);
-        return ret;
-    }
-    free(img->l1);
-    img->l1 = l1;
-    img->l1_size = entries;
-    img->l1_offset = at;
-    return old_bytes ? refcount_add_range(img, old, old_bytes, -1, err) : 0;
-}
-
-uint64_t image_l1_entries_for(const struct qcow2_image *img, uint64_t size)
-{
-    uint32_t shift = img->geo.cluster_bits + geometry_l2_bits(&img->geo);
-    return (size >> shift) + ((size & ((1ull << shift) - 1)) != 0);
-}
-
-int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err)
-{
-    uint64_t entries = image_l1_entries_for(img, size);
-    if (entries > QCOW2_MAX_L1_BYTES / 8)
-        return image_error(img, err, -EFBIG, "header field size", HEADER_OFF_SIZE,
-                           "a virtual size of %" PRIu64 " bytes needs %" PRIu64
-                           " L1 entries, more than the %u the format allows", size, entries,
-                           QCOW2_MAX_L1_BYTES / 8);
-    int ret = image_grow_l1(img, (uint32_t)entries, err);
-    if (ret)
-        return ret;
-    ret = header_write_size(img, size, err);
-    if (ret)
-        return ret;
-    img->virtual_size = size;
-    return 0;
-}
-
 /* Validates every entry of guest range [off, end) (before anything is changed). */
 static int validate_range(struct qcow2_image *img, uint64_t off, uint64_t end,
                           struct qcow2_error *err)
@@ -816,7 +741,7 @@ static int drop_clusters(struct qcow2_image *img, uint64_t start, uint64_t end,
     size_t n = 0;
     for (uint64_t i = kept_tables; i < tables && !ret; i++) {
         uint64_t l2_offset = l1_entry_l2_offset(img->l1[i]);
-        if (l2_offset && !(ret = write_l1_entry(img, i, 0, err)))
+        if (l2_offset && !(ret = image_write_l1_entry(img, i, 0, err)))
             unhooked[n++] = l2_offset;
     }
     /* References go first (flushed), refcounts after: a crash can only leak. */
