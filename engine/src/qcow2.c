@@ -16,6 +16,7 @@
 #include "error.h"
 #include "header_io.h"
 #include "image.h"
+#include "read.h"
 
 /* Large enough for most tables, small enough not to read much past a short table. */
 #define SNAPSHOT_FIRST_READ (64u << 10)
@@ -227,6 +228,71 @@ static int prepare_writable(struct qcow2_image *img, const struct qcow2_open_opt
                : 0;
 }
 
+/* True when `real` names an image already above img in the chain (or img itself). */
+static bool chain_contains(const struct qcow2_image *img, const char *real)
+{
+    for (; img; img = img->parent)
+        if (img->real_path && !strcmp(img->real_path, real))
+            return true;
+    return false;
+}
+
+static int backing_open(struct qcow2_image *img, const struct qcow2_open_options *opts,
+                        unsigned depth, struct qcow2_error *err)
+{
+    const struct header *h = &img->hdr;
+    const char *name = h->backing_name;
+    if (backing_name_has_protocol(name))
+        return image_error(img, err, -ENOTSUP, "backing file name", h->backing_file_offset,
+                           "\"%s\" uses a protocol prefix (or json:); only plain file names "
+                           "are supported",
+                           name);
+    if (!h->has_backing_format)
+        return image_error(img, err, -ENOTSUP, "backing file name", h->backing_file_offset,
+                           "\"%s\" has no recorded format (backing format extension "
+                           "0xE2792ACA); qvet does not probe formats",
+                           name);
+    enum qcow2_format format;
+    if (backing_format_parse(h->backing_format, &format))
+        return image_error(img, err, -ENOTSUP, "backing format extension", QCOW2_NO_OFFSET,
+                           "format \"%s\" of backing file \"%s\" is not supported (qcow2 or "
+                           "raw)",
+                           h->backing_format, name);
+    if (depth + 1 >= QCOW2_MAX_BACKING_DEPTH)
+        return image_error(img, err, -ELOOP, "backing file name", h->backing_file_offset,
+                           "backing chain deeper than %u images", QCOW2_MAX_BACKING_DEPTH);
+    if (backing_resolve(img->name, name, &img->backing_path))
+        return image_error(img, err, -ENOMEM, "backing file name", QCOW2_NO_OFFSET,
+                           "out of memory");
+    char *real = realpath(img->backing_path, NULL);
+    if (real && chain_contains(img, real)) {
+        free(real);
+        return image_error(img, err, -ELOOP, "backing file name", h->backing_file_offset,
+                           "backing chain loops: \"%s\" is already in the chain",
+                           img->backing_path);
+    }
+    free(real);
+
+    struct qcow2_backend *backend;
+    struct qcow2_error open_err;
+    /* Backing files are only read, and locked as QEMU locks them for a reader. */
+    struct qcow2_fd_options fo = qcow2_fd_options_for(format, false, opts->force_share);
+    fo.no_locks = opts->no_locks;
+    int ret = opts->open_backing
+                  ? opts->open_backing(opts->opener_ctx, img->backing_path, &backend, &open_err)
+                  : qcow2_backend_fd_open_with(img->backing_path, &fo, &backend, &open_err);
+    if (ret)
+        return image_error(img, err, ret, "backing file name", h->backing_file_offset,
+                           "cannot open backing file \"%s\": %s", img->backing_path,
+                           open_err.message);
+    struct qcow2_open_options child = *opts;
+    child.format = format;
+    child.snapshot = child.snapshot_id = child.snapshot_name = NULL;
+    child.writable = false;
+    return image_open(backend, img->backing_path, &child, img, depth + 1, &img->backing,
+                      err);
+}
+
 static int open_qcow2(struct qcow2_image *img, const struct qcow2_open_options *opts,
                       unsigned depth, struct qcow2_error *err)
 {
@@ -389,96 +455,10 @@ struct qcow2_image *qcow2_backing_image(const struct qcow2_image *img)
     return img->backing;
 }
 
-/* Unallocated bytes: the backing file's, zeros past its end, or zeros without one. */
-static int read_from_backing(struct qcow2_image *img, uint8_t *buf, size_t len, uint64_t off,
-                             struct qcow2_error *err)
-{
-    size_t from_backing = 0;
-    if (img->backing && off < img->backing->virtual_size) {
-        from_backing = (size_t)QVET_MIN((uint64_t)len, img->backing->virtual_size - off);
-        int ret = qcow2_pread(img->backing, buf, from_backing, off, err);
-        if (ret)
-            return ret;
-    }
-    memset(buf + from_backing, 0, len - from_backing);
-    return 0;
-}
-
-static int load_compressed_cluster(struct qcow2_image *img, uint64_t word, uint64_t guest_off,
-                                   struct qcow2_error *err)
-{
-    if (img->cluster_buf_word == word)
-        return 0;
-    size_t cs = img->cluster_size;
-    if (!img->decompressor) {
-        if (decompressor_new((enum qcow2_compression)img->hdr.compression_type,
-                             &img->decompressor))
-            return image_error(img, err, -ENOMEM, "decompressor", QCOW2_NO_OFFSET,
-                               "out of memory");
-        img->compressed_buf = malloc(2 * cs);
-        img->cluster_buf = malloc(cs);
-        if (!img->compressed_buf || !img->cluster_buf)
-            return image_error(img, err, -ENOMEM, "decompressor", QCOW2_NO_OFFSET,
-                               "out of memory");
-    }
-    struct compressed_desc d = compressed_desc_decode(&img->geo, word);
-    size_t len = (size_t)QVET_MIN(d.max_bytes, (uint64_t)2 * cs);
-    img->cluster_buf_word = 0;
-    int ret = image_read(img, img->compressed_buf, len, d.host_offset, "compressed cluster",
-                         err);
-    if (ret)
-        return ret;
-    if (decompress_cluster(img->decompressor, img->compressed_buf, len, img->cluster_buf, cs))
-        return image_error(img, err, -EIO, "compressed cluster", d.host_offset,
-                           "%s stream of guest cluster 0x%" PRIx64
-                           " is damaged or does not fill the %zu-byte cluster",
-                           img->hdr.compression_type ? "zstd" : "deflate",
-                           guest_off & ~(uint64_t)(cs - 1), cs);
-    img->cluster_buf_word = word;
-    return 0;
-}
-
 int qcow2_pread(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
                 struct qcow2_error *err)
 {
-    if (off > img->virtual_size || len > img->virtual_size - off)
-        return image_error(img, err, -EINVAL, "read request", QCOW2_NO_OFFSET,
-                           "guest range %" PRIu64 "+%zu lies past the virtual size %" PRIu64,
-                           off, len, img->virtual_size);
-    if (img->format == QCOW2_FORMAT_RAW)
-        return image_read(img, buf, len, off, "raw image", err);
-
-    uint8_t *p = buf;
-    while (len) {
-        struct host_range r;
-        int ret = cluster_get_host_range(img, off, len, &r, err);
-        if (ret)
-            return ret;
-        size_t n = (size_t)r.bytes;
-        switch (r.type) {
-        case SUBCLUSTER_NORMAL:
-            ret = image_read(img, p, n, r.host_offset, "data cluster", err);
-            break;
-        case SUBCLUSTER_ZERO_PLAIN:
-        case SUBCLUSTER_ZERO_ALLOC:
-            memset(p, 0, n);
-            break;
-        case SUBCLUSTER_COMPRESSED:
-            ret = load_compressed_cluster(img, r.compressed_word, off, err);
-            if (!ret)
-                memcpy(p, img->cluster_buf + (off & (img->cluster_size - 1)), n);
-            break;
-        default:
-            ret = read_from_backing(img, p, n, off, err);
-            break;
-        }
-        if (ret)
-            return ret;
-        p += n;
-        off += n;
-        len -= n;
-    }
-    return 0;
+    return image_pread(img, buf, len, off, err);
 }
 
 int qcow2_get_info(const struct qcow2_image *img, struct qcow2_info *info)

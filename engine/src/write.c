@@ -23,6 +23,7 @@
 #include "header_io.h"
 #include "image.h"
 #include "l1.h"
+#include "read.h"
 #include "refcount.h"
 
 /* Every change starts here: the range must be in the disk, and lazy refcounts are marked. */
@@ -152,7 +153,7 @@ static int read_current(struct qcow2_image *img, uint8_t *buf, uint64_t off, uin
 {
     uint64_t visible = off < img->virtual_size ? QVET_MIN(len, img->virtual_size - off) : 0;
     memset(buf + visible, 0, len - visible);
-    return visible ? qcow2_pread(img, buf, visible, off, err) : 0;
+    return visible ? image_pread(img, buf, visible, off, err) : 0;
 }
 
 /* ------------------------------------------------------------------------------------ */
