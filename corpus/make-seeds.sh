@@ -126,6 +126,91 @@ create dirty-2k cluster_size=2k,lazy_refcounts=on 64K
 poke dirty-2k 79 01                                                     # incompatible bit 0
 meta_image dirty-2k
 
+# ---- edges: structures that end exactly at the end of the file or of cluster 0 ----
+# A bounds test written as `end - pos` before `pos <= end` is known fails only on
+# inputs like these (one mutation, e.g. of a count, away from the bug).
+
+# ext_end NAME   (offset of the end-of-extensions marker in cluster 0)
+ext_end() {
+    local f=$work/$1.qcow2 off len
+    off=$(be "$f" 100 4)
+    while [[ $(be "$f" "$off" 4) != 0 ]]; do
+        len=$(be "$f" $((off + 4)) 4)
+        off=$((off + 8 + (len + 7) / 8 * 8))
+    done
+    echo "$off"
+}
+
+# qemu-img writes the snapshot table last and unpadded: the file ends inside the padding
+# of the last entry.
+create edge-snap-eof-512 cluster_size=512 32K
+for n in 1 two three-with-a-longer-name; do qemu-img snapshot -c "$n" "$work/edge-snap-eof-512.qcow2"; done
+fix_dates edge-snap-eof-512
+meta_image edge-snap-eof-512
+create edge-snap-eof-v2-512 compat=0.10,cluster_size=512 32K
+for n in a bb; do qemu-img snapshot -c "$n" "$work/edge-snap-eof-v2-512.qcow2"; done
+fix_dates edge-snap-eof-v2-512
+meta_image edge-snap-eof-v2-512
+# Long names: a table of 527 bytes, so that counts from 4 up to 13 still pass the check
+# that the file could hold them.
+long=$(printf 'x%.0s' $(seq 1 100))
+create edge-snap-long-eof-512 cluster_size=512 32K
+for n in 1-$long 2-$long 3-${long%x}; do
+    qemu-img snapshot -c "snapshot-$n" "$work/edge-snap-long-eof-512.qcow2"
+done
+fix_dates edge-snap-long-eof-512
+meta_image edge-snap-long-eof-512
+# One entry of 539 bytes (a 474-byte name): any count from 2 to 13 passes that check.
+create edge-snap-one-eof-512 cluster_size=512 32K
+qemu-img snapshot -c "one-$long$long$long$long${long:0:70}" "$work/edge-snap-one-eof-512.qcow2"
+fix_dates edge-snap-one-eof-512
+meta_image edge-snap-one-eof-512
+# The same tables in files a third as long (a mutation then hits the header's snapshot
+# count three times as often): the header, the refcount table (the active L1 table
+# shares it; open does not read L2 tables), the snapshot table, still at the end.
+small() {
+    local f=$work/$1.qcow2 out=$work/$1-small.qcow2
+    {
+        head -c 512 "$f"
+        tail -c +$(($(be "$f" 48 8) + 1)) "$f" | head -c 512
+        tail -c +$(($(be "$f" 64 8) + 1)) "$f"
+    } >"$out"
+    poke "$1-small" 40 0000000000000200
+    poke "$1-small" 48 0000000000000200
+    poke "$1-small" 64 0000000000000400
+    meta_image "$1-small"
+}
+for name in edge-snap-eof-512 edge-snap-eof-v2-512 edge-snap-long-eof-512 edge-snap-one-eof-512; do
+    small "$name"
+done
+# Growing the disk moves the L1 table to the last cluster of the file.
+create edge-l1-eof-512 cluster_size=512 32K
+qemu-img resize -q "$work/edge-l1-eof-512.qcow2" 4M
+meta_image edge-l1-eof-512
+# Two bitmaps: the directory is the last thing in the file.
+create edge-bitmaps-eof-512 cluster_size=512 32K
+qemu-img bitmap --add "$work/edge-bitmaps-eof-512.qcow2" b0
+qemu-img bitmap --add -g 4096 "$work/edge-bitmaps-eof-512.qcow2" second
+meta_image edge-bitmaps-eof-512
+# The refcount table copied to a new last cluster, the header pointed at the copy.
+create edge-reftable-eof-512 cluster_size=512 32K
+f=$work/edge-reftable-eof-512.qcow2
+size=$((($(stat -c %s "$f") + 511) / 512 * 512))
+dd if="$f" of="$f" bs=512 skip=1 seek=$((size / 512)) count=1 conv=notrunc status=none
+poke edge-reftable-eof-512 48 "$(printf '%016x' "$size")"
+meta_image edge-reftable-eof-512
+# An unknown extension whose data runs exactly to the end of cluster 0 (no end marker).
+create edge-ext-fill-512 cluster_size=512 32K
+off=$(ext_end edge-ext-fill-512)
+poke edge-ext-fill-512 "$off" "7a7a7a7a$(printf '%08x' $((512 - off - 8)))"
+meta_image edge-ext-fill-512
+# A backing file name that ends exactly at the end of cluster 0.
+create edge-backing-end-512 cluster_size=512,backing_file=base-512.qcow2,backing_fmt=qcow2 32K
+name=$(printf base-512.qcow2 | od -An -tx1 | tr -d ' \n')
+poke edge-backing-end-512 8 "$(printf '%016x' $((512 - 14)))"
+poke edge-backing-end-512 $((512 - 14)) "$name"
+meta_image edge-backing-end-512
+
 # ---- images with guest data: the image target's seeds ----
 data=()
 data_image() { data+=("$1"); }

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "support.h"
 
+#include <libgen.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +130,31 @@ void test_refcount_put(uint8_t *block, uint32_t order, uint64_t index, uint64_t 
     uint8_t *p = block + index * bytes;
     for (unsigned i = 0; i < bytes; i++)
         p[i] = (uint8_t)(value >> (8 * (bytes - 1 - i)));
+}
+
+char *test_read_text(const char *path)
+{
+    size_t len = 0;
+    uint8_t *t = test_read_file(path, &len);
+    char *s = t ? realloc(t, len + 1) : NULL;
+    if (!s) {
+        free(t);
+        return NULL;
+    }
+    s[len] = '\0';
+    return s;
+}
+
+const char *test_qvet_binary(void)
+{
+    static char path[PATH_MAX];
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0)
+        return NULL;
+    self[n] = '\0';
+    snprintf(path, sizeof(path), "%s/../qvet", dirname(self));
+    return access(path, X_OK) == 0 ? path : NULL;
 }
 
 struct test_image_spec test_image_spec(uint32_t version, uint32_t cluster_bits, uint64_t size)

@@ -20,6 +20,12 @@ uint8_t *test_read_file(const char *path, size_t *len);
 
 int test_write_file(const char *path, const void *data, size_t len);
 
+/* A whole file as a NUL-terminated string (the caller frees); NULL on failure. */
+char *test_read_text(const char *path);
+
+/* The qvet command of this build (build/qvet, next to build/tests), or NULL if absent. */
+const char *test_qvet_binary(void);
+
 /* ---- Building on-disk structures by hand ------------------------------------------ */
 
 /* Big-endian stores and loads, written independently of the engine's bytes.h. */

@@ -283,10 +283,19 @@ START_TEST(missing_backing_file_named)
     ck_assert_str_eq(err.structure, "backing file name");
     ck_assert_uint_eq(err.offset, stored_backing_offset(ov));
 
-    /* With no_backing the overlay itself opens. */
+    /* With no_backing the overlay itself opens, and still says where its backing file is
+     * (qemu-img info's full-backing-filename, shown even when the file is gone). */
     struct qcow2_open_options o = { .no_backing = true };
     ret = qcow2_open(ov, &o, &img, &err);
     ck_assert_msg(ret == 0, "open without backing: %s", err.message);
+    struct qcow2_info info;
+    qcow2_get_info(img, &info);
+    ck_assert_str_eq(info.backing_name, "base-gone.qcow2");
+    char want[800];
+    snprintf(want, sizeof(want), "%s/sub/base-gone.qcow2", dir);
+    ck_assert_ptr_nonnull(info.backing_path);
+    ck_assert_str_eq(info.backing_path, want);
+    ck_assert_ptr_null(qcow2_backing_image(img));
     qcow2_close(img);
 }
 END_TEST

@@ -10,7 +10,6 @@
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -289,6 +288,7 @@ enum {
     DATA_INTACT = 1,            /* the repaired image reads like the undamaged one */
     QEMU_REPAIR_FAILS = 2,      /* qemu-img -r all gives up (a QEMU quirk); qvet repairs */
     REPAIR_LEAVES_ERRORS = 4,   /* nothing can fix it: -r all leaves corruptions */
+    REPAIR_LEAVES_LEAKS = 8,    /* -r all leaves leaks (qemu-img's repair does too) */
 };
 
 /*
@@ -327,9 +327,11 @@ static void damaged_case(const char *label, const char *orig, const char *damage
         expect_same(what, &q, &v);
     }
     int st = test_run("qemu-img check '%s' >/dev/null 2>&1", a);
-    if (flags & REPAIR_LEAVES_ERRORS) {
-        ck_assert_msg(st == 2, "%s: expected qemu-img check to still find corruption after the "
-                      "repair (exit 2), got %d", what, st);
+    if (flags & (REPAIR_LEAVES_ERRORS | REPAIR_LEAVES_LEAKS)) {
+        int want = (flags & REPAIR_LEAVES_ERRORS) ? 2 : 3;
+        ck_assert_msg(st == want, "%s: expected qemu-img check to still find %s after the "
+                      "repair (exit %d), got %d", what, want == 2 ? "corruption" : "leaks",
+                      want, st);
     } else {
         ck_assert_msg(st == 0, "%s: expected qemu-img check to pass on the repaired image, got "
                       "exit %d", what, st);
@@ -778,6 +780,60 @@ START_TEST(refcount_structure_corruptions)
 }
 END_TEST
 
+/*
+ * Tables cut off by the end of the file, by truncation or by a header field: QEMU opens
+ * such an image for check (the missing part reads as zeros) and reports what that breaks;
+ * so must qvet, instead of refusing it as `info` does.
+ */
+START_TEST(tables_past_end_of_file)
+{
+    LOCAL_PATH(orig, "orig.qcow2");
+    LOCAL_PATH(bad, "cut.qcow2");
+    make_image(orig, "cluster_size=4096", "8M", damage_io);
+    snapshot(orig, "first");
+    qemu_io(orig, "-c 'write -P 4 0 16k' -c 'write -P 5 3M 8k'");
+    struct qimg q = qimg_load(orig);
+    uint64_t refblock = qimg_get64(&q, q.reftable) & OFFSET_MASK;
+    uint64_t l2 = qimg_get64(&q, q.l1) & OFFSET_MASK;
+    uint64_t snapshots = qimg_get64(&q, 64);
+    uint64_t reftable = q.reftable, l1 = q.l1;
+    free(q.d);
+
+    q = qimg_load(orig);
+    qimg_put64(&q, 48, 1ull << 24);
+    qimg_save(&q, bad);
+    damaged_case("refcount table offset past the end of the file", orig, bad, DATA_INTACT);
+
+    q = qimg_load(orig);
+    qimg_put64(&q, 64, 1ull << 24);
+    qimg_save(&q, bad);
+    damaged_case("snapshot table offset past the end of the file", orig, bad, DATA_INTACT);
+
+    q = qimg_load(orig);
+    qimg_put64(&q, 40, 1ull << 24);
+    qimg_save(&q, bad);
+    damaged_case("active L1 table past the end of the file", orig, bad, REPAIR_LEAVES_ERRORS);
+
+    struct {
+        const char *label;
+        uint64_t length;
+        unsigned flags;
+    } cuts[] = {
+        { "file cut inside the refcount table", reftable + 4, REPAIR_LEAVES_ERRORS },
+        /* The repair allocates from a block that is half past the end of the file. */
+        { "file cut inside the refcount block", refblock + 100, REPAIR_LEAVES_LEAKS },
+        { "file cut inside the L1 table", l1 + 8, REPAIR_LEAVES_LEAKS },
+        { "file cut inside an L2 table", l2 + 2048, REPAIR_LEAVES_ERRORS },
+        { "file cut inside the snapshot table", snapshots + 20, REPAIR_LEAVES_ERRORS },
+    };
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        copy_file(orig, bad);
+        ck_assert_int_eq(truncate(bad, (off_t)cuts[i].length), 0);
+        damaged_case(cuts[i].label, orig, bad, cuts[i].flags);
+    }
+}
+END_TEST
+
 START_TEST(refcount_overflow)
 {
     LOCAL_PATH(orig, "orig.qcow2");
@@ -893,30 +949,6 @@ END_TEST
 
 /* ---- the qvet check command --------------------------------------------------------- */
 
-/* build/qvet, next to this suite's directory (build/tests). */
-static const char *qvet_binary(void)
-{
-    static char path[PATH_MAX];
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0)
-        return NULL;
-    self[n] = '\0';
-    snprintf(path, sizeof(path), "%s/../qvet", dirname(self));
-    return access(path, X_OK) == 0 ? path : NULL;
-}
-
-static char *read_text(const char *path)
-{
-    size_t len = 0;
-    uint8_t *t = test_read_file(path, &len);
-    ck_assert_msg(t, "cannot read %s", path);
-    char *s = realloc(t, len + 1);
-    ck_assert(s);
-    s[len] = '\0';
-    return s;
-}
-
 /*
  * `qvet check ARGS NAME` run in dir_a and `qemu-img check ARGS NAME` in dir_b (each on
  * its own copy, so that repairs do not meet) print the same stdout and exit alike.
@@ -930,7 +962,8 @@ static void expect_cli_matches(const char *qvet, const char *args, const char *d
                       name, a);
     int sb = test_run("cd '%s' && qemu-img check %s '%s' >'%s' 2>/dev/null", dir_b, args, name,
                       b);
-    char *ta = read_text(a), *tb = read_text(b);
+    char *ta = test_read_text(a), *tb = test_read_text(b);
+    ck_assert_msg(ta && tb, "cannot read %s or %s", a, b);
     ck_assert_msg(sa == sb, "check %s %s: exit status: expected %d (qemu-img), got %d (qvet)",
                   args, name, sb, sa);
     ck_assert_msg(!strcmp(ta, tb), "check %s %s: expected qemu-img's output\n%s\ngot\n%s", args,
@@ -941,7 +974,7 @@ static void expect_cli_matches(const char *qvet, const char *args, const char *d
 
 START_TEST(cli_output_matches_qemu_img)
 {
-    const char *qvet = qvet_binary();
+    const char *qvet = test_qvet_binary();
     if (!qvet)
         return;                     /* the command is not built next to this suite */
     LOCAL_PATH(da, "cli-a");
@@ -1000,6 +1033,7 @@ int main(void)
     tcase_add_test(damaged, snapshot_table_corruptions);
     tcase_add_test(damaged, refcount_structure_corruptions);
     tcase_add_test(damaged, refcount_overflow);
+    tcase_add_test(damaged, tables_past_end_of_file);
     tcase_add_test(damaged, corrupt_bit_cleared_by_repair);
     tcase_add_test(damaged, one_table_referenced_many_times);
     suite_add_tcase(s, damaged);

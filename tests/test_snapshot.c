@@ -4,6 +4,7 @@
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -273,6 +274,115 @@ START_TEST(entry_past_buffer_wants_more)
 }
 END_TEST
 
+/*
+ * `len` bytes that end exactly where a PROT_NONE page begins, so that reading even one
+ * byte past them faults, with or without the sanitizers.
+ */
+static uint8_t *bytes_before_guard_page(size_t len, void **map, size_t *map_len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t data_pages = (len + page - 1) / page;
+    *map_len = (data_pages + 1) * page;
+    uint8_t *base = mmap(NULL, *map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                         -1, 0);
+    ck_assert_ptr_ne(base, MAP_FAILED);
+    ck_assert_int_eq(mprotect(base + data_pages * page, page, PROT_NONE), 0);
+    *map = base;
+    return base + data_pages * page - len;
+}
+
+/*
+ * The bug the header fuzzer found: an entry whose padding reaches past the end of the
+ * buffer puts the next entry's start past it, and a bounds test written as `len - pos`
+ * wrapped around instead of failing. The next entry must be refused without a read.
+ */
+START_TEST(entry_starting_past_buffer_end_is_not_read)
+{
+    uint8_t table[256];
+    struct sn a = sn("1", "first");
+    size_t p = put_entry(table, 0, &a);     /* 46 bytes of entry, padded to 48 */
+    ck_assert_uint_eq(p, 48);
+    for (size_t len = 41; len <= 47; len++) {
+        void *map;
+        size_t map_len;
+        uint8_t *buf = bytes_before_guard_page(len, &map, &map_len);
+        memcpy(buf, table, len);
+        if (len >= 46) {
+            /* The first entry fits; the second would start at byte 48, past the end. */
+            expect_parse_error(buf, len, 2, -ENOBUFS, "snapshot table entry", TABLE_AT + 48,
+                               "entry 1");
+            expect_parse_error(buf, len, 9, -ENOBUFS, "snapshot table entry", TABLE_AT + 48,
+                               "past the end of the file");
+        } else {
+            expect_parse_error(buf, len, 2, -ENOBUFS, "snapshot table entry", TABLE_AT,
+                               "entry 0");
+        }
+        munmap(map, map_len);
+    }
+}
+END_TEST
+
+/*
+ * The same through qcow2_open: a snapshot table at the very end of the file whose last
+ * entry ends unpadded, and a header that announces one snapshot more. QEMU reads the
+ * missing bytes as zeros; qvet refuses tables that run past the end of the file, with
+ * the one-line message naming the entry.
+ */
+START_TEST(open_refuses_snapshot_table_past_end_of_file)
+{
+    struct test_image_spec spec = test_image_spec(3, 9, 64 * 1024);
+    spec.extra_clusters = 2;
+    struct test_image im;
+    ck_assert_int_eq(test_image_build(&spec, &im), 0);
+    size_t table_at = im.extra_offset;
+    size_t p = 0;
+    char name[3][80];
+    for (int i = 0; i < 3; i++) {
+        snprintf(name[i], sizeof(name[i]), "snapshot-%d-with-a-long-name-%0*d", i, 40, i);
+        char id[4];
+        snprintf(id, sizeof(id), "%d", i + 1);
+        struct sn s = sn(id, name[i]);
+        s.l1_offset = im.l1_offset;
+        s.l1_size = im.l1_size;
+        uint8_t extra[24];
+        extra_fields(extra, 0, spec.size, 0);
+        s.extra = extra;
+        s.extra_len = 24;
+        size_t start = p;
+        p = put_entry(im.data + table_at, p, &s);
+        if (i == 2)
+            p = start + 40 + 24 + strlen(id) + strlen(name[i]);     /* no padding */
+    }
+    ck_assert_msg(p % 8, "the last entry must end unaligned (at %zu)", p);
+    size_t file_len = table_at + p;
+    for (uint32_t count = 3; count <= 5; count++) {
+        test_put_be32(im.data + 60, count);
+        test_put_be64(im.data + 64, table_at);
+        struct qcow2_backend *b;
+        ck_assert_int_eq(qcow2_backend_mem_new(im.data, file_len, file_len, &b), 0);
+        struct qcow2_image *img = NULL;
+        struct qcow2_error err;
+        memset(&err, 0, sizeof(err));
+        int ret = qcow2_open_backend(b, FILE_NAME, NULL, &img, &err);
+        if (count == 3) {
+            ck_assert_msg(ret == 0, "expected the 3-entry table to open: %s", err.message);
+            ck_assert_uint_eq(qcow2_snapshot_count(img), 3);
+            qcow2_close(img);
+            continue;
+        }
+        ck_assert_msg(ret < 0, "expected %u snapshots to be refused, got %d", count, ret);
+        ck_assert_ptr_null(img);
+        ck_assert_str_eq(err.structure, "snapshot table entry");
+        ck_assert_str_eq(err.file, FILE_NAME);
+        ck_assert_uint_eq(err.offset, table_at + ((p + 7) & ~(size_t)7));
+        ck_assert_msg(strstr(err.message, "entry 3") && strstr(err.message, "past the end"),
+                      "unexpected message: %s", err.message);
+        ck_assert_msg(!strchr(err.message, '\n'), "message is not one line: %s", err.message);
+    }
+    test_image_free(&im);
+}
+END_TEST
+
 START_TEST(nul_in_name_or_id_refused)
 {
     uint8_t buf[256];
@@ -511,6 +621,8 @@ int main(void)
     tcase_add_test(tc, extra_data_sizes);
     tcase_add_test(tc, extra_data_over_1024_refused);
     tcase_add_test(tc, entry_past_buffer_wants_more);
+    tcase_add_test(tc, entry_starting_past_buffer_end_is_not_read);
+    tcase_add_test(tc, open_refuses_snapshot_table_past_end_of_file);
     tcase_add_test(tc, nul_in_name_or_id_refused);
     tcase_add_test(tc, empty_and_oversized_counts);
     suite_add_tcase(s, tc);

@@ -164,11 +164,21 @@ struct qcow2_open_options {
     bool no_locks;
     /*
      * Open for `qcow2_check`: like `qemu-img check`, tolerate what check itself reports
-     * (a missing refcount table, a broken snapshot table), keep the bitmaps, and do not
+     * (a missing refcount table, a broken snapshot table, tables cut off by the end of the
+     * file, whose missing part reads as zeros), keep the bitmaps, and do not
      * repair a dirty image on open. (Without it, a writable open of a dirty image first
      * rebuilds its refcounts, as QEMU does.)
      */
     bool for_check;
+    /*
+     * Called at most once per image, just before the first change to an image that has
+     * persistent bitmaps: qvet does not maintain them, so that change first clears
+     * autoclear bit 0 (as the format asks of such a program), and QEMU then drops the
+     * bitmaps as inconsistent. `names` lists the `count` bitmaps. NULL: no notice.
+     */
+    void (*bitmaps_invalidated)(void *ctx, const char *file, const char *const *names,
+                                uint32_t count);
+    void *notice_ctx;
 };
 
 #define QCOW2_DEFAULT_CACHE_BYTES (4u << 20)
@@ -351,13 +361,29 @@ struct qcow2_info {
     enum qcow2_compression compression;
     bool extended_l2;
     uint32_t snapshot_count;
-    uint32_t bitmap_count;
+    uint32_t bitmap_count;          /* persistent bitmaps (qcow2_bitmap_get) */
     const char *backing_name;       /* as stored in the image, or NULL */
     const char *backing_path;       /* resolved, or NULL */
     const char *backing_format;     /* from the extension, or NULL */
 };
 
 QCOW2_API int qcow2_get_info(const struct qcow2_image *img, struct qcow2_info *info);
+
+#define QCOW2_BITMAP_IN_USE 0x1u
+#define QCOW2_BITMAP_AUTO 0x2u
+
+struct qcow2_bitmap_info {
+    const char *name;
+    uint64_t granularity;           /* bytes per bit */
+    uint32_t flags;                 /* QCOW2_BITMAP_* (other bits as stored) */
+};
+
+/*
+ * Persistent bitmap i (0-based, i < qcow2_info.bitmap_count) as the directory records
+ * it; strings are owned by img. The bitmaps are listed only while autoclear bit 0 is set.
+ */
+QCOW2_API int qcow2_bitmap_get(const struct qcow2_image *img, uint32_t i,
+                               struct qcow2_bitmap_info *info);
 
 /* The image's backing file, or NULL. Owned by img. */
 QCOW2_API struct qcow2_image *qcow2_backing_image(const struct qcow2_image *img);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bytes.h"
 #include "image.h"
@@ -79,42 +80,120 @@ static int check_entry(struct qcow2_image *img, const uint8_t *e, uint64_t at,
     return 0;
 }
 
-int bitmap_directory_check(struct qcow2_image *img, struct qcow2_error *err)
+/* How many of a table's entries lie (at least partly) inside the file: the rest read as 0. */
+static uint64_t entries_in_file(const struct qcow2_image *img, uint64_t offset, uint64_t entries)
+{
+    if (offset >= img->file_size)
+        return 0;
+    return QVET_MIN(entries, (img->file_size - offset + 7) / 8);
+}
+
+/* What QEMU checks when it loads a bitmap that is not in use: every table entry. */
+static int check_table(struct qcow2_image *img, const struct bitmap *bm, struct qcow2_error *err)
+{
+    uint64_t n = entries_in_file(img, bm->table_offset, bm->table_size);
+    if (!n)
+        return 0;
+    uint8_t *raw = malloc((size_t)n * 8u);
+    if (!raw)
+        return image_error(img, err, -ENOMEM, "bitmap table", bm->table_offset,
+                           "out of memory for %" PRIu64 " entries", n);
+    int ret = image_read(img, raw, (size_t)n * 8u, bm->table_offset, "bitmap table", err);
+    for (uint64_t i = 0; i < n && !ret; i++) {
+        uint64_t entry = be64_get(raw + 8 * i);
+        const char *problem = bitmap_table_entry_problem(entry, img->cluster_size);
+        if (problem)
+            ret = image_error(img, err, -EINVAL, "bitmap table entry",
+                              bm->table_offset + 8 * i,
+                              "entry %" PRIu64 " of bitmap \"%s\" (0x%016" PRIx64 "): %s", i,
+                              bm->name, entry, problem);
+    }
+    free(raw);
+    return ret;
+}
+
+/* Decodes the entry at dir[pos..] (its fixed part already known to fit). */
+static int load_entry(struct qcow2_image *img, const uint8_t *dir, uint64_t size, uint64_t pos,
+                      uint32_t index, struct bitmap *bm, uint64_t *next, struct qcow2_error *err)
+{
+    uint64_t at = img->hdr.bitmap_directory_offset + pos;
+    const uint8_t *e = dir + pos;
+    int ret = check_entry(img, e, at, err);
+    if (ret)
+        return ret;
+    uint16_t name_size = be16_get(e + BME_NAME_SIZE);
+    uint64_t len = round_up_u64(BME_FIXED_BYTES + (uint64_t)be32_get(e + BME_EXTRA_SIZE) +
+                                    name_size, 8);
+    if (!span_fits(size, pos, len))
+        return image_error(img, err, -EINVAL, "bitmap directory entry", at,
+                           "entry %" PRIu32 " (%" PRIu64 " bytes) runs past the directory's end "
+                           "(%" PRIu64 " bytes)",
+                           index, len, size);
+    const uint8_t *name = e + BME_FIXED_BYTES;
+    size_t shown = strnlen((const char *)name, name_size);
+    bm->name = malloc(shown + 1);
+    if (!bm->name)
+        return image_error(img, err, -ENOMEM, "bitmap directory entry", at, "out of memory");
+    memcpy(bm->name, name, shown);
+    bm->name[shown] = '\0';
+    bm->table_offset = be64_get(e + BME_TABLE_OFFSET);
+    bm->table_size = be32_get(e + BME_TABLE_SIZE);
+    bm->flags = be32_get(e + BME_FLAGS);
+    bm->granularity_bits = e[BME_GRANULARITY];
+    *next = pos + len;
+    return (bm->flags & BME_FLAG_IN_USE) ? 0 : check_table(img, bm, err);
+}
+
+int bitmap_directory_load(struct qcow2_image *img, struct qcow2_error *err)
 {
     const struct header *h = &img->hdr;
     uint64_t off = h->bitmap_directory_offset;
     uint64_t size = h->bitmap_directory_size;
-    if (off > img->file_size || size > img->file_size - off)
+    if (!span_fits(img->file_size, off, size))
         return image_error(img, err, -EINVAL, "bitmap directory", off,
                            "%" PRIu64 " bytes run past the end of the file (%" PRIu64
                            " bytes)",
                            size, img->file_size);
+    /* The count sizes an allocation: first make sure the directory could hold that many. */
+    if ((uint64_t)h->nb_bitmaps * BME_FIXED_BYTES > size)
+        return image_error(img, err, -EINVAL, "bitmap directory", off,
+                           "%" PRIu32 " entries of at least %u bytes cannot fit in its %" PRIu64
+                           " bytes",
+                           h->nb_bitmaps, BME_FIXED_BYTES, size);
     uint8_t *dir = malloc(size ? size : 1);
-    if (!dir)
+    struct bitmap_directory *d = &img->bitmaps;
+    d->entries = calloc(h->nb_bitmaps, sizeof(*d->entries));
+    if (!dir || !d->entries) {
+        free(dir);
         return image_error(img, err, -ENOMEM, "bitmap directory", off, "out of memory");
+    }
     int ret = image_read(img, dir, size, off, "bitmap directory", err);
     uint64_t pos = 0;
-    uint32_t i = 0;
-    for (; !ret && i < h->nb_bitmaps; i++) {
-        if (size - pos < BME_FIXED_BYTES) {
+    for (uint32_t i = 0; !ret && i < h->nb_bitmaps; i++) {
+        if (!span_fits(size, pos, BME_FIXED_BYTES)) {
             ret = image_error(img, err, -EINVAL, "bitmap directory", off,
                               "holds %" PRIu32 " entries, but the header says %" PRIu32, i,
                               h->nb_bitmaps);
             break;
         }
-        const uint8_t *e = dir + pos;
-        ret = check_entry(img, e, off + pos, err);
-        uint64_t len = round_up_u64(BME_FIXED_BYTES + (uint64_t)be32_get(e + BME_EXTRA_SIZE) +
-                                        be16_get(e + BME_NAME_SIZE), 8);
-        if (!ret && len > size - pos)
-            ret = image_error(img, err, -EINVAL, "bitmap directory entry", off + pos,
-                              "entry %" PRIu32 " runs past the directory's end", i);
-        pos += len;
+        d->count = i + 1;
+        ret = load_entry(img, dir, size, pos, i, &d->entries[i], &pos, err);
     }
     if (!ret && pos != size)
         ret = image_error(img, err, -EINVAL, "bitmap directory", off,
                           "entries take %" PRIu64 " bytes, but the header says %" PRIu64, pos,
                           size);
     free(dir);
+    if (ret)
+        bitmap_directory_release(d);
     return ret;
+}
+
+void bitmap_directory_release(struct bitmap_directory *d)
+{
+    for (uint32_t i = 0; i < d->count; i++)
+        free(d->entries[i].name);
+    free(d->entries);
+    d->entries = NULL;
+    d->count = 0;
 }

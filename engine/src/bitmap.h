@@ -1,18 +1,61 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * Persistent dirty bitmaps. qvet keeps them as they are; it only validates the
- * directory the way QEMU does on open, so it refuses what QEMU refuses.
+ * Persistent dirty bitmaps. qvet keeps them as they are: it validates the directory and
+ * the tables of the bitmaps QEMU would load the way QEMU does on open (so it refuses
+ * what QEMU refuses), keeps the directory for `info`, and never writes it.
  */
 #ifndef QVET_BITMAP_H
 #define QVET_BITMAP_H
+
+#include <stdint.h>
 
 #include "qcow2.h"
 
 #define BITMAP_MAX_COUNT 65535u
 #define BITMAP_MAX_DIRECTORY_BYTES (65535u * 1024u)
 
+struct bitmap {
+    char *name;                     /* up to its first NUL, as QEMU shows it */
+    uint64_t table_offset;
+    uint32_t table_size;            /* entries */
+    uint32_t flags;                 /* BME flags: bit 0 in use, bit 1 auto */
+    uint8_t granularity_bits;
+};
+
+struct bitmap_directory {
+    struct bitmap *entries;
+    uint32_t count;
+};
+
+/* Bitmap table entries (fact sheet section 8). */
+#define BITMAP_TABLE_OFFSET_MASK 0x00FFFFFFFFFFFE00ull
+#define BITMAP_TABLE_RESERVED_MASK 0xFF000000000001FEull
+#define BITMAP_TABLE_ALL_ONES 0x1ull
+
+/*
+ * QEMU's rules for one bitmap table entry: no reserved bits, an aligned cluster, and the
+ * all-ones flag only on an entry without a cluster. Returns the rule it breaks, or NULL.
+ */
+static inline const char *bitmap_table_entry_problem(uint64_t entry, uint64_t cluster_size)
+{
+    uint64_t data = entry & BITMAP_TABLE_OFFSET_MASK;
+    if (entry & BITMAP_TABLE_RESERVED_MASK)
+        return "reserved bits are set";
+    if (data % cluster_size)
+        return "the data cluster offset is not cluster-aligned";
+    if (data && (entry & BITMAP_TABLE_ALL_ONES))
+        return "the all-ones flag is set on an entry that has a data cluster";
+    return NULL;
+}
+
 struct qcow2_image;
 
-int bitmap_directory_check(struct qcow2_image *img, struct qcow2_error *err);
+/*
+ * Reads and validates the directory of an image whose autoclear bit 0 is set, into
+ * img->bitmaps. A bitmap that is not in use also has its table checked, entry by entry.
+ */
+int bitmap_directory_load(struct qcow2_image *img, struct qcow2_error *err);
+
+void bitmap_directory_release(struct bitmap_directory *d);
 
 #endif

@@ -3,6 +3,7 @@
 #ifndef QVET_BYTES_H
 #define QVET_BYTES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 static inline uint16_t be16_get(const uint8_t *p)
@@ -43,6 +44,15 @@ static inline void be64_put(uint8_t *p, uint64_t v)
 static inline uint64_t round_up_u64(uint64_t v, uint64_t align)
 {
     return (v + align - 1) & ~(align - 1);
+}
+
+/*
+ * True when n bytes starting at pos lie inside a buffer (or file) of len bytes. The only
+ * safe form of the bounds test: `len - pos` alone wraps around when pos > len.
+ */
+static inline bool span_fits(uint64_t len, uint64_t pos, uint64_t n)
+{
+    return pos <= len && n <= len - pos;
 }
 
 #define QVET_MIN(a, b) ((a) < (b) ? (a) : (b))

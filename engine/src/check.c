@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bitmap.h"
 #include "bytes.h"
 #include "cache.h"
 #include "cluster.h"
@@ -49,9 +50,6 @@
 /* Bitmap directory entry layout (fact sheet §8). */
 #define CHECK_BME_FIXED 24u
 #define CHECK_BME_MAX_TABLE_ENTRIES 0x8000000u
-#define CHECK_BME_OFFSET_MASK 0x00FFFFFFFFFFFE00ull
-#define CHECK_BME_RESERVED_MASK 0xFF000000000001FEull
-#define CHECK_BME_ALL_ONES 0x1ull
 
 /* The whole-cluster classification `check` uses (not the subcluster one). */
 enum check_type {
@@ -249,7 +247,7 @@ static int check_reader_get(struct check_ctx *c, struct check_reader *r, void *d
 {
     if (n > CHECK_READ_WINDOW)
         return check_read(c, dst, n, off);
-    if (!r->win || off < r->start || off - r->start > r->len || n > r->len - (off - r->start)) {
+    if (!r->win || off < r->start || !span_fits(r->len, off - r->start, n)) {
         if (!r->win) {
             r->win = malloc(CHECK_READ_WINDOW);
             if (!r->win)
@@ -265,24 +263,37 @@ static int check_reader_get(struct check_ctx *c, struct check_reader *r, void *d
     return 0;
 }
 
+/*
+ * The clusters [*first, *last] of a per-cluster map of nb entries that [off, off+len)
+ * touches; false when none. A range reaching past 2^64 is cut there, not wrapped.
+ */
+static bool check_map_span(uint64_t nb, uint32_t cb, uint64_t off, uint64_t len,
+                           uint64_t *first, uint64_t *last)
+{
+    if (!len || off >> cb >= nb)
+        return false;
+    uint64_t end = len - 1 > UINT64_MAX - off ? UINT64_MAX : off + len - 1;
+    *first = off >> cb;
+    *last = QVET_MIN(end >> cb, nb - 1);
+    return true;
+}
+
 /* Marks every cluster touched by [off, off+len) in a per-cluster map of nb bits. */
 static void check_mark(uint8_t *map, uint64_t nb, uint32_t cb, uint64_t off, uint64_t len)
 {
-    if (!len || off >> cb >= nb)
-        return;
-    uint64_t last = len - 1 > UINT64_MAX - off ? UINT64_MAX : off + len - 1;
-    uint64_t end = QVET_MIN(last >> cb, nb - 1);
-    for (uint64_t k = off >> cb; k <= end; k++)
-        map[k / 8] |= (uint8_t)(1u << (k % 8));
+    uint64_t first, last;
+    if (check_map_span(nb, cb, off, len, &first, &last))
+        for (uint64_t k = first; k <= last; k++)
+            map[k / 8] |= (uint8_t)(1u << (k % 8));
 }
 
 static bool check_marked(const uint8_t *map, uint64_t nb, uint32_t cb, uint64_t off,
                          uint64_t len)
 {
-    if (!len || off >> cb >= nb)
+    uint64_t first, last;
+    if (!check_map_span(nb, cb, off, len, &first, &last))
         return false;
-    uint64_t end = QVET_MIN((off + len - 1) >> cb, nb - 1);
-    for (uint64_t k = off >> cb; k <= end; k++)
+    for (uint64_t k = first; k <= last; k++)
         if (map[k / 8] & (1u << (k % 8)))
             return true;
     return false;
@@ -1016,7 +1027,7 @@ static int check_bitmaps(struct check_ctx *c, struct qcow2_check_result *res)
     int ret = check_inc(c, res, dir_offset, dir_size, 1);
     if (ret)
         return ret;
-    if (dir_offset > img->file_size || dir_size > img->file_size - dir_offset ||
+    if (!span_fits(img->file_size, dir_offset, dir_size) ||
         dir_size > (uint64_t)h->nb_bitmaps * (CHECK_BME_FIXED + 2048u)) {
         res->corruptions++;
         res->check_errors++;
@@ -1036,12 +1047,12 @@ static int check_bitmaps(struct check_ctx *c, struct qcow2_check_result *res)
     uint64_t pos = 0;
     for (uint32_t i = 0; i < h->nb_bitmaps && !ret; i++) {
         const uint8_t *e = dir + pos;
-        uint64_t len = dir_size - pos < CHECK_BME_FIXED ? 0
+        uint64_t len = !span_fits(dir_size, pos, CHECK_BME_FIXED) ? 0
                        : round_up_u64(CHECK_BME_FIXED + (uint64_t)be32_get(e + 20) +
                                           be16_get(e + 18), 8);
         uint64_t table_offset = len ? be64_get(e) : 0;
         uint32_t table_size = len ? be32_get(e + 8) : 0;
-        if (!len || len > dir_size - pos || !table_size ||
+        if (!len || !span_fits(dir_size, pos, len) || !table_size ||
             table_size > CHECK_BME_MAX_TABLE_ENTRIES || !table_offset ||
             table_offset % c->cs) {
             res->corruptions++;
@@ -1080,9 +1091,8 @@ static int check_bitmaps(struct check_ctx *c, struct qcow2_check_result *res)
             ret = check_read(c, raw, n * 8u, offset);
         for (uint64_t k = 0; k < n && !ret; k++) {
             uint64_t entry = be64_get(raw + 8 * k);
-            uint64_t data = entry & CHECK_BME_OFFSET_MASK;
-            if ((entry & CHECK_BME_RESERVED_MASK) ||
-                (data && ((entry & CHECK_BME_ALL_ONES) || data % c->cs))) {
+            uint64_t data = entry & BITMAP_TABLE_OFFSET_MASK;
+            if (bitmap_table_entry_problem(entry, c->cs)) {
                 res->corruptions++;
                 res->check_errors++;
                 check_say(c, "ERROR bitmap table at 0x%" PRIx64 " has an invalid entry "

@@ -95,7 +95,7 @@ int cluster_l2_table(struct qcow2_image *img, uint64_t l1_index, const uint8_t *
     if (l2_offset % img->cluster_size)
         return image_error(img, err, -EIO, "L1 table entry", entry_offset,
                            "L2 table offset 0x%" PRIx64 " is not cluster-aligned", l2_offset);
-    if (l2_offset > img->file_size || img->file_size - l2_offset < img->cluster_size)
+    if (!span_fits(img->file_size, l2_offset, img->cluster_size))
         return image_error(img, err, -EIO, "L1 table entry", entry_offset,
                            "L2 table at 0x%" PRIx64 " runs past the end of the file (%" PRIu64
                            " bytes)",

@@ -290,14 +290,14 @@ static int parse_extensions(struct parse_ctx *c)
     uint64_t off = h->header_length;
     uint32_t seen = 0;
     while (off < end) {
-        if (end - off < 8)
+        if (!span_fits(end, off, 8))
             return fail(c, off, "header extension",
                         "8-byte extension header runs past the end of the extension area "
                         "(%" PRIu64 ")", end);
         uint32_t type = be32_get(c->buf + off);
         uint32_t len = be32_get(c->buf + off + 4);
         uint64_t data = off + 8;
-        if (len > end - data)
+        if (!span_fits(end, data, len))
             return fail(c, off, "header extension",
                         "type 0x%08" PRIx32 " with length %" PRIu32
                         " runs past the end of the extension area (%" PRIu64 ")",
@@ -418,7 +418,11 @@ struct table_fields {
     uint32_t count_field;
 };
 
-/* A table of `entries` entries of `entry_bytes` at `offset`, inside the file. */
+/*
+ * A table of `entries` entries of `entry_bytes` at `offset`, inside the file. For a check
+ * only QEMU's own rules apply (alignment, size, no overflow): a table that runs past the
+ * end of the file reads as zeros there, and the check reports what that breaks.
+ */
 static int check_table(struct parse_ctx *c, const struct table_fields *f, uint64_t offset,
                        uint64_t entries, uint64_t entry_bytes, uint64_t max_bytes)
 {
@@ -439,7 +443,7 @@ static int check_table(struct parse_ctx *c, const struct table_fields *f, uint64
         return fail(c, f->offset_field, where,
                     "%s offset 0x%" PRIx64 " + %" PRIu64 " bytes overflows", f->table, offset,
                     bytes);
-    if (bytes && offset + bytes > c->file_size)
+    if (bytes && offset + bytes > c->file_size && !(c->flags & HEADER_FOR_CHECK))
         return fail(c, f->offset_field, where,
                     "%s at 0x%" PRIx64 " (%" PRIu64 " bytes) runs past the end of the file "
                     "(%" PRIu64 " bytes)",
@@ -447,6 +451,24 @@ static int check_table(struct parse_ctx *c, const struct table_fields *f, uint64
     if (bytes && offset == 0)
         return fail(c, f->offset_field, where, "%s at offset 0 would overlap the header",
                     f->table);
+    return 0;
+}
+
+static int check_snapshot_fields(struct parse_ctx *c)
+{
+    const struct header *h = c->h;
+    if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
+        return fail(c, OFF_NB_SNAPSHOTS, "header field nb_snapshots",
+                    "value %" PRIu32 " exceeds the limit of %u", h->nb_snapshots,
+                    QCOW2_MAX_SNAPSHOTS);
+    if (h->snapshots_offset % (1ull << h->cluster_bits))
+        return fail(c, OFF_SNAPSHOTS_OFFSET, "header field snapshots_offset",
+                    "offset 0x%" PRIx64 " is not cluster-aligned", h->snapshots_offset);
+    if (h->nb_snapshots && (h->snapshots_offset == 0 || h->snapshots_offset >= c->file_size))
+        return fail(c, OFF_SNAPSHOTS_OFFSET, "header field snapshots_offset",
+                    "snapshot table at 0x%" PRIx64 " lies outside the file (%" PRIu64
+                    " bytes)",
+                    h->snapshots_offset, c->file_size);
     return 0;
 }
 
@@ -467,20 +489,11 @@ static int check_tables(struct parse_ctx *c)
     int ret = check_table(c, &reftable, h->refcount_table_offset,
                           (uint64_t)h->refcount_table_clusters << (cb - 3), 8,
                           QCOW2_MAX_REFTABLE_BYTES);
+    /* A check reads the snapshot table itself and reports (or repairs) what is wrong. */
+    if (!ret && !(c->flags & HEADER_FOR_CHECK))
+        ret = check_snapshot_fields(c);
     if (ret)
         return ret;
-    if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
-        return fail(c, OFF_NB_SNAPSHOTS, "header field nb_snapshots",
-                    "value %" PRIu32 " exceeds the limit of %u", h->nb_snapshots,
-                    QCOW2_MAX_SNAPSHOTS);
-    if (h->snapshots_offset % (1ull << cb))
-        return fail(c, OFF_SNAPSHOTS_OFFSET, "header field snapshots_offset",
-                    "offset 0x%" PRIx64 " is not cluster-aligned", h->snapshots_offset);
-    if (h->nb_snapshots && (h->snapshots_offset == 0 || h->snapshots_offset >= c->file_size))
-        return fail(c, OFF_SNAPSHOTS_OFFSET, "header field snapshots_offset",
-                    "snapshot table at 0x%" PRIx64 " lies outside the file (%" PRIu64
-                    " bytes)",
-                    h->snapshots_offset, c->file_size);
     ret = check_table(c, &l1, h->l1_table_offset, h->l1_size, 8, QCOW2_MAX_L1_BYTES);
     if (ret)
         return ret;

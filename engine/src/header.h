@@ -95,7 +95,9 @@ int header_parse(const uint8_t *cluster0, size_t len, uint64_t file_size, const 
 
 /*
  * header_parse with options. HEADER_FOR_CHECK accepts what `qemu-img check` tolerates so
- * that it can report and repair it: an image without a refcount table.
+ * that it can report and repair it: an image without a refcount table, a refcount or L1
+ * table that runs past the end of the file (the rest reads as zeros), and any snapshot
+ * count and offset (the check reads that table itself, with QEMU's rules).
  */
 #define HEADER_FOR_CHECK 0x1u
 int header_parse_flags(const uint8_t *cluster0, size_t len, uint64_t file_size,

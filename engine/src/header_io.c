@@ -2,6 +2,10 @@
 /* Header field writes of an open image (see header_io.h). */
 #include "header_io.h"
 
+#include <errno.h>
+#include <stdlib.h>
+
+#include "bitmap.h"
 #include "bytes.h"
 #include "image.h"
 
@@ -109,6 +113,28 @@ int header_write_autoclear(struct qcow2_image *img, uint64_t bits, struct qcow2_
     if (!ret)
         img->hdr.autoclear_features = bits;
     return ret;
+}
+
+int image_begin_change(struct qcow2_image *img, struct qcow2_error *err)
+{
+    if (!img->autoclear_pending)
+        return 0;
+    const struct bitmap_directory *d = &img->bitmaps;
+    if (d->count && img->bitmaps_invalidated) {
+        const char **names = malloc(d->count * sizeof(*names));
+        if (!names)
+            return image_error(img, err, -ENOMEM, "image", QCOW2_NO_OFFSET, "out of memory");
+        for (uint32_t i = 0; i < d->count; i++)
+            names[i] = d->entries[i].name;
+        img->bitmaps_invalidated(img->notice_ctx, img->name, names, d->count);
+        free(names);
+    }
+    int ret = header_write_autoclear(img, 0, err);
+    if (ret)
+        return ret;
+    img->autoclear_pending = false;
+    bitmap_directory_release(&img->bitmaps);
+    return 0;
 }
 
 int image_mark_dirty(struct qcow2_image *img, struct qcow2_error *err)

@@ -44,6 +44,13 @@ int header_clear_incompat(struct qcow2_image *img, uint64_t bits, struct qcow2_e
 int header_write_autoclear(struct qcow2_image *img, uint64_t bits, struct qcow2_error *err);
 
 /*
+ * Every change to an image starts here: the autoclear bits qvet does not implement (all
+ * of them: it keeps no bitmaps) are cleared on disk before the first one, after telling
+ * the caller which bitmaps that invalidates.
+ */
+int image_begin_change(struct qcow2_image *img, struct qcow2_error *err);
+
+/*
  * With lazy refcounts, refcounts may go stale from the first change on: the dirty bit
  * says so on disk before that change.
  */

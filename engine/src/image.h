@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bitmap.h"
 #include "cluster.h"
 #include "header.h"
 #include "qcow2.h"
@@ -33,7 +34,9 @@ struct qcow2_image {
     struct cache *l2_cache;
     struct cache *refblock_cache;
     struct snapshot_table snapshots;
+    struct bitmap_directory bitmaps; /* loaded while autoclear bit 0 is set */
     int selected_snapshot;          /* -1 = active state */
+    bool for_check;                 /* opened for qcow2_check (see qcow2_open_options) */
 
     struct decompressor *decompressor;
     uint8_t *compressed_buf;        /* 2 clusters: the largest stored compressed range */
@@ -44,6 +47,10 @@ struct qcow2_image {
 
     /* Writable images only. */
     bool writable;
+    bool autoclear_pending;         /* autoclear bits to clear before the first change */
+    void (*bitmaps_invalidated)(void *ctx, const char *file, const char *const *names,
+                                uint32_t count);
+    void *notice_ctx;
     bool lazy_refcounts;            /* refcount writes need no ordering (dirty bit set) */
     bool refcounts_unflushed;       /* raised refcounts not yet known to be on disk */
     uint64_t free_cluster_hint;     /* no free cluster below this index */

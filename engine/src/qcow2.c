@@ -21,23 +21,30 @@
 /* Large enough for most tables, small enough not to read much past a short table. */
 #define SNAPSHOT_FIRST_READ (64u << 10)
 
-/* Reads `count` big-endian u64 entries at `off` into a host-endian array. */
+/*
+ * Reads `count` big-endian u64 entries at `off` into a host-endian array. Entries past
+ * the end of the file (a table opened for check may reach there) are zeros; they are
+ * neither read nor touched, which keeps a large table over a small file cheap.
+ */
 static int read_u64_table(struct qcow2_image *img, uint64_t off, uint32_t count,
                           const char *structure, uint64_t **out, struct qcow2_error *err)
 {
     *out = NULL;
     if (count == 0)
         return 0;
-    uint64_t *t = malloc((size_t)count * 8u);
+    uint64_t *t = calloc(count, 8u);
     if (!t)
         return image_error(img, err, -ENOMEM, structure, off,
                            "out of memory for %" PRIu32 " entries", count);
-    int ret = image_read(img, t, (size_t)count * 8u, off, structure, err);
+    uint32_t in_file = off < img->file_size
+                           ? (uint32_t)QVET_MIN((uint64_t)count, (img->file_size - off + 7) / 8)
+                           : 0;
+    int ret = in_file ? image_read(img, t, (size_t)in_file * 8u, off, structure, err) : 0;
     if (ret) {
         free(t);
         return ret;
     }
-    for (uint32_t i = 0; i < count; i++)
+    for (uint32_t i = 0; i < in_file; i++)
         t[i] = be64_get((const uint8_t *)&t[i]);
     *out = t;
     return 0;
@@ -87,7 +94,13 @@ static int read_snapshot_table(struct qcow2_image *img, struct qcow2_error *err)
             ret = snapshot_table_parse(buf, want, h->snapshots_offset, h->nb_snapshots,
                                        img->name, &img->snapshots, err);
         free(buf);
-        if (ret != -ENOBUFS || want == available)
+        if (ret == -ENOBUFS && want == available) {
+            /* Not a short read of ours: the table itself runs past the end of the file. */
+            if (err)
+                err->code = -EINVAL;
+            return -EINVAL;
+        }
+        if (ret != -ENOBUFS)
             return ret;
         want = QVET_MIN(available, want * 4);
     }
@@ -154,8 +167,7 @@ static int select_snapshot(struct qcow2_image *img, const struct qcow2_open_opti
                            " is not cluster-aligned",
                            s->id, s->name, s->l1_table_offset);
     uint64_t bytes = (uint64_t)s->l1_size * 8u;
-    if (bytes && (s->l1_table_offset > img->file_size ||
-                  bytes > img->file_size - s->l1_table_offset))
+    if (bytes && !span_fits(img->file_size, s->l1_table_offset, bytes))
         return image_error(img, err, -EINVAL, "snapshot table entry", s->entry_offset,
                            "snapshot %s (\"%s\") L1 table at 0x%" PRIx64 " (%" PRIu64
                            " bytes) runs past the end of the file (%" PRIu64 " bytes)",
@@ -185,7 +197,8 @@ static int repair_dirty(struct qcow2_image *img, struct qcow2_error *err)
     if (ret)
         return ret;
     if (r.check_errors || r.corruptions)
-        return image_error(img, err, -EUCLEAN, "header field incompatible_features", HEADER_OFF_INCOMPAT,
+        return image_error(img, err, -EUCLEAN, "header field incompatible_features",
+                           HEADER_OFF_INCOMPAT,
                            "the dirty bit is set and repairing the refcounts left %" PRIu64
                            " corruptions and %" PRIu64 " check errors; the image cannot be "
                            "opened for writing",
@@ -196,8 +209,8 @@ static int repair_dirty(struct qcow2_image *img, struct qcow2_error *err)
 /*
  * Readies an image for writing. QEMU's rules: a corrupt image is not written (except by
  * a repair), and autoclear bits qvet does not implement (all of them: it keeps no
- * bitmaps) are cleared before the first write, so that QEMU later treats the bitmaps as
- * stale instead of trusting them.
+ * bitmaps) are cleared before the first change (image_begin_change), so that QEMU later
+ * treats the bitmaps as stale instead of trusting them.
  */
 static int prepare_writable(struct qcow2_image *img, const struct qcow2_open_options *opts,
                             struct qcow2_error *err)
@@ -208,7 +221,8 @@ static int prepare_writable(struct qcow2_image *img, const struct qcow2_open_opt
                            "a snapshot can only be opened read-only; apply it to write "
                            "from it");
     if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) && !opts->for_check)
-        return image_error(img, err, -EACCES, "header field incompatible_features", HEADER_OFF_INCOMPAT,
+        return image_error(img, err, -EACCES, "header field incompatible_features",
+                           HEADER_OFF_INCOMPAT,
                            "the corrupt bit (1) is set: the image may only be opened "
                            "read-only, or repaired with check -r all");
     img->scratch = malloc(img->cluster_size);
@@ -218,14 +232,13 @@ static int prepare_writable(struct qcow2_image *img, const struct qcow2_open_opt
     img->writable = true;
     img->lazy_refcounts = (h->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS) != 0;
     /* A repair keeps the bitmaps (and counts their clusters) as qemu-img check -r does. */
-    if (h->version >= 3 && h->autoclear_features && !opts->for_check) {
-        int ret = header_write_autoclear(img, 0, err);
-        if (ret)
-            return ret;
-    }
-    return (h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && !opts->for_check
-               ? repair_dirty(img, err)
-               : 0;
+    img->autoclear_pending = h->version >= 3 && h->autoclear_features && !opts->for_check;
+    img->bitmaps_invalidated = opts->bitmaps_invalidated;
+    img->notice_ctx = opts->notice_ctx;
+    if (!(h->incompatible_features & QCOW2_INCOMPAT_DIRTY) || opts->for_check)
+        return 0;
+    int ret = image_begin_change(img, err);
+    return ret ? ret : repair_dirty(img, err);
 }
 
 /* True when `real` names an image already above img in the chain (or img itself). */
@@ -261,9 +274,6 @@ static int backing_open(struct qcow2_image *img, const struct qcow2_open_options
     if (depth + 1 >= QCOW2_MAX_BACKING_DEPTH)
         return image_error(img, err, -ELOOP, "backing file name", h->backing_file_offset,
                            "backing chain deeper than %u images", QCOW2_MAX_BACKING_DEPTH);
-    if (backing_resolve(img->name, name, &img->backing_path))
-        return image_error(img, err, -ENOMEM, "backing file name", QCOW2_NO_OFFSET,
-                           "out of memory");
     char *real = realpath(img->backing_path, NULL);
     if (real && chain_contains(img, real)) {
         free(real);
@@ -296,6 +306,7 @@ static int backing_open(struct qcow2_image *img, const struct qcow2_open_options
 static int open_qcow2(struct qcow2_image *img, const struct qcow2_open_options *opts,
                       unsigned depth, struct qcow2_error *err)
 {
+    img->for_check = opts->for_check;
     int ret = read_header(img, opts->for_check, err);
     if (ret)
         return ret;
@@ -333,9 +344,14 @@ static int open_qcow2(struct qcow2_image *img, const struct qcow2_open_options *
     if (!opts->for_check)
         ret = read_snapshot_table(img, err);
     if (!ret && h->has_bitmaps_ext && (h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS))
-        ret = bitmap_directory_check(img, err);
+        ret = bitmap_directory_load(img, err);
     if (!ret && wants_snapshot(opts))
         ret = select_snapshot(img, opts, err);
+    /* Where the backing file is, even when it is not opened (`info` shows it). */
+    if (!ret && h->backing_name && !backing_name_has_protocol(h->backing_name) &&
+        backing_resolve(img->name, h->backing_name, &img->backing_path))
+        ret = image_error(img, err, -ENOMEM, "backing file name", QCOW2_NO_OFFSET,
+                          "out of memory");
     if (!ret && h->backing_name && !opts->no_backing)
         ret = backing_open(img, opts, depth, err);
     if (!ret && opts->writable)
@@ -424,6 +440,7 @@ void qcow2_close(struct qcow2_image *img)
     qcow2_backend_destroy(img->backend);
     header_release(&img->hdr);
     snapshot_table_release(&img->snapshots);
+    bitmap_directory_release(&img->bitmaps);
     cache_free(img->l2_cache);
     cache_free(img->refblock_cache);
     decompressor_free(img->decompressor);
@@ -482,10 +499,23 @@ int qcow2_get_info(const struct qcow2_image *img, struct qcow2_info *info)
     info->compression = (enum qcow2_compression)h->compression_type;
     info->extended_l2 = img->geo.extended_l2;
     info->snapshot_count = img->snapshots.count;
-    info->bitmap_count = (h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) ? h->nb_bitmaps : 0;
+    info->bitmap_count = img->bitmaps.count;
     info->backing_name = h->backing_name;
     info->backing_path = img->backing_path;
     info->backing_format = h->has_backing_format ? h->backing_format : NULL;
+    return 0;
+}
+
+int qcow2_bitmap_get(const struct qcow2_image *img, uint32_t i, struct qcow2_bitmap_info *info)
+{
+    if (i >= img->bitmaps.count)
+        return -ENOENT;
+    const struct bitmap *b = &img->bitmaps.entries[i];
+    *info = (struct qcow2_bitmap_info){
+        .name = b->name,
+        .granularity = 1ull << b->granularity_bits,
+        .flags = b->flags,
+    };
     return 0;
 }
 

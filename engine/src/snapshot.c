@@ -57,9 +57,12 @@ static int parse_entry(const uint8_t *buf, uint64_t len, uint64_t pos, uint64_t 
                        struct qcow2_error *err)
 {
     uint64_t at = table_offset + pos;
-    if (len - pos < SNAPSHOT_FIXED_BYTES)
+    /* The previous entry's padding may already reach past the buffer: pos > len. */
+    if (!span_fits(len, pos, SNAPSHOT_FIXED_BYTES))
         return err_set(err, -ENOBUFS, file, "snapshot table entry", at,
-                       "entry %" PRIu32 " runs past the end of the file", index);
+                       "entry %" PRIu32 " (starting %" PRIu64 " bytes into the table) runs "
+                       "past the end of the file (%" PRIu64 " bytes of table there)",
+                       index, pos, len);
     const uint8_t *e = buf + pos;
     s->entry_offset = at;
     s->l1_table_offset = be64_get(e + SN_L1_OFFSET);
@@ -83,7 +86,7 @@ static int parse_entry(const uint8_t *buf, uint64_t len, uint64_t pos, uint64_t 
                        "entry %" PRIu32 " ends at byte %" PRIu64 "; the table may hold at most "
                        "%u bytes",
                        index, end, SNAPSHOT_MAX_TABLE_BYTES);
-    if (len - pos < body)
+    if (!span_fits(len, pos, body))
         return err_set(err, -ENOBUFS, file, "snapshot table entry", at,
                        "entry %" PRIu32 " (%" PRIu64 " bytes with its id and name) runs past "
                        "the end of the file",

@@ -220,8 +220,7 @@ static int read_snapshot_l1(struct qcow2_image *img, const struct snapshot *s, u
 {
     uint64_t bytes = (uint64_t)s->l1_size * 8;
     if (bytes > QCOW2_MAX_L1_BYTES || s->l1_table_offset % img->cluster_size ||
-        (bytes && (s->l1_table_offset > img->file_size ||
-                   bytes > img->file_size - s->l1_table_offset)))
+        (bytes && !span_fits(img->file_size, s->l1_table_offset, bytes)))
         return image_error(img, err, -EINVAL, "snapshot table entry", s->entry_offset,
                            "snapshot \"%s\" has an invalid L1 table (0x%" PRIx64 ", %" PRIu32
                            " entries)",
@@ -266,6 +265,9 @@ int qcow2_snapshot_create(struct qcow2_image *img, const char *name, struct qcow
     uint64_t cs = img->cluster_size;
     uint64_t l1_bytes = round_up_u64((uint64_t)img->l1_size * 8, cs);
     uint64_t l1_copy = 0;
+    ret = image_begin_change(img, err);
+    if (ret)
+        return ret;
     if (l1_bytes) {
         uint8_t *raw = calloc(1, l1_bytes);
         if (!raw)
@@ -358,7 +360,9 @@ int qcow2_snapshot_apply_at(struct qcow2_image *img, uint32_t i, struct qcow2_er
                            " L1 entries", s->name, disk_size, l1_limit);
     }
     /* Then the step that may be refused (a refcount at its maximum): nothing changed yet. */
-    ret = add_to_tree(img, snap_l1, s->l1_size, 1, err);
+    ret = image_begin_change(img, err);
+    if (!ret)
+        ret = add_to_tree(img, snap_l1, s->l1_size, 1, err);
     bool raised = !ret;
     if (!ret && disk_size != img->virtual_size)
         ret = image_set_size(img, disk_size, err);
@@ -417,11 +421,15 @@ int qcow2_snapshot_delete_at(struct qcow2_image *img, uint32_t i, struct qcow2_e
         return ret;
     struct snapshot_table *t = &img->snapshots;
     struct snapshot gone = t->entries[i];
-    uint64_t *snap_l1;
+    uint64_t *snap_l1 = NULL;
     ret = read_snapshot_l1(img, &gone, &snap_l1, err);
-    if (ret)
+    if (!ret)
+        ret = image_begin_change(img, err);
+    if (ret) {
+        free(snap_l1);
         return ret;
-    memmove(&t->entries[i], &t->entries[i + 1], (t->count - i - 1) * sizeof(gone));
+    }
+    memmove(&t->entries[i], &t->entries[i + 1], (t->count - (uint32_t)i - 1) * sizeof(gone));
     t->count--;
     ret = replace_table(img, t, err);
     if (ret) {

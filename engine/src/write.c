@@ -26,9 +26,9 @@
 #include "read.h"
 #include "refcount.h"
 
-/* Every change starts here: the range must be in the disk, and lazy refcounts are marked. */
-static int check_writable(struct qcow2_image *img, uint64_t off, uint64_t len,
-                          struct qcow2_error *err)
+/* The range must be in the disk of an image opened for writing. */
+static int require_writable(struct qcow2_image *img, uint64_t off, uint64_t len,
+                            struct qcow2_error *err)
 {
     if (!img->writable)
         return image_error(img, err, -EROFS, "image", QCOW2_NO_OFFSET,
@@ -37,7 +37,22 @@ static int check_writable(struct qcow2_image *img, uint64_t off, uint64_t len,
         return image_error(img, err, -EINVAL, "write request", QCOW2_NO_OFFSET,
                            "guest range %" PRIu64 "+%" PRIu64 " lies past the virtual size %"
                            PRIu64, off, len, img->virtual_size);
-    return image_mark_dirty(img, err);
+    return 0;
+}
+
+/* Right before the first byte changes: autoclear bits cleared, lazy refcounts marked. */
+static int begin_write(struct qcow2_image *img, struct qcow2_error *err)
+{
+    int ret = image_begin_change(img, err);
+    return ret ? ret : image_mark_dirty(img, err);
+}
+
+/* Every write starts here. */
+static int check_writable(struct qcow2_image *img, uint64_t off, uint64_t len,
+                          struct qcow2_error *err)
+{
+    int ret = require_writable(img, off, len, err);
+    return ret ? ret : begin_write(img, err);
 }
 
 /*
@@ -782,7 +797,7 @@ static int shrink(struct qcow2_image *img, uint64_t new_size, struct qcow2_error
 
 int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error *err)
 {
-    int ret = check_writable(img, 0, 0, err);
+    int ret = require_writable(img, 0, 0, err);
     if (ret)
         return ret;
     if (new_size % 512)
@@ -792,6 +807,9 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
         return image_error(img, err, -ENOTSUP, "resize request", QCOW2_NO_OFFSET,
                            "a version 2 image with snapshots cannot be resized (as in QEMU)");
     uint64_t old_size = img->virtual_size;
+    ret = begin_write(img, err);
+    if (ret)
+        return ret;
     if (new_size < old_size) {
         ret = shrink(img, new_size, err);
         return ret ? ret : image_flush(img, err);

@@ -89,6 +89,18 @@ extern const char cmd_cat_help[];
 extern const char cmd_create_help[];
 extern const char cmd_snapshot_help[];
 
+/* The same with open options (their snapshot, if any, wins over the @ form). */
+int cli_open_image_with(const char *arg, const struct qcow2_open_options *opts,
+                        struct qcow2_image **img);
+
+/*
+ * For qcow2_open_options.bitmaps_invalidated: prints the one warning line
+ * "qvet: FILE: warning: persistent bitmaps b1, b2 will be invalidated (...)" on stderr.
+ * Every command that opens an image writable sets it.
+ */
+void cli_warn_bitmaps_invalidated(void *ctx, const char *file, const char *const *names,
+                                  uint32_t count);
+
 enum output_format { OUTPUT_HUMAN, OUTPUT_JSON };
 
 /* Parses the value of --output; returns false when it is neither human nor json. */
@@ -101,9 +113,17 @@ bool cli_parse_output(const char *value, enum output_format *out);
  */
 void cli_getopt_reset(void);
 
-/* The arguments of `info` and `map`: [--output=human|json] IMAGE. Returns 1 on a usage error. */
+/*
+ * The arguments of `info` and `map`: [--output=human|json] IMAGE, and --backing-chain
+ * where `backing_chain` is not NULL. Returns 1 on a usage error.
+ */
 int cli_parse_output_and_image(const char *command, int argc, char **argv,
-                               enum output_format *fmt, const char **image);
+                               enum output_format *fmt, bool *backing_chain,
+                               const char **image);
+
+/* `qvet help CMD` texts of the commands that define one. */
+extern const char cmd_info_help[];
+extern const char cmd_check_help[];
 
 /*
  * The value of -f/--format: only qcow2 is accepted; anything else is refused with one

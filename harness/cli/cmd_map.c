@@ -60,7 +60,7 @@ int cmd_map(int argc, char **argv)
 {
     enum output_format fmt;
     const char *image;
-    if (cli_parse_output_and_image("map", argc, argv, &fmt, &image))
+    if (cli_parse_output_and_image("map", argc, argv, &fmt, NULL, &image))
         return 1;
     struct qcow2_image *img;
     if (cli_open_image(image, NULL, &img))

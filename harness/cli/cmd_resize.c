@@ -99,7 +99,10 @@ int cmd_resize(int argc, char **argv)
     if (parse_size_arg(size_text, &sign, &n))
         return 1;
 
-    struct qcow2_open_options opts = { .writable = true };
+    struct qcow2_open_options opts = {
+        .writable = true,
+        .bitmaps_invalidated = cli_warn_bitmaps_invalidated,
+    };
     struct qcow2_image *img;
     struct qcow2_error err;
     if (qcow2_open(image, &opts, &img, &err))

@@ -7,7 +7,7 @@
 #include "cli.h"
 
 const char cmd_snapshot_help[] =
-    "usage: qvet snapshot [-q] [-U] -l | -c NAME | -a SNAPSHOT | -d NAME IMAGE\n"
+    "usage: qvet snapshot [-f qcow2] [-q] [-U] -l | -c NAME | -a SNAPSHOT | -d NAME IMAGE\n"
     "\n"
     "Lists, creates, applies or deletes the internal snapshots of a qcow2 image, as\n"
     "'qemu-img snapshot' does, and selects them by its rules (docs/snapshots.md).\n"
@@ -27,6 +27,7 @@ const char cmd_snapshot_help[] =
     "  -U           with -l: read the table even while another program holds the\n"
     "               image open for writing (default: refuse, as qemu-img does); -c,\n"
     "               -a and -d write and refuse -U\n"
+    "  -f FMT       image format; only qcow2 (the default) is accepted\n"
     "\n"
     "-c, -a and -d open IMAGE read-write and are refused while a VM or another\n"
     "program has it open.\n";
@@ -70,9 +71,14 @@ int cmd_snapshot(int argc, char **argv)
     bool force_share = false;
     int c;
     cli_getopt_reset();
-    while ((c = getopt(argc, argv, "lc:a:d:qU")) != -1) {
+    while ((c = getopt(argc, argv, "lc:a:d:qUf:")) != -1) {
         if (c == 'q')
             continue;
+        if (c == 'f') {
+            if (cli_parse_format("snapshot", optarg))
+                return 1;
+            continue;
+        }
         if (c == 'U') {
             force_share = true;
             continue;

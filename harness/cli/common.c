@@ -19,15 +19,20 @@ int cli_fail(const char *file, const char *fmt, ...)
     return 1;
 }
 
+/* Writes s to stderr with line breaks shown as '?', so that a message stays one line. */
+static void put_one_line(const char *s)
+{
+    for (const char *p = s; *p; p++)
+        fputc(*p == '\n' || *p == '\r' ? '?' : *p, stderr);
+}
+
 int cli_fail_engine(const struct qcow2_error *err)
 {
     /* An engine message is one line by construction; keep it so even if a name isn't. */
     fprintf(stderr, "qvet: ");
-    for (const char *p = err->file; *p; p++)
-        fputc(*p == '\n' ? '?' : *p, stderr);
+    put_one_line(err->file);
     fprintf(stderr, ": ");
-    for (const char *p = err->message; *p; p++)
-        fputc(*p == '\n' ? '?' : *p, stderr);
+    put_one_line(err->message);
     fputc('\n', stderr);
     return 1;
 }
@@ -120,6 +125,14 @@ int cli_open_image(const char *arg, const char *snapshot, struct qcow2_image **i
 int cli_open_image_shared(const char *arg, const char *snapshot, bool force_share,
                           struct qcow2_image **img)
 {
+    struct qcow2_open_options opts = { .snapshot = snapshot, .force_share = force_share };
+    return cli_open_image_with(arg, &opts, img);
+}
+
+int cli_open_image_with(const char *arg, const struct qcow2_open_options *base,
+                        struct qcow2_image **img)
+{
+    const char *snapshot = base->snapshot;
     char *path = strdup(arg);
     if (!path)
         return cli_fail(arg, "out of memory");
@@ -133,7 +146,8 @@ int cli_open_image_shared(const char *arg, const char *snapshot, bool force_shar
             *at = '@';
         }
     }
-    struct qcow2_open_options opts = { .force_share = force_share };
+    struct qcow2_open_options opts = *base;
+    opts.snapshot = NULL;
     char id[SELECTOR_MAX], name[SELECTOR_MAX];
     int ret = snapshot ? parse_snapshot_selector(path, snapshot, &opts, id, name) : 0;
     struct qcow2_error err;
@@ -144,20 +158,30 @@ int cli_open_image_shared(const char *arg, const char *snapshot, bool force_shar
 }
 
 int cli_parse_output_and_image(const char *command, int argc, char **argv,
-                               enum output_format *fmt, const char **image)
+                               enum output_format *fmt, bool *backing_chain,
+                               const char **image)
 {
+    /* --backing-chain only for the commands that take it (the first entry is skipped). */
     static const struct option longopts[] = {
+        { "backing-chain", no_argument, NULL, 'B' },
         { "output", required_argument, NULL, 'O' },
         { NULL, 0, NULL, 0 },
     };
+    const struct option *taken = backing_chain ? longopts : longopts + 1;
     *fmt = OUTPUT_HUMAN;
+    if (backing_chain)
+        *backing_chain = false;
     int c;
     cli_getopt_reset();
-    while ((c = getopt_long(argc, argv, "f:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:", taken, NULL)) != -1) {
         if (c == 'f' && cli_parse_format(command, optarg))
             return 1;
         if (c == 'f')
             continue;
+        if (c == 'B') {
+            *backing_chain = true;
+            continue;
+        }
         if (c != 'O')
             return cli_usage(command, "unknown option or missing value: '%s'",
                              argv[optind - 1]);
@@ -168,6 +192,20 @@ int cli_parse_output_and_image(const char *command, int argc, char **argv,
         return cli_usage(command, "expected exactly one IMAGE");
     *image = argv[optind];
     return 0;
+}
+
+void cli_warn_bitmaps_invalidated(void *ctx, const char *file, const char *const *names,
+                                  uint32_t count)
+{
+    (void)ctx;
+    fprintf(stderr, "qvet: ");
+    put_one_line(file);
+    fprintf(stderr, ": warning: persistent bitmap%s ", count == 1 ? "" : "s");
+    for (uint32_t i = 0; i < count; i++) {
+        fprintf(stderr, "%s", i ? ", " : "");
+        put_one_line(names[i]);
+    }
+    fprintf(stderr, " will be invalidated (qvet does not maintain bitmaps)\n");
 }
 
 void cli_getopt_reset(void)

@@ -12,16 +12,16 @@
 #endif
 
 const struct cli_command cli_commands[] = {
-    { "info", cmd_info, "info [--output=human|json] IMAGE[@SNAPSHOT]", cmd_info_help },
+    { "info", cmd_info, "info [-f qcow2] [--output=human|json] IMAGE[@SNAPSHOT]", cmd_info_help },
     { "map", cmd_map, "map [-f qcow2] [--output=human|json] IMAGE[@SNAPSHOT]", cmd_map_help },
     { "cat", cmd_cat, "cat [-f qcow2] [-s|-l SNAPSHOT] [-U] IMAGE[@SNAPSHOT]", cmd_cat_help },
-    { "check", cmd_check, "check [-r leaks|all] [--output=human|json] IMAGE", cmd_check_help },
+    { "check", cmd_check, "check [-f qcow2] [-r leaks|all] [--output=human|json] IMAGE", cmd_check_help },
     { "create", cmd_create,
       "create [-f qcow2] [-q] [-u] [-o OPTIONS] [-b BACKING [-F FMT]] IMAGE [SIZE]",
       cmd_create_help },
     { "io", cmd_io, "io [-r] [-f qcow2] [-c COMMAND]... [IMAGE]   (qemu-io's commands)",
       cmd_io_help },
-    { "snapshot", cmd_snapshot, "snapshot [-U] -l | -c NAME | -a SNAPSHOT | -d NAME IMAGE",
+    { "snapshot", cmd_snapshot, "snapshot [-f qcow2] [-U] -l | -c NAME | -a SNAPSHOT | -d NAME IMAGE",
       cmd_snapshot_help },
     { "resize", cmd_resize, "resize [-f qcow2] [-q] [--shrink] IMAGE [+|-]SIZE",
       cmd_resize_help },

@@ -413,6 +413,26 @@ static inline uint32_t fuzz_list_snapshots(const struct qcow2_image *img, size_t
     return n;
 }
 
+/* Lists every persistent bitmap, as `qvet info` does; returns how many. */
+static inline uint32_t fuzz_list_bitmaps(const struct qcow2_image *img, size_t *sum)
+{
+    struct qcow2_info info;
+    qcow2_get_info(img, &info);
+    struct qcow2_bitmap_info b;
+    for (uint32_t i = 0; i < info.bitmap_count; i++) {
+        if (qcow2_bitmap_get(img, i, &b))
+            fuzz_fail("bitmap %" PRIu32 " of %" PRIu32 " cannot be listed", i,
+                      info.bitmap_count);
+        if (!b.granularity || (b.granularity & (b.granularity - 1)))
+            fuzz_fail("bitmap %" PRIu32 " has granularity %" PRIu64, i, b.granularity);
+        *sum += strlen(b.name) + b.flags;
+    }
+    if (qcow2_bitmap_get(img, info.bitmap_count, &b) != -ENOENT)
+        fuzz_fail("bitmap %" PRIu32 " past the end of the directory is listed",
+                  info.bitmap_count);
+    return info.bitmap_count;
+}
+
 /*
  * Walks qcow2_map_status from guest offset 0 and reads every run it reports (data,
  * compressed, zero and backing alike), within the FUZZ_* budgets; `buf` holds

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * fuzz_header: the input is cluster 0 (or a whole small image). It is opened read-only
- * the way `qvet info` opens it (backing files refused, so nothing outside memory is
- * touched), then again ignoring the backing file and tolerating what a check tolerates,
- * and every fact qcow2_get_info gives is consumed: feature bits by name, backing name
- * and format, the snapshot list.
+ * the way `qvet info` opens it (the backing file only named, not opened), then the way
+ * `qvet info --backing-chain` does (the backing file asked for, and refused, so nothing
+ * outside memory is touched), then tolerating what a check tolerates, and every fact
+ * qcow2_get_info gives is consumed: feature bits by name, backing name and format, the
+ * snapshot list, the bitmaps.
  */
 #include "fuzz_common.h"
 
@@ -60,6 +61,7 @@ static void inspect(const struct qcow2_image *img)
         fuzz_fail("info counts %" PRIu32 " snapshots, qcow2_snapshot_count %" PRIu32,
                   info.snapshot_count, qcow2_snapshot_count(img));
     fuzz_list_snapshots(img, &sum);
+    fuzz_list_bitmaps(img, &sum);
     /* Keep the compiler from dropping the reads. */
     volatile size_t sink = sum;
     (void)sink;
@@ -71,18 +73,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     struct qcow2_image *img;
 
-    /* As `qvet info` opens it: the backing file is asked for, and refused. */
+    /* As `qvet info` opens it: the backing file is named, not opened. */
     struct qcow2_open_options opts = {
         .format = QCOW2_FORMAT_QCOW2,
         .cache_bytes = FUZZ_CACHE_BYTES,
         .open_backing = fuzz_refuse_backing,
+        .no_backing = true,
     };
     if (fuzz_open_mem(data, size, size, &opts, &img) == 0) {
+        struct qcow2_info info;
+        qcow2_get_info(img, &info);
+        bool has_backing = info.backing_name != NULL;
         inspect(img);
         qcow2_close(img);
+        /* As `--backing-chain` opens it: the backing file is asked for, and refused. */
+        opts.no_backing = false;
+        if (has_backing && fuzz_open_mem(data, size, size, &opts, &img) == 0) {
+            inspect(img);
+            qcow2_close(img);
+        }
     }
 
-    /* Ignoring the backing file and tolerating a broken snapshot or refcount table. */
+    /* Ignoring the backing file and tolerating what a check tolerates. */
     opts.no_backing = true;
     opts.for_check = true;
     if (fuzz_open_mem(data, size, size, &opts, &img) == 0) {
