@@ -3,6 +3,7 @@
 #include "header_io.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "bitmap.h"
@@ -58,6 +59,20 @@ int header_switch_table(struct qcow2_image *img, enum header_table which, const 
     return ret ? ret : image_flush(img, err);
 }
 
+/* Writes a u64 field and, when `flush`, flushes it; *mirror (img->hdr's copy) follows. */
+static int write_u64_field(struct qcow2_image *img, uint64_t at, uint64_t value, bool flush,
+                           uint64_t *mirror, struct qcow2_error *err)
+{
+    uint8_t raw[8];
+    be64_put(raw, value);
+    int ret = write_field(img, raw, sizeof(raw), at, err);
+    if (!ret && flush)
+        ret = image_flush(img, err);
+    if (!ret)
+        *mirror = value;
+    return ret;
+}
+
 int header_write_snapshot_count(struct qcow2_image *img, uint32_t count,
                                 struct qcow2_error *err)
 {
@@ -73,25 +88,14 @@ int header_write_snapshot_count(struct qcow2_image *img, uint32_t count,
 
 int header_write_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err)
 {
-    uint8_t raw[8];
-    be64_put(raw, size);
-    int ret = write_field(img, raw, sizeof(raw), HEADER_OFF_SIZE, err);
-    if (!ret)
-        img->hdr.size = size;
-    return ret;
+    return write_u64_field(img, HEADER_OFF_SIZE, size, false, &img->hdr.size, err);
 }
 
 /* Writes the incompatible feature bits, flushed. */
 static int write_incompat(struct qcow2_image *img, uint64_t features, struct qcow2_error *err)
 {
-    uint8_t raw[8];
-    be64_put(raw, features);
-    int ret = write_field(img, raw, sizeof(raw), HEADER_OFF_INCOMPAT, err);
-    if (!ret)
-        ret = image_flush(img, err);
-    if (!ret)
-        img->hdr.incompatible_features = features;
-    return ret;
+    return write_u64_field(img, HEADER_OFF_INCOMPAT, features, true,
+                           &img->hdr.incompatible_features, err);
 }
 
 int header_clear_incompat(struct qcow2_image *img, uint64_t bits, struct qcow2_error *err)
@@ -105,14 +109,8 @@ int header_clear_incompat(struct qcow2_image *img, uint64_t bits, struct qcow2_e
 
 int header_write_autoclear(struct qcow2_image *img, uint64_t bits, struct qcow2_error *err)
 {
-    uint8_t raw[8];
-    be64_put(raw, bits);
-    int ret = write_field(img, raw, sizeof(raw), HEADER_OFF_AUTOCLEAR, err);
-    if (!ret)
-        ret = image_flush(img, err);
-    if (!ret)
-        img->hdr.autoclear_features = bits;
-    return ret;
+    return write_u64_field(img, HEADER_OFF_AUTOCLEAR, bits, true,
+                           &img->hdr.autoclear_features, err);
 }
 
 int image_begin_change(struct qcow2_image *img, struct qcow2_error *err)
