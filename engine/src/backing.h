@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* Backing files: resolving the stored name and opening the chain below an image. */
+/* Backing file names: resolving the stored name and its format (opening is qcow2.c's). */
 #ifndef QVET_BACKING_H
 #define QVET_BACKING_H
 
@@ -19,11 +19,5 @@ int backing_resolve(const char *image_path, const char *name, char **out);
 
 /* Maps a backing-format name to a format, or returns -ENOTSUP. */
 int backing_format_parse(const char *name, enum qcow2_format *format);
-
-struct qcow2_image;
-
-/* Opens img's backing chain (img->backing), `depth` levels below the top image. */
-int backing_open(struct qcow2_image *img, const struct qcow2_open_options *opts,
-                 unsigned depth, struct qcow2_error *err);
 
 #endif

@@ -30,6 +30,7 @@
 #include "cache.h"
 #include "cluster.h"
 #include "header.h"
+#include "header_io.h"
 #include "image.h"
 #include "refcount.h"
 #include "snapshot.h"
@@ -44,9 +45,6 @@
 #define CHECK_MAX_L1_ENTRIES (QCOW2_MAX_L1_BYTES / 8u)
 #define CHECK_SNAPSHOT_KNOWN_EXTRA 24u
 #define CHECK_SNAPSHOT_MAX_SPAN 0x7FFFFFFFull
-#define CHECK_HEADER_NB_SNAPSHOTS 60u
-#define CHECK_HEADER_REFTABLE 48u
-#define CHECK_HEADER_INCOMPAT 72u
 #define CHECK_READ_WINDOW (64u << 10)
 
 /* Bitmap directory entry layout (docs/format.md §8). */
@@ -661,7 +659,7 @@ static int check_read_snapshots(struct check_ctx *c, struct qcow2_check_result *
     struct qcow2_image *img = c->img;
     uint8_t ptr[12];
     check_snaps_free(c);
-    int ret = check_read(c, ptr, sizeof(ptr), CHECK_HEADER_NB_SNAPSHOTS);
+    int ret = check_read(c, ptr, sizeof(ptr), HEADER_OFF_NB_SNAPSHOTS);
     if (ret) {
         res->check_errors++;
         check_say(c, "ERROR failed to read the snapshot table pointer from the image header");
@@ -696,19 +694,14 @@ static int check_read_snapshots(struct check_ctx *c, struct qcow2_check_result *
     }
     res->corruptions += (uint64_t)reduced + dropped;
     if (reduced) {
-        uint8_t raw[4];
-        be32_put(raw, c->nb_snaps);
         struct qcow2_error e;
-        ret = image_write(img, raw, sizeof(raw), CHECK_HEADER_NB_SNAPSHOTS, "header", &e);
-        if (!ret)
-            ret = qcow2_flush(img, &e);
+        ret = header_write_snapshot_count(img, c->nb_snaps, &e);
         if (ret) {
             res->check_errors++;
             check_say(c, "ERROR failed to update the snapshot count in the image header: %s",
                       e.message);
             return ret;
         }
-        img->hdr.nb_snapshots = c->nb_snaps;
         res->corruptions_fixed += reduced;
         res->corruptions -= reduced;
     }
@@ -782,25 +775,14 @@ static int check_write_snapshots(struct check_ctx *c, struct qcow2_error *err)
     img->compressed_next = 0;
     if (size)
         ret = refcount_alloc(img, check_div_up(size, c->cs), &new_offset, err);
-    if (!ret && size)
-        ret = image_write(img, buf, (size_t)size, new_offset, "snapshot table", err);
     if (!ret)
-        ret = qcow2_flush(img, err);
-    if (!ret) {
-        uint8_t ptr[12];
-        be32_put(ptr, c->nb_snaps);
-        be64_put(ptr + 4, new_offset);
-        ret = image_write(img, ptr, sizeof(ptr), CHECK_HEADER_NB_SNAPSHOTS, "header", err);
-    }
-    if (!ret)
-        ret = qcow2_flush(img, err);
+        ret = header_switch_table(img, HEADER_TABLE_SNAPSHOTS, buf, (size_t)size, new_offset,
+                                  c->nb_snaps, "snapshot table", err);
     if (ret) {
         free(buf);
         return ret;
     }
     uint64_t old_offset = c->snaps_offset, old_size = c->snaps_size;
-    img->hdr.nb_snapshots = c->nb_snaps;
-    img->hdr.snapshots_offset = new_offset;
     c->snaps_offset = new_offset;
     c->snaps_size = size;
     if (old_size) {
@@ -1160,15 +1142,10 @@ static int check_refblocks(struct check_ctx *c, struct qcow2_check_result *res, 
             uint64_t want = cluster + 1;
             if (offset <= (uint64_t)INT64_MAX - c->cs &&
                 check_div_up(want, 1ull << c->rb_bits) <= CHECK_MAX_ARRAY_BYTES / c->cs)
-                ret = img->backend->ops->truncate(img->backend, offset + c->cs);
-            uint64_t size = 0;
-            if (!ret)
-                ret = img->backend->ops->size(img->backend, &size);
-            if (!ret) {
-                img->file_size = size;
-                if (check_div_up(size, c->cs) < want)
-                    ret = -EINVAL;
-            }
+                ret = image_truncate(img, offset + c->cs, NULL);
+            uint64_t size = img->file_size;
+            if (!ret && check_div_up(size, c->cs) < want)
+                ret = -EINVAL;
             if (!ret) {
                 ret = check_refs_cover(c, check_div_up(size, c->cs));
                 if (ret) {
@@ -1416,20 +1393,11 @@ static int check_rebuild(struct check_ctx *c, struct qcow2_check_result *res)
     if (!ret) {
         for (uint64_t i = 0; i < t.size; i++)
             be64_put(raw + 8 * i, t.entries[i]);
-        ret = image_write(img, raw, (size_t)(t.size * 8u), table_cluster << c->cb,
-                          "refcount table", &e);
+        ret = header_switch_table(img, HEADER_TABLE_REFCOUNT, raw, (size_t)(t.size * 8u),
+                                  table_cluster << c->cb, table_clusters, "refcount table",
+                                  &e);
     }
     free(raw);
-    if (!ret)
-        ret = qcow2_flush(img, &e);
-    if (!ret) {
-        uint8_t fields[12];
-        be64_put(fields, table_cluster << c->cb);
-        be32_put(fields + 8, (uint32_t)table_clusters);
-        ret = image_write(img, fields, sizeof(fields), CHECK_HEADER_REFTABLE, "header", &e);
-    }
-    if (!ret)
-        ret = qcow2_flush(img, &e);
     if (ret) {
         free(t.entries);
         res->check_errors++;
@@ -1440,8 +1408,6 @@ static int check_rebuild(struct check_ctx *c, struct qcow2_check_result *res)
     free(img->reftable);
     img->reftable = t.entries;
     img->reftable_size = (uint32_t)t.size;
-    img->hdr.refcount_table_offset = table_cluster << c->cb;
-    img->hdr.refcount_table_clusters = (uint32_t)table_clusters;
     cache_drop(img->refblock_cache);
     img->free_cluster_hint = 0;
     img->compressed_next = 0;
@@ -1661,24 +1627,6 @@ static void check_add(struct qcow2_check_result *out, const struct qcow2_check_r
     }
 }
 
-/* Clears the corrupt bit (incompatible bit 1), if set. */
-static int check_mark_consistent(struct qcow2_image *img, struct qcow2_error *err)
-{
-    if (!(img->hdr.incompatible_features & QCOW2_INCOMPAT_CORRUPT))
-        return 0;
-    int ret = qcow2_flush(img, err);
-    uint64_t features = img->hdr.incompatible_features & ~QCOW2_INCOMPAT_CORRUPT;
-    uint8_t raw[8];
-    be64_put(raw, features);
-    if (!ret)
-        ret = image_write(img, raw, sizeof(raw), CHECK_HEADER_INCOMPAT, "header", err);
-    if (!ret)
-        ret = qcow2_flush(img, err);
-    if (!ret)
-        img->hdr.incompatible_features = features;
-    return ret;
-}
-
 /* One run of QEMU's qcow2_co_check_locked; negative when the run had to stop. */
 static int check_pass(struct check_ctx *c, struct qcow2_check_result *result)
 {
@@ -1708,11 +1656,11 @@ static int check_pass(struct check_ctx *c, struct qcow2_check_result *result)
     check_add(result, &snap, false);
     if (c->fix) {
         struct qcow2_error e;
-        int r = qcow2_flush(c->img, &e);
+        int r = image_flush(c->img, &e);
         if (!r && !result->check_errors && !result->corruptions) {
             r = image_mark_clean(c->img, &e);
             if (!r)
-                r = check_mark_consistent(c->img, &e);
+                r = header_clear_incompat(c->img, QCOW2_INCOMPAT_CORRUPT, &e);
         }
         if (r) {
             result->check_errors++;

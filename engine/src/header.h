@@ -20,6 +20,15 @@
 #define QCOW2_MAX_BACKING_NAME 1023u
 #define QCOW2_MAX_BACKING_FORMAT 15u
 
+/* Byte offsets of the header fields the engine rewrites or names in messages. */
+#define HEADER_OFF_SIZE 24u
+#define HEADER_OFF_L1_SIZE 36u             /* u32, followed by the u64 l1_table_offset */
+#define HEADER_OFF_REFTABLE_OFFSET 48u     /* u64, followed by the u32 cluster count */
+#define HEADER_OFF_NB_SNAPSHOTS 60u        /* u32, followed by the u64 snapshots_offset */
+#define HEADER_OFF_INCOMPAT 72u
+#define HEADER_OFF_AUTOCLEAR 88u
+#define HEADER_OFF_REFCOUNT_ORDER 96u
+
 #define HEADER_EXT_END 0x00000000u
 #define HEADER_EXT_BACKING_FORMAT 0xE2792ACAu
 #define HEADER_EXT_FEATURE_TABLE 0x6803F857u

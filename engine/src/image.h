@@ -65,6 +65,8 @@ struct qcow2_image {
     char *real_path;                /* canonical name, to refuse a chain that loops */
 };
 
+/* The image's file (io.c): every use of the backend by an open image goes through these. */
+
 /* Reads host bytes, turning a backend failure into a message about `structure`. */
 int image_read(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
                const char *structure, struct qcow2_error *err);
@@ -73,30 +75,30 @@ int image_read(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
 int image_write(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
                 const char *structure, struct qcow2_error *err);
 
+/* Flushes the file to stable storage. */
+int image_flush(struct qcow2_image *img, struct qcow2_error *err);
+
+/* Reads the file's length into img->file_size. */
+int image_update_file_size(struct qcow2_image *img, struct qcow2_error *err);
+
+/* Sets the file's length (-ENOTSUP when the storage cannot), then rereads it. */
+int image_truncate(struct qcow2_image *img, uint64_t size, struct qcow2_error *err);
+
+/* Bytes the file really stores, or -ENOTSUP when the storage cannot say. */
+int image_allocated_size(const struct qcow2_image *img, uint64_t *bytes);
+
+/*
+ * Whether the file's bytes from `off` are a hole, for *pnum bytes (at most len); storage
+ * that cannot say reports all of them as data.
+ */
+int image_block_status(struct qcow2_image *img, uint64_t off, uint64_t len, uint64_t *pnum,
+                       bool *is_hole);
+
 /*
  * Orders metadata: called before a new reference is written, it makes sure the raised
  * refcounts it depends on reach the disk first (not needed with lazy refcounts).
  */
 int image_barrier(struct qcow2_image *img, struct qcow2_error *err);
-
-/* Grows the active L1 table to `entries` (a new copy, header switched last). */
-int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error *err);
-
-/* L1 entries needed to map a virtual size of `size` bytes. */
-uint64_t image_l1_entries_for(const struct qcow2_image *img, uint64_t size);
-
-/* Sets the virtual size in the header (growing the L1 table first if needed). */
-int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err);
-
-/*
- * Every change to an image starts here: the autoclear bits qvet does not implement (all
- * of them: it keeps no bitmaps) are cleared on disk before the first one, after telling
- * the caller which bitmaps that invalidates.
- */
-int image_begin_change(struct qcow2_image *img, struct qcow2_error *err);
-
-/* Clears the dirty bit (after a flush), if set. */
-int image_mark_clean(struct qcow2_image *img, struct qcow2_error *err);
 
 /* Fills err about img's file (a shorthand for err_set with img->name). */
 int image_error(const struct qcow2_image *img, struct qcow2_error *err, int code,

@@ -30,7 +30,6 @@ struct layer_status {
 static int host_status(struct qcow2_image *img, uint64_t off, uint64_t len, uint64_t *pnum,
                        bool *is_hole, bool *at_eof)
 {
-    struct qcow2_backend *b = img->backend;
     /* The file driver counts whole sectors: its length is the file's, rounded up. */
     uint64_t end = round_up_u64(img->file_size, 512);
     if (off >= end) {
@@ -40,16 +39,11 @@ static int host_status(struct qcow2_image *img, uint64_t off, uint64_t len, uint
         return 0;
     }
     len = QVET_MIN(len, end - off);
-    if (!b->ops->block_status) {
+    int ret = image_block_status(img, off, len, pnum, is_hole);
+    if (ret)
+        return ret;
+    if (*pnum == 0 || *pnum > len)
         *pnum = len;
-        *is_hole = false;
-    } else {
-        int ret = b->ops->block_status(b, off, len, pnum, is_hole);
-        if (ret)
-            return ret;
-        if (*pnum == 0 || *pnum > len)
-            *pnum = len;
-    }
     *at_eof = off + *pnum == end;
     return 0;
 }
@@ -60,9 +54,8 @@ static int host_status(struct qcow2_image *img, uint64_t off, uint64_t len, uint
  */
 static bool looks_metadata_preallocated(struct qcow2_image *img)
 {
-    struct qcow2_backend *b = img->backend;
     uint64_t allocated;
-    if (!b->ops->allocated_size || b->ops->allocated_size(b, &allocated))
+    if (image_allocated_size(img, &allocated))
         return false;
     uint64_t real_clusters = allocated / img->cluster_size;
     uint64_t threshold = QVET_MAX(real_clusters * 10 / 9, real_clusters + 2);

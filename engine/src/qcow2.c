@@ -14,30 +14,12 @@
 #include "cache.h"
 #include "compress.h"
 #include "error.h"
+#include "header_io.h"
 #include "image.h"
+#include "read.h"
 
 /* Large enough for most tables, small enough not to read much past a short table. */
 #define SNAPSHOT_FIRST_READ (64u << 10)
-
-int image_error(const struct qcow2_image *img, struct qcow2_error *err, int code,
-                const char *structure, uint64_t offset, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int ret = err_vset(err, code, img->name, structure, offset, fmt, ap);
-    va_end(ap);
-    return ret;
-}
-
-int image_read(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
-               const char *structure, struct qcow2_error *err)
-{
-    int ret = img->backend->ops->read(img->backend, buf, len, off);
-    if (ret)
-        return image_error(img, err, ret, structure, off, "read of %zu bytes failed: %s", len,
-                           strerror(-ret));
-    return 0;
-}
 
 /*
  * Reads `count` big-endian u64 entries at `off` into a host-endian array. Entries past
@@ -97,7 +79,7 @@ static int read_snapshot_table(struct qcow2_image *img, struct qcow2_error *err)
                                   (uint64_t)SNAPSHOT_MAX_TABLE_BYTES);
     /* The count sizes an allocation: first make sure the file could hold that many. */
     if ((uint64_t)h->nb_snapshots * SNAPSHOT_FIXED_BYTES > available)
-        return image_error(img, err, -EINVAL, "header field nb_snapshots", 60,
+        return image_error(img, err, -EINVAL, "header field nb_snapshots", HEADER_OFF_NB_SNAPSHOTS,
                            "%" PRIu32 " snapshots of at least %u bytes each cannot fit in the "
                            "%" PRIu64 " bytes from the table's offset to the end of the file",
                            h->nb_snapshots, SNAPSHOT_FIXED_BYTES, available);
@@ -215,38 +197,13 @@ static int repair_dirty(struct qcow2_image *img, struct qcow2_error *err)
     if (ret)
         return ret;
     if (r.check_errors || r.corruptions)
-        return image_error(img, err, -EUCLEAN, "header field incompatible_features", 72,
+        return image_error(img, err, -EUCLEAN, "header field incompatible_features",
+                           HEADER_OFF_INCOMPAT,
                            "the dirty bit is set and repairing the refcounts left %" PRIu64
                            " corruptions and %" PRIu64 " check errors; the image cannot be "
                            "opened for writing",
                            r.corruptions, r.check_errors);
     return image_mark_clean(img, err);
-}
-
-int image_begin_change(struct qcow2_image *img, struct qcow2_error *err)
-{
-    if (!img->autoclear_pending)
-        return 0;
-    const struct bitmap_directory *d = &img->bitmaps;
-    if (d->count && img->bitmaps_invalidated) {
-        const char **names = malloc(d->count * sizeof(*names));
-        if (!names)
-            return image_error(img, err, -ENOMEM, "image", QCOW2_NO_OFFSET, "out of memory");
-        for (uint32_t i = 0; i < d->count; i++)
-            names[i] = d->entries[i].name;
-        img->bitmaps_invalidated(img->notice_ctx, img->name, names, d->count);
-        free(names);
-    }
-    uint8_t raw[8] = { 0 };
-    int ret = image_write(img, raw, sizeof(raw), 88, "header", err);
-    if (!ret)
-        ret = qcow2_flush(img, err);
-    if (ret)
-        return ret;
-    img->hdr.autoclear_features = 0;
-    img->autoclear_pending = false;
-    bitmap_directory_release(&img->bitmaps);
-    return 0;
 }
 
 /*
@@ -264,7 +221,8 @@ static int prepare_writable(struct qcow2_image *img, const struct qcow2_open_opt
                            "a snapshot can only be opened read-only; apply it to write "
                            "from it");
     if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) && !opts->for_check)
-        return image_error(img, err, -EACCES, "header field incompatible_features", 72,
+        return image_error(img, err, -EACCES, "header field incompatible_features",
+                           HEADER_OFF_INCOMPAT,
                            "the corrupt bit (1) is set: the image may only be opened "
                            "read-only, or repaired with check -r all");
     img->scratch = malloc(img->cluster_size);
@@ -281,6 +239,68 @@ static int prepare_writable(struct qcow2_image *img, const struct qcow2_open_opt
         return 0;
     int ret = image_begin_change(img, err);
     return ret ? ret : repair_dirty(img, err);
+}
+
+/* True when `real` names an image already above img in the chain (or img itself). */
+static bool chain_contains(const struct qcow2_image *img, const char *real)
+{
+    for (; img; img = img->parent)
+        if (img->real_path && !strcmp(img->real_path, real))
+            return true;
+    return false;
+}
+
+static int backing_open(struct qcow2_image *img, const struct qcow2_open_options *opts,
+                        unsigned depth, struct qcow2_error *err)
+{
+    const struct header *h = &img->hdr;
+    const char *name = h->backing_name;
+    if (backing_name_has_protocol(name))
+        return image_error(img, err, -ENOTSUP, "backing file name", h->backing_file_offset,
+                           "\"%s\" uses a protocol prefix (or json:); only plain file names "
+                           "are supported",
+                           name);
+    if (!h->has_backing_format)
+        return image_error(img, err, -ENOTSUP, "backing file name", h->backing_file_offset,
+                           "\"%s\" has no recorded format (backing format extension "
+                           "0xE2792ACA); qvet does not probe formats",
+                           name);
+    enum qcow2_format format;
+    if (backing_format_parse(h->backing_format, &format))
+        return image_error(img, err, -ENOTSUP, "backing format extension", QCOW2_NO_OFFSET,
+                           "format \"%s\" of backing file \"%s\" is not supported (qcow2 or "
+                           "raw)",
+                           h->backing_format, name);
+    if (depth + 1 >= QCOW2_MAX_BACKING_DEPTH)
+        return image_error(img, err, -ELOOP, "backing file name", h->backing_file_offset,
+                           "backing chain deeper than %u images", QCOW2_MAX_BACKING_DEPTH);
+    char *real = realpath(img->backing_path, NULL);
+    if (real && chain_contains(img, real)) {
+        free(real);
+        return image_error(img, err, -ELOOP, "backing file name", h->backing_file_offset,
+                           "backing chain loops: \"%s\" is already in the chain",
+                           img->backing_path);
+    }
+    free(real);
+
+    struct qcow2_backend *backend;
+    struct qcow2_error open_err;
+    /* Backing files are only read, and locked as QEMU locks them for a reader. */
+    struct qcow2_fd_options fo = qcow2_fd_options_for(format, false, opts->force_share);
+    fo.no_locks = opts->no_locks;
+    int ret = opts->open_backing
+                  ? opts->open_backing(opts->opener_ctx, img->backing_path, &backend, &open_err)
+                  : qcow2_backend_fd_open_with(img->backing_path, &fo, &backend, &open_err);
+    if (ret)
+        return image_error(img, err, ret, "backing file name", h->backing_file_offset,
+                           "cannot open backing file \"%s\": %s", img->backing_path,
+                           open_err.message);
+    struct qcow2_open_options child = *opts;
+    child.format = format;
+    child.snapshot = child.snapshot_id = child.snapshot_name = NULL;
+    child.writable = false;
+    return image_open(backend, img->backing_path, &child, img, depth + 1, &img->backing,
+                      err);
 }
 
 static int open_qcow2(struct qcow2_image *img, const struct qcow2_open_options *opts,
@@ -360,11 +380,8 @@ int image_open(struct qcow2_backend *backend, const char *name,
         qcow2_close(img);
         return err_set(err, -ENOMEM, name, "image", QCOW2_NO_OFFSET, "out of memory");
     }
-    int ret = backend->ops->size(backend, &img->file_size);
-    if (ret) {
-        image_error(img, err, ret, "file", QCOW2_NO_OFFSET, "cannot get its size: %s",
-                    strerror(-ret));
-    } else if (img->format == QCOW2_FORMAT_RAW) {
+    int ret = image_update_file_size(img, err);
+    if (!ret && img->format == QCOW2_FORMAT_RAW) {
         if (opts->writable)
             ret = image_error(img, err, -ENOTSUP, "image", QCOW2_NO_OFFSET,
                               "raw images are only read (as backing files)");
@@ -372,7 +389,7 @@ int image_open(struct qcow2_backend *backend, const char *name,
             ret = image_error(img, err, -EINVAL, "image", QCOW2_NO_OFFSET,
                               "a raw image has no snapshots");
         img->virtual_size = round_up_u64(img->file_size, 512);
-    } else {
+    } else if (!ret) {
         ret = open_qcow2(img, opts, depth, err);
     }
     if (ret) {
@@ -440,6 +457,11 @@ void qcow2_close(struct qcow2_image *img)
     free(img);
 }
 
+int qcow2_flush(struct qcow2_image *img, struct qcow2_error *err)
+{
+    return image_flush(img, err);
+}
+
 uint64_t qcow2_virtual_size(const struct qcow2_image *img)
 {
     return img->virtual_size;
@@ -450,96 +472,10 @@ struct qcow2_image *qcow2_backing_image(const struct qcow2_image *img)
     return img->backing;
 }
 
-/* Unallocated bytes: the backing file's, zeros past its end, or zeros without one. */
-static int read_from_backing(struct qcow2_image *img, uint8_t *buf, size_t len, uint64_t off,
-                             struct qcow2_error *err)
-{
-    size_t from_backing = 0;
-    if (img->backing && off < img->backing->virtual_size) {
-        from_backing = (size_t)QVET_MIN((uint64_t)len, img->backing->virtual_size - off);
-        int ret = qcow2_pread(img->backing, buf, from_backing, off, err);
-        if (ret)
-            return ret;
-    }
-    memset(buf + from_backing, 0, len - from_backing);
-    return 0;
-}
-
-static int load_compressed_cluster(struct qcow2_image *img, uint64_t word, uint64_t guest_off,
-                                   struct qcow2_error *err)
-{
-    if (img->cluster_buf_word == word)
-        return 0;
-    size_t cs = img->cluster_size;
-    if (!img->decompressor) {
-        if (decompressor_new((enum qcow2_compression)img->hdr.compression_type,
-                             &img->decompressor))
-            return image_error(img, err, -ENOMEM, "decompressor", QCOW2_NO_OFFSET,
-                               "out of memory");
-        img->compressed_buf = malloc(2 * cs);
-        img->cluster_buf = malloc(cs);
-        if (!img->compressed_buf || !img->cluster_buf)
-            return image_error(img, err, -ENOMEM, "decompressor", QCOW2_NO_OFFSET,
-                               "out of memory");
-    }
-    struct compressed_desc d = compressed_desc_decode(&img->geo, word);
-    size_t len = (size_t)QVET_MIN(d.max_bytes, (uint64_t)2 * cs);
-    img->cluster_buf_word = 0;
-    int ret = image_read(img, img->compressed_buf, len, d.host_offset, "compressed cluster",
-                         err);
-    if (ret)
-        return ret;
-    if (decompress_cluster(img->decompressor, img->compressed_buf, len, img->cluster_buf, cs))
-        return image_error(img, err, -EIO, "compressed cluster", d.host_offset,
-                           "%s stream of guest cluster 0x%" PRIx64
-                           " is damaged or does not fill the %zu-byte cluster",
-                           img->hdr.compression_type ? "zstd" : "deflate",
-                           guest_off & ~(uint64_t)(cs - 1), cs);
-    img->cluster_buf_word = word;
-    return 0;
-}
-
 int qcow2_pread(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
                 struct qcow2_error *err)
 {
-    if (off > img->virtual_size || len > img->virtual_size - off)
-        return image_error(img, err, -EINVAL, "read request", QCOW2_NO_OFFSET,
-                           "guest range %" PRIu64 "+%zu lies past the virtual size %" PRIu64,
-                           off, len, img->virtual_size);
-    if (img->format == QCOW2_FORMAT_RAW)
-        return image_read(img, buf, len, off, "raw image", err);
-
-    uint8_t *p = buf;
-    while (len) {
-        struct host_range r;
-        int ret = cluster_get_host_range(img, off, len, &r, err);
-        if (ret)
-            return ret;
-        size_t n = (size_t)r.bytes;
-        switch (r.type) {
-        case SUBCLUSTER_NORMAL:
-            ret = image_read(img, p, n, r.host_offset, "data cluster", err);
-            break;
-        case SUBCLUSTER_ZERO_PLAIN:
-        case SUBCLUSTER_ZERO_ALLOC:
-            memset(p, 0, n);
-            break;
-        case SUBCLUSTER_COMPRESSED:
-            ret = load_compressed_cluster(img, r.compressed_word, off, err);
-            if (!ret)
-                memcpy(p, img->cluster_buf + (off & (img->cluster_size - 1)), n);
-            break;
-        default:
-            ret = read_from_backing(img, p, n, off, err);
-            break;
-        }
-        if (ret)
-            return ret;
-        p += n;
-        off += n;
-        len -= n;
-    }
-    return 0;
+    return image_pread(img, buf, len, off, err);
 }
 
 int qcow2_get_info(const struct qcow2_image *img, struct qcow2_info *info)
@@ -549,8 +485,7 @@ int qcow2_get_info(const struct qcow2_image *img, struct qcow2_info *info)
     info->filename = img->name;
     info->virtual_size = img->virtual_size;
     info->file_size = img->file_size;
-    struct qcow2_backend *b = img->backend;
-    if (b->ops->allocated_size && !b->ops->allocated_size(b, &info->allocated_size))
+    if (!image_allocated_size(img, &info->allocated_size))
         info->has_allocated_size = true;
     if (img->format != QCOW2_FORMAT_QCOW2)
         return 0;

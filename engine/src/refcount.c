@@ -15,6 +15,7 @@
 
 #include "bytes.h"
 #include "cache.h"
+#include "header_io.h"
 #include "image.h"
 
 uint64_t refcount_block_entry(const uint8_t *block, uint32_t order, uint64_t index)
@@ -419,22 +420,12 @@ static int grow_reftable(struct qcow2_image *img, uint64_t min_entries, struct q
             ret = refcount_set(img, c, 1, err);
     for (uint64_t i = 0; i < entries; i++)
         be64_put(raw + 8 * i, table[i]);
-    if (!ret)
-        ret = image_write(img, raw, table_clusters * cs, area << cb, "refcount table", err);
-    free(raw);
-    if (!ret)
-        ret = qcow2_flush(img, err);
-
     uint64_t old_offset = img->hdr.refcount_table_offset;
     uint64_t old_clusters = img->hdr.refcount_table_clusters;
-    if (!ret) {
-        uint8_t fields[12];
-        be64_put(fields, area << cb);
-        be32_put(fields + 8, (uint32_t)table_clusters);
-        ret = image_write(img, fields, sizeof(fields), 48, "header", err);
-    }
     if (!ret)
-        ret = qcow2_flush(img, err);
+        ret = header_switch_table(img, HEADER_TABLE_REFCOUNT, raw, table_clusters * cs,
+                                  area << cb, table_clusters, "refcount table", err);
+    free(raw);
     if (ret) {
         free(table);
         return ret;
@@ -442,8 +433,6 @@ static int grow_reftable(struct qcow2_image *img, uint64_t min_entries, struct q
     free(img->reftable);
     img->reftable = table;
     img->reftable_size = (uint32_t)entries;
-    img->hdr.refcount_table_offset = area << cb;
-    img->hdr.refcount_table_clusters = (uint32_t)table_clusters;
     return refcount_add_range(img, old_offset, old_clusters * cs, -1, err);
 }
 

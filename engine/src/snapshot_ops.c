@@ -16,11 +16,11 @@
 #include "bytes.h"
 #include "cache.h"
 #include "cluster.h"
+#include "header_io.h"
 #include "image.h"
+#include "l1.h"
 #include "refcount.h"
 #include "snapshot.h"
-
-#define HEADER_SNAPSHOT_FIELDS_OFFSET 60u
 
 static int writable_or_fail(struct qcow2_image *img, struct qcow2_error *err)
 {
@@ -28,7 +28,7 @@ static int writable_or_fail(struct qcow2_image *img, struct qcow2_error *err)
         return image_error(img, err, -EROFS, "image", QCOW2_NO_OFFSET,
                            "snapshots can only be changed on an image opened read-write");
     if (img->hdr.refcount_order == 0)
-        return image_error(img, err, -ENOTSUP, "header field refcount_order", 96,
+        return image_error(img, err, -ENOTSUP, "header field refcount_order", HEADER_OFF_REFCOUNT_ORDER,
                            "1-bit refcounts cannot count a cluster shared with a snapshot");
     return 0;
 }
@@ -155,12 +155,9 @@ static int refresh_copied_flags(struct qcow2_image *img, struct qcow2_error *err
             return ret;
         uint64_t want = rc == 1 ? l2_offset | ENTRY_COPIED : l2_offset;
         if (want != img->l1[i]) {
-            uint8_t raw[8];
-            be64_put(raw, want);
-            ret = image_write(img, raw, 8, img->l1_offset + 8ull * i, "L1 table entry", err);
+            ret = image_write_l1_entry(img, i, want, err);
             if (ret)
                 return ret;
-            img->l1[i] = want;
         }
         for (uint32_t j = 0; j < entries; j++) {
             uint8_t *table;
@@ -204,26 +201,15 @@ static int replace_table(struct qcow2_image *img, struct snapshot_table *t,
                                "out of memory");
         snapshot_table_encode(t, buf);
         ret = refcount_alloc(img, round_up_u64(bytes, cs) / cs, &at, err);
-        if (!ret)
-            ret = image_write(img, buf, bytes, at, "snapshot table", err);
-        free(buf);
     }
+    uint64_t old = img->hdr.snapshots_offset;
     if (!ret)
-        ret = qcow2_flush(img, err);
-    uint8_t fields[12];
-    be32_put(fields, t->count);
-    be64_put(fields + 4, at);
-    if (!ret)
-        ret = image_write(img, fields, sizeof(fields), HEADER_SNAPSHOT_FIELDS_OFFSET, "header",
-                          err);
-    if (!ret)
-        ret = qcow2_flush(img, err);
+        ret = header_switch_table(img, HEADER_TABLE_SNAPSHOTS, buf, bytes, at, t->count,
+                                  "snapshot table", err);
+    free(buf);
     if (ret)
         return ret;
-    uint64_t old = img->hdr.snapshots_offset;
     uint64_t old_bytes = img->snapshots.bytes;
-    img->hdr.snapshots_offset = at;
-    img->hdr.nb_snapshots = t->count;
     t->bytes = bytes;
     return old_bytes && old ? refcount_add_range(img, old, old_bytes, -1, err) : 0;
 }
@@ -403,7 +389,7 @@ int qcow2_snapshot_apply_at(struct qcow2_image *img, uint32_t i, struct qcow2_er
                           err);
         switched = !ret;
         if (!ret)
-            ret = qcow2_flush(img, err);
+            ret = image_flush(img, err);
         if (!switched)
             memcpy(img->l1, old_l1, (size_t)old_size * 8);
     }

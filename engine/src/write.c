@@ -20,43 +20,11 @@
 #include "bytes.h"
 #include "cache.h"
 #include "cluster.h"
+#include "header_io.h"
 #include "image.h"
+#include "l1.h"
+#include "read.h"
 #include "refcount.h"
-
-#define HEADER_INCOMPAT_OFFSET 72u
-#define HEADER_SIZE_OFFSET 24u
-#define HEADER_L1_FIELDS_OFFSET 36u
-
-int image_write(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
-                const char *structure, struct qcow2_error *err)
-{
-    int ret = img->backend->ops->write(img->backend, buf, len, off);
-    if (ret)
-        return image_error(img, err, ret, structure, off, "write of %zu bytes failed: %s", len,
-                           strerror(-ret));
-    if (off + len > img->file_size)
-        img->file_size = off + len;
-    return 0;
-}
-
-int qcow2_flush(struct qcow2_image *img, struct qcow2_error *err)
-{
-    int ret = img->backend->ops->flush(img->backend);
-    if (ret)
-        return image_error(img, err, ret, "file", QCOW2_NO_OFFSET, "flush failed: %s",
-                           strerror(-ret));
-    img->refcounts_unflushed = false;
-    return 0;
-}
-
-int image_barrier(struct qcow2_image *img, struct qcow2_error *err)
-{
-    if (!img->refcounts_unflushed || img->lazy_refcounts)
-        return 0;
-    return qcow2_flush(img, err);
-}
-
-static int mark_dirty(struct qcow2_image *img, struct qcow2_error *err);
 
 /* The range must be in the disk of an image opened for writing. */
 static int require_writable(struct qcow2_image *img, uint64_t off, uint64_t len,
@@ -76,7 +44,7 @@ static int require_writable(struct qcow2_image *img, uint64_t off, uint64_t len,
 static int begin_write(struct qcow2_image *img, struct qcow2_error *err)
 {
     int ret = image_begin_change(img, err);
-    return ret ? ret : mark_dirty(img, err);
+    return ret ? ret : image_mark_dirty(img, err);
 }
 
 /* Every write starts here. */
@@ -85,37 +53,6 @@ static int check_writable(struct qcow2_image *img, uint64_t off, uint64_t len,
 {
     int ret = require_writable(img, off, len, err);
     return ret ? ret : begin_write(img, err);
-}
-
-/* With lazy refcounts, refcounts may go stale from the first change on: say so first. */
-static int mark_dirty(struct qcow2_image *img, struct qcow2_error *err)
-{
-    if (!img->lazy_refcounts || (img->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY))
-        return 0;
-    uint8_t raw[8];
-    be64_put(raw, img->hdr.incompatible_features | QCOW2_INCOMPAT_DIRTY);
-    int ret = image_write(img, raw, 8, HEADER_INCOMPAT_OFFSET, "header", err);
-    if (!ret)
-        ret = qcow2_flush(img, err);
-    if (!ret)
-        img->hdr.incompatible_features |= QCOW2_INCOMPAT_DIRTY;
-    return ret;
-}
-
-int image_mark_clean(struct qcow2_image *img, struct qcow2_error *err)
-{
-    if (!(img->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY))
-        return 0;
-    int ret = qcow2_flush(img, err);
-    uint8_t raw[8];
-    be64_put(raw, img->hdr.incompatible_features & ~QCOW2_INCOMPAT_DIRTY);
-    if (!ret)
-        ret = image_write(img, raw, 8, HEADER_INCOMPAT_OFFSET, "header", err);
-    if (!ret)
-        ret = qcow2_flush(img, err);
-    if (!ret)
-        img->hdr.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
-    return ret;
 }
 
 /*
@@ -135,17 +72,6 @@ struct l2_ref {
     uint64_t offset;
     uint8_t *table;
 };
-
-static int write_l1_entry(struct qcow2_image *img, uint64_t index, uint64_t value,
-                          struct qcow2_error *err)
-{
-    uint8_t raw[8];
-    be64_put(raw, value);
-    int ret = image_write(img, raw, 8, img->l1_offset + 8 * index, "L1 table entry", err);
-    if (!ret)
-        img->l1[index] = value;
-    return ret;
-}
 
 /* Drops one reference to a cluster; forgets it from the L2 cache once it is free. */
 static int release_cluster(struct qcow2_image *img, uint64_t host_offset,
@@ -197,7 +123,7 @@ static int l2_for_write(struct qcow2_image *img, uint64_t l1_index, struct l2_re
     if (!ret)
         ret = image_barrier(img, err);
     if (!ret)
-        ret = write_l1_entry(img, l1_index, fresh | ENTRY_COPIED, err);
+        ret = image_write_l1_entry(img, l1_index, fresh | ENTRY_COPIED, err);
     if (ret) {
         cache_forget(img->l2_cache, fresh);
         undo_alloc(img, fresh, 1);
@@ -242,7 +168,7 @@ static int read_current(struct qcow2_image *img, uint8_t *buf, uint64_t off, uin
 {
     uint64_t visible = off < img->virtual_size ? QVET_MIN(len, img->virtual_size - off) : 0;
     memset(buf + visible, 0, len - visible);
-    return visible ? qcow2_pread(img, buf, visible, off, err) : 0;
+    return visible ? image_pread(img, buf, visible, off, err) : 0;
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -763,84 +689,6 @@ int qcow2_pwrite_compressed(struct qcow2_image *img, const void *buf, size_t len
 /* ------------------------------------------------------------------------------------ */
 /* Resize                                                                                */
 
-int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error *err)
-{
-    if (entries <= img->l1_size)
-        return 0;
-    if ((uint64_t)entries * 8 > QCOW2_MAX_L1_BYTES)
-        return image_error(img, err, -EFBIG, "active L1 table", img->l1_offset,
-                           "%" PRIu32 " entries would pass the %u-byte limit", entries,
-                           QCOW2_MAX_L1_BYTES);
-    uint64_t cs = img->cluster_size;
-    uint64_t bytes = round_up_u64((uint64_t)entries * 8, cs);
-    uint64_t *l1 = calloc(entries, 8);
-    uint8_t *raw = calloc(1, bytes);
-    uint64_t at = 0;
-    int ret = l1 && raw ? 0 : image_error(img, err, -ENOMEM, "active L1 table",
-                                          QCOW2_NO_OFFSET, "out of memory");
-    bool allocated = false;
-    if (!ret)
-        allocated = !(ret = refcount_alloc(img, bytes / cs, &at, err));
-    if (!ret) {
-        memcpy(l1, img->l1, (size_t)img->l1_size * 8);
-        for (uint32_t i = 0; i < img->l1_size; i++)
-            be64_put(raw + 8 * i, l1[i]);
-        ret = image_write(img, raw, bytes, at, "active L1 table", err);
-    }
-    if (!ret)
-        ret = qcow2_flush(img, err);
-    if (!ret) {
-        uint8_t fields[12];
-        be32_put(fields, entries);
-        be64_put(fields + 4, at);
-        ret = image_write(img, fields, sizeof(fields), HEADER_L1_FIELDS_OFFSET, "header", err);
-    }
-    if (!ret)
-        ret = qcow2_flush(img, err);
-    free(raw);
-    if (ret) {
-        if (allocated)
-            undo_alloc(img, at, bytes);
-        free(l1);
-        return ret;
-    }
-    uint64_t old = img->l1_offset, old_bytes = round_up_u64((uint64_t)img->l1_size * 8, cs);
-    free(img->l1);
-    img->l1 = l1;
-    img->l1_size = entries;
-    img->l1_offset = at;
-    img->hdr.l1_size = entries;
-    img->hdr.l1_table_offset = at;
-    return old_bytes ? refcount_add_range(img, old, old_bytes, -1, err) : 0;
-}
-
-uint64_t image_l1_entries_for(const struct qcow2_image *img, uint64_t size)
-{
-    uint32_t shift = img->geo.cluster_bits + geometry_l2_bits(&img->geo);
-    return (size >> shift) + ((size & ((1ull << shift) - 1)) != 0);
-}
-
-int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err)
-{
-    uint64_t entries = image_l1_entries_for(img, size);
-    if (entries > QCOW2_MAX_L1_BYTES / 8)
-        return image_error(img, err, -EFBIG, "header field size", 24,
-                           "a virtual size of %" PRIu64 " bytes needs %" PRIu64
-                           " L1 entries, more than the %u the format allows", size, entries,
-                           QCOW2_MAX_L1_BYTES / 8);
-    int ret = image_grow_l1(img, (uint32_t)entries, err);
-    if (ret)
-        return ret;
-    uint8_t raw[8];
-    be64_put(raw, size);
-    ret = image_write(img, raw, 8, HEADER_SIZE_OFFSET, "header", err);
-    if (ret)
-        return ret;
-    img->hdr.size = size;
-    img->virtual_size = size;
-    return 0;
-}
-
 /* Validates every entry of guest range [off, end) (before anything is changed). */
 static int validate_range(struct qcow2_image *img, uint64_t off, uint64_t end,
                           struct qcow2_error *err)
@@ -909,12 +757,12 @@ static int drop_clusters(struct qcow2_image *img, uint64_t start, uint64_t end,
     size_t n = 0;
     for (uint64_t i = kept_tables; i < tables && !ret; i++) {
         uint64_t l2_offset = l1_entry_l2_offset(img->l1[i]);
-        if (l2_offset && !(ret = write_l1_entry(img, i, 0, err)))
+        if (l2_offset && !(ret = image_write_l1_entry(img, i, 0, err)))
             unhooked[n++] = l2_offset;
     }
     /* References go first (flushed), refcounts after: a crash can only leak. */
     if (n && !ret)
-        ret = qcow2_flush(img, err);
+        ret = image_flush(img, err);
     for (size_t i = 0; i < n && !ret; i++)
         ret = release_table(img, unhooked[i], err);
     free(unhooked);
@@ -942,9 +790,8 @@ static int shrink(struct qcow2_image *img, uint64_t new_size, struct qcow2_error
     if (!ret)
         ret = refcount_used_length(img, &used, err);
     /* A file that cannot be cut is only longer than it needs to be (QEMU warns). */
-    if (!ret && used && used < img->file_size && img->backend->ops->truncate &&
-        img->backend->ops->truncate(img->backend, used) == 0)
-        img->file_size = used;
+    if (!ret && used && used < img->file_size)
+        image_truncate(img, used, NULL);
     return ret ? ret : image_set_size(img, new_size, err);
 }
 
@@ -965,7 +812,7 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
         return ret;
     if (new_size < old_size) {
         ret = shrink(img, new_size, err);
-        return ret ? ret : qcow2_flush(img, err);
+        return ret ? ret : image_flush(img, err);
     }
     /*
      * Over a backing file longer than the disk, QEMU zeroes the whole grown area, up to
@@ -988,6 +835,6 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
             image_set_size(img, old_size, NULL);
     }
     if (!ret)
-        ret = qcow2_flush(img, err);
+        ret = image_flush(img, err);
     return ret;
 }
