@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config clang llvm libclang-rt-14-dev
   afl++ check libsubunit-dev qemu-utils zlib1g-dev libzstd-dev lcov gnuplot-nox
+  libnbd-dev libnbd-bin nbdkit libqcow-dev python3-yaml chromium
 )
 
 missing=()
