@@ -32,6 +32,8 @@ const struct cli_command cli_commands[] = {
       cmd_soak_help },
     { "replay", cmd_replay, "replay [--dir DIR] [--keep] TRACE", cmd_replay_help },
     { "minimize", cmd_minimize, "minimize TRACE -o OUT", cmd_minimize_help },
+    { "triage", cmd_triage, "triage [-o DIR] [--save] [--merge] [--history FILE] DIR...",
+      cmd_triage_help },
 };
 
 const size_t cli_command_count = sizeof(cli_commands) / sizeof(cli_commands[0]);

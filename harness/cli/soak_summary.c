@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "rundir.h"
@@ -132,6 +133,19 @@ int soak_summary_write(const char *command, const char *dir, const struct soak_c
     }
     put_string(f, "replay", replay);
     put_string(f, "trace", trace);
+    /* The shared failure convention's argv (docs/triage.md): this very program. */
+    char self[1024];
+    ssize_t self_len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (self_len > 0)
+        self[self_len] = '\0';
+    else
+        snprintf(self, sizeof(self), "qvet");
+    put_key(f, "reproduce");
+    fputs("[", f);
+    json_put_string(f, self);
+    fputs(", \"replay\", ", f);
+    json_put_string(f, trace);
+    fputs("]", f);
     put_key(f, "large_files_removed");
     fputs(large_files_removed ? "true" : "false", f);
     put_files(f, dir, trace);

@@ -78,6 +78,12 @@ struct soak_config {
     const struct target_hooks *hooks;   /* for the driver's own tests; NULL: none */
 };
 
+/*
+ * The hooks soak_config_defaults puts into every config, so that a test program can run
+ * the whole qvet command over a wrapped target (tests/triage/qvet_liar.c); NULL in qvet.
+ */
+extern const struct target_hooks *soak_process_hooks;
+
 void soak_config_defaults(struct soak_config *c);
 bool soak_backing_parse(const char *s, enum soak_backing *b);
 const char *soak_backing_name(enum soak_backing b);

@@ -112,6 +112,8 @@ bool op_parse(const char *line, struct op *op)
     return true;
 }
 
+const struct target_hooks *soak_process_hooks;
+
 void soak_config_defaults(struct soak_config *c)
 {
     memset(c, 0, sizeof(*c));
@@ -124,6 +126,7 @@ void soak_config_defaults(struct soak_config *c)
     memcpy(c->weights, default_weights, sizeof(default_weights));
     snprintf(c->target, sizeof(c->target), "qvet");
     snprintf(c->dir, sizeof(c->dir), "soak-run");
+    c->hooks = soak_process_hooks;
 }
 
 void soak_trace_path(const struct soak_config *c, char *buf, size_t cap)
