@@ -5,7 +5,8 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all build asan test interop soak bench deps clean help fuzz coverage fuzz-bench seeds
+.PHONY: all build asan test interop soak bench deps clean help fuzz coverage fuzz-bench seeds \
+	triage nightly
 
 all: build
 
@@ -21,6 +22,11 @@ SOAK_ARGS ?=
 ENGINE       ?= libfuzzer
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
+
+# Triage (qvet triage, docs/triage.md): TRIAGE_DIRS are searched for failures (default
+# reports/fuzz and reports/soak); TRIAGE_ARGS adds options (--save, -o DIR, ...).
+TRIAGE_DIRS ?= $(wildcard reports/fuzz reports/soak)
+TRIAGE_ARGS ?=
 
 help:
 	@echo "make soak       THE MAIN JOB: a 60 s differential soak of the engine against a raw"
@@ -43,6 +49,11 @@ help:
 	@echo "                a short soak) into reports/coverage/"
 	@echo "make fuzz-bench fuzz execs/s per target (10 s each, one worker)"
 	@echo "make seeds      rebuild the seed corpora (corpus/make-seeds.sh, needs qemu-img)"
+	@echo "make triage     reproduce, classify, dedupe and minimize the failures under"
+	@echo "                TRIAGE_DIRS (reports/fuzz reports/soak) into reports/triage/DATE"
+	@echo "make nightly    the nightly: soaks over the configuration matrix, a libFuzzer"
+	@echo "                pass, triage; NIGHTLY_SECONDS (1800), SHARD=i/N; exits 1 on a new"
+	@echo "                signature"
 	@echo "make deps       install the Debian packages qvet needs (scripts/install-deps.sh)"
 	@echo "make clean      remove the build trees"
 
@@ -82,6 +93,12 @@ fuzz-bench: deps
 
 seeds: build
 	bash corpus/make-seeds.sh $(BUILD)
+
+triage: build asan
+	$(BUILD)/qvet triage $(TRIAGE_ARGS) $(if $(TRIAGE_DIRS),$(TRIAGE_DIRS),reports)
+
+nightly: build asan
+	QVET=$(BUILD)/qvet bash scripts/nightly.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-afl build-cov

@@ -389,9 +389,9 @@ OFFSET_MASK = 0x00fffffffffffe00
 def decode_header(data):
     """[(name, offset, size, value)] of the qcow2 header fields present in data, or []
     when data does not start with the magic."""
-    if len(data) < 72 or data[:4] != b"QFI\xfb":
+    if data[:4] != b"QFI\xfb":
         return []
-    version = struct.unpack(">I", data[4:8])[0]
+    version = struct.unpack(">I", data[4:8])[0] if len(data) >= 8 else 0
     fields = []
     for name, off, size in HEADER_FIELDS:
         if off >= 72 and version < 3:
@@ -817,7 +817,7 @@ def index_page(groups, meta):
             f"<tr><td><code>{esc(g['signature'])}</code></td><td>{esc(g['kind'])}</td>"
             f"<td>{g['count']}</td><td>{esc(g.get('first_seen', '-'))}</td>"
             f"<td>{esc(g.get('last_seen', '-'))}</td><td data-v=\"{g['min_size']}\">"
-            f"{g['min_size']}</td><td class=\"{g['history']}\">{esc(g['history'])}</td>"
+            f"{g['min_size']} (of {g['best'].get('input_size', 0)})</td><td class=\"{g['history']}\">{esc(g['history'])}</td>"
             f"<td><a href=\"sig-{g['id']}.html\">details</a></td></tr>")
     head = "".join(f"<th>{h}</th>" for h in ("signature", "kind", "count", "first seen",
                                              "last seen", "input size", "status", "link"))
@@ -931,6 +931,65 @@ def merged_items(dirs, opts):
     return items, runs
 
 
+def short_count(n):
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def nightly_verdict(runs, new, known):
+    """`nightly: 12 configurations x 40 seeds, 3.1M ops, 0 new signatures, 1 known`."""
+    configs = set()
+    for r in runs:
+        configs.update(r.get("config_ids") or [])
+    seeds = max((r.get("seeds", 0) for r in runs), default=0)
+    ops = sum(r.get("ops", 0) for r in runs)
+    execs = sum(r.get("fuzz_execs", 0) for r in runs)
+    return (f"nightly: {len(configs)} configurations x {seeds} seeds, {short_count(ops)} ops, "
+            f"{short_count(execs)} fuzz execs over {len(runs)} shard(s), "
+            f"{new} new signatures, {known} known")
+
+
+PLOTS = [  # file pattern, column of y, title, y label
+    ("soak.dat", 2, "soak ops per second over time", "ops/s"),
+    ("soak.dat", 3, "soak operations done over time", "ops"),
+    ("fuzz-*.dat", 2, "fuzz execs per second over time", "execs/s"),
+    ("fuzz-*.dat", 3, "fuzz corpus size over time", "inputs"),
+    ("fuzz-*.dat", 4, "fuzz coverage (libFuzzer cov) over time", "edges"),
+]
+
+
+def make_plots(runs, out):
+    """SVG plots (gnuplot) of the shards' stats: one line per shard and target."""
+    if not shutil.which("gnuplot"):
+        return []
+    import glob
+    os.makedirs(os.path.join(out, "plots"), exist_ok=True)
+    plots = []
+    for n, (pattern, col, title, ylabel) in enumerate(PLOTS):
+        series = []
+        for r in runs:
+            for path in sorted(glob.glob(os.path.join(r["dir"], "stats", pattern))):
+                if os.path.getsize(path):
+                    name = os.path.basename(path)[:-4].replace("fuzz-", "")
+                    series.append((path, f"shard {r.get('shard')} {name}"))
+        if not series:
+            continue
+        svg = os.path.join(out, "plots", f"plot-{n}.svg")
+        lines = ", ".join(f"'{p}' using 1:{col} with linespoints title '{t}'"
+                          for p, t in series)
+        script = (f"set terminal svg size 720,320 noenhanced font 'sans,10'\n"
+                  f"set output '{svg}'\nset title '{title}'\nset xlabel 'seconds'\n"
+                  f"set ylabel '{ylabel}'\nset key outside right\nplot {lines}\n")
+        if subprocess.run(["gnuplot"], input=script.encode(), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0 and os.path.exists(svg):
+            with open(svg) as f:
+                text = f.read()
+            plots.append((title, text[text.find("<svg"):]))
+    return plots
+
+
 def write_results(out, items, groups):
     """results.json: every item as triaged, each carrying its group's minimized input,
     for a later --merge."""
@@ -961,8 +1020,6 @@ def main():
     ap.add_argument("--replay-dir")
     ap.add_argument("--libfuzzer-dir")
     ap.add_argument("--no-minimize", action="store_true")
-    ap.add_argument("--plots", help="a directory of SVG plots for the front page")
-    ap.add_argument("--verdict", help="the nightly's verdict line for the front page")
     ap.add_argument("dirs", nargs="+")
     opts = ap.parse_args()
     opts.qvet = os.environ.get("QVET") or shutil.which("qvet") or "qvet"
@@ -1001,16 +1058,10 @@ def main():
     new = [g for g in groups if g["history"] in ("new", "back")]
     known = [g for g in groups if g["history"] == "known"]
     fixed = [h for h in history["signatures"].values() if h.get("fixed")]
-    plots = []
-    if opts.plots and os.path.isdir(opts.plots):
-        for name in sorted(os.listdir(opts.plots)):
-            if name.endswith(".svg"):
-                with open(os.path.join(opts.plots, name)) as f:
-                    svg = f.read()
-                svg = svg[svg.find("<svg"):] if "<svg" in svg else svg
-                plots.append((name[:-4].replace("-", " "), svg))
+    plots = make_plots(runs, opts.out) if runs else []
+    verdict = nightly_verdict(runs, len(new), len(known)) if runs else None
     meta = {"stamp": stamp, "inputs": len(items), "new": len(new), "plots": plots,
-            "verdict": opts.verdict, "fixed": fixed}
+            "verdict": verdict, "fixed": fixed}
     for g in groups:
         with open(os.path.join(opts.out, f"sig-{g['id']}.html"), "w") as f:
             f.write(signature_page(g, opts))
@@ -1020,7 +1071,8 @@ def main():
         "tool": "triage", "created": stamp, "inputs": len(items),
         "verdict": "failed" if new else "ok",
         "new": len(new), "known": len(known), "fixed": len(fixed),
-        "runs": [{k: r.get(k) for k in ("shard", "configurations", "seeds", "ops")}
+        "runs": [{k: r.get(k) for k in ("shard", "configurations", "config_ids", "seeds",
+                                        "units", "ops", "fuzz_targets", "fuzz_execs")}
                  for r in runs],
         "signatures": [{"id": g["id"], "signature": g["signature"], "kind": g["kind"],
                         "count": g["count"], "status": g["history"],
@@ -1037,6 +1089,11 @@ def main():
     write_results(opts.out, items, groups)
     print(f"triage: {len(items)} input(s), {len(groups)} signature(s): {len(new)} new, "
           f"{len(known)} known; report {os.path.join(opts.out, 'index.html')}")
+    if verdict:
+        summary["verdict_line"] = verdict
+        with open(os.path.join(opts.out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+        print(verdict)
     return 1 if new else 0
 
 

@@ -41,9 +41,10 @@ const char cmd_triage_help[] =
     "                     reports/triage/history.json)\n"
     "  --save             copy each minimized fuzz input into corpus/regressions/TARGET/\n"
     "                     (default: do not)\n"
-    "  --merge            each DIR is a nightly shard's directory: take the failures its\n"
-    "                     triage collected and its plots and totals, and make one report\n"
-    "                     (default: DIRs are searched for failures)\n"
+    "  --merge            each DIR is a nightly shard's directory: take what its own\n"
+    "                     triage found, its totals and its statistics, and make one\n"
+    "                     report with the plots and the nightly's verdict line (default:\n"
+    "                     DIRs are searched for failures)\n"
     "  --asan-build DIR   the sanitizer build whose fuzz replay programs and qvet\n"
     "                     reproduce the failures (default build-asan)\n"
     "  --fuzz-build DIR   the libFuzzer build for -minimize_crash, built on demand\n"
@@ -52,9 +53,6 @@ const char cmd_triage_help[] =
     "                     ASAN-BUILD/fuzz)\n"
     "  --libfuzzer-dir DIR  where the libFuzzer programs fuzz_TARGET are (default\n"
     "                     FUZZ-BUILD/fuzz)\n"
-    "  --plots DIR        SVG plots to show on the front page (default: none)\n"
-    "  --verdict LINE     a verdict line for the front page (default: none; the\n"
-    "                     nightly passes its own)\n"
     "  --no-minimize      skip minimization (default: minimize)\n"
     "  -h, --help         this text\n"
     "\n"
@@ -109,8 +107,6 @@ int cmd_triage(int argc, char **argv)
         { "fuzz-build", required_argument, NULL, 'z' },
         { "replay-dir", required_argument, NULL, 'r' },
         { "libfuzzer-dir", required_argument, NULL, 'l' },
-        { "plots", required_argument, NULL, 'p' },
-        { "verdict", required_argument, NULL, 'v' },
         { "no-minimize", no_argument, NULL, 'n' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -131,7 +127,7 @@ int cmd_triage(int argc, char **argv)
         if (opt == '?' || opt == ':')
             return cli_usage("triage", "unknown option or missing value: '%s'",
                              argv[optind - 1]), EXIT_SETUP;
-        if ((opt == 'a' || opt == 'r' || opt == 'l' || opt == 'p') && !is_directory(optarg))
+        if ((opt == 'a' || opt == 'r' || opt == 'l') && !is_directory(optarg))
             return cli_usage("triage", "--%s %s: not a directory", longopts[index].name,
                              optarg), EXIT_SETUP;
         if (opt == 'o') {
