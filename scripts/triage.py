@@ -85,9 +85,11 @@ def collect(dirs):
                 continue
             summary = read_json(os.path.join(dirpath, "summary.json")) \
                 if "summary.json" in filenames else None
-            if is_failure_summary(summary):
-                found.append({"type": "summary", "path": dirpath, "summary": summary})
-                dirnames[:] = []  # its replays and minimizations are its own
+            if summary is not None:
+                # A run's directory: its replays and minimizations below are its own.
+                dirnames[:] = []
+                if is_failure_summary(summary):
+                    found.append({"type": "summary", "path": dirpath, "summary": summary})
                 continue
             in_afl = os.path.basename(dirpath) in ("crashes", "hangs")
             for name in sorted(filenames):
@@ -119,7 +121,7 @@ def fuzz_target_of(path, replay_dir):
 
 FRAME = re.compile(r"^\s*#(\d+) 0x[0-9a-f]+ in (\S+)(?: (\S+))?")
 FRAME_NOSYM = re.compile(r"^\s*#(\d+) 0x[0-9a-f]+ +\(([^)+]+)\+0x[0-9a-f]+\)")
-UBSAN = re.compile(r"runtime error: ([a-z][a-z -]*?)(?:[:(]| of | for | with |$)")
+UBSAN = re.compile(r"runtime error: ([a-z][a-z ]*[a-z])")
 
 
 def stack_after(lines, start):
@@ -174,7 +176,9 @@ def classify_output(text, returncode, timed_out):
             return "leak", stack_after(lines, i + 1), lines[i:i + 40]
         if "runtime error:" in line:
             m = UBSAN.search(line)
-            check = m.group(1).strip() if m else "undefined behaviour"
+            # The words before the first number, address, type or colon: the check.
+            check = re.sub(r" (of|for|with|at)( type)?$", "", m.group(1)) if m \
+                else "undefined behaviour"
             return "ubsan:" + check, stack_after(lines, i + 1), lines[i:i + 40]
         if re.search(r"Assertion `.*' failed", line):
             return "assertion", stack_after(lines, i + 1), lines[i:i + 40]
