@@ -619,7 +619,7 @@ CSS = """
 body{font-family:sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 6px;font-size:13px}
 th{background:#eee;cursor:pointer}pre{background:#f6f6f6;padding:6px;font-size:12px;
-overflow-x:auto}.new{color:#b00;font-weight:bold}.known{color:#555}.fixed{color:#080}
+overflow-x:auto}.new,.back{color:#b00;font-weight:bold}.known{color:#555}.fixed{color:#080}
 .hx td{border:none;font-family:monospace;padding:0 4px}.f0{background:#dde8ff}
 .f1{background:#ffe7c7}.side{display:flex;gap:2em}.mark{color:#b00}
 """
@@ -897,15 +897,17 @@ def minimize_groups(groups, opts):
         say(f"{g['id']}: {g['minimized_by']} -> {g['min_size']} bytes")
 
 
-def save_regressions(groups):
+def save_regressions(groups, corpus):
+    """Each new (or returned) fuzz signature's minimized input joins
+    CORPUS/regressions/TARGET/, which `make test` replays."""
     for g in groups:
         best = g["best"]
         if g["history"] in ("new", "back") and best["type"] == "fuzz" and g["minimized"]:
-            dest = os.path.join(ROOT, "corpus", "regressions", best["target"])
+            dest = os.path.join(corpus, "regressions", best["target"])
             os.makedirs(dest, exist_ok=True)
             name = os.path.join(dest, f"triage-{g['id']}")
             shutil.copyfile(g["minimized"], name)
-            say(f"saved {os.path.relpath(name, ROOT)}")
+            say(f"saved {name}")
 
 
 def merged_items(dirs, opts):
@@ -1018,6 +1020,7 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--history", default=os.path.join("reports", "triage", "history.json"))
     ap.add_argument("--save", action="store_true")
+    ap.add_argument("--corpus", default=os.path.join(ROOT, "corpus"))
     ap.add_argument("--merge", action="store_true")
     ap.add_argument("--asan-build", default=os.path.join(ROOT, "build-asan"))
     ap.add_argument("--fuzz-build", default=os.path.join(ROOT, "build-fuzz"))
@@ -1057,7 +1060,7 @@ def main():
             json.dump(history, f, indent=1, sort_keys=True)
         os.replace(tmp, opts.history)
     if opts.save:
-        save_regressions(groups)
+        save_regressions(groups, opts.corpus)
 
     new = [g for g in groups if g["history"] in ("new", "back")]
     known = [g for g in groups if g["history"] == "known"]

@@ -39,8 +39,9 @@ const char cmd_triage_help[] =
     "                     touched)\n"
     "  --history FILE     the signature history, read and updated (default\n"
     "                     reports/triage/history.json)\n"
-    "  --save             copy each minimized fuzz input into corpus/regressions/TARGET/\n"
-    "                     (default: do not)\n"
+    "  --save             copy each new signature's minimized fuzz input into\n"
+    "                     CORPUS/regressions/TARGET/ (default: do not)\n"
+    "  --corpus DIR       the corpus --save adds to (default: the source tree's corpus/)\n"
     "  --merge            each DIR is a nightly shard's directory: take what its own\n"
     "                     triage found, its totals and its statistics, and make one\n"
     "                     report with the plots and the nightly's verdict line (default:\n"
@@ -102,6 +103,7 @@ int cmd_triage(int argc, char **argv)
     static const struct option longopts[] = {
         { "history", required_argument, NULL, 'H' },
         { "save", no_argument, NULL, 's' },
+        { "corpus", required_argument, NULL, 'c' },
         { "merge", no_argument, NULL, 'm' },
         { "asan-build", required_argument, NULL, 'a' },
         { "fuzz-build", required_argument, NULL, 'z' },
@@ -127,7 +129,7 @@ int cmd_triage(int argc, char **argv)
         if (opt == '?' || opt == ':')
             return cli_usage("triage", "unknown option or missing value: '%s'",
                              argv[optind - 1]), EXIT_SETUP;
-        if ((opt == 'a' || opt == 'r' || opt == 'l') && !is_directory(optarg))
+        if ((opt == 'a' || opt == 'r' || opt == 'l' || opt == 'c') && !is_directory(optarg))
             return cli_usage("triage", "--%s %s: not a directory", longopts[index].name,
                              optarg), EXIT_SETUP;
         if (opt == 'o') {

@@ -195,6 +195,12 @@ def main():
     expect(rc == 0 and h[crash[0]["id"]].get("fixed") is True and
            h[div[0]["id"]].get("fixed") is False,
            "a signature that no longer reproduces is marked fixed, the other is not")
+    rc = run_step(merge, common, {})
+    with open(os.path.join(os.path.realpath(os.path.join(nightly_dir, "latest")),
+                           "summary.json")) as f:
+        back = {s["id"]: s["status"] for s in json.load(f)["signatures"]}
+    expect(rc == 1 and back.get(crash[0]["id"]) == "back",
+           f"a fixed signature that fails again is marked back, exit 1 ({back}, exit {rc})")
     if failures:
         print(f"triage-nightly: {len(failures)} check(s) failed; files kept in {work}")
         return 1

@@ -115,9 +115,14 @@ def main():
     os.makedirs(replay)
     os.symlink(os.environ["PLANTED_REPLAY"], os.path.join(replay, "fuzz_planted"))
     out = os.path.join(work, "report")
+    corpus = os.path.join(work, "corpus")
+    os.makedirs(corpus)
     rc = subprocess.run([os.environ["QVET"], "triage", "-o", out, "--history",
                          os.path.join(work, "h.json"), "--replay-dir", replay, "--no-minimize",
-                         tree]).returncode
+                         "--save", "--corpus", corpus, tree]).returncode
+    saved = os.listdir(os.path.join(corpus, "regressions", "planted")) \
+        if os.path.isdir(os.path.join(corpus, "regressions", "planted")) else []
+    expect(len(saved) == 1, f"--save adds the one new fuzz signature's input: {saved}")
     with open(os.path.join(out, "summary.json")) as f:
         sigs = {s["signature"]: s for s in json.load(f)["signatures"]}
     print("\n".join(sigs))
