@@ -898,15 +898,16 @@ def minimize_groups(groups, opts):
 
 
 def save_regressions(groups, corpus):
-    """Each new (or returned) fuzz signature's minimized input joins
+    """Each new (or returned) fuzz signature's minimized input (or, not minimized, its
+    smallest input) joins
     CORPUS/regressions/TARGET/, which `make test` replays."""
     for g in groups:
         best = g["best"]
-        if g["history"] in ("new", "back") and best["type"] == "fuzz" and g["minimized"]:
+        if g["history"] in ("new", "back") and best["type"] == "fuzz":
             dest = os.path.join(corpus, "regressions", best["target"])
             os.makedirs(dest, exist_ok=True)
             name = os.path.join(dest, f"triage-{g['id']}")
-            shutil.copyfile(g["minimized"], name)
+            shutil.copyfile(g["minimized"] or best["path"], name)
             say(f"saved {name}")
 
 
