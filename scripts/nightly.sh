@@ -7,6 +7,7 @@
 #
 #   scripts/nightly.sh                 one shard (SHARD, default 1/1) into a new directory
 #   scripts/nightly.sh merge DIR...    one report from the shard directories under DIRs
+#   scripts/nightly.sh matrix          the configurations, one "OPTIONS|BACKING" a line
 #
 # Environment:
 #   NIGHTLY_SECONDS   the budget of one shard in seconds (1800); a quarter goes to fuzzing
@@ -72,8 +73,13 @@ matrix=(
     "refcount_bits=8|none" "refcount_bits=32|none" "refcount_bits=64|none"
     "extended_l2=on|none" "extended_l2=on,cluster_size=16k|qcow2"
     "compression_type=zstd|none" "lazy_refcounts=on|none" "|raw" "|qcow2" "|chain"
-    "cluster_size=4k,extended_l2=on,compression_type=zstd|chain"
+    "cluster_size=32k,extended_l2=on,compression_type=zstd|chain"
 )
+
+if [[ ${1:-} == matrix ]]; then
+    printf '%s\n' "${matrix[@]}"
+    exit 0
+fi
 
 mkdir -p "$NIGHTLY_DIR" || setup_failed "cannot make $NIGHTLY_DIR"
 stamp=$(date -u +%Y%m%d-%H%M%S)
@@ -94,13 +100,14 @@ units=()
 for ((u = 0; u < ${#matrix[@]} * seeds; u++)); do
     ((u % count == index - 1)) && units+=("$u")
 done
-ops_total=0 ran=0 skipped=0 soak_seconds=0 left_units=${#units[@]}
+ops_total=0 ran=0 skipped=0 not_run=0 soak_seconds=0 left_units=${#units[@]}
 declare -A configs_run=()
 for u in "${units[@]}"; do
     # The time left shared by the units left, less what a unit costs besides its soak
     # seconds (image set-up, qemu-img check and compare) as measured so far.
     overhead=0
-    ((ran > 0)) && overhead=$(((SECONDS - start - soak_seconds + ran - 1) / ran))
+    done_units=$((ran + not_run))
+    ((done_units > 0)) && overhead=$(((SECONDS - start - soak_seconds + done_units - 1) / done_units))
     per_unit=$(((soak_deadline - SECONDS) / left_units - overhead))
     left_units=$((left_units - 1))
     ((per_unit >= 1)) || per_unit=1
@@ -119,9 +126,13 @@ for u in "${units[@]}"; do
     "$QVET" soak --dir "$rdir" --seed "$seed" --seconds "$per_unit" "${opt[@]}" \
         --backing "$backing" --heartbeat 0 >"$dir/soak/config-$c-seed-$seed.log" 2>&1
     st=$?
-    ran=$((ran + 1))
     soak_seconds=$((soak_seconds + per_unit))
-    configs_run[$c]=1
+    if ((st == 0 || st == 1)); then
+        ran=$((ran + 1))
+        configs_run[$c]=1
+    else
+        not_run=$((not_run + 1))
+    fi
     ops=$(sed -n 's/^  "ops": \([0-9]*\),$/\1/p' "$rdir/summary.json" 2>/dev/null)
     rate=$(sed -n 's/^  "ops_per_second": \([0-9.]*\),$/\1/p' "$rdir/summary.json" 2>/dev/null)
     ops_total=$((ops_total + ${ops:-0}))
@@ -135,7 +146,7 @@ for u in "${units[@]}"; do
         echo "nightly: soak config $c ($entry) seed $seed did not run (exit $st): $(tail -1 "$dir/soak/config-$c-seed-$seed.log")"
     fi
 done
-echo "nightly: soaks: $ran of ${#units[@]} units run, $ops_total ops, $skipped left for lack of time"
+echo "nightly: soaks: $ran of ${#units[@]} units run, $ops_total ops, $skipped left for lack of time, $not_run could not run"
 
 # ---- a libFuzzer pass over every target (this shard's share) -------------------------
 fuzzers=()
@@ -155,13 +166,14 @@ else
 fi
 mine=()
 for i in "${!fuzzers[@]}"; do ((i % count == index - 1)) && mine+=("${fuzzers[$i]}"); done
-execs_total=0
+execs_total=0 targets_left=${#mine[@]}
 for f in "${mine[@]}"; do
     name=$(basename "$f")
     target=${name#fuzz_}
     target=${target#smoke_}
     left=$((start + budget - SECONDS))
-    secs=$((left / ${#mine[@]}))
+    secs=$((left / targets_left))
+    targets_left=$((targets_left - 1))
     ((secs >= 2)) || secs=2
     fdir=$dir/fuzz/$target
     mkdir -p "$fdir/corpus"
@@ -202,7 +214,7 @@ configs=${#configs_run[@]}
 cat >"$dir/nightly.json" <<EOF
 {"shard": "$shard", "configurations": $configs, "config_ids": [$(IFS=,; echo "${!configs_run[*]}")],
  "seeds": $seeds, "units": $ran,
- "units_skipped": $skipped, "ops": $ops_total, "fuzz_targets": ${#mine[@]},
+ "units_skipped": $skipped, "units_not_run": $not_run, "ops": $ops_total, "fuzz_targets": ${#mine[@]},
  "fuzz_execs": $execs_total, "seconds": $((SECONDS - start))}
 EOF
 
