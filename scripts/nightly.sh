@@ -19,7 +19,10 @@
 #                     and nothing earlier is touched
 #   NIGHTLY_HISTORY   the signature history the final report updates
 #                     (reports/triage/history.json)
-#   QVET              the qvet that soaks (build/qvet)
+#   QVET              the qvet that runs triage and crashtest/faultinject (build/qvet)
+#   NIGHTLY_COVERAGE  1 (default): the soaks run a gcc --coverage qvet built in
+#                     NIGHTLY_COV_BUILD (build-nightly-cov), for the coverage plot;
+#                     0: they run QVET
 #   NIGHTLY_FUZZERS   libFuzzer programs to fuzz (default: every build-fuzz/fuzz/fuzz_*,
 #                     built on demand as scripts/fuzz.sh builds them)
 #   NIGHTLY_INPUTS    more directories of failures to triage with this shard's
@@ -91,6 +94,31 @@ while ! mkdir "$dir" 2>/dev/null; do
 done
 mkdir -p "$dir/soak" "$dir/fuzz" "$dir/stats" "$dir/inputs"
 echo "nightly: shard $shard, ${budget}s, in $dir"
+
+# Soak coverage over time: the soaks run a gcc --coverage build of qvet (set up before the
+# budget's clock starts), and after each unit gcov sums the engine's lines run so far.
+soak_qvet=$QVET
+cov_build=${NIGHTLY_COV_BUILD:-$root/build-nightly-cov}
+cov_objects=$cov_build/CMakeFiles/qvet_objects.dir/engine/src
+if [[ ${NIGHTLY_COVERAGE:-1} == 1 ]]; then
+    gen=$(command -v ninja >/dev/null 2>&1 && echo "-G Ninja" || true)
+    # shellcheck disable=SC2086
+    if { CC=gcc cmake -S "$root" -B "$cov_build" $gen -DCMAKE_BUILD_TYPE=Debug \
+        -DCMAKE_C_FLAGS="--coverage -O0" -DCMAKE_EXE_LINKER_FLAGS=--coverage &&
+        cmake --build "$cov_build" --target qvet; } >"$dir/coverage-build.log" 2>&1; then
+        soak_qvet=$cov_build/qvet
+        find "$cov_build" -name '*.gcda' -delete
+    else
+        echo "nightly: the coverage build failed (see $dir/coverage-build.log); no coverage plot"
+    fi
+fi
+engine_coverage() {
+    (cd "$dir" && gcov -n -o "$cov_objects" "$cov_objects"/*.gcda 2>/dev/null) |
+        awk "/^File '.*engine\/src\/[^']*\.c'\$/ {f = 1; next}
+             f && /^Lines executed:/ {s = \$2; sub(\"executed:\", \"\", s); sub(\"%\", \"\", s);
+                                      run += s * \$4 / 100; all += \$4; f = 0}
+             END {printf \"%.2f\", all ? 100 * run / all : 0}"
+}
 start=$SECONDS
 fuzz_budget=$((budget / 4))
 soak_deadline=$((start + budget - fuzz_budget))
@@ -123,7 +151,7 @@ for u in "${units[@]}"; do
     opt=()
     [[ -n $options ]] && opt=(-o "$options")
     rdir=$dir/soak/config-$c-seed-$seed
-    "$QVET" soak --dir "$rdir" --seed "$seed" --seconds "$per_unit" "${opt[@]}" \
+    "$soak_qvet" soak --dir "$rdir" --seed "$seed" --seconds "$per_unit" "${opt[@]}" \
         --backing "$backing" --heartbeat 0 >"$dir/soak/config-$c-seed-$seed.log" 2>&1
     st=$?
     soak_seconds=$((soak_seconds + per_unit))
@@ -137,6 +165,7 @@ for u in "${units[@]}"; do
     rate=$(sed -n 's/^  "ops_per_second": \([0-9.]*\),$/\1/p' "$rdir/summary.json" 2>/dev/null)
     ops_total=$((ops_total + ${ops:-0}))
     echo "$((SECONDS - start)) ${rate:-0} $ops_total" >>"$dir/stats/soak.dat"
+    [[ $soak_qvet != "$QVET" ]] && echo "$((SECONDS - start)) $(engine_coverage)" >>"$dir/stats/coverage.dat"
     if ((st == 0)); then
         # A passing unit keeps its summary; its trace is only a replay of nothing.
         rm -f "$rdir/trace.txt"

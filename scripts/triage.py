@@ -961,6 +961,7 @@ def nightly_verdict(runs, new, known):
 PLOTS = [  # file pattern, column of y, title, y label
     ("soak.dat", 2, "soak ops per second over time", "ops/s"),
     ("soak.dat", 3, "soak operations done over time", "ops"),
+    ("coverage.dat", 2, "soak coverage of engine lines over time", "% of lines"),
     ("fuzz-*.dat", 2, "fuzz execs per second over time", "execs/s"),
     ("fuzz-*.dat", 3, "fuzz corpus size over time", "inputs"),
     ("fuzz-*.dat", 4, "fuzz coverage (libFuzzer cov) over time", "edges"),

@@ -93,6 +93,7 @@ def main():
         "QVET": QVET, "NIGHTLY_DIR": nightly_dir, "NIGHTLY_HISTORY": history,
         "NIGHTLY_SECONDS": SECONDS, "NIGHTLY_SEEDS": "1",
         "NIGHTLY_FUZZERS": os.path.join(BUILD, "fuzz", "smoke_header"),
+        "NIGHTLY_COV_BUILD": os.path.join(BUILD, "nightly-cov"),
         "NIGHTLY_TRIAGE_ARGS": f"--replay-dir {replay} --libfuzzer-dir {fuzzer}",
     }
 
@@ -112,6 +113,10 @@ def main():
             units.append(json.load(f))
     ids = [set(u["config_ids"]) for u in units]
     expect(len(ids) == 2 and all(ids), "both shards soaked")
+    with open(os.path.join(shards[0], "stats", "coverage.dat")) as f:
+        cov = [float(line.split()[1]) for line in f]
+    expect(cov and cov == sorted(cov) and cov[-1] > 10,
+           f"soak coverage grows over the shard and reaches the engine ({cov})")
 
     merge = step("merge", "merge")
     rc = run_step(merge, common, {})
@@ -141,7 +146,8 @@ def main():
                         r"2 new signatures, 0 known", line) is not None, f"verdict: {line}")
     with open(os.path.join(report, "index.html")) as f:
         index = f.read()
-    expect(index.count("<svg") >= 3, "the front page has the plots")
+    expect(index.count("<svg") >= 6 and "soak coverage of engine lines" in index,
+           "the front page has the plots, soak coverage among them")
     with open(os.path.join(report, div[0]["page"])) as f:
         page = f.read()
     expect("the divergent cluster" in page and "the L2 table mapping it" in page,
