@@ -53,6 +53,14 @@ if [[ ${1:-} == merge ]]; then
         "${shards[@]}"
     status=$?
     [[ -L $NIGHTLY_DIR/latest || ! -e $NIGHTLY_DIR/latest ]] && ln -sfn "${out##*/}" "$NIGHTLY_DIR/latest"
+    # Screenshots of the front page and the first signature page, when Chromium is here.
+    if ((status <= 1)) && [[ -x ${CHROMIUM:-/usr/bin/chromium} ]]; then
+        pages=("$out/index.html")
+        first=$(find "$out" -maxdepth 1 -name 'sig-*.html' | sort | head -1)
+        [[ -n $first ]] && pages+=("$first")
+        bash "$root/scripts/report-check.sh" "${pages[@]}" ||
+            echo "nightly: the report did not render cleanly (above)"
+    fi
     exit $status
 fi
 
