@@ -253,6 +253,14 @@ def summary_reproduce(summary, run_dir):
     return ["qvet", "replay", trace] if os.path.exists(trace) else []
 
 
+def in_scratch(argv, work):
+    """argv, with a `qvet replay` made to work in WORK/replay: the directory holding the
+    trace (a failure's, or an earlier report's) gains nothing."""
+    if len(argv) >= 3 and argv[1] == "replay" and "--dir" not in argv:
+        return argv[:2] + ["--dir", os.path.join(work, "replay")] + argv[2:]
+    return argv
+
+
 def sanitizer_argv(argv, opts):
     """argv with a plain `qvet` replaced by the sanitizer build's."""
     if argv and os.path.basename(argv[0]) == "qvet":
@@ -275,16 +283,13 @@ def reproduce_summary(item, opts, work):
     trace = os.path.join(d, "trace.txt")
     item["input_size"] = os.path.getsize(trace) if os.path.exists(trace) else 0
     argv = sanitizer_argv(summary_reproduce(s, d), opts)
-    # A replay works in a directory of ours, so that the input directory gains nothing.
-    if len(argv) >= 3 and argv[1] == "replay":
-        argv = argv[:2] + ["--dir", os.path.join(work, "replay")] + argv[2:]
-        if os.path.exists(trace):  # its path was relative to where the soak ran
-            argv[-1] = os.path.abspath(trace)
+    if len(argv) >= 3 and argv[1] == "replay" and os.path.exists(trace):
+        argv[-1] = os.path.abspath(trace)  # its path was relative to where the soak ran
     item["reproduce"] = argv
     if not argv:
         item.update(status="no-reproducer", kind=kind, frames=[], stack=[])
         return
-    rc, out, timed_out = run(argv, cwd=d)
+    rc, out, timed_out = run(in_scratch(argv, work), cwd=d)
     item["output"] = out[-20000:]
     san_kind, frames, stack = classify_output(out, rc, timed_out)
     if san_kind and san_kind != "signal":
@@ -606,7 +611,8 @@ def update_history(history, groups, stamp, opts):
         argv = h.get("reproduce") or []
         if argv and all(not a.startswith("/") or os.path.exists(a) for a in argv[1:]) \
                 and os.path.exists(argv[0]):
-            rc, out, timed_out = run(argv)
+            with tempfile.TemporaryDirectory(prefix="qvet-triage-") as work:
+                rc, out, timed_out = run(in_scratch(argv, work))
             kind, _, _ = classify_output(out, rc, timed_out)
             if kind is None and rc == 0:
                 h["fixed"] = True
