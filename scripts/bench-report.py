@@ -45,7 +45,7 @@ def judge(rule, row):
     return {"rule": text, "met": None if have is None else have >= float(want)}
 
 
-def load(path):
+def load_rows(path):
     rows = []
     with open(path) as f:
         for line in f:
@@ -93,15 +93,18 @@ def table(rows):
 
 def main():
     rows_path, out_dir, fs, quick = sys.argv[1:5]
-    rows = load(rows_path)
+    rows = load_rows(rows_path)
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Other work on the machine skews every number: say how busy it was.
+    loadavg = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
     report = {"date": when, "filesystem": fs, "cores": os.cpu_count(),
-              "quick": quick == "1", "rows": rows}
+              "load_average": [float(x) for x in loadavg], "quick": quick == "1", "rows": rows}
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "latest.json"), "w") as f:
         json.dump(report, f, indent=1)
         f.write("\n")
-    text = [f"qvet bench, {when}, {os.cpu_count()} cores, files on {fs}"
+    text = [f"qvet bench, {when}, {os.cpu_count()} cores (load {' '.join(loadavg) or '?'} at the end), "
+            f"files on {fs}"
             + (" (BENCH_QUICK: tiny sizes, the numbers mean nothing)" if quick == "1" else ""),
             ""]
     text += table(rows)

@@ -216,4 +216,5 @@ for n in $scale_counts; do
     rm -f "$img"
 done
 
-"$python" "$here/scripts/bench-report.py" "$rows" "$out" "$base" "$quick"
+cp "$rows" "$out/rows.tsv"        # the raw rows, should the report need a rerun
+"$python" "$here/scripts/bench-report.py" "$out/rows.tsv" "$out" "$base" "$quick"
