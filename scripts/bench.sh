@@ -14,7 +14,8 @@
 #   QVET=build/qvet  QVET_BENCH=build/qvet-bench  BENCH_OUT=reports/bench
 #   BENCH_FUZZ=libfuzzer|replay|none (full run: libfuzzer, through scripts/fuzz-bench.sh;
 #   quick run: replay, the corpus through the replay programs of the build)
-#   BENCH_SCALE_MAX: the largest cluster count of the scaling rows (full: 1000000)
+#   BENCH_SCALE_MAX: the largest cluster count of the scaling rows (full: 1048576; a
+#   multiple of 1024, so that the disk is whole 512 KiB requests)
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 qvet=${QVET:-$here/build/qvet}
@@ -36,11 +37,11 @@ rows=$work/rows.tsv
 
 if [ "$quick" = 1 ]; then
     disk=16M n4k=400 n64k=100 alloc_disk=16M soak_ops=(--ops 300) mem_reads=1000
-    mem_caches="64k 1M" mem_writes=16 scale_counts="1000" fuzz_mode=${BENCH_FUZZ:-replay}
+    mem_caches="64k 1M" mem_writes=16 scale_counts="1024" fuzz_mode=${BENCH_FUZZ:-replay}
 else
     disk=256M n4k=100000 n64k=20000 alloc_disk=1G soak_ops=(--seconds 20) mem_reads=100000
     mem_caches="64k 256k 1M 4M 32M" mem_writes=2048 fuzz_mode=${BENCH_FUZZ:-libfuzzer}
-    scale_counts="1000 10000 100000 ${BENCH_SCALE_MAX:-1000000}"
+    scale_counts="1024 10240 102400 ${BENCH_SCALE_MAX:-1048576}"
 fi
 say() { echo "bench: $*" >&2; }
 # row NAME KIND SIZE UNIT QVET QEMU LIMIT TARGETS ("-" for none)
@@ -205,8 +206,7 @@ for n in $scale_counts; do
     qemu-img check -q "$img" >/dev/null 2>&1
     t1=$(date +%s.%N)
     qcheck=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')
-    reads=$(( (n * 512 + 1048575) / 1048576 ))
-    qread=$(qemu-img bench -q -c "$reads" -d 1 -t writeback -s 1M -S 1M -f qcow2 "$img" 2>&1 |
+    qread=$(qemu-img bench -q -c $((n / 1024)) -d 1 -t writeback -s 512k -S 512k -f qcow2 "$img" 2>&1 |
             sed -nE 's/^Run completed in ([0-9.]+) seconds.*/\1/p')
     row "open, $n allocated clusters (512 B)" scale "$n" seconds "$(get open)" - - -
     row "full read, $n allocated clusters (512 B)" scale "$n" seconds "$(get read)" \
