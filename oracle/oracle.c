@@ -26,28 +26,47 @@
 #include <unistd.h>
 
 #define ACTIVE_NAME "oracle.raw"
-#define COPY_CHUNK (1u << 20)
+#define CHUNK (64u * 1024u)
+#define CHUNK_SECTORS (CHUNK / ORACLE_SECTOR)
 #define ZERO_CHUNK (64u * 1024u)
 #define MIN_CLUSTER 512u
 #define MAX_CLUSTER (2u << 20)
+
+/* CHUNK bytes of guest data, shared by `refs` states. */
+struct chunk {
+    uint32_t refs;
+    uint8_t bytes[CHUNK];
+};
+
+/* The authors of the CHUNK_SECTORS sectors of one chunk, shared by `refs` states. */
+struct authors {
+    uint32_t refs;
+    uint32_t op[CHUNK_SECTORS];
+};
+
+/* One chunk's worth of a state. */
+struct slot {
+    struct chunk *data;         /* NULL: zeros */
+    struct authors *by;         /* NULL: every sector was last written by `author` */
+    uint32_t author;
+};
 
 /* The guest's view of one disk state. */
 struct state {
     uint64_t size;              /* the disk's size */
     uint64_t known;             /* bytes [0, known) are predicted; known <= size */
     bool tail_known;            /* with known == size: the tail bytes are predicted */
-    uint8_t *tail;              /* tail[i]: what byte size + i of the last cluster holds */
-    uint32_t *prov;             /* one entry per known sector, prov_cap allocated */
-    uint64_t prov_cap;
-    uint8_t *mem;               /* in memory: the known bytes, mem_cap allocated */
-    uint64_t mem_cap;
+    uint8_t *tail;              /* what the last cluster holds past `size`; NULL: zeros */
+    struct slot *slots;         /* one per chunk of the known prefix */
+    uint64_t nslots;
+    uint64_t slots_cap;
 };
 
 struct snap {
     char *id;
-    char *path;                 /* a file oracle's copy of the contents */
+    char *path;                 /* a file oracle's file for the contents */
+    bool file_written;          /* the file holds them (a snapshot never changes) */
     struct state st;
-    uint64_t serial;            /* unique for the oracle's lifetime, never reused */
 };
 
 struct oracle {
@@ -63,10 +82,6 @@ struct oracle {
     struct snap **snaps;        /* individually allocated, so pointers stay valid */
     uint32_t nsnaps;
     uint32_t snaps_cap;
-
-    uint64_t next_serial;
-    int snap_fd;                /* one snapshot file kept open for oracle_snapshot_read, */
-    uint64_t snap_fd_serial;    /* that of the snapshot with this serial (0: none) */
 };
 
 static const uint8_t zeros[ZERO_CHUNK];
@@ -186,58 +201,6 @@ static bool in_range(uint64_t size, uint64_t len, uint64_t off)
     return off <= size && len <= size - off;
 }
 
-/*
- * Copies bytes [0, len) of src into dst, which must read as zeros over that range (a
- * fresh or freshly truncated file). Only src's data regions (SEEK_DATA/SEEK_HOLE) are
- * read, and chunks that are all zeros are not written, so holes stay holes. Without
- * SEEK_DATA everything is read, and the zero chunks still become holes. Returns 0 or a
- * negative errno.
- */
-static int copy_sparse(int src, int dst, uint64_t len)
-{
-    uint8_t *buf = malloc(COPY_CHUNK);
-    if (!buf)
-        return -ENOMEM;
-    int ret = 0;
-    uint64_t off = 0;
-    while (off < len) {
-        uint64_t data, hole;
-        off_t d = lseek(src, (off_t)off, SEEK_DATA);
-        if (d < 0) {
-            if (errno == ENXIO)
-                break;                  /* no data from off on */
-            if (errno != EINVAL && errno != EOPNOTSUPP) {
-                ret = -errno;
-                break;
-            }
-            data = off;                 /* no SEEK_DATA here: everything is data */
-            hole = len;
-        } else {
-            data = (uint64_t)d;
-            off_t h = lseek(src, d, SEEK_HOLE);
-            hole = h < 0 ? len : (uint64_t)h;
-        }
-        if (data >= len)
-            break;
-        if (hole > len)
-            hole = len;
-        for (uint64_t at = data; at < hole;) {
-            size_t n = hole - at < COPY_CHUNK ? (size_t)(hole - at) : COPY_CHUNK;
-            ret = pread_full(src, buf, n, at);
-            if (ret == 0 && !all_zero(buf, n))
-                ret = pwrite_full(dst, buf, n, at);
-            if (ret < 0)
-                break;
-            at += n;
-        }
-        if (ret < 0)
-            break;
-        off = hole > data ? hole : data + 1;
-    }
-    free(buf);
-    return ret;
-}
-
 static uint64_t round_up(uint64_t x, uint64_t unit)
 {
     return (x + unit - 1) / unit * unit;
@@ -274,7 +237,7 @@ static int write_zeros(int fd, uint64_t len, uint64_t off)
     return 0;
 }
 
-/* ---- states ------------------------------------------------------------------------- */
+/* ---- chunks and states -------------------------------------------------------------- */
 
 /*
  * Makes the array *buf of *cap elements of `elem` bytes hold at least `count`, doubling
@@ -297,72 +260,290 @@ static int reserve(void **buf, uint64_t *cap, uint64_t count, size_t elem)
     return 0;
 }
 
-static int prov_reserve(struct state *st, uint64_t sectors)
+static void chunk_put(struct chunk *c)
 {
-    void *p = st->prov;
-    int ret = reserve(&p, &st->prov_cap, sectors, sizeof(uint32_t));
-    st->prov = p;
-    return ret;
+    if (c && --c->refs == 0)
+        free(c);
 }
 
-/* A memory state's buffer, for at least `len` bytes. */
-static int mem_reserve(struct state *st, uint64_t len)
+static void authors_put(struct authors *a)
 {
-    void *p = st->mem;
-    int ret = reserve(&p, &st->mem_cap, len, 1);
-    st->mem = p;
-    return ret;
+    if (a && --a->refs == 0)
+        free(a);
+}
+
+/* Forgets a slot's bytes (zeros from now on). */
+static void slot_drop_data(struct slot *sl)
+{
+    chunk_put(sl->data);
+    sl->data = NULL;
+}
+
+/* Every sector of the slot is now `op`'s. */
+static void slot_set_author(struct slot *sl, uint32_t op)
+{
+    authors_put(sl->by);
+    sl->by = NULL;
+    sl->author = op;
 }
 
 /*
- * A state of `size` bytes of which `known` are predicted, every sector ORACLE_NO_OP and
- * the tail zeros. calloc: untouched pages of a large provenance array stay lazy.
+ * The slot's bytes, for this state alone to change: a shared chunk is copied first, a
+ * missing one made of zeros. With `overwrite` the caller replaces every byte, so the old
+ * ones are not copied. NULL when out of memory.
  */
-static int state_init(struct state *st, uint64_t size, uint64_t known, uint32_t cluster_size)
+static struct chunk *slot_own_data(struct slot *sl, bool overwrite)
 {
-    uint64_t sectors = known / ORACLE_SECTOR;
-    if (sectors > SIZE_MAX / sizeof(uint32_t))
-        return -EFBIG;
-    st->prov = calloc(sectors ? (size_t)sectors : 1, sizeof(uint32_t));
-    st->tail = calloc(1, cluster_size);
-    if (!st->prov || !st->tail)
-        return -ENOMEM;
-    st->prov_cap = sectors ? sectors : 1;
+    struct chunk *c = sl->data;
+    if (c && c->refs == 1)
+        return c;
+    struct chunk *mine = malloc(sizeof(*mine));
+    if (!mine)
+        return NULL;
+    mine->refs = 1;
+    if (c && !overwrite)
+        memcpy(mine->bytes, c->bytes, CHUNK);
+    else if (!overwrite)
+        memset(mine->bytes, 0, CHUNK);
+    chunk_put(c);
+    sl->data = mine;
+    return mine;
+}
+
+/* The slot's authors, for this state alone to change (as slot_own_data). */
+static struct authors *slot_own_authors(struct slot *sl)
+{
+    struct authors *a = sl->by;
+    if (a && a->refs == 1)
+        return a;
+    struct authors *mine = malloc(sizeof(*mine));
+    if (!mine)
+        return NULL;
+    mine->refs = 1;
+    if (a) {
+        memcpy(mine->op, a->op, sizeof(mine->op));
+    } else {
+        for (unsigned i = 0; i < CHUNK_SECTORS; i++)
+            mine->op[i] = sl->author;
+    }
+    authors_put(a);
+    sl->by = mine;
+    return mine;
+}
+
+static uint64_t slots_for(uint64_t known)
+{
+    return (known + CHUNK - 1) / CHUNK;
+}
+
+/* Gives the state n slots: new ones are zeros by ORACLE_NO_OP, dropped ones released. */
+static int slots_resize(struct state *st, uint64_t n)
+{
+    for (uint64_t i = n; i < st->nslots; i++) {
+        slot_drop_data(&st->slots[i]);
+        slot_set_author(&st->slots[i], ORACLE_NO_OP);
+    }
+    if (n > st->nslots) {
+        void *p = st->slots;
+        int ret = reserve(&p, &st->slots_cap, n, sizeof(struct slot));
+        st->slots = p;
+        if (ret < 0)
+            return ret;
+        memset(st->slots + st->nslots, 0, (size_t)(n - st->nslots) * sizeof(struct slot));
+    }
+    st->nslots = n;
+    return 0;
+}
+
+/* A state of `size` bytes of which `known` are predicted: zeros, by ORACLE_NO_OP. */
+static int state_init(struct state *st, uint64_t size, uint64_t known)
+{
     st->size = size;
     st->known = known;
-    return 0;
+    return slots_resize(st, slots_for(known));
 }
 
 static void state_free(struct state *st)
 {
-    free(st->prov);
+    slots_resize(st, 0);
+    free(st->slots);
     free(st->tail);
-    free(st->mem);
 }
 
-/* Copies size, prefix, tail and provenance (not the contents) of src into dst. */
-static int state_copy_meta(struct state *dst, const struct state *src, uint32_t cluster_size)
+/* dst becomes what src is, sharing its chunks: O(chunks), whatever they hold. */
+static int state_share(struct state *dst, const struct state *src, uint32_t cluster_size)
 {
-    uint64_t sectors = src->known / ORACLE_SECTOR;
-    int ret = prov_reserve(dst, sectors);
+    if (src->tail && !dst->tail && !(dst->tail = malloc(cluster_size)))
+        return -ENOMEM;
+    int ret = slots_resize(dst, 0);
+    if (!ret)
+        ret = slots_resize(dst, src->nslots);
     if (ret < 0)
         return ret;
-    memcpy(dst->prov, src->prov, (size_t)sectors * sizeof(uint32_t));
-    memcpy(dst->tail, src->tail, cluster_size);
+    for (uint64_t i = 0; i < src->nslots; i++) {
+        struct slot sl = src->slots[i];
+        if (sl.data)
+            sl.data->refs++;
+        if (sl.by)
+            sl.by->refs++;
+        dst->slots[i] = sl;
+    }
+    if (src->tail) {
+        memcpy(dst->tail, src->tail, cluster_size);
+    } else {
+        free(dst->tail);
+        dst->tail = NULL;
+    }
     dst->size = src->size;
     dst->known = src->known;
     dst->tail_known = src->tail_known;
     return 0;
 }
 
-/* Sets the provenance of every known sector [off, off+len) touches to op. */
-static void prov_mark(struct state *st, uint64_t len, uint64_t off, uint32_t op)
+/* Where guest byte `off` lies: its slot and the offset in the chunk. */
+#define SLOT_OF(off) ((off) / CHUNK)
+#define IN_CHUNK(off) ((size_t)((off) % CHUNK))
+
+/* How much of [off, end) lies in off's chunk. */
+static size_t piece(uint64_t off, uint64_t end)
+{
+    uint64_t room = CHUNK - IN_CHUNK(off);
+    return end - off < room ? (size_t)(end - off) : (size_t)room;
+}
+
+/*
+ * Whether the piece [off, off+n) covers all that its chunk holds of the known prefix:
+ * then the chunk can be replaced as a whole.
+ */
+static bool whole_piece(const struct state *st, uint64_t off, size_t n)
+{
+    uint64_t start = off - IN_CHUNK(off);
+    return off == start && (n == CHUNK || off + n >= st->known);
+}
+
+/* Reads known bytes [off, off+len). */
+static void state_read(const struct state *st, void *buf, size_t len, uint64_t off)
+{
+    uint8_t *p = buf;
+    for (uint64_t end = off + len; off < end;) {
+        size_t n = piece(off, end);
+        const struct chunk *c = st->slots[SLOT_OF(off)].data;
+        if (c)
+            memcpy(p, c->bytes + IN_CHUNK(off), n);
+        else
+            memset(p, 0, n);
+        p += n;
+        off += n;
+    }
+}
+
+/* Writes known bytes [off, off+len). */
+static int state_write(struct state *st, const void *buf, size_t len, uint64_t off)
+{
+    const uint8_t *p = buf;
+    for (uint64_t end = off + len; off < end;) {
+        size_t n = piece(off, end);
+        struct chunk *c = slot_own_data(&st->slots[SLOT_OF(off)], n == CHUNK);
+        if (!c)
+            return -ENOMEM;
+        memcpy(c->bytes + IN_CHUNK(off), p, n);
+        p += n;
+        off += n;
+    }
+    return 0;
+}
+
+/* Zeros over known bytes [off, off+len): whole chunks are dropped. */
+static int state_zero(struct state *st, uint64_t len, uint64_t off)
+{
+    for (uint64_t end = off + len; off < end;) {
+        size_t n = piece(off, end);
+        struct slot *sl = &st->slots[SLOT_OF(off)];
+        if (whole_piece(st, off, n)) {
+            slot_drop_data(sl);
+        } else if (sl->data) {
+            struct chunk *c = slot_own_data(sl, false);
+            if (!c)
+                return -ENOMEM;
+            memset(c->bytes + IN_CHUNK(off), 0, n);
+        }
+        off += n;
+    }
+    return 0;
+}
+
+/* Stores the known bytes [0, len) of a fresh state, leaving chunks of zeros out. */
+static int state_load(struct state *st, const uint8_t *bytes, uint64_t len)
+{
+    for (uint64_t off = 0; off < len;) {
+        size_t n = piece(off, len);
+        if (!all_zero(bytes + off, n)) {
+            int ret = state_write(st, bytes + off, n, off);
+            if (ret < 0)
+                return ret;
+        }
+        off += n;
+    }
+    return 0;
+}
+
+/* Sets the author of every known sector [off, off+len) touches to op. */
+static int prov_mark(struct state *st, uint64_t len, uint64_t off, uint32_t op)
 {
     uint64_t end = off + len < st->known ? off + len : st->known;
     if (end <= off)
-        return;
-    for (uint64_t s = off / ORACLE_SECTOR; s < (end - 1) / ORACLE_SECTOR + 1; s++)
-        st->prov[s] = op;
+        return 0;
+    /* Whole sectors: from the one holding off to the one holding end - 1. */
+    off -= off % ORACLE_SECTOR;
+    end = round_up(end, ORACLE_SECTOR);
+    while (off < end) {
+        size_t n = piece(off, end);
+        struct slot *sl = &st->slots[SLOT_OF(off)];
+        if (whole_piece(st, off, n)) {
+            slot_set_author(sl, op);
+        } else {
+            struct authors *a = slot_own_authors(sl);
+            if (!a)
+                return -ENOMEM;
+            size_t first = IN_CHUNK(off) / ORACLE_SECTOR;
+            for (size_t s = first; s < first + n / ORACLE_SECTOR; s++)
+                a->op[s] = op;
+        }
+        off += n;
+    }
+    return 0;
+}
+
+static uint32_t state_author(const struct state *st, uint64_t sector)
+{
+    const struct slot *sl = &st->slots[sector / CHUNK_SECTORS];
+    return sl->by ? sl->by->op[sector % CHUNK_SECTORS] : sl->author;
+}
+
+/*
+ * Writes a state into a new file at `path`: its chunks that hold data, the rest holes.
+ * Returns 0 or a negative errno (and leaves no file).
+ */
+static int state_write_file(const struct state *st, const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    int ret = 0;
+    for (uint64_t i = 0; i < st->nslots && !ret; i++) {
+        const struct chunk *c = st->slots[i].data;
+        uint64_t off = i * CHUNK;
+        size_t n = piece(off, st->known);
+        if (c && !all_zero(c->bytes, n))
+            ret = pwrite_full(fd, c->bytes, n, off);
+    }
+    if (ret == 0 && ftruncate(fd, (off_t)st->size) < 0)
+        ret = -errno;
+    if (close(fd) < 0 && ret == 0)
+        ret = -errno;
+    if (ret < 0)
+        unlink(path);
+    return ret;
 }
 
 /* ---- the active contents ------------------------------------------------------------ */
@@ -373,31 +554,9 @@ static uint64_t known_part(const struct oracle *o, uint64_t len, uint64_t off)
     return off >= o->active.known ? 0 : min_u64(len, o->active.known - off);
 }
 
-/* Reads known bytes. */
-static int active_read(struct oracle *o, void *buf, size_t len, uint64_t off)
+/* Zeros over [off, off+len) of the active file. */
+static int file_zero(struct oracle *o, uint64_t len, uint64_t off)
 {
-    if (!o->in_memory)
-        return pread_full(o->fd, buf, len, off);
-    if (len)
-        memcpy(buf, o->active.mem + off, len);
-    return 0;
-}
-
-static int active_write(struct oracle *o, const void *buf, size_t len, uint64_t off)
-{
-    if (!o->in_memory)
-        return pwrite_full(o->fd, buf, len, off);
-    if (len)
-        memcpy(o->active.mem + off, buf, len);
-    return 0;
-}
-
-static int active_zero(struct oracle *o, uint64_t len, uint64_t off)
-{
-    if (o->in_memory) {
-        memset(o->active.mem + off, 0, (size_t)len);
-        return 0;
-    }
 #ifdef FALLOC_FL_PUNCH_HOLE
     if (!o->no_punch) {
         /* Partial blocks at either end are zeroed, whole ones deallocated. */
@@ -412,6 +571,19 @@ static int active_zero(struct oracle *o, uint64_t len, uint64_t off)
     return write_zeros(o->fd, len, off);
 }
 
+/* Writes known bytes. */
+static int active_write(struct oracle *o, const void *buf, size_t len, uint64_t off)
+{
+    int ret = o->in_memory || !len ? 0 : pwrite_full(o->fd, buf, len, off);
+    return ret ? ret : state_write(&o->active, buf, len, off);
+}
+
+static int active_zero(struct oracle *o, uint64_t len, uint64_t off)
+{
+    int ret = o->in_memory || !len ? 0 : file_zero(o, len, off);
+    return ret ? ret : state_zero(&o->active, len, off);
+}
+
 /*
  * Gives the active state a known prefix of `known` bytes and a size of `size`: bytes
  * past the old prefix read as zeros, authored by op. A file stays as long as the disk.
@@ -419,24 +591,21 @@ static int active_zero(struct oracle *o, uint64_t len, uint64_t off)
 static int active_reshape(struct oracle *o, uint64_t known, uint64_t size, uint32_t op)
 {
     struct state *a = &o->active;
-    uint64_t old_sectors = a->known / ORACLE_SECTOR, new_sectors = known / ORACLE_SECTOR;
-    int ret = prov_reserve(a, new_sectors);
+    uint64_t old_known = a->known;
+    int ret = 0;
+    if (known < old_known)
+        ret = state_zero(a, old_known - known, known);  /* the chunks' invariant */
+    if (!ret)
+        ret = slots_resize(a, slots_for(known));
     if (ret < 0)
         return ret;
-    if (o->in_memory) {
-        if ((ret = mem_reserve(a, known)) < 0)
-            return ret;
-        if (known > a->known)
-            memset(a->mem + a->known, 0, (size_t)(known - a->known));
-    } else if (ftruncate(o->fd, (off_t)known) < 0 || ftruncate(o->fd, (off_t)size) < 0) {
-        /* The first cut drops what lay past the prefix, so a later grow exposes zeros. */
+    /* The first cut drops what lay past the prefix, so a later grow exposes zeros. */
+    if (!o->in_memory && (ftruncate(o->fd, (off_t)known) < 0 ||
+                          ftruncate(o->fd, (off_t)size) < 0))
         return -errno;
-    }
-    for (uint64_t s = old_sectors; s < new_sectors; s++)
-        a->prov[s] = op;
     a->known = known;
     a->size = size;
-    return 0;
+    return known > old_known ? prov_mark(a, known - old_known, old_known, op) : 0;
 }
 
 /* Zeros over the known part of [off, off+len), authored by op. */
@@ -446,8 +615,32 @@ static int zero_range(struct oracle *o, uint64_t len, uint64_t off, uint32_t op)
     if (!n)
         return 0;
     int ret = active_zero(o, n, off);
-    if (!ret)
-        prov_mark(&o->active, n, off, op);
+    return ret ? ret : prov_mark(&o->active, n, off, op);
+}
+
+/*
+ * Makes the active file hold state s (the active state still describes what it holds):
+ * only the chunks the two do not share are written.
+ */
+static int file_become(struct oracle *o, const struct state *s)
+{
+    const struct state *a = &o->active;
+    /* Past `cut` the file reads as zeros once cut there; before it, it holds a's bytes. */
+    uint64_t cut = min_u64(a->known, s->known);
+    if (ftruncate(o->fd, (off_t)cut) < 0 || ftruncate(o->fd, (off_t)s->size) < 0)
+        return -errno;
+    int ret = 0;
+    for (uint64_t i = 0; i < s->nslots && !ret; i++) {
+        const struct chunk *want = s->slots[i].data;
+        const struct chunk *have = i < a->nslots ? a->slots[i].data : NULL;
+        uint64_t start = i * CHUNK, end = start + piece(start, s->known);
+        uint64_t mid = cut < start ? start : cut < end ? cut : end;
+        if (mid > start && want != have)
+            ret = want ? pwrite_full(o->fd, want->bytes, (size_t)(mid - start), start)
+                       : file_zero(o, mid - start, start);
+        if (!ret && end > mid && want)
+            ret = pwrite_full(o->fd, want->bytes + (mid - start), (size_t)(end - mid), mid);
+    }
     return ret;
 }
 
@@ -506,18 +699,61 @@ static int oracle_new(const struct oracle_facts *facts, uint64_t size, uint64_t 
     }
     o->facts = *facts;
     o->fd = -1;
-    o->snap_fd = -1;
-    o->next_serial = 1;
     o->scratch = malloc(facts->cluster_size);
-    ret = o->scratch ? state_init(&o->active, size, known, facts->cluster_size) : -ENOMEM;
+    ret = o->scratch ? state_init(&o->active, size, known) : -ENOMEM;
     if (ret) {
-        set_err(errbuf, errlen, "oracle: no memory for the provenance of %llu bytes",
+        set_err(errbuf, errlen, "oracle: no memory for the chunk table of %llu bytes",
                 (unsigned long long)known);
         oracle_close(o);
         return ret;
     }
     *out = o;
     return 0;
+}
+
+/*
+ * Copies the first `len` bytes of file src into the active state (file and chunks),
+ * reading only its data regions (SEEK_DATA/SEEK_HOLE) and skipping chunks of zeros, so
+ * holes stay holes. Without SEEK_DATA everything is read. Returns 0 or a negative errno.
+ */
+static int load_sparse(struct oracle *o, int src, uint64_t len)
+{
+    uint8_t *buf = malloc(CHUNK);
+    if (!buf)
+        return -ENOMEM;
+    int ret = 0;
+    uint64_t off = 0;
+    while (off < len && !ret) {
+        uint64_t data, hole;
+        off_t d = lseek(src, (off_t)off, SEEK_DATA);
+        if (d < 0) {
+            if (errno == ENXIO)
+                break;                  /* no data from off on */
+            if (errno != EINVAL && errno != EOPNOTSUPP) {
+                ret = -errno;
+                break;
+            }
+            data = off;                 /* no SEEK_DATA here: everything is data */
+            hole = len;
+        } else {
+            data = (uint64_t)d;
+            off_t h = lseek(src, d, SEEK_HOLE);
+            hole = h < 0 ? len : (uint64_t)h;
+        }
+        if (data >= len)
+            break;
+        hole = min_u64(hole, len);
+        for (uint64_t at = data; at < hole && !ret;) {
+            size_t n = piece(at, hole);
+            ret = pread_full(src, buf, n, at);
+            if (ret == 0 && !all_zero(buf, n))
+                ret = active_write(o, buf, n, at);
+            at += n;
+        }
+        off = hole > data ? hole : data + 1;
+    }
+    free(buf);
+    return ret;
 }
 
 static int load_initial(struct oracle *o, const char *initial_raw, char *errbuf,
@@ -542,7 +778,7 @@ static int load_initial(struct oracle *o, const char *initial_raw, char *errbuf,
     } else {
         uint64_t size = o->active.size;
         uint64_t n = (uint64_t)st.st_size < size ? (uint64_t)st.st_size : size;
-        ret = copy_sparse(src, o->fd, n);
+        ret = load_sparse(o, src, n);
         if (ret < 0)
             set_err(errbuf, errlen, "cannot copy initial raw image %s into %s: %s",
                     initial_raw, o->path, strerror(-ret));
@@ -620,17 +856,12 @@ int oracle_create_mem(uint64_t size, const void *initial, uint64_t initial_len,
     o->in_memory = true;
     /* Past the end of an existing image, its last cluster may hold anything. */
     o->active.tail_known = !initial || size % facts->cluster_size == 0;
-    ret = mem_reserve(&o->active, known);
-    if (ret) {
+    if (initial && (ret = state_load(&o->active, initial, known)) < 0) {
         set_err(errbuf, errlen, "oracle: no memory for %llu bytes of disk",
                 (unsigned long long)known);
         oracle_close(o);
         return ret;
     }
-    if (initial)
-        memcpy(o->active.mem, initial, (size_t)known);
-    else
-        memset(o->active.mem, 0, (size_t)known);
     *out = o;
     return 0;
 }
@@ -645,23 +876,26 @@ static void free_snap(struct snap *s)
     free(s);
 }
 
-static void drop_snap_fd(struct oracle *o)
+/* A file snapshot's file, written once: a snapshot never changes. */
+static int snap_write_file(struct snap *s)
 {
-    if (o->snap_fd >= 0)
-        close(o->snap_fd);
-    o->snap_fd = -1;
-    o->snap_fd_serial = 0;
+    if (!s->path || s->file_written)
+        return 0;
+    int ret = state_write_file(&s->st, s->path);
+    s->file_written = ret == 0;
+    return ret;
 }
 
 void oracle_close(struct oracle *o)
 {
     if (!o)
         return;
-    drop_snap_fd(o);
     if (o->fd >= 0)
         close(o->fd);
-    for (uint32_t i = 0; i < o->nsnaps; i++)
+    for (uint32_t i = 0; i < o->nsnaps; i++) {
+        snap_write_file(o->snaps[i]);   /* they stay for the report; best effort */
         free_snap(o->snaps[i]);
+    }
     free(o->snaps);
     state_free(&o->active);
     free(o->scratch);
@@ -691,14 +925,15 @@ int oracle_read(struct oracle *o, void *buf, size_t len, uint64_t off)
         return -EINVAL;
     if (!in_range(o->active.known, len, off))
         return -ENODATA;
-    return active_read(o, buf, len, off);
+    state_read(&o->active, buf, len, off);
+    return 0;
 }
 
 uint32_t oracle_sector_author(const struct oracle *o, uint64_t sector)
 {
     if (sector >= o->active.known / ORACLE_SECTOR)
         return ORACLE_NO_OP;
-    return o->active.prov[sector];
+    return state_author(&o->active, sector);
 }
 
 /* ---- the rules ---------------------------------------------------------------------- */
@@ -716,7 +951,8 @@ static bool covers_partial_last_cluster(const struct oracle *o, uint64_t len, ui
 
 static void tail_zero(struct oracle *o)
 {
-    memset(o->active.tail, 0, o->facts.cluster_size);
+    free(o->active.tail);
+    o->active.tail = NULL;
     o->active.tail_known = true;
 }
 
@@ -734,9 +970,7 @@ int oracle_write(struct oracle *o, const void *buf, size_t len, uint64_t off, ui
     if (!n)
         return 0;
     int ret = active_write(o, buf, (size_t)n, off);
-    if (!ret)
-        prov_mark(&o->active, n, off, op);
-    return ret;
+    return ret ? ret : prov_mark(&o->active, n, off, op);
 }
 
 int oracle_zero(struct oracle *o, uint64_t len, uint64_t off, uint32_t op)
@@ -806,11 +1040,13 @@ static int shrink(struct oracle *o, uint64_t new_size)
     uint64_t from_disk = min_u64(old, cluster_end) - new_size;
     bool knows = a->known >= new_size + from_disk && (cluster_end <= old || a->tail_known);
     if (knows && cluster_end > new_size) {
-        int ret = active_read(o, o->scratch, (size_t)from_disk, new_size);
-        if (ret < 0)
-            return ret;
-        if (cluster_end > old)
+        state_read(a, o->scratch, (size_t)from_disk, new_size);
+        if (cluster_end > old && a->tail)
             memcpy(o->scratch + from_disk, a->tail, (size_t)(cluster_end - old));
+        else if (cluster_end > old)
+            memset(o->scratch + from_disk, 0, (size_t)(cluster_end - old));
+        if (!a->tail && !(a->tail = malloc(o->facts.cluster_size)))
+            return -ENOMEM;
         memcpy(a->tail, o->scratch, (size_t)(cluster_end - new_size));
     }
     a->tail_known = knows;
@@ -835,10 +1071,11 @@ static int grow(struct oracle *o, uint64_t new_size, uint32_t op)
     if (stale_end > old && !a->tail_known)
         return active_reshape(o, old, new_size, op);        /* the prefix ends at them */
     int ret = active_reshape(o, new_size, new_size, op);
-    if (!ret && stale_end > old)
+    if (!ret && stale_end > old && a->tail)
         ret = active_write(o, a->tail, (size_t)(stale_end - old), old);
     if (round_up(new_size, cs) == old_cluster_end) {
-        memmove(a->tail, a->tail + (new_size - old), (size_t)(old_cluster_end - new_size));
+        if (a->tail)
+            memmove(a->tail, a->tail + (new_size - old), (size_t)(old_cluster_end - new_size));
     } else {
         /* A cluster past the old last one was never allocated: it holds nothing. */
         tail_zero(o);
@@ -860,6 +1097,7 @@ int oracle_resize(struct oracle *o, uint64_t new_size, uint32_t op)
 }
 
 /* ---- snapshots ---------------------------------------------------------------------- */
+/* ---- snapshots ---------------------------------------------------------------------- */
 
 static struct snap *find_snap(const struct oracle *o, const char *id, uint32_t *index)
 {
@@ -875,12 +1113,8 @@ static struct snap *find_snap(const struct oracle *o, const char *id, uint32_t *
     return NULL;
 }
 
-/*
- * A new snapshot entry for `id` (not yet listed) for a state of `size` bytes, `known` of
- * them predicted; a file oracle's gets a file name too.
- */
-static int snap_begin(struct oracle *o, const char *id, uint64_t size, uint64_t known,
-                      struct snap **out)
+/* A new, empty snapshot entry for `id` (not yet listed); a file oracle's gets a path. */
+static int snap_begin(struct oracle *o, const char *id, struct snap **out)
 {
     *out = NULL;
     if (!id)
@@ -898,8 +1132,8 @@ static int snap_begin(struct oracle *o, const char *id, uint64_t size, uint64_t 
     struct snap *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    int ret = state_init(&s->st, size, known, o->facts.cluster_size);
-    if (!ret && !o->in_memory) {
+    int ret = 0;
+    if (!o->in_memory) {
         char *name = snapshot_file_name(id);
         if (!name)
             ret = -errno;
@@ -909,8 +1143,6 @@ static int snap_begin(struct oracle *o, const char *id, uint64_t size, uint64_t 
     }
     if (!ret && !(s->id = dup_string(id)))
         ret = -ENOMEM;
-    if (!ret && o->in_memory)
-        ret = mem_reserve(&s->st, known);
     if (ret) {
         free_snap(s);
         return ret;
@@ -921,40 +1153,16 @@ static int snap_begin(struct oracle *o, const char *id, uint64_t size, uint64_t 
 
 static void snap_list(struct oracle *o, struct snap *s)
 {
-    s->serial = o->next_serial++;
     o->snaps[o->nsnaps++] = s;
-}
-
-/* Writes a file snapshot's contents: `bytes` (known of them), or the active file's. */
-static int snap_write_file(struct oracle *o, struct snap *s, const void *bytes)
-{
-    int fd = open(s->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -errno;
-    int ret = bytes ? pwrite_full(fd, bytes, (size_t)s->st.known, 0)
-                    : copy_sparse(o->fd, fd, s->st.size);
-    if (ret == 0 && ftruncate(fd, (off_t)s->st.size) < 0)
-        ret = -errno;
-    if (close(fd) < 0 && ret == 0)
-        ret = -errno;
-    if (ret < 0)
-        unlink(s->path);
-    return ret;
 }
 
 int oracle_snapshot_create(struct oracle *o, const char *id)
 {
-    struct state *a = &o->active;
     struct snap *s;
-    int ret = snap_begin(o, id, a->size, a->known, &s);
+    int ret = snap_begin(o, id, &s);
     if (ret)
         return ret;
-    ret = state_copy_meta(&s->st, a, o->facts.cluster_size);
-    if (!ret && o->in_memory)
-        memcpy(s->st.mem, a->mem, (size_t)a->known);
-    else if (!ret)
-        ret = snap_write_file(o, s, NULL);
-    if (ret) {
+    if ((ret = state_share(&s->st, &o->active, o->facts.cluster_size)) < 0) {
         free_snap(s);
         return ret;
     }
@@ -969,15 +1177,15 @@ int oracle_snapshot_import(struct oracle *o, const char *id, uint64_t size, cons
         known_len > size || (known_len && !bytes))
         return -EINVAL;
     struct snap *s;
-    int ret = snap_begin(o, id, size, known_len, &s);
+    int ret = snap_begin(o, id, &s);
     if (ret)
         return ret;
     /* Past the end of an existing snapshot's disk, its last cluster may hold anything. */
     s->st.tail_known = size % o->facts.cluster_size == 0;
-    if (o->in_memory) {
-        if (known_len)
-            memcpy(s->st.mem, bytes, (size_t)known_len);
-    } else if ((ret = snap_write_file(o, s, bytes ? bytes : zeros)) < 0) {
+    ret = state_init(&s->st, size, known_len);
+    if (!ret)
+        ret = state_load(&s->st, bytes, known_len);
+    if (ret < 0) {
         free_snap(s);
         return ret;
     }
@@ -990,26 +1198,8 @@ int oracle_snapshot_apply(struct oracle *o, const char *id)
     struct snap *s = find_snap(o, id, NULL);
     if (!s)
         return -ENOENT;
-    struct state *a = &o->active;
-    int ret;
-    if (o->in_memory) {
-        if ((ret = mem_reserve(a, s->st.known)) < 0)
-            return ret;
-        memcpy(a->mem, s->st.mem, (size_t)s->st.known);
-    } else {
-        int src = open(s->path, O_RDONLY | O_CLOEXEC);
-        if (src < 0)
-            return -errno;
-        /* Empty the active file first: copy_sparse writes only the snapshot's data. */
-        if (ftruncate(o->fd, 0) < 0 || ftruncate(o->fd, (off_t)s->st.size) < 0)
-            ret = -errno;
-        else
-            ret = copy_sparse(src, o->fd, s->st.size);
-        close(src);
-        if (ret < 0)
-            return ret;
-    }
-    return state_copy_meta(a, &s->st, o->facts.cluster_size);
+    int ret = o->in_memory ? 0 : file_become(o, &s->st);
+    return ret ? ret : state_share(&o->active, &s->st, o->facts.cluster_size);
 }
 
 int oracle_snapshot_delete(struct oracle *o, const char *id)
@@ -1018,10 +1208,8 @@ int oracle_snapshot_delete(struct oracle *o, const char *id)
     struct snap *s = find_snap(o, id, &i);
     if (!s)
         return -ENOENT;
-    if (o->snap_fd_serial == s->serial)
-        drop_snap_fd(o);            /* the file is going away */
     int ret = 0;
-    if (s->path && unlink(s->path) < 0 && errno != ENOENT)
+    if (s->file_written && unlink(s->path) < 0 && errno != ENOENT)
         ret = -errno;
     free_snap(s);
     memmove(&o->snaps[i], &o->snaps[i + 1], (o->nsnaps - i - 1) * sizeof(o->snaps[0]));
@@ -1039,19 +1227,8 @@ int oracle_snapshot_read(struct oracle *o, const char *id, void *buf, size_t len
         return -EINVAL;
     if (!in_range(s->st.known, len, off))
         return -ENODATA;
-    if (o->in_memory) {
-        if (len)
-            memcpy(buf, s->st.mem + off, len);
-        return 0;
-    }
-    if (o->snap_fd_serial != s->serial) {
-        drop_snap_fd(o);
-        o->snap_fd = open(s->path, O_RDONLY | O_CLOEXEC);
-        if (o->snap_fd < 0)
-            return -errno;
-        o->snap_fd_serial = s->serial;
-    }
-    return pread_full(o->snap_fd, buf, len, off);
+    state_read(&s->st, buf, len, off);
+    return 0;
 }
 
 uint64_t oracle_snapshot_size(const struct oracle *o, const char *id)
@@ -1060,10 +1237,17 @@ uint64_t oracle_snapshot_size(const struct oracle *o, const char *id)
     return s ? s->st.size : 0;
 }
 
-const char *oracle_snapshot_path(const struct oracle *o, const char *id)
+const char *oracle_snapshot_path(struct oracle *o, const char *id)
 {
-    const struct snap *s = find_snap(o, id, NULL);
-    return s ? s->path : NULL;
+    struct snap *s = find_snap(o, id, NULL);
+    if (!s || !s->path)
+        return NULL;
+    int ret = snap_write_file(s);
+    if (ret < 0) {
+        errno = -ret;
+        return NULL;
+    }
+    return s->path;
 }
 
 uint32_t oracle_snapshot_count(const struct oracle *o)

@@ -62,7 +62,10 @@ int oracle_create_mem(uint64_t size, const void *initial, uint64_t initial_len,
                       const struct oracle_facts *facts, struct oracle **out, char *errbuf,
                       size_t errlen);
 
-/* Closes; a file oracle's files stay in `dir` (a failing run keeps them for the report). */
+/*
+ * Closes; a file oracle's files stay in `dir` (a failing run keeps them for the report):
+ * the active one, always current, and one per snapshot, written now if not before.
+ */
 void oracle_close(struct oracle *o);
 
 uint64_t oracle_size(const struct oracle *o);
@@ -127,8 +130,12 @@ int oracle_snapshot_read(struct oracle *o, const char *id, void *buf, size_t len
                          uint64_t off);
 /* Size of the snapshot's disk, or 0 when there is no such snapshot. */
 uint64_t oracle_snapshot_size(const struct oracle *o, const char *id);
-/* The raw file holding a snapshot's contents, or NULL (no such snapshot, or in memory). */
-const char *oracle_snapshot_path(const struct oracle *o, const char *id);
+/*
+ * The raw file holding a snapshot's contents, or NULL (no such snapshot, in memory, or
+ * the file could not be written: errno says why). The file is written at the first call
+ * (and at oracle_close), not at the snapshot's creation: creating one costs no copy.
+ */
+const char *oracle_snapshot_path(struct oracle *o, const char *id);
 uint32_t oracle_snapshot_count(const struct oracle *o);
 /* The id of snapshot i (0 the oldest still there), or NULL past the last. */
 const char *oracle_snapshot_id(const struct oracle *o, uint32_t i);

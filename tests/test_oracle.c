@@ -56,8 +56,12 @@ static uint64_t file_allocated(const char *path)
     return (uint64_t)st.st_blocks * 512u;
 }
 
-/* Reads the whole active disk and checks it equals model (size bytes). */
-static void expect_disk(struct oracle *o, const uint8_t *model, uint64_t size, const char *when)
+/*
+ * Reads the whole active disk and checks it equals model (size bytes); with `files`, a
+ * file oracle's file too.
+ */
+static void expect_disk_and_file(struct oracle *o, const uint8_t *model, uint64_t size,
+                                 bool files, const char *when)
 {
     ck_assert_msg(oracle_size(o) == size, "%s: expected size %llu, got %llu", when,
                   (unsigned long long)size, (unsigned long long)oracle_size(o));
@@ -77,11 +81,53 @@ static void expect_disk(struct oracle *o, const uint8_t *model, uint64_t size, c
                      (unsigned long long)i, (unsigned long long)sector, want_byte, got_byte);
     }
     free(got);
-    if (!oracle_path(o))
+    if (!oracle_path(o) || !files)
         return;                     /* in memory */
     ck_assert_msg(file_size(oracle_path(o)) == size, "%s: %s: expected %llu bytes, got %llu",
                   when, oracle_path(o), (unsigned long long)size,
                   (unsigned long long)file_size(oracle_path(o)));
+    /* The file is what qemu-img compare reads: it must hold the same bytes. */
+    size_t flen;
+    uint8_t *file = test_read_file(oracle_path(o), &flen);
+    ck_assert_msg(file && flen == size, "%s: cannot read %s", when, oracle_path(o));
+    differs = oracle_first_mismatch(file, model, size, 0, &sector);
+    free(file);
+    ck_assert_msg(!differs, "%s: %s differs from the disk at sector %llu", when,
+                  oracle_path(o), (unsigned long long)sector);
+}
+
+static void expect_disk(struct oracle *o, const uint8_t *model, uint64_t size, const char *when)
+{
+    expect_disk_and_file(o, model, size, true, when);
+}
+
+/* Reads the whole of snapshot `id` (and its file, for a file oracle): it must equal model. */
+static void expect_snapshot(struct oracle *o, const char *id, const uint8_t *model,
+                            uint64_t size, const char *when)
+{
+    ck_assert_msg(oracle_snapshot_size(o, id) == size, "%s: snapshot %s: expected size "
+                  "%llu, got %llu", when, id, (unsigned long long)size,
+                  (unsigned long long)oracle_snapshot_size(o, id));
+    uint8_t *got = malloc(size ? size : 1);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_int_eq(oracle_snapshot_read(o, id, got, size, 0), 0);
+    uint64_t sector;
+    bool differs = oracle_first_mismatch(got, model, size, 0, &sector);
+    free(got);
+    ck_assert_msg(!differs, "%s: snapshot %s differs at sector %llu", when, id,
+                  (unsigned long long)sector);
+    if (!oracle_path(o))
+        return;                     /* in memory */
+    const char *path = oracle_snapshot_path(o, id);
+    ck_assert_msg(path, "%s: snapshot %s: no file (%s)", when, id, strerror(errno));
+    size_t flen;
+    uint8_t *file = test_read_file(path, &flen);
+    ck_assert_msg(file && flen == size, "%s: %s: expected %llu bytes", when, path,
+                  (unsigned long long)size);
+    differs = oracle_first_mismatch(file, model, size, 0, &sector);
+    free(file);
+    ck_assert_msg(!differs, "%s: %s differs at sector %llu", when, path,
+                  (unsigned long long)sector);
 }
 
 static struct oracle *make_mem(uint64_t size, const void *initial, uint64_t initial_len,
@@ -716,6 +762,184 @@ START_TEST(snapshots_of_a_sparse_disk_stay_sparse)
 }
 END_TEST
 
+/* ---- copy on write: snapshots share the active disk's chunks ------------------------ */
+
+/*
+ * The chunks are 64 KiB: these tests write a few bytes inside one chunk, across the
+ * boundary of two, and over whole ones, after snapshots that share them.
+ */
+static void write_after_snapshot_leaves_it(struct oracle *o)
+{
+    const uint64_t size = oracle_size(o);
+    uint8_t *model = calloc(1, size), *buf = malloc(size);
+    ck_assert_ptr_nonnull(model);
+    ck_assert_ptr_nonnull(buf);
+    test_fill_random(model, size, 31);
+    ck_assert_int_eq(oracle_write(o, model, size, 0, 1), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "a"), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "b"), 0);
+
+    /* A small write inside a chunk, one across two chunks, a whole chunk, a zero write. */
+    ck_assert_int_eq(oracle_write(o, "xyz", 3, 1000, 2), 0);
+    test_fill_random(buf, 8 * KiB, 32);
+    ck_assert_int_eq(oracle_write(o, buf, 8 * KiB, 64 * KiB - 4 * KiB, 3), 0);
+    ck_assert_int_eq(oracle_write(o, buf, 64 * KiB, 128 * KiB, 4), 0);
+    ck_assert_int_eq(oracle_zero(o, 64 * KiB + 512, 192 * KiB - 512, 5), 0);
+
+    expect_snapshot(o, "a", model, size, "snapshot a after writes to the active disk");
+    expect_snapshot(o, "b", model, size, "snapshot b after writes to the active disk");
+    /* The active disk has the writes, and its authors changed, not the snapshots'. */
+    memcpy(model + 1000, "xyz", 3);
+    memcpy(model + 64 * KiB - 4 * KiB, buf, 8 * KiB);
+    memcpy(model + 128 * KiB, buf, 64 * KiB);
+    memset(model + 192 * KiB - 512, 0, 64 * KiB + 512);
+    expect_disk(o, model, size, "active disk after writes over shared chunks");
+    expect_authors(o, 1, 2, 2, "the small write");
+    expect_authors(o, 120, 136, 3, "the write across two chunks");
+    ck_assert_int_eq(oracle_snapshot_apply(o, "a"), 0);
+    expect_authors(o, 0, size / 512, 1, "after applying snapshot a");
+    free(model);
+    free(buf);
+    oracle_close(o);
+}
+
+/* Runs a test body on a new file oracle (in directory `dir`), then on a memory one. */
+static void in_both_modes(void (*body)(struct oracle *), const char *dir, uint64_t size)
+{
+    body(make(fresh_dir(dir), size, NULL));
+    body(make_mem(size, NULL, 0, &plain));
+}
+
+START_TEST(cow_write_after_snapshot_leaves_it)
+{
+    in_both_modes(write_after_snapshot_leaves_it, "cow-write", 256 * KiB);
+}
+END_TEST
+
+/*
+ * The whole disk written (op 1, random bytes from `seed`, kept in *at_snap), snapshot
+ * `id` taken, and the whole disk written again (op 2, kept in *later); the caller frees
+ * both buffers.
+ */
+static void rewritten_after_snapshot(struct oracle *o, const char *id, uint32_t seed,
+                                     uint8_t **at_snap, uint8_t **later)
+{
+    const uint64_t size = oracle_size(o);
+    *at_snap = malloc(size);
+    *later = malloc(size);
+    ck_assert_ptr_nonnull(*at_snap);
+    ck_assert_ptr_nonnull(*later);
+    test_fill_random(*at_snap, size, seed);
+    ck_assert_int_eq(oracle_write(o, *at_snap, size, 0, 1), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, id), 0);
+    test_fill_random(*later, size, seed + 1);
+    ck_assert_int_eq(oracle_write(o, *later, size, 0, 2), 0);
+}
+
+/* After an apply the active disk and the snapshot share chunks; a write splits them. */
+static void apply_then_write(struct oracle *o)
+{
+    const uint64_t size = oracle_size(o);
+    uint8_t *at_snap, *later;
+    rewritten_after_snapshot(o, "s", 41, &at_snap, &later);
+
+    for (uint32_t round = 0; round < 3; round++) {
+        ck_assert_int_eq(oracle_snapshot_apply(o, "s"), 0);
+        expect_disk(o, at_snap, size, "right after the apply");
+        uint64_t off = 70 * KiB + round * 33 * KiB;
+        ck_assert_int_eq(oracle_write(o, later + off, 5000, off, 3 + round), 0);
+        expect_snapshot(o, "s", at_snap, size, "snapshot after apply and write");
+        uint8_t *model = malloc(size);
+        ck_assert_ptr_nonnull(model);
+        memcpy(model, at_snap, size);
+        memcpy(model + off, later + off, 5000);
+        expect_disk(o, model, size, "active disk after apply and write");
+        expect_authors(o, off / 512, (off + 5000 - 1) / 512 + 1, 3 + round,
+                       "the write after the apply");
+        free(model);
+    }
+    /* A zero write over a whole shared chunk drops it from the active disk only. */
+    ck_assert_int_eq(oracle_snapshot_apply(o, "s"), 0);
+    ck_assert_int_eq(oracle_zero(o, 64 * KiB, 64 * KiB, 9), 0);
+    expect_snapshot(o, "s", at_snap, size, "snapshot after a zero write over a chunk");
+    expect_bytes(o, 64 * KiB, 64 * KiB, 0, "the zeroed chunk");
+    free(at_snap);
+    free(later);
+    oracle_close(o);
+}
+
+START_TEST(cow_apply_then_write)
+{
+    in_both_modes(apply_then_write, "cow-apply", 192 * KiB);
+}
+END_TEST
+
+/* Deleting a snapshot that shares chunks with others and the active disk frees nothing
+ * they still use (the sanitizer build would see a use after free). */
+static void delete_of_a_shared_chunk(struct oracle *o)
+{
+    const uint64_t size = oracle_size(o);
+    uint8_t *model = malloc(size);
+    ck_assert_ptr_nonnull(model);
+    test_fill_random(model, size, 51);
+    ck_assert_int_eq(oracle_write(o, model, size, 0, 1), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "1"), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "2"), 0);
+    ck_assert_int_eq(oracle_snapshot_create(o, "3"), 0);
+    ck_assert_int_eq(oracle_snapshot_delete(o, "2"), 0);
+    expect_snapshot(o, "1", model, size, "snapshot 1 after deleting 2");
+    expect_snapshot(o, "3", model, size, "snapshot 3 after deleting 2");
+    expect_disk(o, model, size, "active disk after deleting 2");
+    /* The last holders of the chunks go one by one; what stays still reads right. */
+    ck_assert_int_eq(oracle_snapshot_delete(o, "1"), 0);
+    ck_assert_int_eq(oracle_zero(o, size, 0, 2), 0);
+    expect_snapshot(o, "3", model, size, "snapshot 3, the chunks' last holder");
+    ck_assert_int_eq(oracle_snapshot_apply(o, "3"), 0);
+    ck_assert_int_eq(oracle_snapshot_delete(o, "3"), 0);
+    expect_disk(o, model, size, "active disk after deleting every snapshot");
+    expect_authors(o, 0, size / 512, 1, "active disk after deleting every snapshot");
+    ck_assert_int_eq(oracle_write(o, "q", 1, 0, 3), 0);
+    model[0] = 'q';
+    expect_disk(o, model, size, "a write to chunks nobody else holds");
+    free(model);
+    oracle_close(o);
+}
+
+START_TEST(cow_delete_of_a_shared_chunk)
+{
+    in_both_modes(delete_of_a_shared_chunk, "cow-delete", 128 * KiB);
+}
+END_TEST
+
+/* A snapshot's file holds the snapshot, not what the active disk became since. */
+START_TEST(cow_snapshot_file_is_the_snapshot)
+{
+    const uint64_t size = 128 * KiB;
+    const char *dir = fresh_dir("cow-file");
+    struct oracle *o = make(dir, size, NULL);
+    uint8_t *model, *later;
+    rewritten_after_snapshot(o, "old", 61, &model, &later);
+    /* Not written until asked for (that is what makes the create cheap)... */
+    char path[512];
+    snprintf(path, sizeof(path), "%s/snap-old.raw", dir);
+    ck_assert_msg(access(path, F_OK) != 0, "%s: expected no file before its path is asked",
+                  path);
+    /* ... and then it holds the snapshot's bytes, and stays after close. */
+    expect_snapshot(o, "old", model, size, "snapshot file after later writes");
+    ck_assert_int_eq(oracle_snapshot_create(o, "new"), 0);
+    oracle_close(o);
+    snprintf(path, sizeof(path), "%s/snap-new.raw", dir);
+    size_t len;
+    uint8_t *data = test_read_file(path, &len);
+    ck_assert_msg(data && len == size && memcmp(data, later, size) == 0,
+                  "%s: expected the snapshot's %llu bytes, written at close", path,
+                  (unsigned long long)size);
+    free(data);
+    free(model);
+    free(later);
+}
+END_TEST
+
 /* ---- comparison -------------------------------------------------------------------- */
 
 START_TEST(first_mismatch_by_sector)
@@ -1273,7 +1497,9 @@ static void random_ops_match_a_model(struct oracle *o)
         if (op % 500 == 0 || kind >= 80) {
             char when[64];
             snprintf(when, sizeof(when), "after op %u (kind %u)", op, kind);
-            expect_disk(o, m.data, m.size, when);
+            /* The files are read back less often: that is slow under the sanitizers. */
+            bool files = op % 250 == 0;
+            expect_disk_and_file(o, m.data, m.size, files, when);
             for (uint64_t s = 0; s < m.size / 512; s++)
                 if (oracle_sector_author(o, s) != m.prov[s])
                     ck_abort_msg("%s: sector %llu: expected author %u, got %u", when,
@@ -1287,6 +1513,8 @@ static void random_ops_match_a_model(struct oracle *o)
                               "%s: snapshot %u: expected size %llu, got %llu", when, i,
                               (unsigned long long)want,
                               (unsigned long long)oracle_snapshot_size(o, sid));
+                if (have[i] && files)
+                    expect_snapshot(o, sid, snaps[i].data, snaps[i].size, when);
             }
         }
     }
@@ -1343,6 +1571,10 @@ int main(void)
     tcase_add_test(tc, snapshot_keeps_lone_bytes);
     tcase_add_test(tc, snapshot_ids_stay_inside_the_directory);
     tcase_add_test(tc, snapshots_of_a_sparse_disk_stay_sparse);
+    tcase_add_test(tc, cow_write_after_snapshot_leaves_it);
+    tcase_add_test(tc, cow_apply_then_write);
+    tcase_add_test(tc, cow_delete_of_a_shared_chunk);
+    tcase_add_test(tc, cow_snapshot_file_is_the_snapshot);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
 

@@ -930,7 +930,8 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
     r->seconds = now_seconds() - start - in_checks;
     if (set_up && r->outcome == SOAK_SETUP_ERROR && !r->message[0])
         headline(&s, "qvet soak: %s: the oracle could not follow op %" PRIu32 " (the host "
-                 "refused a write: is the disk full?)", c->dir, r->last_op);
+                 "refused a write: is the disk full?): an environment failure, not a bug",
+                 c->dir, r->last_op);
     progress_clear(&s.progress);
     if (set_up && out)
         print_summary(&s, out);
