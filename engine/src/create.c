@@ -703,21 +703,35 @@ static int create_get_refcount(struct create_writer *w, uint64_t cluster, uint64
     return 0;
 }
 
-/* First fit from the free index, without touching refcounts; gives a cluster index. */
+/*
+ * The engine's one placement policy (refcount_first_fit: first fit from the free index),
+ * block by block, without touching refcounts; gives a cluster index. A range without a
+ * refcount block is all free. The free index moves past the run, as QEMU's does.
+ */
 static int create_alloc_noref(struct create_writer *w, uint64_t count, uint64_t *first)
 {
-    uint64_t done = 0;
-    while (done < count) {
-        uint64_t refcount;
-        if (w->free_index > ((uint64_t)INT64_MAX >> w->cb))
-            return err_set(w->err, -EFBIG, w->name, "refcount table", QCOW2_NO_OFFSET,
-                           "no room left for %" PRIu64 " more clusters", count);
-        int ret = create_get_refcount(w, w->free_index++, &refcount);
-        if (ret)
-            return ret;
-        done = refcount ? 0 : done + 1;
+    uint64_t run_start = w->free_index, pos = run_start;
+    while (pos - run_start < count && pos <= ((uint64_t)INT64_MAX >> w->cb)) {
+        uint64_t ti = pos >> w->block_bits, base = ti << w->block_bits;
+        uint64_t from = pos - base, need = count - (pos - run_start);
+        uint64_t fit = from;
+        if (ti < w->reftable_size && w->reftable[ti]) {
+            int ret = create_load_block(w, w->reftable[ti]);
+            if (ret)
+                return ret;
+            fit = refcount_first_fit(w->block, w->order, w->block_entries, from, need, NULL);
+        }
+        if (fit != from) {
+            run_start = pos = base + fit;   /* the run broke: a new one needs all `count` */
+            continue;
+        }
+        pos = QVET_MIN(pos + need, base + w->block_entries);
     }
-    *first = w->free_index - count;
+    if (run_start + count - 1 > ((uint64_t)INT64_MAX >> w->cb))
+        return err_set(w->err, -EFBIG, w->name, "refcount table", QCOW2_NO_OFFSET,
+                       "no room left for %" PRIu64 " more clusters", count);
+    *first = run_start;
+    w->free_index = run_start + count;
     return 0;
 }
 
