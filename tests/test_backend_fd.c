@@ -325,9 +325,5 @@ static Suite *backend_fd_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(backend_fd_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(backend_fd_suite());
 }

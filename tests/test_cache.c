@@ -6,6 +6,7 @@
 
 #include "cache.h"
 #include "qcow2.h"
+#include "support.h"
 
 #define TABLE 512u
 
@@ -87,9 +88,5 @@ int main(void)
     tcase_add_test(tc, least_recently_used_table_is_evicted);
     tcase_add_test(tc, many_tables_through_few_slots_stay_correct);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(s);
 }

@@ -928,9 +928,5 @@ int main(void)
     tcase_add_test(hostile, mutated_images_never_crash);
     suite_add_tcase(s, hostile);
 
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(s);
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "support.h"
 
 /* ---- recording what the commands hand to getopt ------------------------------------ */
 
@@ -259,9 +260,5 @@ int main(void)
     tcase_add_test(numbers, sizes_print_as_qemu_io_prints_them);
     tcase_add_test(numbers, format_option_takes_qcow2_only);
     suite_add_tcase(s, numbers);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(s);
 }

@@ -426,6 +426,54 @@ static void check_reads(struct e2e *t)
     qcow2_close(q);
 }
 
+/*
+ * QEMU's whole-cluster types (what check counts by): bit 0 means zero only without
+ * extended L2, and the fix for an unaligned zero cluster keeps reading zeros.
+ */
+START_TEST(cluster_types_and_zeroed_entries)
+{
+    struct l2_entry e = { .word = 0x50000 | (1ull << 63), .bitmap = 0 };
+    ck_assert_int_eq(l2_entry_cluster_type(&std_geo, e), CLUSTER_NORMAL);
+    ck_assert(l2_entry_has_data(&std_geo, e));
+    e.word |= 1;
+    ck_assert_int_eq(l2_entry_cluster_type(&std_geo, e), CLUSTER_ZERO_ALLOC);
+    ck_assert(!l2_entry_has_data(&std_geo, e));
+    ck_assert_int_eq(l2_entry_cluster_type(&ext_geo, e), CLUSTER_NORMAL);
+    e.word = 1;
+    ck_assert_int_eq(l2_entry_cluster_type(&std_geo, e), CLUSTER_ZERO_PLAIN);
+    ck_assert_int_eq(l2_entry_cluster_type(&ext_geo, e), CLUSTER_UNALLOCATED);
+    e.word = 0;
+    ck_assert_int_eq(l2_entry_cluster_type(&std_geo, e), CLUSTER_UNALLOCATED);
+    e.word = 1ull << 62;
+    ck_assert_int_eq(l2_entry_cluster_type(&std_geo, e), CLUSTER_COMPRESSED);
+
+    struct l2_entry z = l2_entry_zeroed(&std_geo, (struct l2_entry){ .word = 0x50201 });
+    ck_assert_uint_eq(z.word, 1);
+    /* Extended L2: allocated or zero subclusters become zero ones, the cluster goes. */
+    z = l2_entry_zeroed(&ext_geo,
+                        (struct l2_entry){ .word = 0x50200, .bitmap = 0x0000000300000004ull });
+    ck_assert_uint_eq(z.word, 0);
+    ck_assert_uint_eq(z.bitmap, 0x0000000700000000ull);
+    ck_assert_int_eq(type_of(&ext_geo, z.word, z.bitmap, 2), SUBCLUSTER_ZERO_PLAIN);
+
+    struct l2_entry c = l2_entry_with_copied((struct l2_entry){ .word = 0x50000 }, true);
+    ck_assert(l2_entry_is_copied(c));
+    ck_assert(!l2_entry_is_copied(l2_entry_with_copied(c, false)));
+    ck_assert_uint_eq(l1_entry_with_copied(0x70000, true), 0x70000 | (1ull << 63));
+}
+END_TEST
+
+/* The stored offset keeps the bits at 56 and above that the host offset drops. */
+START_TEST(compressed_stored_offset_keeps_high_bits)
+{
+    const struct geometry g = { .version = 3, .cluster_bits = 9, .extended_l2 = false };
+    uint64_t word = (1ull << 62) | (1ull << 58) | 0x1234;
+    struct compressed_desc d = compressed_desc_decode(&g, word);
+    ck_assert_uint_eq(d.host_offset, 0x1234);
+    ck_assert_uint_eq(compressed_desc_stored_offset(d), (1ull << 58) | 0x1234);
+}
+END_TEST
+
 START_TEST(read_normal_zero_compressed_unallocated_v3)
 {
     static struct e2e t;
@@ -597,6 +645,8 @@ int main(void)
     tcase_add_test(tc, l2_entry_at_standard);
     tcase_add_test(tc, l2_entry_at_extended);
     tcase_add_test(tc, standard_entry_types);
+    tcase_add_test(tc, cluster_types_and_zeroed_entries);
+    tcase_add_test(tc, compressed_stored_offset_keeps_high_bits);
     tcase_add_test(tc, extended_entry_types_allocated_cluster);
     tcase_add_test(tc, extended_entry_alloc_and_zero_is_invalid);
     tcase_add_test(tc, extended_entry_types_unallocated_cluster);
@@ -621,9 +671,5 @@ int main(void)
     tcase_add_test(tc, read_extended_l2_subclusters);
     suite_add_tcase(s, tc);
 
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(s);
 }

@@ -450,9 +450,5 @@ int main(void)
     tcase_add_test(api, a_request_outside_the_disk_is_refused);
     tcase_add_test(api, merging_needs_equal_flags_and_contiguous_offsets);
     suite_add_tcase(s, api);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(s);
 }

@@ -344,9 +344,5 @@ int main(void)
     TCase *refusals = tcase_create("refusals");
     tcase_add_test(refusals, refusals_are_one_line_and_change_nothing);
     suite_add_tcase(s, refusals);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(s);
 }

@@ -311,9 +311,37 @@ START_TEST(refcount_get_bad_reftable_entries)
 }
 END_TEST
 
+/* The one placement policy: first fit from a hint, running past the array's end. */
+START_TEST(first_fit_every_order)
+{
+    for (uint32_t order = 0; order <= 6; order++) {
+        uint8_t counts[BLOCK];
+        memset(counts, 0, sizeof(counts));
+        /* used: 0-2, 4, 7; free: 3, 5-6, 8.. (the array covers 10 clusters) */
+        const uint64_t used[] = { 0, 1, 2, 4, 7, 9 };
+        for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++)
+            refcount_block_set_entry(counts, order, used[i], 1);
+        uint64_t hint = 0;
+        ck_assert_uint_eq(refcount_first_fit(counts, order, 10, 0, 1, &hint), 3);
+        ck_assert_uint_eq(hint, 3);
+        ck_assert_uint_eq(refcount_first_fit(counts, order, 10, 0, 2, NULL), 5);
+        /* No run of 3 inside: the run starts at the last free cluster and reaches past. */
+        hint = 0;
+        ck_assert_uint_eq(refcount_first_fit(counts, order, 10, 0, 3, &hint), 10);
+        ck_assert_uint_eq(hint, 3);
+        refcount_block_set_entry(counts, order, 9, 0);
+        ck_assert_uint_eq(refcount_first_fit(counts, order, 10, 0, 3, NULL), 8);
+        /* A hint at or past the end gives the hint; the hint stays where it was. */
+        hint = 12;
+        ck_assert_uint_eq(refcount_first_fit(counts, order, 10, 12, 4, &hint), 12);
+        ck_assert_uint_eq(hint, 12);
+    }
+}
+END_TEST
+
 int main(void)
 {
-    Suite *s = suite_create("refcount");
+Suite *s = suite_create("refcount");
 
     TCase *tc = tcase_create("block entries");
     tcase_add_test(tc, order_0_is_lsb_first);
@@ -323,6 +351,7 @@ int main(void)
     tcase_add_test(tc, order_4_big_endian_u16);
     tcase_add_test(tc, order_5_big_endian_u32);
     tcase_add_test(tc, order_6_big_endian_u64);
+    tcase_add_test(tc, first_fit_every_order);
     tcase_add_loop_test(tc, every_entry_every_order, 0, 7);
     suite_add_tcase(s, tc);
 
@@ -333,9 +362,5 @@ int main(void)
     tcase_add_test(tc, refcount_get_bad_reftable_entries);
     suite_add_tcase(s, tc);
 
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(s);
 }

@@ -489,6 +489,95 @@ static void build_named_table(struct snapshot_table *t)
     expect_parse_ok(buf, p, 4, t);
 }
 
+/* One entry's fixed part: STRICT refuses extra data over 1024 bytes, TOLERANT keeps 1024. */
+START_TEST(entry_decode_strict_and_tolerant)
+{
+    static uint8_t buf[4096], extra[2000];
+    memset(extra, 0xAB, sizeof(extra));
+    struct sn a = sn("7", "big");
+    a.l1_offset = 0x50000;
+    a.l1_size = 3;
+    a.extra = extra;
+    a.extra_len = 2000;
+    put_entry(buf, 0, &a);
+    struct snapshot s;
+    struct snapshot_entry_layout l;
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(snapshot_entry_decode_fixed(buf, SNAPSHOT_STRICT, &s, &l), -EINVAL);
+    ck_assert_int_eq(snapshot_entry_decode_fixed(buf, SNAPSHOT_TOLERANT, &s, &l), 0);
+    ck_assert_uint_eq(s.l1_table_offset, 0x50000);
+    ck_assert_uint_eq(s.l1_size, 3);
+    ck_assert_uint_eq(l.stored_extra, 2000);
+    ck_assert_uint_eq(l.kept_extra, 1024);
+    ck_assert_uint_eq(l.id_size, 1);
+    ck_assert_uint_eq(l.name_size, 3);
+    /* The id follows all of the stored extra data, not the part kept. */
+    ck_assert_uint_eq(snapshot_entry_id_pos(&l), 40 + 2000);
+    ck_assert_uint_eq(snapshot_entry_kept_bytes(&l), 40 + 1024 + 1 + 3);
+    const uint8_t *id = buf + snapshot_entry_id_pos(&l);
+    ck_assert_int_eq(snapshot_entry_take(&s, &l, SNAPSHOT_TOLERANT, buf + 40, id, id + 1), 0);
+    ck_assert_uint_eq(s.extra_data_size, 1024);
+    ck_assert_str_eq(s.id, "7");
+    ck_assert_str_eq(s.name, "big");
+    snapshot_entry_release(&s);
+}
+END_TEST
+
+/* STRICT refuses a NUL inside an id; TOLERANT keeps the bytes and their stored length. */
+START_TEST(entry_take_nul_only_tolerated)
+{
+    const uint8_t id[3] = { 'a', 0, 'b' }, name[1] = { 'n' };
+    struct snapshot_entry_layout l = { .id_size = 3, .name_size = 1 };
+    struct snapshot s;
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(snapshot_entry_take(&s, &l, SNAPSHOT_STRICT, NULL, id, name), -EINVAL);
+    ck_assert_int_eq(snapshot_entry_take(&s, &l, SNAPSHOT_TOLERANT, NULL, id, name), 0);
+    ck_assert_uint_eq(s.id_size, 3);
+    ck_assert_int_eq(memcmp(s.id, id, 3), 0);
+    snapshot_entry_release(&s);
+}
+END_TEST
+
+/*
+ * A rewrite gives every entry QEMU 7.2's 24 bytes of extra data (defaults where the entry
+ * had none), keeps unknown bytes past them, and writes the table without the last
+ * entry's padding.
+ */
+START_TEST(complete_extra_and_unpadded_size)
+{
+    static uint8_t buf[4096];
+    uint8_t x[32];
+    memset(x, 0x5A, sizeof(x));
+    extra_fields(x, 1ull << 33, 0x100000, 9);
+    struct sn a = sn("1", "none");
+    a.vm_state = 77;
+    size_t p = put_entry(buf, 0, &a);
+    struct sn b = sn("2", "long");
+    b.extra = x;
+    b.extra_len = sizeof(x);
+    size_t end = put_entry(buf, p, &b);
+    struct snapshot_table t;
+    expect_parse_ok(buf, end, 2, &t);
+    ck_assert_int_eq(snapshot_complete_extra(&t.entries[0], 0x4000000), 0);
+    ck_assert_int_eq(snapshot_complete_extra(&t.entries[1], 0x4000000), 0);
+    ck_assert_uint_eq(t.entries[0].extra_data_size, 24);
+    ck_assert_uint_eq(snapshot_vm_state_size(&t.entries[0]), 77);
+    ck_assert_uint_eq(snapshot_disk_size(&t.entries[0], 0), 0x4000000);
+    ck_assert(t.entries[0].has_icount && t.entries[0].icount == UINT64_MAX);
+    ck_assert_uint_eq(t.entries[1].extra_data_size, 32);
+    ck_assert_uint_eq(t.entries[1].extra_data[31], 0x5A);
+    /* A VM state over 4 GiB leaves the 32-bit field 0. */
+    ck_assert_uint_eq(t.entries[1].vm_state_size, 0);
+    ck_assert_uint_eq(snapshot_vm_state_size(&t.entries[1]), 1ull << 33);
+    uint64_t padded = snapshot_table_size(&t);
+    uint64_t unpadded = snapshot_table_unpadded_size(&t);
+    /* 40 + 24 + "1" + "none" = 69, padded to 72; then 40 + 32 + "2" + "long" = 77. */
+    ck_assert_uint_eq(unpadded, 72 + 77);
+    ck_assert_uint_eq(padded, 72 + 80);
+    snapshot_table_release(&t);
+}
+END_TEST
+
 START_TEST(find_by_id_first_then_name)
 {
     struct snapshot_table t;
@@ -625,6 +714,9 @@ int main(void)
     tcase_add_test(tc, open_refuses_snapshot_table_past_end_of_file);
     tcase_add_test(tc, nul_in_name_or_id_refused);
     tcase_add_test(tc, empty_and_oversized_counts);
+    tcase_add_test(tc, entry_decode_strict_and_tolerant);
+    tcase_add_test(tc, entry_take_nul_only_tolerated);
+    tcase_add_test(tc, complete_extra_and_unpadded_size);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("limit");
@@ -639,9 +731,5 @@ int main(void)
     tcase_add_test(tc, disk_size_fallback);
     suite_add_tcase(s, tc);
 
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(s);
 }

@@ -503,9 +503,5 @@ int main(void)
     tcase_add_test(refusals, an_unknown_snapshot_is_refused);
     tcase_add_test(refusals, a_damaged_snapshot_entry_is_refused);
     suite_add_tcase(s, refusals);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(s);
 }

@@ -1590,9 +1590,5 @@ int main(void)
     /* The soak flushes often: a disk-backed /tmp would make this suite crawl. */
     if (!getenv("TMPDIR") && access("/dev/shm", W_OK) == 0)
         setenv("TMPDIR", "/dev/shm", 0);
-    SRunner *sr = srunner_create(soak_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(soak_suite());
 }

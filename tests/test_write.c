@@ -716,9 +716,5 @@ int main(void)
     tcase_add_test(shrink, shrinking_keeps_what_a_snapshot_shares);
     tcase_add_test(shrink, a_shrunk_overlay_grows_back_as_zeros_not_backing_data);
     suite_add_tcase(s, shrink);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return test_run_suite(s);
 }

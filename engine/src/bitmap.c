@@ -18,7 +18,6 @@ enum {
     BME_GRANULARITY = 17,
     BME_NAME_SIZE = 18,
     BME_EXTRA_SIZE = 20,
-    BME_FIXED_BYTES = 24,
 };
 
 #define BME_FLAG_IN_USE 0x1u
@@ -27,25 +26,41 @@ enum {
 #define BME_MIN_GRANULARITY 9u
 #define BME_MAX_GRANULARITY 31u
 #define BME_MAX_NAME 1023u
-#define BME_MAX_TABLE_ENTRIES 0x8000000u
 #define BME_MAX_TABLE_BYTES_COVERED (512ull << 20)
 
-static int check_entry(struct qcow2_image *img, const uint8_t *e, uint64_t at,
+bool bitmap_entry_decode(const uint8_t *dir, uint64_t size, uint64_t pos,
+                         struct bitmap_entry_fields *f)
+{
+    if (!span_fits(size, pos, BITMAP_ENTRY_FIXED_BYTES))
+        return false;
+    const uint8_t *e = dir + pos;
+    f->table_offset = be64_get(e + BME_TABLE_OFFSET);
+    f->table_size = be32_get(e + BME_TABLE_SIZE);
+    f->flags = be32_get(e + BME_FLAGS);
+    f->type = e[BME_TYPE];
+    f->granularity_bits = e[BME_GRANULARITY];
+    f->name_size = be16_get(e + BME_NAME_SIZE);
+    f->extra_size = be32_get(e + BME_EXTRA_SIZE);
+    f->length = round_up_u64(BITMAP_ENTRY_FIXED_BYTES + (uint64_t)f->extra_size + f->name_size, 8);
+    return true;
+}
+
+static int check_entry(struct qcow2_image *img, const struct bitmap_entry_fields *f, uint64_t at,
                        struct qcow2_error *err)
 {
-    uint64_t table_offset = be64_get(e + BME_TABLE_OFFSET);
-    uint32_t table_size = be32_get(e + BME_TABLE_SIZE);
-    uint32_t flags = be32_get(e + BME_FLAGS);
-    uint8_t type = e[BME_TYPE];
-    uint8_t gran = e[BME_GRANULARITY];
-    uint16_t name_size = be16_get(e + BME_NAME_SIZE);
-    uint32_t extra = be32_get(e + BME_EXTRA_SIZE);
+    uint64_t table_offset = f->table_offset;
+    uint32_t table_size = f->table_size;
+    uint32_t flags = f->flags;
+    uint8_t type = f->type;
+    uint8_t gran = f->granularity_bits;
+    uint16_t name_size = f->name_size;
+    uint32_t extra = f->extra_size;
     const char *what = "bitmap directory entry";
 
-    if (table_size == 0 || table_size > BME_MAX_TABLE_ENTRIES)
+    if (table_size == 0 || table_size > BITMAP_MAX_TABLE_ENTRIES)
         return image_error(img, err, -EINVAL, what, at,
                            "bitmap table size %" PRIu32 " outside 1..%u", table_size,
-                           BME_MAX_TABLE_ENTRIES);
+                           BITMAP_MAX_TABLE_ENTRIES);
     if (table_offset == 0 || table_offset % img->cluster_size)
         return image_error(img, err, -EINVAL, what, at,
                            "bitmap table offset 0x%" PRIx64 " is zero or not cluster-aligned",
@@ -112,34 +127,32 @@ static int check_table(struct qcow2_image *img, const struct bitmap *bm, struct 
     return ret;
 }
 
-/* Decodes the entry at dir[pos..] (its fixed part already known to fit). */
+/* Loads the entry at dir[pos..] (its fixed part already decoded into f). */
 static int load_entry(struct qcow2_image *img, const uint8_t *dir, uint64_t size, uint64_t pos,
-                      uint32_t index, struct bitmap *bm, uint64_t *next, struct qcow2_error *err)
+                      const struct bitmap_entry_fields *f, uint32_t index, struct bitmap *bm,
+                      uint64_t *next, struct qcow2_error *err)
 {
     uint64_t at = img->hdr.bitmap_directory_offset + pos;
-    const uint8_t *e = dir + pos;
-    int ret = check_entry(img, e, at, err);
+    int ret = check_entry(img, f, at, err);
     if (ret)
         return ret;
-    uint16_t name_size = be16_get(e + BME_NAME_SIZE);
-    uint64_t len = round_up_u64(BME_FIXED_BYTES + (uint64_t)be32_get(e + BME_EXTRA_SIZE) +
-                                    name_size, 8);
+    uint64_t len = f->length;
     if (!span_fits(size, pos, len))
         return image_error(img, err, -EINVAL, "bitmap directory entry", at,
                            "entry %" PRIu32 " (%" PRIu64 " bytes) runs past the directory's end "
                            "(%" PRIu64 " bytes)",
                            index, len, size);
-    const uint8_t *name = e + BME_FIXED_BYTES;
-    size_t shown = strnlen((const char *)name, name_size);
+    const uint8_t *name = dir + pos + BITMAP_ENTRY_FIXED_BYTES;
+    size_t shown = strnlen((const char *)name, f->name_size);
     bm->name = malloc(shown + 1);
     if (!bm->name)
         return image_error(img, err, -ENOMEM, "bitmap directory entry", at, "out of memory");
     memcpy(bm->name, name, shown);
     bm->name[shown] = '\0';
-    bm->table_offset = be64_get(e + BME_TABLE_OFFSET);
-    bm->table_size = be32_get(e + BME_TABLE_SIZE);
-    bm->flags = be32_get(e + BME_FLAGS);
-    bm->granularity_bits = e[BME_GRANULARITY];
+    bm->table_offset = f->table_offset;
+    bm->table_size = f->table_size;
+    bm->flags = f->flags;
+    bm->granularity_bits = f->granularity_bits;
     *next = pos + len;
     return (bm->flags & BME_FLAG_IN_USE) ? 0 : check_table(img, bm, err);
 }
@@ -155,11 +168,11 @@ int bitmap_directory_load(struct qcow2_image *img, struct qcow2_error *err)
                            " bytes)",
                            size, img->file_size);
     /* The count sizes an allocation: first make sure the directory could hold that many. */
-    if ((uint64_t)h->nb_bitmaps * BME_FIXED_BYTES > size)
+    if ((uint64_t)h->nb_bitmaps * BITMAP_ENTRY_FIXED_BYTES > size)
         return image_error(img, err, -EINVAL, "bitmap directory", off,
                            "%" PRIu32 " entries of at least %u bytes cannot fit in its %" PRIu64
                            " bytes",
-                           h->nb_bitmaps, BME_FIXED_BYTES, size);
+                           h->nb_bitmaps, BITMAP_ENTRY_FIXED_BYTES, size);
     uint8_t *dir = malloc(size ? size : 1);
     struct bitmap_directory *d = &img->bitmaps;
     d->entries = calloc(h->nb_bitmaps, sizeof(*d->entries));
@@ -170,14 +183,15 @@ int bitmap_directory_load(struct qcow2_image *img, struct qcow2_error *err)
     int ret = image_read(img, dir, size, off, "bitmap directory", err);
     uint64_t pos = 0;
     for (uint32_t i = 0; !ret && i < h->nb_bitmaps; i++) {
-        if (!span_fits(size, pos, BME_FIXED_BYTES)) {
+        struct bitmap_entry_fields f;
+        if (!bitmap_entry_decode(dir, size, pos, &f)) {
             ret = image_error(img, err, -EINVAL, "bitmap directory", off,
                               "holds %" PRIu32 " entries, but the header says %" PRIu32, i,
                               h->nb_bitmaps);
             break;
         }
         d->count = i + 1;
-        ret = load_entry(img, dir, size, pos, i, &d->entries[i], &pos, err);
+        ret = load_entry(img, dir, size, pos, &f, i, &d->entries[i], &pos, err);
     }
     if (!ret && pos != size)
         ret = image_error(img, err, -EINVAL, "bitmap directory", off,

@@ -7,6 +7,7 @@
 #ifndef QVET_BITMAP_H
 #define QVET_BITMAP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "qcow2.h"
@@ -47,6 +48,29 @@ static inline const char *bitmap_table_entry_problem(uint64_t entry, uint64_t cl
         return "the all-ones flag is set on an entry that has a data cluster";
     return NULL;
 }
+
+/* Directory entries (docs/format.md §8). */
+#define BITMAP_ENTRY_FIXED_BYTES 24u
+#define BITMAP_MAX_TABLE_ENTRIES 0x8000000u
+
+/* One directory entry's fields, decoded without judging them. */
+struct bitmap_entry_fields {
+    uint64_t table_offset;
+    uint32_t table_size;            /* entries */
+    uint32_t flags;
+    uint8_t type;
+    uint8_t granularity_bits;
+    uint16_t name_size;
+    uint32_t extra_size;
+    uint64_t length;                /* of the whole entry, padded to 8 */
+};
+
+/*
+ * Decodes the entry at dir[pos..] of a directory of `size` bytes; false when not even
+ * its fixed part fits (whether the whole entry does is f->length's to tell).
+ */
+bool bitmap_entry_decode(const uint8_t *dir, uint64_t size, uint64_t pos,
+                         struct bitmap_entry_fields *f);
 
 struct qcow2_image;
 

@@ -31,6 +31,29 @@ void l2_entry_put(const struct geometry *g, uint8_t *table, uint32_t index, stru
     }
 }
 
+bool l2_entry_has_data(const struct geometry *g, struct l2_entry e)
+{
+    return g->extended_l2 ? l2_entry_allocated_subclusters(e) != 0 : !(e.word & L2_ENTRY_ZERO);
+}
+
+struct l2_entry l2_entry_zeroed(const struct geometry *g, struct l2_entry e)
+{
+    if (g->extended_l2)
+        return (struct l2_entry){ .word = 0,
+                                  .bitmap = (e.bitmap | (e.bitmap << 32)) & SUBCLUSTER_ZERO_MASK };
+    return (struct l2_entry){ .word = L2_ENTRY_ZERO, .bitmap = 0 };
+}
+
+enum cluster_type l2_entry_cluster_type(const struct geometry *g, struct l2_entry e)
+{
+    if (l2_entry_is_compressed(e))
+        return CLUSTER_COMPRESSED;
+    bool host = l2_entry_host_offset(e) != 0;
+    if ((e.word & L2_ENTRY_ZERO) && !g->extended_l2)
+        return host ? CLUSTER_ZERO_ALLOC : CLUSTER_ZERO_PLAIN;
+    return host ? CLUSTER_NORMAL : CLUSTER_UNALLOCATED;
+}
+
 enum subcluster_type l2_entry_subcluster_type(const struct geometry *g, struct l2_entry e,
                                               uint32_t subcluster)
 {

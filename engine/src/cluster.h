@@ -71,6 +71,56 @@ static inline uint64_t l2_entry_host_offset(struct l2_entry e)
     return e.word & L2_ENTRY_OFFSET_MASK;
 }
 
+static inline bool l2_entry_is_copied(struct l2_entry e)
+{
+    return (e.word & ENTRY_COPIED) != 0;
+}
+
+/* The entry with its COPIED flag set or cleared. */
+static inline struct l2_entry l2_entry_with_copied(struct l2_entry e, bool copied)
+{
+    e.word = copied ? e.word | ENTRY_COPIED : e.word & ~ENTRY_COPIED;
+    return e;
+}
+
+/* Reserved bits of a (not compressed) entry's word. */
+static inline uint64_t l2_entry_reserved_bits(struct l2_entry e)
+{
+    return e.word & L2_ENTRY_RESERVED_MASK;
+}
+
+/* Extended L2: subclusters marked both allocated and zero (a corrupt bitmap). */
+static inline uint64_t l2_entry_bitmap_conflicts(struct l2_entry e)
+{
+    return (e.bitmap >> 32) & e.bitmap;
+}
+
+/* Extended L2: the subclusters marked allocated. */
+static inline uint64_t l2_entry_allocated_subclusters(struct l2_entry e)
+{
+    return e.bitmap & SUBCLUSTER_ALLOC_MASK;
+}
+
+/* Whether an allocated entry's cluster holds data (not only zeros). */
+bool l2_entry_has_data(const struct geometry *g, struct l2_entry e);
+
+/*
+ * The entry that reads as zeros where `e` did and holds no host cluster: what QEMU's
+ * check writes over a preallocated zero cluster that is not aligned.
+ */
+struct l2_entry l2_entry_zeroed(const struct geometry *g, struct l2_entry e);
+
+/* QEMU's whole-cluster classification of an L2 entry (the one its check counts by). */
+enum cluster_type {
+    CLUSTER_UNALLOCATED,
+    CLUSTER_NORMAL,
+    CLUSTER_COMPRESSED,
+    CLUSTER_ZERO_PLAIN,
+    CLUSTER_ZERO_ALLOC,
+};
+
+enum cluster_type l2_entry_cluster_type(const struct geometry *g, struct l2_entry e);
+
 enum subcluster_type l2_entry_subcluster_type(const struct geometry *g, struct l2_entry e,
                                               uint32_t subcluster);
 
@@ -83,10 +133,31 @@ struct compressed_desc {
 
 struct compressed_desc compressed_desc_decode(const struct geometry *g, uint64_t word);
 
+/* The offset field of a compressed descriptor as stored, high bits included. */
+static inline uint64_t compressed_desc_stored_offset(struct compressed_desc d)
+{
+    return d.host_offset | (d.high_offset_bits << 56);
+}
+
 /* Decodes L1 entry `index` of a big-endian table. */
 static inline uint64_t l1_entry_l2_offset(uint64_t entry)
 {
     return entry & L1_ENTRY_OFFSET_MASK;
+}
+
+static inline uint64_t l1_entry_reserved_bits(uint64_t entry)
+{
+    return entry & L1_ENTRY_RESERVED_MASK;
+}
+
+static inline bool l1_entry_is_copied(uint64_t entry)
+{
+    return (entry & ENTRY_COPIED) != 0;
+}
+
+static inline uint64_t l1_entry_with_copied(uint64_t entry, bool copied)
+{
+    return copied ? entry | ENTRY_COPIED : entry & ~ENTRY_COPIED;
 }
 
 /* A contiguous guest run with one subcluster type (what QEMU's get_host_offset gives). */

@@ -703,21 +703,35 @@ static int create_get_refcount(struct create_writer *w, uint64_t cluster, uint64
     return 0;
 }
 
-/* First fit from the free index, without touching refcounts; gives a cluster index. */
+/*
+ * The engine's one placement policy (refcount_first_fit: first fit from the free index),
+ * block by block, without touching refcounts; gives a cluster index. A range without a
+ * refcount block is all free. The free index moves past the run, as QEMU's does.
+ */
 static int create_alloc_noref(struct create_writer *w, uint64_t count, uint64_t *first)
 {
-    uint64_t done = 0;
-    while (done < count) {
-        uint64_t refcount;
-        if (w->free_index > ((uint64_t)INT64_MAX >> w->cb))
-            return err_set(w->err, -EFBIG, w->name, "refcount table", QCOW2_NO_OFFSET,
-                           "no room left for %" PRIu64 " more clusters", count);
-        int ret = create_get_refcount(w, w->free_index++, &refcount);
-        if (ret)
-            return ret;
-        done = refcount ? 0 : done + 1;
+    uint64_t run_start = w->free_index, pos = run_start;
+    while (pos - run_start < count && pos <= ((uint64_t)INT64_MAX >> w->cb)) {
+        uint64_t ti = pos >> w->block_bits, base = ti << w->block_bits;
+        uint64_t from = pos - base, need = count - (pos - run_start);
+        uint64_t fit = from;
+        if (ti < w->reftable_size && w->reftable[ti]) {
+            int ret = create_load_block(w, w->reftable[ti]);
+            if (ret)
+                return ret;
+            fit = refcount_first_fit(w->block, w->order, w->block_entries, from, need, NULL);
+        }
+        if (fit != from) {
+            run_start = pos = base + fit;   /* the run broke: a new one needs all `count` */
+            continue;
+        }
+        pos = QVET_MIN(pos + need, base + w->block_entries);
     }
-    *first = w->free_index - count;
+    if (run_start + count - 1 > ((uint64_t)INT64_MAX >> w->cb))
+        return err_set(w->err, -EFBIG, w->name, "refcount table", QCOW2_NO_OFFSET,
+                       "no room left for %" PRIu64 " more clusters", count);
+    *first = run_start;
+    w->free_index = run_start + count;
     return 0;
 }
 
@@ -991,7 +1005,7 @@ static int create_flush_l2(struct create_writer *w)
 /* Makes the L2 table of L1 entry `l1_index` current, allocating it first if needed. */
 static int create_l2_for(struct create_writer *w, uint64_t l1_index)
 {
-    uint64_t existing = w->l1[l1_index] & L1_ENTRY_OFFSET_MASK;
+    uint64_t existing = l1_entry_l2_offset(w->l1[l1_index]);
     if (existing && existing == w->l2_offset)
         return 0;
     int ret = create_flush_l2(w);
@@ -1012,7 +1026,7 @@ static int create_l2_for(struct create_writer *w, uint64_t l1_index)
     memset(w->l2, 0, w->cs);
     w->l2_offset = cluster << w->cb;
     w->l2_dirty = true;
-    w->l1[l1_index] = w->l2_offset | ENTRY_COPIED;
+    w->l1[l1_index] = l1_entry_with_copied(w->l2_offset, true);
     return create_write_l1_sector(w, l1_index);
 }
 
@@ -1053,8 +1067,8 @@ static int create_prealloc_request(struct create_writer *w, uint64_t start, uint
         if (n == 0)
             break;
         for (uint64_t k = 0; k < n; k++) {
-            struct l2_entry e = { .word = ((first + k) << w->cb) | ENTRY_COPIED, .bitmap = 0 };
-            l2_entry_put(&w->geo, w->l2, (uint32_t)(l2_index + k), e);
+            struct l2_entry e = { .word = (first + k) << w->cb, .bitmap = 0 };
+            l2_entry_put(&w->geo, w->l2, (uint32_t)(l2_index + k), l2_entry_with_copied(e, true));
         }
         w->l2_dirty = true;
         uint64_t done = QVET_MIN(remaining, n * w->cs - in_cluster);
@@ -1142,13 +1156,6 @@ static const struct {
     { FEATURE_AUTOCLEAR, 1, "raw external data" },
 };
 
-static size_t create_put_ext_header(uint8_t *buf, size_t pos, uint32_t type, uint32_t len)
-{
-    be32_put(buf + pos, type);
-    be32_put(buf + pos + 4, len);
-    return pos + CREATE_EXT_HEADER_BYTES;
-}
-
 /* Builds the whole of cluster 0 for the writer's current state. */
 static void create_build_cluster0(const struct create_writer *w, uint8_t *buf)
 {
@@ -1157,14 +1164,14 @@ static void create_build_cluster0(const struct create_writer *w, uint8_t *buf)
     size_t pos = p->version >= 3 ? CREATE_V3_HEADER_LENGTH : QCOW2_V2_HEADER_LENGTH;
     if (p->backing_format) {
         size_t len = strlen(p->backing_format);
-        pos = create_put_ext_header(buf, pos, HEADER_EXT_BACKING_FORMAT, (uint32_t)len);
+        pos = header_put_extension(buf, pos, HEADER_EXT_BACKING_FORMAT, (uint32_t)len);
         memcpy(buf + pos, p->backing_format, len);
         pos += round_up_u64(len, 8);
     }
     if (p->version >= 3 && w->cs >= CREATE_FEATURE_TABLE_MIN_CLUSTER) {
         size_t n = sizeof(create_feature_names) / sizeof(create_feature_names[0]);
-        pos = create_put_ext_header(buf, pos, HEADER_EXT_FEATURE_TABLE,
-                                    (uint32_t)(n * CREATE_FEATURE_ENTRY_BYTES));
+        pos = header_put_extension(buf, pos, HEADER_EXT_FEATURE_TABLE,
+                                   (uint32_t)(n * CREATE_FEATURE_ENTRY_BYTES));
         for (size_t i = 0; i < n; i++) {
             uint8_t *e = buf + pos + i * CREATE_FEATURE_ENTRY_BYTES;
             e[0] = create_feature_names[i].type;
@@ -1175,7 +1182,7 @@ static void create_build_cluster0(const struct create_writer *w, uint8_t *buf)
         }
         pos += n * CREATE_FEATURE_ENTRY_BYTES;
     }
-    pos = create_put_ext_header(buf, pos, HEADER_EXT_END, 0);
+    pos = header_put_extension(buf, pos, HEADER_EXT_END, 0);
 
     struct header h;
     memset(&h, 0, sizeof(h));

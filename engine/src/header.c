@@ -514,6 +514,13 @@ static int check_tables(struct parse_ctx *c)
     return 0;
 }
 
+size_t header_put_extension(uint8_t *buf, size_t pos, uint32_t type, uint32_t len)
+{
+    be32_put(buf + pos, type);
+    be32_put(buf + pos + 4, len);
+    return pos + 8;
+}
+
 size_t header_encode_fixed(const struct header *h, uint8_t *b)
 {
     be32_put(b + OFF_MAGIC, QCOW2_MAGIC);
@@ -541,6 +548,11 @@ size_t header_encode_fixed(const struct header *h, uint8_t *b)
     b[OFF_COMPRESSION_TYPE] = h->compression_type;
     memset(b + OFF_COMPRESSION_TYPE + 1, 0, OFF_PADDING_END - OFF_COMPRESSION_TYPE - 1);
     return OFF_PADDING_END;
+}
+
+uint32_t header_probe_cluster_bits(const uint8_t *probe)
+{
+    return be32_get(probe + OFF_CLUSTER_BITS);
 }
 
 int header_parse(const uint8_t *cluster0, size_t len, uint64_t file_size, const char *file,

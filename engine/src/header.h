@@ -107,6 +107,9 @@ int header_parse_flags(const uint8_t *cluster0, size_t len, uint64_t file_size,
 /* Bytes of cluster 0 needed to decode the fixed fields, before cluster_bits is known. */
 #define HEADER_PROBE_BYTES 112u
 
+/* The raw cluster_bits field of a header's first HEADER_PROBE_BYTES (not validated). */
+uint32_t header_probe_cluster_bits(const uint8_t *probe);
+
 void header_release(struct header *h);
 
 /*
@@ -117,6 +120,9 @@ void header_release(struct header *h);
  * place preserves all of it.
  */
 size_t header_encode_fixed(const struct header *h, uint8_t *buf);
+
+/* Writes an extension's 8-byte header (type, length) at buf + pos; returns where its data goes. */
+size_t header_put_extension(uint8_t *buf, size_t pos, uint32_t type, uint32_t len);
 
 /* The name the feature table gives to a bit, or NULL. */
 const char *header_feature_name(const struct header *h, enum feature_type type, unsigned bit);

@@ -57,7 +57,7 @@ static int read_header(struct qcow2_image *img, bool for_check, struct qcow2_err
     if (ret)
         return ret;
     /* cluster_bits is validated by header_parse; only bound it to size the read here. */
-    uint32_t cb = be32_get(probe + 20);
+    uint32_t cb = header_probe_cluster_bits(probe);
     size_t cluster0_len = cb >= 9 && cb <= 21 ? (size_t)1 << cb : sizeof(probe);
     uint8_t *cluster0 = malloc(cluster0_len);
     if (!cluster0)

@@ -57,6 +57,25 @@ void refcount_block_set_entry(uint8_t *block, uint32_t order, uint64_t index, ui
     }
 }
 
+uint64_t refcount_first_fit(const uint8_t *counts, uint32_t order, uint64_t nb, uint64_t from,
+                            uint64_t count, uint64_t *first_free)
+{
+    uint64_t k = from, run = 0;
+    bool gap_seen = false;
+    for (; k < nb && run < count; k++) {
+        if (refcount_block_entry(counts, order, k)) {
+            run = 0;
+            continue;
+        }
+        if (!gap_seen && first_free) {
+            *first_free = k;
+            gap_seen = true;
+        }
+        run++;
+    }
+    return k - run;
+}
+
 /* Where in a block the bytes holding entry `index` are (for writing just them). */
 static void entry_bytes(uint32_t order, uint64_t index, uint64_t *offset, size_t *len)
 {
@@ -118,6 +137,33 @@ int refcount_get(struct qcow2_image *img, uint64_t cluster_index, uint64_t *refc
     *refcount = refcount_block_entry(block, img->hdr.refcount_order,
                                      cluster_index & ((1ull << bits) - 1));
     return 0;
+}
+
+int refcount_get_for_check(struct qcow2_image *img, uint64_t cluster_index, uint64_t *refcount)
+{
+    uint32_t bits = block_bits(img);
+    uint64_t table_index = cluster_index >> bits;
+    *refcount = 0;
+    if (table_index >= img->reftable_size)
+        return 0;
+    uint64_t block = reftable_entry_block(img->reftable[table_index]);
+    if (block % img->cluster_size)
+        return -EIO;
+    if (!block || block >= img->file_size)
+        return 0;
+    const uint8_t *data;
+    int ret = cache_get(img->refblock_cache, img->backend, block, &data);
+    if (ret)
+        return ret;
+    *refcount = refcount_block_entry(data, img->hdr.refcount_order,
+                                     cluster_index & ((1ull << bits) - 1));
+    return 0;
+}
+
+int refcount_write_block(struct qcow2_image *img, uint64_t offset, const uint8_t *block,
+                         struct qcow2_error *err)
+{
+    return image_write(img, block, img->cluster_size, offset, "refcount block", err);
 }
 
 /* Writes reftable entry `index` through to disk and into memory. */

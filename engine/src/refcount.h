@@ -10,6 +10,17 @@
 #define REFTABLE_ENTRY_OFFSET_MASK 0xFFFFFFFFFFFFFE00ull
 #define REFTABLE_ENTRY_RESERVED_MASK 0x1FFull
 
+/* The refcount block a refcount table entry names (0: none). */
+static inline uint64_t reftable_entry_block(uint64_t entry)
+{
+    return entry & REFTABLE_ENTRY_OFFSET_MASK;
+}
+
+static inline uint64_t reftable_entry_reserved_bits(uint64_t entry)
+{
+    return entry & REFTABLE_ENTRY_RESERVED_MASK;
+}
+
 /* Entry `index` of a refcount block with entries 2^order bits wide. */
 uint64_t refcount_block_entry(const uint8_t *block, uint32_t order, uint64_t index);
 
@@ -50,9 +61,31 @@ int refcount_add_range(struct qcow2_image *img, uint64_t host_offset, uint64_t b
 int refcount_alloc(struct qcow2_image *img, uint64_t count, uint64_t *host_offset,
                    struct qcow2_error *err);
 
+/*
+ * The one placement policy of every cluster allocator (first fit): the first cluster
+ * of the first run of `count` clusters with refcount 0 at or after `from`, in refcounts
+ * packed like refcount blocks (entries 2^order bits wide) for clusters [0, nb). Clusters
+ * from nb on count as free, so a run may reach past nb (the caller then grows its
+ * array). *first_free, when not NULL, is set to the first free cluster in [from, nb)
+ * if there is one (a hint for the next search).
+ */
+uint64_t refcount_first_fit(const uint8_t *counts, uint32_t order, uint64_t nb, uint64_t from,
+                            uint64_t count, uint64_t *first_free);
+
 /* The stored refcount of host cluster `cluster_index` (0 when no block covers it). */
 int refcount_get(struct qcow2_image *img, uint64_t cluster_index, uint64_t *refcount,
                  struct qcow2_error *err);
+
+/*
+ * The stored refcount of host cluster `cluster_index` the way QEMU's check reads it:
+ * the reserved bits of the table entry are ignored and a block past the end of the file
+ * reads as zeros. -EIO (and no message) for a block that is not cluster-aligned.
+ */
+int refcount_get_for_check(struct qcow2_image *img, uint64_t cluster_index, uint64_t *refcount);
+
+/* Writes one whole refcount block at `offset` (a rebuild's new block; not cached). */
+int refcount_write_block(struct qcow2_image *img, uint64_t offset, const uint8_t *block,
+                         struct qcow2_error *err);
 
 /*
  * Unhooks the refcount blocks that count nothing but (maybe) themselves, as QEMU does

@@ -38,18 +38,65 @@ static char *copy_string(const uint8_t *p, size_t n)
 
 static void decode_extra(struct snapshot *s, const uint8_t *extra)
 {
-    if (s->extra_data_size >= EXTRA_VM_STATE_LARGE + 8) {
+    s->has_vm_state_size_large = s->extra_data_size >= EXTRA_VM_STATE_LARGE + 8;
+    if (s->has_vm_state_size_large)
         s->vm_state_size_large = be64_get(extra + EXTRA_VM_STATE_LARGE);
-        s->has_vm_state_size_large = true;
-    }
-    if (s->extra_data_size >= EXTRA_DISK_SIZE + 8) {
+    s->has_disk_size = s->extra_data_size >= EXTRA_DISK_SIZE + 8;
+    if (s->has_disk_size)
         s->disk_size = be64_get(extra + EXTRA_DISK_SIZE);
-        s->has_disk_size = true;
-    }
-    if (s->extra_data_size >= EXTRA_ICOUNT + 8) {
+    s->has_icount = s->extra_data_size >= EXTRA_ICOUNT + 8;
+    if (s->has_icount)
         s->icount = be64_get(extra + EXTRA_ICOUNT);
-        s->has_icount = true;
+}
+
+int snapshot_entry_decode_fixed(const uint8_t *e, enum snapshot_parse_mode mode,
+                                struct snapshot *s, struct snapshot_entry_layout *l)
+{
+    s->l1_table_offset = be64_get(e + SN_L1_OFFSET);
+    s->l1_size = be32_get(e + SN_L1_SIZE);
+    l->id_size = be16_get(e + SN_ID_SIZE);
+    l->name_size = be16_get(e + SN_NAME_SIZE);
+    s->date_sec = be32_get(e + SN_DATE_SEC);
+    s->date_nsec = be32_get(e + SN_DATE_NSEC);
+    s->vm_clock_nsec = be64_get(e + SN_VM_CLOCK);
+    s->vm_state_size = be32_get(e + SN_VM_STATE_SIZE);
+    l->stored_extra = be32_get(e + SN_EXTRA_SIZE);
+    l->kept_extra = l->stored_extra;
+    if (l->stored_extra > SNAPSHOT_MAX_EXTRA_DATA) {
+        if (mode == SNAPSHOT_STRICT)
+            return -EINVAL;
+        l->kept_extra = SNAPSHOT_MAX_EXTRA_DATA;
     }
+    return 0;
+}
+
+int snapshot_entry_take(struct snapshot *s, const struct snapshot_entry_layout *l,
+                        enum snapshot_parse_mode mode, const uint8_t *extra, const uint8_t *id,
+                        const uint8_t *name)
+{
+    if (mode == SNAPSHOT_STRICT && (memchr(id, 0, l->id_size) || memchr(name, 0, l->name_size)))
+        return -EINVAL;
+    s->extra_data_size = l->kept_extra;
+    s->id_size = l->id_size;
+    s->name_size = l->name_size;
+    decode_extra(s, extra);
+    s->extra_data = l->kept_extra ? malloc(l->kept_extra) : NULL;
+    s->id = copy_string(id, l->id_size);
+    s->name = copy_string(name, l->name_size);
+    if ((l->kept_extra && !s->extra_data) || !s->id || !s->name)
+        return -ENOMEM;
+    if (l->kept_extra)
+        memcpy(s->extra_data, extra, l->kept_extra);
+    return 0;
+}
+
+void snapshot_entry_release(struct snapshot *s)
+{
+    free(s->extra_data);
+    free(s->id);
+    free(s->name);
+    s->extra_data = NULL;
+    s->id = s->name = NULL;
 }
 
 static int parse_entry(const uint8_t *buf, uint64_t len, uint64_t pos, uint64_t table_offset,
@@ -64,22 +111,13 @@ static int parse_entry(const uint8_t *buf, uint64_t len, uint64_t pos, uint64_t 
                        "past the end of the file (%" PRIu64 " bytes of table there)",
                        index, pos, len);
     const uint8_t *e = buf + pos;
+    struct snapshot_entry_layout l;
     s->entry_offset = at;
-    s->l1_table_offset = be64_get(e + SN_L1_OFFSET);
-    s->l1_size = be32_get(e + SN_L1_SIZE);
-    uint16_t id_size = be16_get(e + SN_ID_SIZE);
-    uint16_t name_size = be16_get(e + SN_NAME_SIZE);
-    s->date_sec = be32_get(e + SN_DATE_SEC);
-    s->date_nsec = be32_get(e + SN_DATE_NSEC);
-    s->vm_clock_nsec = be64_get(e + SN_VM_CLOCK);
-    s->vm_state_size = be32_get(e + SN_VM_STATE_SIZE);
-    s->extra_data_size = be32_get(e + SN_EXTRA_SIZE);
-
-    if (s->extra_data_size > SNAPSHOT_MAX_EXTRA_DATA)
+    if (snapshot_entry_decode_fixed(e, SNAPSHOT_STRICT, s, &l))
         return err_set(err, -EINVAL, file, "snapshot table entry", at,
                        "entry %" PRIu32 " has %" PRIu32 " bytes of extra data, more than %u",
-                       index, s->extra_data_size, SNAPSHOT_MAX_EXTRA_DATA);
-    uint64_t body = SNAPSHOT_FIXED_BYTES + (uint64_t)s->extra_data_size + id_size + name_size;
+                       index, l.stored_extra, SNAPSHOT_MAX_EXTRA_DATA);
+    uint64_t body = snapshot_entry_kept_bytes(&l);
     uint64_t end = round_up_u64(pos + body, 8);
     if (end > SNAPSHOT_MAX_TABLE_BYTES)
         return err_set(err, -EFBIG, file, "snapshot table", table_offset,
@@ -92,19 +130,13 @@ static int parse_entry(const uint8_t *buf, uint64_t len, uint64_t pos, uint64_t 
                        "the end of the file",
                        index, body);
     const uint8_t *extra = e + SNAPSHOT_FIXED_BYTES;
-    const uint8_t *id = extra + s->extra_data_size;
-    const uint8_t *name = id + id_size;
-    if (memchr(id, 0, id_size) || memchr(name, 0, name_size))
+    const uint8_t *id = e + snapshot_entry_id_pos(&l);
+    int ret = snapshot_entry_take(s, &l, SNAPSHOT_STRICT, extra, id, id + l.id_size);
+    if (ret == -EINVAL)
         return err_set(err, -EINVAL, file, "snapshot table entry", at,
                        "entry %" PRIu32 " has a NUL byte inside its id or name", index);
-    decode_extra(s, extra);
-    s->extra_data = s->extra_data_size ? malloc(s->extra_data_size) : NULL;
-    s->id = copy_string(id, id_size);
-    s->name = copy_string(name, name_size);
-    if ((s->extra_data_size && !s->extra_data) || !s->id || !s->name)
+    if (ret)
         return err_set(err, -ENOMEM, file, "snapshot table entry", at, "out of memory");
-    if (s->extra_data_size)
-        memcpy(s->extra_data, extra, s->extra_data_size);
     *next = end;
     return 0;
 }
@@ -139,11 +171,8 @@ int snapshot_table_parse(const uint8_t *buf, uint64_t len, uint64_t table_offset
 
 void snapshot_table_release(struct snapshot_table *t)
 {
-    for (uint32_t i = 0; i < t->count; i++) {
-        free(t->entries[i].extra_data);
-        free(t->entries[i].id);
-        free(t->entries[i].name);
-    }
+    for (uint32_t i = 0; i < t->count; i++)
+        snapshot_entry_release(&t->entries[i]);
     free(t->entries);
     t->entries = NULL;
     t->count = 0;
@@ -165,6 +194,26 @@ int snapshot_set_extra(struct snapshot *s, uint64_t vm_state_size, uint64_t disk
     return 0;
 }
 
+int snapshot_complete_extra(struct snapshot *s, uint64_t disk_size)
+{
+    uint32_t size = QVET_MAX(s->extra_data_size, (uint32_t)(EXTRA_ICOUNT + 8));
+    uint8_t *extra = calloc(1, size);
+    if (!extra)
+        return -ENOMEM;
+    if (s->extra_data_size)
+        memcpy(extra, s->extra_data, s->extra_data_size);
+    uint64_t vm_state = snapshot_vm_state_size(s);
+    be64_put(extra + EXTRA_VM_STATE_LARGE, vm_state);
+    be64_put(extra + EXTRA_DISK_SIZE, snapshot_disk_size(s, disk_size));
+    be64_put(extra + EXTRA_ICOUNT, s->has_icount ? s->icount : UINT64_MAX);
+    free(s->extra_data);
+    s->extra_data = extra;
+    s->extra_data_size = size;
+    s->vm_state_size = vm_state <= UINT32_MAX ? (uint32_t)vm_state : 0;
+    decode_extra(s, extra);
+    return 0;
+}
+
 static uint64_t entry_size(const struct snapshot *s)
 {
     return round_up_u64(SNAPSHOT_FIXED_BYTES + (uint64_t)s->extra_data_size + strlen(s->id) +
@@ -178,6 +227,15 @@ uint64_t snapshot_table_size(const struct snapshot_table *t)
     for (uint32_t i = 0; i < t->count; i++)
         n += entry_size(&t->entries[i]);
     return n;
+}
+
+uint64_t snapshot_table_unpadded_size(const struct snapshot_table *t)
+{
+    if (!t->count)
+        return 0;
+    const struct snapshot *last = &t->entries[t->count - 1];
+    return snapshot_table_size(t) - entry_size(last) + SNAPSHOT_FIXED_BYTES +
+           last->extra_data_size + strlen(last->id) + strlen(last->name);
 }
 
 void snapshot_table_encode(const struct snapshot_table *t, uint8_t *buf)

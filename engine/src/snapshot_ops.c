@@ -153,7 +153,7 @@ static int refresh_copied_flags(struct qcow2_image *img, struct qcow2_error *err
         int ret = refcount_get(img, l2_offset >> g->cluster_bits, &rc, err);
         if (ret)
             return ret;
-        uint64_t want = rc == 1 ? l2_offset | ENTRY_COPIED : l2_offset;
+        uint64_t want = l1_entry_with_copied(l2_offset, rc == 1);
         if (want != img->l1[i]) {
             ret = image_write_l1_entry(img, i, want, err);
             if (ret)
@@ -171,11 +171,10 @@ static int refresh_copied_flags(struct qcow2_image *img, struct qcow2_error *err
             ret = refcount_get(img, host >> g->cluster_bits, &rc, err);
             if (ret)
                 return ret;
-            uint64_t word = rc == 1 ? e.word | ENTRY_COPIED : e.word & ~ENTRY_COPIED;
-            if (word == e.word)
+            struct l2_entry fixed = l2_entry_with_copied(e, rc == 1);
+            if (fixed.word == e.word)
                 continue;
-            e.word = word;
-            l2_entry_put(g, table, j, e);
+            l2_entry_put(g, table, j, fixed);
             ret = image_write(img, table + (size_t)j * entry_bytes, 8,
                               l2_offset + (uint64_t)j * entry_bytes, "L2 table entry", err);
             if (ret)
@@ -274,7 +273,7 @@ int qcow2_snapshot_create(struct qcow2_image *img, const char *name, struct qcow
             return image_error(img, err, -ENOMEM, "snapshot L1 table", QCOW2_NO_OFFSET,
                                "out of memory");
         for (uint32_t i = 0; i < img->l1_size; i++)
-            be64_put(raw + 8 * i, img->l1[i] & ~ENTRY_COPIED);
+            be64_put(raw + 8 * i, l1_entry_with_copied(img->l1[i], false));
         ret = refcount_alloc(img, l1_bytes / cs, &l1_copy, err);
         if (!ret)
             ret = image_write(img, raw, l1_bytes, l1_copy, "snapshot L1 table", err);
@@ -382,7 +381,7 @@ int qcow2_snapshot_apply_at(struct qcow2_image *img, uint32_t i, struct qcow2_er
     if (!ret) {
         memcpy(old_l1, img->l1, (size_t)old_size * 8);
         for (uint32_t j = 0; j < old_size; j++) {
-            img->l1[j] = j < s->l1_size ? snap_l1[j] & ~ENTRY_COPIED : 0;
+            img->l1[j] = j < s->l1_size ? l1_entry_with_copied(snap_l1[j], false) : 0;
             be64_put(raw + 8 * j, img->l1[j]);
         }
         ret = image_write(img, raw, (size_t)old_size * 8, img->l1_offset, "active L1 table",

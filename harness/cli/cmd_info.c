@@ -27,19 +27,6 @@ const char cmd_info_help[] =
     "file is missing (or whose chain loops) is still shown, as qemu-img does.\n"
     "Exit status: 0, or 1 with one line 'qvet: FILE: <structure> at offset <n>: <rule>'.\n";
 
-/* QEMU's style: three significant digits, switching unit once the number reaches 1000. */
-static void format_size(char *buf, size_t cap, uint64_t bytes)
-{
-    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
-    double v = (double)bytes;
-    unsigned u = 0;
-    while (v >= 1000.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
-        v /= 1024.0;
-        u++;
-    }
-    snprintf(buf, cap, "%0.3g %s", v, units[u]);
-}
-
 static const char *compat_of(const struct qcow2_info *info)
 {
     return info->version == 2 ? "0.10" : "1.1";
@@ -62,28 +49,6 @@ static const struct {
 
 /* ---- human ---------------------------------------------------------------------- */
 
-static void print_snapshots_human(struct qcow2_image *img, uint32_t count)
-{
-    printf("Snapshot list:\n%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE",
-           "VM CLOCK", "ICOUNT");
-    for (uint32_t i = 0; i < count; i++) {
-        struct qcow2_snapshot_info s;
-        qcow2_snapshot_get(img, i, &s);
-        char vm_size[32], date[32] = "", clock[32], icount[32] = "";
-        format_size(vm_size, sizeof(vm_size), s.vm_state_size);
-        time_t t = (time_t)s.date_sec;
-        struct tm tm;
-        if (localtime_r(&t, &tm))
-            strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
-        uint64_t ms = s.vm_clock_nsec / 1000000u;
-        snprintf(clock, sizeof(clock), "%02" PRIu64 ":%02" PRIu64 ":%02" PRIu64 ".%03" PRIu64,
-                 ms / 3600000u, ms / 60000u % 60u, ms / 1000u % 60u, ms % 1000u);
-        if (s.has_icount && s.icount != UINT64_MAX)
-            snprintf(icount, sizeof(icount), "%" PRIu64, s.icount);
-        printf("%-9s %-16s %8s%20s%13s%11s\n", s.id, s.name, vm_size, date, clock, icount);
-    }
-}
-
 static void print_bitmaps_human(struct qcow2_image *img, uint32_t count)
 {
     printf("    bitmaps:\n");
@@ -103,12 +68,12 @@ static void print_bitmaps_human(struct qcow2_image *img, uint32_t count)
 static void print_human(struct qcow2_image *img, const struct qcow2_info *info)
 {
     char size[32];
-    format_size(size, sizeof(size), info->virtual_size);
+    cli_format_size(size, sizeof(size), info->virtual_size);
     printf("image: %s\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\n",
            info->filename, info->format == QCOW2_FORMAT_RAW ? "raw" : "qcow2", size,
            info->virtual_size);
     if (info->has_allocated_size) {
-        format_size(size, sizeof(size), info->allocated_size);
+        cli_format_size(size, sizeof(size), info->allocated_size);
         printf("disk size: %s\n", size);
     }
     if (info->format == QCOW2_FORMAT_RAW)
@@ -123,7 +88,7 @@ static void print_human(struct qcow2_image *img, const struct qcow2_info *info)
     if (info->backing_format)
         printf("backing file format: %s\n", info->backing_format);
     if (info->snapshot_count)
-        print_snapshots_human(img, info->snapshot_count);
+        cli_print_snapshot_table(img);
     printf("Format specific information:\n    compat: %s\n", compat_of(info));
     printf("    compression type: %s\n",
            info->compression == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib");

@@ -43,30 +43,6 @@ struct controls {
     struct fuzz_input ops;              /* MAX_OPS of: kind, value (2 bytes), flags */
 };
 
-static uint8_t chunk[FUZZ_READ_CHUNK];
-static uint8_t pattern[WINDOW];
-
-/* A read that straddles clusters at an odd offset, the last byte, and one past the end. */
-static void read_edges(struct qcow2_image *img, const struct controls *c)
-{
-    struct qcow2_error err;
-    uint64_t vsize = qcow2_virtual_size(img);
-    struct qcow2_info info;
-    qcow2_get_info(img, &info);
-    uint64_t cs = info.cluster_size ? info.cluster_size : 512;
-    if (vsize) {
-        uint64_t off = ((uint64_t)c->edge[0] * cs / 256u + c->edge[1]) % vsize;
-        size_t len = (size_t)(cs + 3u < vsize - off ? cs + 3u : vsize - off);
-        qcow2_pread(img, chunk, len < sizeof(chunk) ? len : sizeof(chunk), off, &err);
-        qcow2_pread(img, chunk, 1, vsize - 1, &err);
-    }
-    if (qcow2_pread(img, chunk, 1, vsize, &err) >= 0)
-        fuzz_fail("a read past the virtual size %" PRIu64 " succeeded", vsize);
-    if (qcow2_pread(img, chunk, 0, vsize, &err) < 0)
-        fuzz_fail("an empty read at the virtual size %" PRIu64 " failed: %s", vsize,
-                  err.message);
-}
-
 /* Step 1. */
 static void read_image(const uint8_t *data, size_t size, const struct controls *c)
 {
@@ -84,82 +60,11 @@ static void read_image(const uint8_t *data, size_t size, const struct controls *
     size_t sum = fuzz_touch_info(img);
     fuzz_list_snapshots(img, &sum);
     fuzz_walk_and_read(img, FUZZ_READ_BYTES);
-    read_edges(img, c);
+    fuzz_read_edges(img, c->edge[0], c->edge[1]);
     fuzz_read_snapshots(img, data, size, &input_as_backing, opts.no_backing, SNAPSHOTS);
     qcow2_close(img);
     volatile size_t sink = sum;
     (void)sink;
-}
-
-/* One op of step 3 on the first `window` bytes; its error, or 0. *o follows it (or NULL). */
-static int run_op(struct qcow2_image *img, struct fuzz_input *in, unsigned i,
-                  uint64_t *window, struct oracle *o)
-{
-    struct qcow2_error err;
-    struct qcow2_info info;
-    qcow2_get_info(img, &info);
-    uint64_t cs = info.cluster_size, vsize = qcow2_virtual_size(img);
-    unsigned kind = fuzz_input_u8(in) % 6u;
-    uint16_t v = fuzz_input_u16(in);
-    uint8_t flags = fuzz_input_u8(in);
-    uint64_t off, len, clusters = *window / cs;
-    if (flags & 0x80) {
-        off = clusters ? v % clusters * cs : 0;
-        len = cs * ((flags & 7u) + 1u);
-    } else {
-        off = (uint64_t)v * 97u % *window;
-        len = ((uint64_t)(flags & 0x7fu) + 1u) * 331u;
-    }
-    len = len < *window - off ? len : *window - off;
-    if (len == 0)
-        return 0;
-    int ret = 0, predicted = 0;
-    if (kind == 0) {
-        fuzz_fill(pattern, (size_t)len, v ^ (uint32_t)i << 16);
-        if (!(ret = qcow2_pwrite(img, pattern, (size_t)len, off, &err)) && o)
-            predicted = oracle_write(o, pattern, (size_t)len, off, i + 1);
-    } else if (kind <= 2) {
-        ret = qcow2_pwrite_zeroes(img, off, len, kind == 2 ? QCOW2_ZERO_MAY_UNMAP : 0, &err);
-        if (!ret && o)
-            predicted = oracle_zero(o, len, off, i + 1);
-    } else if (kind == 3) {
-        if (!(ret = qcow2_discard(img, off, len, &err)) && o)
-            predicted = oracle_discard(o, len, off, i + 1);
-    } else if (kind == 4) {
-        /* One whole cluster (or the disk's tail), half zeros on request. */
-        off = off / cs * cs;
-        len = cs < vsize - off ? cs : vsize - off;
-        if (off + len > *window)
-            return 0;
-        fuzz_fill(pattern, (size_t)len, v * 7u + i);
-        if (flags & 0x40)
-            memset(pattern + len / 2, 0, (size_t)(len - len / 2));
-        ret = qcow2_pwrite_compressed(img, pattern, (size_t)len, off, &err);
-        if (!ret && o)
-            predicted = oracle_write_compressed(o, pattern, (size_t)len, off, i + 1);
-        else if (ret == -EEXIST)
-            ret = 0;                    /* a refusal changes nothing */
-    } else {
-        uint64_t delta = cs * ((flags & 3u) + 1u);
-        uint64_t to = (v >> 8) & 1 ? vsize + delta : vsize > delta ? vsize - delta : vsize;
-        ret = qcow2_resize(img, to, &err);
-        if (qcow2_virtual_size(img) != (ret ? vsize : to))
-            fuzz_fail("resize to %" PRIu64 " (%d) left virtual size %" PRIu64, to, ret,
-                      qcow2_virtual_size(img));
-        if (!ret && to < *window)
-            *window = to;
-        if (!ret && o)
-            predicted = oracle_resize(o, to, i + 1);
-        ret = 0;                        /* a refused shrink changes nothing either */
-    }
-    fuzz_debug("op %u: kind %u at %" PRIu64 "+%" PRIu64 ": %d%s%s", i, kind, off, len, ret,
-               ret ? " " : "", ret ? err.message : "");
-    if (predicted)
-        fuzz_fail("op %u (kind %u at %" PRIu64 "+%" PRIu64 "): the oracle failed: %d", i, kind,
-                  off, len, predicted);
-    if (ret > 0)
-        fuzz_fail("operation %u returned positive %d", kind, ret);
-    return ret;
 }
 
 /* Step 3, on a copy of the image that step 2 found `consistent` (with `leaks`) or not. */
@@ -193,7 +98,7 @@ static void write_image(const uint8_t *data, size_t size, struct controls *c,
     struct qcow2_info info;
     qcow2_get_info(img, &info);
     for (unsigned i = 0; i < c->n_ops && window && info.cluster_size; i++) {
-        if (run_op(img, &c->ops, i, &window, o)) {
+        if (fuzz_window_op(img, &c->ops, i, &window, o)) {
             all_ok = false;
             oracle_close(o);
             o = NULL;
@@ -230,17 +135,10 @@ static void write_image(const uint8_t *data, size_t size, struct controls *c,
         fuzz_fail("reopened image: %" PRIu64 " leaked clusters after successful writes",
                   res.leaks);
     ctx = (struct fuzz_backing_ctx){ data, size, 1 };
-    struct qcow2_open_options ro = { .cache_bytes = FUZZ_CACHE_BYTES,
-                                     .no_backing = opts.no_backing,
+    struct qcow2_open_options ro = { .no_backing = opts.no_backing,
                                      .open_backing = fuzz_memory_backing, .opener_ctx = &ctx };
-    if (clean_run && fuzz_open_mem(now, len, len, &ro, &img))
+    if (clean_run && fuzz_expect_state(now, len, &ro, NULL, o, WINDOW, "after reopening"))
         fuzz_fail("the image no longer opens read-only after writes");
-    if (clean_run) {
-        if (o)
-            fuzz_expect_oracle(img, o, NULL, WINDOW, "after reopening");
-        fuzz_walk_and_read(img, FUZZ_READ_BYTES / 4u);
-        qcow2_close(img);
-    }
     oracle_close(o);
     qcow2_backend_destroy(mem);
 }

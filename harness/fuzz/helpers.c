@@ -570,3 +570,115 @@ void fuzz_expect_oracle(struct qcow2_image *img, struct oracle *o, const char *s
     fuzz_fail("%s: guest byte %zu reads 0x%02x, the oracle says 0x%02x", when, i,
               window_got[i], window_want[i]);
 }
+
+static uint8_t edge_buf[FUZZ_READ_CHUNK];
+
+void fuzz_read_edges(struct qcow2_image *img, uint8_t where, uint8_t shift)
+{
+    struct qcow2_error err;
+    uint64_t vsize = qcow2_virtual_size(img);
+    struct qcow2_info info;
+    qcow2_get_info(img, &info);
+    uint64_t cs = info.cluster_size ? info.cluster_size : 512;
+    if (vsize) {
+        uint64_t off = ((uint64_t)where * cs / 256u + shift) % vsize;
+        size_t len = (size_t)(cs + 3u < vsize - off ? cs + 3u : vsize - off);
+        qcow2_pread(img, edge_buf, len < sizeof(edge_buf) ? len : sizeof(edge_buf), off, &err);
+        qcow2_pread(img, edge_buf, 1, vsize - 1, &err);
+    }
+    if (qcow2_pread(img, edge_buf, 1, vsize, &err) >= 0)
+        fuzz_fail("a read past the virtual size %" PRIu64 " succeeded", vsize);
+    if (qcow2_pread(img, edge_buf, 0, vsize, &err) < 0)
+        fuzz_fail("an empty read at the virtual size %" PRIu64 " failed: %s", vsize,
+                  err.message);
+}
+
+/* What a window op writes (FUZZ_WINDOW_MAX bytes at most). */
+static uint8_t op_pattern[FUZZ_WINDOW_MAX];
+
+int fuzz_window_op(struct qcow2_image *img, struct fuzz_input *in, unsigned i,
+                  uint64_t *window, struct oracle *o)
+{
+    struct qcow2_error err;
+    struct qcow2_info info;
+    qcow2_get_info(img, &info);
+    uint64_t cs = info.cluster_size, vsize = qcow2_virtual_size(img);
+    unsigned kind = fuzz_input_u8(in) % 6u;
+    uint16_t v = fuzz_input_u16(in);
+    uint8_t flags = fuzz_input_u8(in);
+    uint64_t off, len, clusters = *window / cs;
+    if (flags & 0x80) {
+        off = clusters ? v % clusters * cs : 0;
+        len = cs * ((flags & 7u) + 1u);
+    } else {
+        off = (uint64_t)v * 97u % *window;
+        len = ((uint64_t)(flags & 0x7fu) + 1u) * 331u;
+    }
+    len = len < *window - off ? len : *window - off;
+    if (len == 0)
+        return 0;
+    int ret = 0, predicted = 0;
+    if (kind == 0) {
+        fuzz_fill(op_pattern, (size_t)len, v ^ (uint32_t)i << 16);
+        if (!(ret = qcow2_pwrite(img, op_pattern, (size_t)len, off, &err)) && o)
+            predicted = oracle_write(o, op_pattern, (size_t)len, off, i + 1);
+    } else if (kind <= 2) {
+        ret = qcow2_pwrite_zeroes(img, off, len, kind == 2 ? QCOW2_ZERO_MAY_UNMAP : 0, &err);
+        if (!ret && o)
+            predicted = oracle_zero(o, len, off, i + 1);
+    } else if (kind == 3) {
+        if (!(ret = qcow2_discard(img, off, len, &err)) && o)
+            predicted = oracle_discard(o, len, off, i + 1);
+    } else if (kind == 4) {
+        /* One whole cluster (or the disk's tail), half zeros on request. */
+        off = off / cs * cs;
+        len = cs < vsize - off ? cs : vsize - off;
+        if (off + len > *window)
+            return 0;
+        fuzz_fill(op_pattern, (size_t)len, v * 7u + i);
+        if (flags & 0x40)
+            memset(op_pattern + len / 2, 0, (size_t)(len - len / 2));
+        ret = qcow2_pwrite_compressed(img, op_pattern, (size_t)len, off, &err);
+        if (!ret && o)
+            predicted = oracle_write_compressed(o, op_pattern, (size_t)len, off, i + 1);
+        else if (ret == -EEXIST)
+            ret = 0;                    /* a refusal changes nothing */
+    } else {
+        uint64_t delta = cs * ((flags & 3u) + 1u);
+        uint64_t to = (v >> 8) & 1 ? vsize + delta : vsize > delta ? vsize - delta : vsize;
+        ret = qcow2_resize(img, to, &err);
+        if (qcow2_virtual_size(img) != (ret ? vsize : to))
+            fuzz_fail("resize to %" PRIu64 " (%d) left virtual size %" PRIu64, to, ret,
+                      qcow2_virtual_size(img));
+        if (!ret && to < *window)
+            *window = to;
+        if (!ret && o)
+            predicted = oracle_resize(o, to, i + 1);
+        ret = 0;                        /* a refused shrink changes nothing either */
+    }
+    fuzz_debug("op %u: kind %u at %" PRIu64 "+%" PRIu64 ": %d%s%s", i, kind, off, len, ret,
+               ret ? " " : "", ret ? err.message : "");
+    if (predicted)
+        fuzz_fail("op %u (kind %u at %" PRIu64 "+%" PRIu64 "): the oracle failed: %d", i, kind,
+                  off, len, predicted);
+    if (ret > 0)
+        fuzz_fail("operation %u returned positive %d", kind, ret);
+    return ret;
+}
+
+int fuzz_expect_state(const uint8_t *bytes, size_t len, const struct qcow2_open_options *opts,
+                      const char *snapshot, struct oracle *o, uint64_t window, const char *when)
+{
+    struct qcow2_open_options at = *opts;
+    at.cache_bytes = FUZZ_CACHE_BYTES;
+    at.snapshot = snapshot;
+    struct qcow2_image *img;
+    int ret = fuzz_open_mem(bytes, len, len, &at, &img);
+    if (ret)
+        return ret;
+    if (o)
+        fuzz_expect_oracle(img, o, snapshot, window, when);
+    fuzz_walk_and_read(img, FUZZ_READ_BYTES / 4u);
+    qcow2_close(img);
+    return 0;
+}

@@ -151,4 +151,30 @@ void fuzz_expect_oracle(struct qcow2_image *img, struct oracle *o, const char *s
 /* A small deterministic byte pattern for writes. */
 void fuzz_fill(uint8_t *buf, size_t len, uint32_t seed);
 
+/*
+ * Reads at the edges: one that straddles clusters at an odd offset (`where`/256 of a
+ * cluster plus `shift` bytes, wrapped to the disk), the last byte, one past the end
+ * (which must fail) and an empty one at the end (which must succeed).
+ */
+void fuzz_read_edges(struct qcow2_image *img, uint8_t where, uint8_t shift);
+
+/*
+ * Operation `i` of a mix decoded from 4 bytes of `in` (kind, value, flags): a write, a
+ * zero write (with or without unmap), a discard, a compressed cluster write or a resize,
+ * on the first *window guest bytes (at most FUZZ_WINDOW_MAX; a shrink below it shrinks
+ * the window). `o`, unless NULL, is told the same operation and must accept it; a resize
+ * must leave the size it reports. Returns the engine's error, or 0 (also for a refused
+ * compressed write or resize, which change nothing).
+ */
+int fuzz_window_op(struct qcow2_image *img, struct fuzz_input *in, unsigned i,
+                   uint64_t *window, struct oracle *o);
+
+/*
+ * Opens image bytes read-only with `opts` at `snapshot` (NULL: the active state),
+ * compares them with the oracle's state of that name (unless `o` is NULL) over up to
+ * `window` bytes, and walks them. Returns the open's error, or 0.
+ */
+int fuzz_expect_state(const uint8_t *bytes, size_t len, const struct qcow2_open_options *opts,
+                      const char *snapshot, struct oracle *o, uint64_t window, const char *when);
+
 #endif
