@@ -32,6 +32,10 @@ const struct cli_command cli_commands[] = {
       cmd_soak_help },
     { "replay", cmd_replay, "replay [--dir DIR] [--keep] TRACE", cmd_replay_help },
     { "minimize", cmd_minimize, "minimize TRACE -o OUT", cmd_minimize_help },
+    { "crashtest", cmd_crashtest, "crashtest [--config NAME] [-o OPTIONS] [--seed N] [--ops N] "
+                                  "[--script OPS] [--samples N] [--tears N] [--max-states N] "
+                                  "[--state N] [--no-qemu] [--dir DIR]",
+      cmd_crashtest_help },
 };
 
 const size_t cli_command_count = sizeof(cli_commands) / sizeof(cli_commands[0]);

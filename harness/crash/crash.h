@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Power loss and I/O faults, judged (docs/crash-safety.md).
+ *
+ * crashtest: a seeded workload runs on the qvet engine through a recording backend
+ * (harness/testlib/io_record.h) while the oracle follows it. From the log of host writes,
+ * flushes and truncates it then builds the files a power loss could leave, under the
+ * model of a volatile write cache: everything before the last completed flush is on
+ * disk; of the writes since, any subset (sampled, seeded), and one of them possibly torn
+ * (a prefix, in 512-byte sectors). Each crashed image must open (a dirty image is
+ * repaired, as QEMU repairs it), pass qemu-img check and qvet's check without
+ * corruption (leaks are counted, not failures), and read back, through QEMU and through
+ * qvet, exactly what the oracle held at the last guest flush that had completed, except
+ * that a sector an operation since then touched may hold its old or its new data.
+ *
+ * faultinject: a fixed workload runs again and again with the Nth host I/O failing
+ * (read error, write error, ENOSPC, short write, flush error) for every N, until a run
+ * completes without the fault being reached. See faultinject_run.
+ */
+#ifndef QVET_CRASH_H
+#define QVET_CRASH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "soak.h"
+
+#define CRASH_MAX_FAILURES 16
+
+/* A named configuration: image options, backing file and workload mix. */
+struct crash_preset {
+    const char *name;
+    const char *options;
+    bool backing;
+    const char *weights;            /* soak_weights_parse text over the crash mix */
+    uint64_t size;
+    const char *what;               /* one line for --help */
+};
+
+extern const struct crash_preset crash_presets[];
+extern const size_t crash_preset_count;
+
+struct crash_config {
+    uint64_t seed;
+    uint32_t ops;                   /* generated workload length */
+    uint64_t size;                  /* virtual size */
+    char options[512];              /* qvet create -o */
+    bool backing;                   /* a raw backing file holding a pattern */
+    unsigned weights[OP_KINDS];
+    char script[4096];              /* "write 0 65536; flush; ...": the workload instead */
+    unsigned samples;               /* random subsets of each interval's writes */
+    unsigned tears;                 /* torn writes per interval */
+    uint64_t max_states;            /* states judged at most (0: no bound) */
+    int64_t only_state;             /* judge just this state (-1: all) */
+    bool qemu;                      /* QEMU judges too (qemu-img check, convert) */
+    char dir[512];                  /* the work directory (exists) */
+    const char *preset;             /* the preset's name, for the report */
+};
+
+/* Defaults, then a preset (false when the name is unknown). */
+void crash_config_defaults(struct crash_config *c);
+bool crash_config_preset(struct crash_config *c, const char *name);
+
+struct crash_failure {
+    uint64_t state;
+    const char *kind;               /* crash-state-corruption, lost-flushed-bytes, ... */
+    char reason[400];
+};
+
+struct crash_result {
+    uint64_t ops, events, writes, flushes, intervals;
+    uint64_t states_built, states, leaky_states;
+    uint64_t corruptions, lost_bytes, bad_sectors;
+    bool bounded;                   /* max_states stopped the exploration */
+    size_t n_failures;              /* the first CRASH_MAX_FAILURES are kept */
+    uint64_t failures_total;
+    struct crash_failure failures[CRASH_MAX_FAILURES];
+    char kept_image[600];           /* the first failing state's image ("" none) */
+    char setup_error[600];          /* setup failed (the workload itself, a tool) */
+};
+
+/*
+ * Runs the crashtest in c->dir; progress and findings to `out` (may be NULL). Returns 0
+ * when no state failed, 1 when one did, -1 on a setup failure (r->setup_error).
+ */
+int crashtest_run(const struct crash_config *c, struct crash_result *r, FILE *out);
+
+/* The workload: c->script parsed, or c->ops generated from c->seed. */
+int crash_workload(const struct crash_config *c, uint64_t cluster_size, struct op **ops,
+                   size_t *n, char *errbuf, size_t errlen);
+
+#endif
