@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* qvet crashtest: power-loss states of a workload, judged by qvet and QEMU. */
+/*
+ * qvet crashtest (power-loss states of a workload) and qvet faultinject (every host I/O
+ * failing in turn), both judged by qvet and QEMU; the logic is in harness/crash.
+ */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -12,7 +15,6 @@
 #include "rundir.h"
 
 #define EXIT_SETUP 2
-#define DEFAULT_ROOT "reports/crash"
 
 const char cmd_crashtest_help[] =
     "usage: qvet crashtest [OPTIONS]\n"
@@ -43,7 +45,7 @@ const char cmd_crashtest_help[] =
     "  --max-states N     judge at most N states, 0: no bound (default 400)\n"
     "  --state N          judge only state N (what a reproduce line does)\n"
     "  --no-qemu          judge with qvet only (no qemu-img check, no convert)\n"
-    "  --dir DIR          work in DIR (default: a new reports/crash/run-NNNN)\n"
+    "  --dir DIR          work in DIR (default: a new reports/crashtest/run-NNNN)\n"
     "  --list-configs     the configurations, one a line\n"
     "  -h, --help         this text\n"
     "\n"
@@ -54,6 +56,42 @@ const char cmd_crashtest_help[] =
     "Exit status: 0 no state failed; 1 a corruption, lost flushed bytes or a bad\n"
     "unflushed sector; 2 usage or setup failure (the workload itself failed, a tool is\n"
     "missing).\n";
+
+const char cmd_faultinject_help[] =
+    "usage: qvet faultinject [OPTIONS]\n"
+    "\n"
+    "Runs a fixed workload (the crashtest's, without snapshot apply) again and again on a\n"
+    "new image, with the Nth host I/O of a kind failing, for N = 0, 1, ... until a run\n"
+    "completes without reaching it: read errors, write errors, ENOSPC, short writes (the\n"
+    "first half stored) and flush errors. The op that meets the fault must report an\n"
+    "error (never success), the engine must not crash; after closing and reopening, the\n"
+    "image must open read-write, pass qvet's check and qemu-img check without corruption\n"
+    "(leaks are counted), every op acknowledged before reads back, and each sector of the\n"
+    "failed op holds its old or its new data. Faults are named by the step that broke, in\n"
+    "the engine's terms (data write, L2 update, L2 table allocation, refcount block\n"
+    "update or allocation, reftable growth, L1 growth, snapshot table write, header\n"
+    "update, flush).\n"
+    "\n"
+    "  --config NAME      as qvet crashtest (--list-configs); default default\n"
+    "  -o OPTIONS         more qvet create options; may be repeated\n"
+    "  --seed N, --ops N, --size SIZE, --script OPS   the workload, as qvet crashtest\n"
+    "                     (default 40 generated ops)\n"
+    "  --faults LIST      some of read-error,write-error,enospc,short-write,flush-error\n"
+    "                     (default all)\n"
+    "  --max-runs N       at most N runs per kind of fault, 0: no bound (default 0)\n"
+    "  --fail-at N        only the run where I/O N fails (what a reproduce line does)\n"
+    "  --no-qemu          judge with qvet only\n"
+    "  --dir DIR          work in DIR (default: a new reports/faultinject/run-NNNN)\n"
+    "  -h, --help         this text\n"
+    "\n"
+    "Prints, per kind of fault, the runs, faults reached, errors returned, misreports,\n"
+    "corruptions, lost acknowledged bytes and bad failed-write sectors, and where the\n"
+    "faults struck. DIR/summary.json holds them (kind fault-misreport, crash-state-\n"
+    "corruption, lost-acknowledged-bytes, bad-failed-write-sector on failure) and the\n"
+    "first failing image is kept.\n"
+    "\n"
+    "Exit status: 0 every run passed; 1 a misreport, corruption or wrong data; 2 usage or\n"
+    "setup failure.\n";
 
 static bool parse_count(const char *s, uint64_t *v)
 {
@@ -82,43 +120,60 @@ static void put_number(FILE *f, const char *key, uint64_t value)
     fprintf(f, "%" PRIu64, value);
 }
 
-/* The command line again, without --dir and --state, then --state N. */
-static void put_reproduce(FILE *f, int argc, char **argv, int64_t state)
+/* The command line again, without --dir and the option naming one case, then that case. */
+static void put_reproduce(FILE *f, const char *tool, int argc, char **argv, const char *option,
+                          int64_t at)
 {
+    size_t olen = strlen(option);
     put_field(f, "reproduce");
-    fputs("[\"qvet\", \"crashtest\"", f);
+    fputs("[\"qvet\", ", f);
+    json_put_string(f, tool);
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--dir") || !strcmp(argv[i], "--state")) {
+        if (!strcmp(argv[i], "--dir") || !strcmp(argv[i], option)) {
             i++;
             continue;
         }
-        if (!strncmp(argv[i], "--dir=", 6) || !strncmp(argv[i], "--state=", 8))
+        if (!strncmp(argv[i], "--dir=", 6) || (!strncmp(argv[i], option, olen) &&
+                                               argv[i][olen] == '='))
             continue;
         fputs(", ", f);
         json_put_string(f, argv[i]);
     }
-    if (state >= 0)
-        fprintf(f, ", \"--state\", \"%" PRId64 "\"", state);
+    if (at >= 0)
+        fprintf(f, ", \"%s\", \"%" PRId64 "\"", option, at);
     fputs("]", f);
 }
 
-static int write_summary(const char *dir, const struct crash_config *c,
-                         const struct crash_result *r, int status, int argc, char **argv)
+/* What summary.json says of a run, around each command's own figures. */
+struct summary {
+    const char *tool;
+    const struct crash_config *c;
+    int status, argc;
+    char **argv;
+    const struct crash_failure *failures;
+    size_t n_failures;
+    const char *setup_error, *kept_image, *repro_option;
+};
+
+/* The shared fields (PREAMBLE's convention); NULL when the file cannot be written. */
+static FILE *summary_begin(const char *dir, const struct summary *sm)
 {
     char path[700];
     snprintf(path, sizeof(path), "%s/%s", dir, RUNDIR_SUMMARY_NAME);
     FILE *f = fopen(path, "w");
     if (!f)
-        return -errno;
-    const struct crash_failure *first = r->n_failures ? &r->failures[0] : NULL;
-    fputs("{\n  \"tool\": \"crashtest\"", f);
-    put_text(f, "verdict", status == 0 ? "ok" : "failed");
+        return NULL;
+    const struct crash_config *c = sm->c;
+    const struct crash_failure *first = sm->n_failures ? &sm->failures[0] : NULL;
+    fputs("{\n  \"tool\": ", f);
+    json_put_string(f, sm->tool);
+    put_text(f, "verdict", sm->status == 0 ? "ok" : "failed");
     put_field(f, "kind");
     if (first)
         json_put_string(f, first->kind);
     else
-        fputs(status == EXIT_SETUP ? "\"setup-error\"" : "null", f);
-    put_text(f, "reason", first ? first->reason : r->setup_error);
+        fputs(sm->status == EXIT_SETUP ? "\"setup-error\"" : "null", f);
+    put_text(f, "reason", first ? first->reason : sm->setup_error);
     put_text(f, "target", "qvet");
     put_text(f, "config", c->options);
     put_text(f, "preset", c->preset);
@@ -127,32 +182,31 @@ static int write_summary(const char *dir, const struct crash_config *c,
     put_number(f, "seed", c->seed);
     put_number(f, "size", c->size);
     put_text(f, "script", c->script);
-    put_reproduce(f, argc, argv, first ? (int64_t)first->state : c->only_state);
-    put_number(f, "exit_status", (uint64_t)status);
-    put_number(f, "ops", r->ops);
-    put_number(f, "host_writes", r->writes);
-    put_number(f, "host_flushes", r->flushes);
-    put_number(f, "intervals", r->intervals);
-    put_number(f, "states_built", r->states_built);
-    put_number(f, "states_explored", r->states);
-    put_field(f, "bounded");
-    fputs(r->bounded ? "true" : "false", f);
-    put_number(f, "states_with_leaks", r->leaky_states);
-    put_number(f, "corruptions", r->corruptions);
-    put_number(f, "lost_flushed_bytes", r->lost_bytes);
-    put_number(f, "bad_unflushed_sectors", r->bad_sectors);
-    put_text(f, "crashed_image", r->kept_image);
+    put_reproduce(f, sm->tool, sm->argc, sm->argv, sm->repro_option,
+                  first ? (int64_t)first->state : c->only_state);
+    put_number(f, "exit_status", (uint64_t)sm->status);
+    put_text(f, "kept_image", sm->kept_image);
     put_field(f, "failures");
     fputs("[", f);
-    for (size_t i = 0; i < r->n_failures; i++) {
-        fprintf(f, "%s{\"state\": %" PRIu64 ", \"kind\": ", i ? ", " : "", r->failures[i].state);
-        json_put_string(f, r->failures[i].kind);
+    for (size_t i = 0; i < sm->n_failures; i++) {
+        fprintf(f, "%s{\"at\": %" PRIu64 ", \"kind\": ", i ? ", " : "", sm->failures[i].state);
+        json_put_string(f, sm->failures[i].kind);
         fputs(", \"reason\": ", f);
-        json_put_string(f, r->failures[i].reason);
+        json_put_string(f, sm->failures[i].reason);
         fputs("}", f);
     }
-    fputs("]\n}\n", f);
-    return fclose(f) ? -errno : 0;
+    fputs("]", f);
+    return f;
+}
+
+static void summary_end(FILE *f, const char *dir, const struct summary *sm)
+{
+    if (f) {
+        fputs("\n}\n", f);
+        if (!fclose(f))
+            return;
+    }
+    fprintf(stderr, "qvet: %s: %s: cannot write %s\n", sm->tool, dir, RUNDIR_SUMMARY_NAME);
 }
 
 static int list_configs(void)
@@ -165,9 +219,35 @@ static int list_configs(void)
     return 0;
 }
 
-#define USAGE(...) (cli_usage("crashtest", __VA_ARGS__), EXIT_SETUP)
+#define USAGE(cmd, ...) (cli_usage(cmd, __VA_ARGS__), EXIT_SETUP)
 
-int cmd_crashtest(int argc, char **argv)
+/* What both commands take; crashtest and faultinject each refuse the other's own options. */
+struct args {
+    struct crash_config c;
+    const char *dir;
+    unsigned fault_kinds;
+};
+
+static bool parse_fault_kinds(const char *text, unsigned *kinds)
+{
+    char copy[256];
+    snprintf(copy, sizeof(copy), "%s", text);
+    *kinds = 0;
+    char *save = NULL;
+    for (char *k = strtok_r(copy, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+        int found = -1;
+        for (int i = 0; i < FAULT_KINDS; i++)
+            if (!strcmp(k, fault_kind_name((enum fault_kind)i)))
+                found = i;
+        if (found < 0)
+            return false;
+        *kinds |= 1u << found;
+    }
+    return *kinds != 0;
+}
+
+/* Returns -1 when parsed, else the exit status (help, a usage error). */
+static int parse_args(const char *cmd, bool crash, int argc, char **argv, struct args *a)
 {
     static const struct option longopts[] = {
         { "config", required_argument, NULL, 'c' },
@@ -179,105 +259,142 @@ int cmd_crashtest(int argc, char **argv)
         { "tears", required_argument, NULL, 't' },
         { "max-states", required_argument, NULL, 'M' },
         { "state", required_argument, NULL, 'N' },
+        { "faults", required_argument, NULL, 'F' },
+        { "max-runs", required_argument, NULL, 'R' },
+        { "fail-at", required_argument, NULL, 'A' },
         { "no-qemu", no_argument, NULL, 'Q' },
         { "dir", required_argument, NULL, 'd' },
         { "list-configs", no_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    struct crash_config c;
-    crash_config_defaults(&c);
-    const char *preset = "default", *dir = NULL;
+    struct crash_config *c = &a->c;
+    crash_config_defaults(c);
+    a->dir = NULL;
+    a->fault_kinds = (1u << FAULT_KINDS) - 1;
+    if (!crash)
+        c->max_states = 0;
+    const char *preset = "default";
     char extra[512] = "";
     uint64_t v, size = 0;
     int opt;
     cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+        bool crash_only = opt == 'm' || opt == 't' || opt == 'M' || opt == 'N';
+        bool fault_only = opt == 'F' || opt == 'R' || opt == 'A';
+        if ((crash && fault_only) || (!crash && crash_only))
+            return USAGE(cmd, "option '%s' belongs to qvet %s", argv[optind - 1],
+                         crash ? "faultinject" : "crashtest");
         switch (opt) {
         case 'c': preset = optarg; break;
         case 'o':
             if (strlen(extra) + strlen(optarg) + 2 > sizeof(extra))
-                return USAGE("-o options are too long");
+                return USAGE(cmd, "-o options are too long");
             if (extra[0])
                 strcat(extra, ",");
             strcat(extra, optarg);
             break;
         case 'S':
-            if (!parse_count(optarg, &c.seed))
-                return USAGE("--seed takes a number, not '%s'", optarg);
+            if (!parse_count(optarg, &c->seed))
+                return USAGE(cmd, "--seed takes a number, not '%s'", optarg);
             break;
         case 'n':
             if (!parse_count(optarg, &v) || !v || v > 100000)
-                return USAGE("--ops takes a number from 1 to 100000, not '%s'", optarg);
-            c.ops = (uint32_t)v;
+                return USAGE(cmd, "--ops takes a number from 1 to 100000, not '%s'", optarg);
+            c->ops = (uint32_t)v;
             break;
         case 's':
             if (!qcow2_parse_size(optarg, &size) || size < 65536 || size % 65536 ||
                 size > (64u << 20))
-                return USAGE("--size takes a multiple of 64k from 64k to 64M, not '%s'",
+                return USAGE(cmd, "--size takes a multiple of 64k from 64k to 64M, not '%s'",
                              optarg);
             break;
         case 'x':
-            if (strlen(optarg) >= sizeof(c.script))
-                return USAGE("--script is too long");
-            strcpy(c.script, optarg);
+            if (strlen(optarg) >= sizeof(c->script))
+                return USAGE(cmd, "--script is too long");
+            strcpy(c->script, optarg);
             break;
         case 'm':
             if (!parse_count(optarg, &v) || v > 10000)
-                return USAGE("--samples takes a number up to 10000, not '%s'", optarg);
-            c.samples = (unsigned)v;
+                return USAGE(cmd, "--samples takes a number up to 10000, not '%s'", optarg);
+            c->samples = (unsigned)v;
             break;
         case 't':
             if (!parse_count(optarg, &v) || v > 10000)
-                return USAGE("--tears takes a number up to 10000, not '%s'", optarg);
-            c.tears = (unsigned)v;
+                return USAGE(cmd, "--tears takes a number up to 10000, not '%s'", optarg);
+            c->tears = (unsigned)v;
             break;
         case 'M':
-            if (!parse_count(optarg, &c.max_states))
-                return USAGE("--max-states takes a number, not '%s'", optarg);
+        case 'R':
+            if (!parse_count(optarg, &c->max_states))
+                return USAGE(cmd, "%s takes a number, not '%s'", argv[optind - 2], optarg);
             break;
         case 'N':
+        case 'A':
             if (!parse_count(optarg, &v) || v > INT64_MAX)
-                return USAGE("--state takes a state number, not '%s'", optarg);
-            c.only_state = (int64_t)v;
+                return USAGE(cmd, "%s takes a number, not '%s'", argv[optind - 2], optarg);
+            c->only_state = (int64_t)v;
             break;
-        case 'Q': c.qemu = false; break;
-        case 'd': dir = optarg; break;
+        case 'F':
+            if (!parse_fault_kinds(optarg, &a->fault_kinds))
+                return USAGE(cmd, "--faults takes a list of read-error, write-error, enospc, "
+                             "short-write, flush-error, not '%s'", optarg);
+            break;
+        case 'Q': c->qemu = false; break;
+        case 'd': a->dir = optarg; break;
         case 'L': return list_configs();
-        case 'h': fputs(cmd_crashtest_help, stdout); return 0;
+        case 'h': fputs(crash ? cmd_crashtest_help : cmd_faultinject_help, stdout); return 0;
         default:
-            return USAGE("unknown option or missing value: '%s'", argv[optind - 1]);
+            return USAGE(cmd, "unknown option or missing value: '%s'", argv[optind - 1]);
         }
     }
     if (optind != argc)
-        return USAGE("unexpected argument '%s'", argv[optind]);
-    if (!crash_config_preset(&c, preset))
-        return USAGE("no configuration '%s' (qvet crashtest --list-configs lists them)", preset);
+        return USAGE(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!crash_config_preset(c, preset))
+        return USAGE(cmd, "no configuration '%s' (qvet %s --list-configs lists them)", preset,
+                     cmd);
     if (size)
-        c.size = size;
+        c->size = size;
     if (extra[0]) {
-        if (strlen(c.options) + strlen(extra) + 2 > sizeof(c.options))
-            return USAGE("-o options are too long");
-        if (c.options[0])
-            strcat(c.options, ",");
-        strcat(c.options, extra);
+        if (strlen(c->options) + strlen(extra) + 2 > sizeof(c->options))
+            return USAGE(cmd, "-o options are too long");
+        if (c->options[0])
+            strcat(c->options, ",");
+        strcat(c->options, extra);
     }
-    struct rundir rd;
+    return -1;
+}
+
+static int claim_dir(const char *cmd, const char *dir, struct rundir *rd)
+{
     char errbuf[700];
-    int ret = dir ? rundir_claim(&rd, dir, errbuf, sizeof(errbuf))
-                  : rundir_claim_numbered(&rd, DEFAULT_ROOT, errbuf, sizeof(errbuf));
-    if (ret) {
-        fprintf(stderr, "qvet: crashtest: %s\n", errbuf);
+    char root[64];
+    snprintf(root, sizeof(root), "reports/%s", cmd);
+    int ret = dir ? rundir_claim(rd, dir, errbuf, sizeof(errbuf))
+                  : rundir_claim_numbered(rd, root, errbuf, sizeof(errbuf));
+    if (ret)
+        fprintf(stderr, "qvet: %s: %s\n", cmd, errbuf);
+    return ret;
+}
+
+int cmd_crashtest(int argc, char **argv)
+{
+    struct args a;
+    int status = parse_args("crashtest", true, argc, argv, &a);
+    if (status >= 0)
+        return status;
+    struct crash_config c = a.c;
+    struct rundir rd;
+    if (claim_dir("crashtest", a.dir, &rd))
         return EXIT_SETUP;
-    }
     snprintf(c.dir, sizeof(c.dir), "%s", rd.path);
     struct crash_result *r = malloc(sizeof(*r));
     if (!r) {
         rundir_release(&rd);
         return cli_fail(rd.path, "out of memory");
     }
-    ret = crashtest_run(&c, r, stdout);
-    int status = ret < 0 ? EXIT_SETUP : ret;
+    int ret = crashtest_run(&c, r, stdout);
+    status = ret < 0 ? EXIT_SETUP : ret;
     if (ret < 0)
         fprintf(stderr, "qvet: crashtest: %s: %s\n", rd.path, r->setup_error);
     printf("qvet crashtest: config %s%s%s%s, seed %" PRIu64 ": %" PRIu64 " ops, %" PRIu64
@@ -289,10 +406,109 @@ int cmd_crashtest(int argc, char **argv)
            ", bad unflushed sectors %" PRIu64 "\n",
            r->states, r->states_built, r->bounded ? ", bounded by --max-states" : "",
            r->leaky_states, r->corruptions, r->lost_bytes, r->bad_sectors);
-    if (write_summary(rd.path, &c, r, status, argc, argv))
-        fprintf(stderr, "qvet: crashtest: %s: cannot write %s\n", rd.path, RUNDIR_SUMMARY_NAME);
+    struct summary sm = {
+        .tool = "crashtest", .c = &c, .status = status, .argc = argc, .argv = argv,
+        .failures = r->failures, .n_failures = r->n_failures, .setup_error = r->setup_error,
+        .kept_image = r->kept_image,
+        .repro_option = "--state",
+    };
+    FILE *f = summary_begin(rd.path, &sm);
+    if (f) {
+        put_number(f, "ops", r->ops);
+        put_number(f, "host_writes", r->writes);
+        put_number(f, "host_flushes", r->flushes);
+        put_number(f, "intervals", r->intervals);
+        put_number(f, "states_built", r->states_built);
+        put_number(f, "states_explored", r->states);
+        put_field(f, "bounded");
+        fputs(r->bounded ? "true" : "false", f);
+        put_number(f, "states_with_leaks", r->leaky_states);
+        put_number(f, "corruptions", r->corruptions);
+        put_number(f, "lost_flushed_bytes", r->lost_bytes);
+        put_number(f, "bad_unflushed_sectors", r->bad_sectors);
+    }
+    summary_end(f, rd.path, &sm);
     if (status == 1)
         printf("qvet crashtest: FAILED; evidence in %s (summary.json%s%s)\n", rd.path,
+               r->kept_image[0] ? ", " : "", r->kept_image);
+    free(r);
+    rundir_release(&rd);
+    return status;
+}
+
+int cmd_faultinject(int argc, char **argv)
+{
+    struct args a;
+    int status = parse_args("faultinject", false, argc, argv, &a);
+    if (status >= 0)
+        return status;
+    struct crash_config c = a.c;
+    struct rundir rd;
+    if (claim_dir("faultinject", a.dir, &rd))
+        return EXIT_SETUP;
+    snprintf(c.dir, sizeof(c.dir), "%s", rd.path);
+    struct fault_result *r = malloc(sizeof(*r));
+    if (!r) {
+        rundir_release(&rd);
+        return cli_fail(rd.path, "out of memory");
+    }
+    int ret = faultinject_run(&c, a.fault_kinds, r, stdout);
+    status = ret < 0 ? EXIT_SETUP : ret;
+    if (ret < 0)
+        fprintf(stderr, "qvet: faultinject: %s: %s\n", rd.path, r->setup_error);
+    printf("qvet faultinject: config %s%s%s%s, seed %" PRIu64 ": %" PRIu64 " ops\n", c.preset,
+           c.options[0] ? " (-o " : "", c.options, c.options[0] ? ")" : "", c.seed, r->ops);
+    for (int k = 0; k < FAULT_KINDS; k++) {
+        const struct fault_figures *g = &r->kinds[k];
+        if (!(a.fault_kinds & (1u << k)))
+            continue;
+        printf("%-12s runs %" PRIu64 ", faults reached %" PRIu64 ", errors returned %" PRIu64
+               ", misreports %" PRIu64 ", corruptions %" PRIu64 ", lost acknowledged bytes %"
+               PRIu64 ", bad failed-write sectors %" PRIu64 "\n", fault_kind_name(k), g->runs,
+               g->fired, g->errors, g->misreports, g->corruptions, g->lost_bytes,
+               g->bad_sectors);
+    }
+    printf("fault points:");
+    for (size_t i = 0; i < r->n_points; i++)
+        printf("%s %s %" PRIu64, i ? "," : "", r->points[i].name, r->points[i].count);
+    printf("\n");
+    struct summary sm = {
+        .tool = "faultinject", .c = &c, .status = status, .argc = argc, .argv = argv,
+        .failures = r->failures, .n_failures = r->n_failures, .setup_error = r->setup_error,
+        .kept_image = r->kept_image,
+        .repro_option = "--fail-at",
+    };
+    FILE *f = summary_begin(rd.path, &sm);
+    if (f) {
+        put_number(f, "ops", r->ops);
+        put_field(f, "faults");
+        fputs("{", f);
+        bool first = true;
+        for (int k = 0; k < FAULT_KINDS; k++) {
+            const struct fault_figures *g = &r->kinds[k];
+            if (!(a.fault_kinds & (1u << k)))
+                continue;
+            fprintf(f, "%s\"%s\": {\"runs\": %" PRIu64 ", \"reached\": %" PRIu64
+                    ", \"errors\": %" PRIu64 ", \"misreports\": %" PRIu64 ", \"corruptions\": %"
+                    PRIu64 ", \"lost_acknowledged_bytes\": %" PRIu64
+                    ", \"bad_failed_write_sectors\": %" PRIu64 "}", first ? "" : ", ",
+                    fault_kind_name(k), g->runs, g->fired, g->errors, g->misreports,
+                    g->corruptions, g->lost_bytes, g->bad_sectors);
+            first = false;
+        }
+        fputs("}", f);
+        put_field(f, "fault_points");
+        fputs("{", f);
+        for (size_t i = 0; i < r->n_points; i++) {
+            fputs(i ? ", " : "", f);
+            json_put_string(f, r->points[i].name);
+            fprintf(f, ": %" PRIu64, r->points[i].count);
+        }
+        fputs("}", f);
+    }
+    summary_end(f, rd.path, &sm);
+    if (status == 1)
+        printf("qvet faultinject: FAILED; evidence in %s (summary.json%s%s)\n", rd.path,
                r->kept_image[0] ? ", " : "", r->kept_image);
     free(r);
     rundir_release(&rd);

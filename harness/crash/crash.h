@@ -91,4 +91,69 @@ int crashtest_run(const struct crash_config *c, struct crash_result *r, FILE *ou
 int crash_workload(const struct crash_config *c, uint64_t cluster_size, struct op **ops,
                    size_t *n, char *errbuf, size_t errlen);
 
+/* ---- faultinject ------------------------------------------------------------------------ */
+
+enum fault_kind { FAULT_READ, FAULT_WRITE, FAULT_ENOSPC, FAULT_SHORT_WRITE, FAULT_FLUSH,
+                  FAULT_KINDS };
+
+/* "read-error", "write-error", "enospc", "short-write", "flush-error". */
+const char *fault_kind_name(enum fault_kind k);
+
+struct fault_figures {
+    uint64_t runs;                  /* workloads run with this kind of fault armed */
+    uint64_t fired;                 /* ... in which the fault was reached */
+    uint64_t errors;                /* ... and the op reported an error */
+    uint64_t misreports;            /* ... and the op reported success */
+    uint64_t corruptions, lost_bytes, bad_sectors;
+};
+
+/* Where faults struck, in the engine's terms (the failing structure). */
+#define FAULT_MAX_POINTS 24
+struct fault_point {
+    char name[64];
+    uint64_t count;
+};
+
+struct fault_result {
+    struct fault_figures kinds[FAULT_KINDS];
+    struct fault_point points[FAULT_MAX_POINTS];
+    size_t n_points;
+    uint64_t ops;
+    size_t n_failures;
+    uint64_t failures_total;
+    struct crash_failure failures[CRASH_MAX_FAILURES];
+    char kept_image[600];
+    char setup_error[600];
+};
+
+/*
+ * Runs the workload of `c` (its script, or c->ops generated ops without snapshot apply)
+ * once per N and fault kind in `kinds` (a mask of 1 << enum fault_kind), with the Nth
+ * host I/O of that kind failing (c->only_state: only that N), until a run completes
+ * without reaching it. The op that meets the fault must fail; after closing and
+ * reopening, the image must pass the structure judges, every op acknowledged before
+ * reads back, and the failed op shows old or new data in each sector. Returns 0, 1 when
+ * a run failed, -1 on a setup failure.
+ */
+int faultinject_run(const struct crash_config *c, unsigned kinds, struct fault_result *r,
+                    FILE *out);
+
+/* ---- shared by crashtest and faultinject ---------------------------------------------- */
+
+/* Runs a tool with its output into log_path; its exit status, or -1 if it did not run. */
+int crash_run_tool(const char *log_path, char *const argv[]);
+
+/*
+ * The structure judges of an image on disk: qvet opens it read-write (repairing a dirty
+ * image), qvet's check and (with qemu) qemu-img check find no corruption. Returns 0 and
+ * *leaks, or 1 with a one-line reason.
+ */
+int crash_judge_structure(const char *path, const char *log_path, bool qemu, bool *leaks,
+                          char *reason, size_t cap);
+
+/* Reads the disk (or a snapshot) through qvet into buf (len bytes, zeros past the end). */
+struct qcow2_error;
+int crash_qvet_read(const char *path, const char *snapshot, uint8_t *buf, uint64_t len,
+                    struct qcow2_error *err);
+
 #endif

@@ -457,8 +457,7 @@ static int run_workload(struct run *run, const struct op *ops, size_t n)
 
 /* ---- external judges ------------------------------------------------------------------ */
 
-/* Runs a tool with its output into log_path; its exit status, or -1 if it did not run. */
-static int run_tool(const char *log_path, char *const argv[])
+int crash_run_tool(const char *log_path, char *const argv[])
 {
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -573,8 +572,8 @@ static bool judge_disk(struct run *run, const struct expectation *x, uint64_t st
     return !lost && !bad;
 }
 
-static int qvet_read_all(const char *path, const char *snapshot, uint8_t *buf, uint64_t len,
-                         struct qcow2_error *err)
+int crash_qvet_read(const char *path, const char *snapshot, uint8_t *buf, uint64_t len,
+                    struct qcow2_error *err)
 {
     struct qcow2_open_options o = { .no_locks = true, .snapshot = snapshot };
     struct qcow2_image *img;
@@ -588,56 +587,63 @@ static int qvet_read_all(const char *path, const char *snapshot, uint8_t *buf, u
     return ret;
 }
 
-/* Keeps the first line qvet's check reports. */
+/* Keeps the first error qvet's check reports (leaks are no failure). */
 static void first_line(void *ctx, const char *line)
 {
     char *buf = ctx;
-    if (!buf[0])
+    if (!buf[0] && strncmp(line, "Leaked", 6))
         snprintf(buf, 300, "%s", line);
 }
 
-/* The structure judges: qvet's repairing open, then qvet's check and qemu-img check. */
-static bool judge_structure(struct run *run, uint64_t state, bool *leaks)
+int crash_judge_structure(const char *path, const char *log_path, bool qemu, bool *leaks,
+                          char *reason, size_t cap)
 {
     struct qcow2_error err;
     struct qcow2_image *img;
     struct qcow2_open_options rw = { .writable = true, .no_locks = true };
-    int ret = qcow2_open(run->state_path, &rw, &img, &err);
+    *leaks = false;
+    int ret = qcow2_open(path, &rw, &img, &err);
     if (ret) {
-        run->r->corruptions++;
-        add_failure(run, state, "crash-state-corruption", "qvet cannot open it read-write: %s",
-                    err.message);
-        return false;
+        snprintf(reason, cap, "qvet cannot open it read-write: %s", err.message);
+        return 1;
     }
     qcow2_close(img);
     struct qcow2_open_options co = { .for_check = true, .no_locks = true };
     struct qcow2_check_result cr;
     char finding[300] = "";
-    ret = qcow2_open(run->state_path, &co, &img, &err);
+    ret = qcow2_open(path, &co, &img, &err);
     if (!ret) {
         ret = qcow2_check(img, QCOW2_REPAIR_NONE, &cr, first_line, finding, &err);
         qcow2_close(img);
     }
     if (ret || cr.corruptions || cr.check_errors) {
-        run->r->corruptions++;
-        add_failure(run, state, "crash-state-corruption", "qvet check: %s",
-                    ret ? err.message : finding);
-        return false;
+        snprintf(reason, cap, "qvet check: %s", ret ? err.message : finding);
+        return 1;
     }
     *leaks = cr.leaks != 0;
-    if (!run->c->qemu)
-        return true;
-    char *check[] = { "qemu-img", "check", "-f", "qcow2", run->state_path, NULL };
-    int status = run_tool(run->log_path, check);
+    if (!qemu)
+        return 0;
+    char *check[] = { "qemu-img", "check", "-f", "qcow2", (char *)path, NULL };
+    int status = crash_run_tool(log_path, check);
     if (status == 0 || status == 3) {
         *leaks |= status == 3;
-        return true;
+        return 0;
     }
     char excerpt[300];
-    log_excerpt(run->log_path, excerpt, sizeof(excerpt));
+    log_excerpt(log_path, excerpt, sizeof(excerpt));
+    snprintf(reason, cap, "qemu-img check exits %d: %s", status, excerpt);
+    return 1;
+}
+
+/* The structure judges, counted. */
+static bool judge_structure(struct run *run, uint64_t state, bool *leaks)
+{
+    char reason[400];
+    if (!crash_judge_structure(run->state_path, run->log_path, run->c->qemu, leaks, reason,
+                               sizeof(reason)))
+        return true;
     run->r->corruptions++;
-    add_failure(run, state, "crash-state-corruption", "qemu-img check exits %d: %s", status,
-                excerpt);
+    add_failure(run, state, "crash-state-corruption", "%s", reason);
     return false;
 }
 
@@ -650,7 +656,7 @@ static bool qemu_read_all(struct run *run, const char *snapshot_id)
     char *snap[] = { "qemu-img", "convert", "-f", "qcow2", "-l", sel, "-O", "raw",
                      run->state_path, run->raw_path, NULL };
     unlink(run->raw_path);
-    if (run_tool(run->log_path, snapshot_id ? snap : plain))
+    if (crash_run_tool(run->log_path, snapshot_id ? snap : plain))
         return false;
     return read_file(run->raw_path, run->got, run->size) == 0;
 }
@@ -672,7 +678,7 @@ static bool judge_snapshots(struct run *run, const struct expectation *x, uint64
             continue;
         struct expectation sx = { .flushed = o->snapshot, .flush_op = x->flush_op };
         struct qcow2_error err;
-        if (qvet_read_all(run->state_path, o->snapshot_id, run->got, run->size, &err)) {
+        if (crash_qvet_read(run->state_path, o->snapshot_id, run->got, run->size, &err)) {
             run->r->lost_bytes += run->size;
             add_failure(run, state, "lost-flushed-bytes", "snapshot %s, flushed, is gone for "
                         "qvet: %s", o->snapshot_id, err.message);
@@ -726,7 +732,7 @@ static int judge(struct run *run, const struct expectation *x, uint64_t state,
     bool leaks = false;
     if (judge_structure(run, state, &leaks)) {
         struct qcow2_error err;
-        if (qvet_read_all(run->state_path, NULL, run->got, run->size, &err)) {
+        if (crash_qvet_read(run->state_path, NULL, run->got, run->size, &err)) {
             r->corruptions++;
             add_failure(run, state, "crash-state-corruption", "qvet cannot read it: %s",
                         err.message);
