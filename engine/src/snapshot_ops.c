@@ -266,6 +266,7 @@ struct dirty_bracket {
 
 static int bracket_begin(struct qcow2_image *img, struct dirty_bracket *b, struct qcow2_error *err)
 {
+    b->marked = false;
     int ret = image_begin_change(img, err);
     if (!ret)
         ret = image_mark_dirty_during(img, &b->marked, err);
