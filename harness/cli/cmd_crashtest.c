@@ -150,9 +150,8 @@ struct summary {
     const struct crash_config *c;
     int status, argc;
     char **argv;
-    const struct crash_failure *failures;
-    size_t n_failures;
-    const char *setup_error, *kept_image, *repro_option;
+    const struct crash_findings *found;
+    const char *repro_option;
 };
 
 /* The shared fields (PREAMBLE's convention); NULL when the file cannot be written. */
@@ -164,7 +163,8 @@ static FILE *summary_begin(const char *dir, const struct summary *sm)
     if (!f)
         return NULL;
     const struct crash_config *c = sm->c;
-    const struct crash_failure *first = sm->n_failures ? &sm->failures[0] : NULL;
+    const struct crash_findings *found = sm->found;
+    const struct crash_failure *first = found->n_failures ? &found->failures[0] : NULL;
     fputs("{\n  \"tool\": ", f);
     json_put_string(f, sm->tool);
     put_text(f, "verdict", sm->status == 0 ? "ok" : "failed");
@@ -173,7 +173,7 @@ static FILE *summary_begin(const char *dir, const struct summary *sm)
         json_put_string(f, first->kind);
     else
         fputs(sm->status == EXIT_SETUP ? "\"setup-error\"" : "null", f);
-    put_text(f, "reason", first ? first->reason : sm->setup_error);
+    put_text(f, "reason", first ? first->reason : found->setup_error);
     put_text(f, "target", "qvet");
     put_text(f, "config", c->options);
     put_text(f, "preset", c->preset);
@@ -185,14 +185,15 @@ static FILE *summary_begin(const char *dir, const struct summary *sm)
     put_reproduce(f, sm->tool, sm->argc, sm->argv, sm->repro_option,
                   first ? (int64_t)first->state : c->only_state);
     put_number(f, "exit_status", (uint64_t)sm->status);
-    put_text(f, "kept_image", sm->kept_image);
+    put_text(f, "kept_image", found->kept_image);
     put_field(f, "failures");
     fputs("[", f);
-    for (size_t i = 0; i < sm->n_failures; i++) {
-        fprintf(f, "%s{\"at\": %" PRIu64 ", \"kind\": ", i ? ", " : "", sm->failures[i].state);
-        json_put_string(f, sm->failures[i].kind);
+    for (size_t i = 0; i < found->n_failures; i++) {
+        const struct crash_failure *x = &found->failures[i];
+        fprintf(f, "%s{\"at\": %" PRIu64 ", \"kind\": ", i ? ", " : "", x->state);
+        json_put_string(f, x->kind);
         fputs(", \"reason\": ", f);
-        json_put_string(f, sm->failures[i].reason);
+        json_put_string(f, x->reason);
         fputs("}", f);
     }
     fputs("]", f);
@@ -396,7 +397,7 @@ int cmd_crashtest(int argc, char **argv)
     int ret = crashtest_run(&c, r, stdout);
     status = ret < 0 ? EXIT_SETUP : ret;
     if (ret < 0)
-        fprintf(stderr, "qvet: crashtest: %s: %s\n", rd.path, r->setup_error);
+        fprintf(stderr, "qvet: crashtest: %s: %s\n", rd.path, r->found.setup_error);
     printf("qvet crashtest: config %s%s%s%s, seed %" PRIu64 ": %" PRIu64 " ops, %" PRIu64
            " host writes, %" PRIu64 " flushes, %" PRIu64 " intervals\n",
            c.preset, c.options[0] ? " (-o " : "", c.options, c.options[0] ? ")" : "", c.seed,
@@ -408,8 +409,7 @@ int cmd_crashtest(int argc, char **argv)
            r->leaky_states, r->corruptions, r->lost_bytes, r->bad_sectors);
     struct summary sm = {
         .tool = "crashtest", .c = &c, .status = status, .argc = argc, .argv = argv,
-        .failures = r->failures, .n_failures = r->n_failures, .setup_error = r->setup_error,
-        .kept_image = r->kept_image,
+        .found = &r->found,
         .repro_option = "--state",
     };
     FILE *f = summary_begin(rd.path, &sm);
@@ -430,7 +430,7 @@ int cmd_crashtest(int argc, char **argv)
     summary_end(f, rd.path, &sm);
     if (status == 1)
         printf("qvet crashtest: FAILED; evidence in %s (summary.json%s%s)\n", rd.path,
-               r->kept_image[0] ? ", " : "", r->kept_image);
+               r->found.kept_image[0] ? ", " : "", r->found.kept_image);
     free(r);
     rundir_release(&rd);
     return status;
@@ -455,7 +455,7 @@ int cmd_faultinject(int argc, char **argv)
     int ret = faultinject_run(&c, a.fault_kinds, r, stdout);
     status = ret < 0 ? EXIT_SETUP : ret;
     if (ret < 0)
-        fprintf(stderr, "qvet: faultinject: %s: %s\n", rd.path, r->setup_error);
+        fprintf(stderr, "qvet: faultinject: %s: %s\n", rd.path, r->found.setup_error);
     printf("qvet faultinject: config %s%s%s%s, seed %" PRIu64 ": %" PRIu64 " ops\n", c.preset,
            c.options[0] ? " (-o " : "", c.options, c.options[0] ? ")" : "", c.seed, r->ops);
     for (int k = 0; k < FAULT_KINDS; k++) {
@@ -474,8 +474,7 @@ int cmd_faultinject(int argc, char **argv)
     printf("\n");
     struct summary sm = {
         .tool = "faultinject", .c = &c, .status = status, .argc = argc, .argv = argv,
-        .failures = r->failures, .n_failures = r->n_failures, .setup_error = r->setup_error,
-        .kept_image = r->kept_image,
+        .found = &r->found,
         .repro_option = "--fail-at",
     };
     FILE *f = summary_begin(rd.path, &sm);
@@ -509,7 +508,7 @@ int cmd_faultinject(int argc, char **argv)
     summary_end(f, rd.path, &sm);
     if (status == 1)
         printf("qvet faultinject: FAILED; evidence in %s (summary.json%s%s)\n", rd.path,
-               r->kept_image[0] ? ", " : "", r->kept_image);
+               r->found.kept_image[0] ? ", " : "", r->found.kept_image);
     free(r);
     rundir_release(&rd);
     return status;

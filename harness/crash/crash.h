@@ -69,16 +69,29 @@ struct crash_failure {
     char reason[400];
 };
 
+/* What a run found: its first failures, the image kept, or why it could not run. */
+struct crash_findings {
+    size_t n_failures;              /* the first CRASH_MAX_FAILURES are kept */
+    uint64_t failures_total;
+    struct crash_failure failures[CRASH_MAX_FAILURES];
+    char kept_image[600];           /* the first failing image ("" none) */
+    char setup_error[600];          /* setup failed (the workload itself, a tool) */
+};
+
+/* Records a failure and prints "qvet WHERE N: KIND: REASON" to out (may be NULL). */
+void crash_note(struct crash_findings *f, FILE *out, const char *where, uint64_t at,
+                const char *kind, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Records why the run could not go on; returns -1. */
+int crash_setup_failed(struct crash_findings *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 struct crash_result {
     uint64_t ops, events, writes, flushes, intervals;
     uint64_t states_built, states, leaky_states;
     uint64_t corruptions, lost_bytes, bad_sectors;
     bool bounded;                   /* max_states stopped the exploration */
-    size_t n_failures;              /* the first CRASH_MAX_FAILURES are kept */
-    uint64_t failures_total;
-    struct crash_failure failures[CRASH_MAX_FAILURES];
-    char kept_image[600];           /* the first failing state's image ("" none) */
-    char setup_error[600];          /* setup failed (the workload itself, a tool) */
+    struct crash_findings found;
 };
 
 /*
@@ -119,11 +132,7 @@ struct fault_result {
     struct fault_point points[FAULT_MAX_POINTS];
     size_t n_points;
     uint64_t ops;
-    size_t n_failures;
-    uint64_t failures_total;
-    struct crash_failure failures[CRASH_MAX_FAILURES];
-    char kept_image[600];
-    char setup_error[600];
+    struct crash_findings found;
 };
 
 /*

@@ -294,23 +294,13 @@ static struct qcow2_backend *record_hook(struct qcow2_backend *file, void *ctx)
     return io_record_wrap(file, &run->rec);
 }
 
-static int setup_failed(struct run *run, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int setup_failed(struct run *run, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(run->r->setup_error, sizeof(run->r->setup_error), fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* The backing file: a raw file with a pattern over its first three quarters. */
 static int make_backing(struct run *run)
 {
     snprintf(run->base_path, sizeof(run->base_path), "%s/base.raw", run->c->dir);
     int fd = open(run->base_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return setup_failed(run, "%s: %s", run->base_path, strerror(errno));
+        return crash_setup_failed(&run->r->found, "%s: %s", run->base_path, strerror(errno));
     uint64_t len = run->size / 4 * 3 / SECTOR * SECTOR;
     uint8_t sector[SECTOR];
     int ret = 0;
@@ -320,7 +310,7 @@ static int make_backing(struct run *run)
         ret = pwrite(fd, sector, SECTOR, (off_t)off) == SECTOR ? 0 : -1;
     }
     if (close(fd) || ret)
-        return setup_failed(run, "%s: %s", run->base_path, strerror(errno));
+        return crash_setup_failed(&run->r->found, "%s: %s", run->base_path, strerror(errno));
     return 0;
 }
 
@@ -405,31 +395,31 @@ static int run_workload(struct run *run, const struct op *ops, size_t n)
     char errbuf[2400];
     struct step st = { .max_snapshots = MAX_SNAPSHOTS, .io_cap = 1u << 20 };
     if (target_create("qvet", &params, &st.t, errbuf, sizeof(errbuf)))
-        return setup_failed(run, "%s", errbuf);
+        return crash_setup_failed(&run->r->found, "%s", errbuf);
     int ret = step_start(&st);
     if (ret) {
         st.t->ops->close(st.t);
-        return setup_failed(run, "the target's facts: %s", st.t->message);
+        return crash_setup_failed(&run->r->found, "the target's facts: %s", st.t->message);
     }
     run->size = st.facts.size;
     run->initial = calloc(1, run->size);
     st.buf = malloc(st.io_cap);
     st.want = malloc(st.io_cap);
     if (!run->initial || !st.buf || !st.want)
-        ret = setup_failed(run, "out of memory");
+        ret = crash_setup_failed(&run->r->found, "out of memory");
     if (!ret && c->backing) {
         uint64_t len = run->size / 4 * 3 / SECTOR * SECTOR;
         ret = read_file(run->base_path, run->initial, len);
         memset(run->initial + len, 0, run->size - len);
         if (ret)
-            ret = setup_failed(run, "%s: %s", run->base_path, strerror(-ret));
+            ret = crash_setup_failed(&run->r->found, "%s: %s", run->base_path, strerror(-ret));
     }
     if (!ret && oracle_create_mem(run->size, run->initial, run->size, &st.facts.oracle, &st.o,
                                   errbuf, sizeof(errbuf)))
-        ret = setup_failed(run, "oracle: %s", errbuf);
+        ret = crash_setup_failed(&run->r->found, "oracle: %s", errbuf);
     run->ops = calloc(n ? n : 1, sizeof(*run->ops));
     if (!ret && !run->ops)
-        ret = setup_failed(run, "out of memory");
+        ret = crash_setup_failed(&run->r->found, "out of memory");
     for (size_t i = 0; i < n && !ret; i++) {
         struct op_record *rec = &run->ops[i];
         rec->op = ops[i];
@@ -443,14 +433,14 @@ static int run_workload(struct run *run, const struct op *ops, size_t n)
         op_format(&rec->op, line, sizeof(line));
         if (rec->outcome != STEP_DONE && rec->outcome != STEP_SKIPPED &&
             rec->outcome != STEP_REFUSED) {
-            ret = setup_failed(run, "the workload itself failed at op %s: %s", line,
+            ret = crash_setup_failed(&run->r->found, "the workload itself failed at op %s: %s", line,
                                st.t->message[0] ? st.t->message : "a read differed");
             break;
         }
         if (run->rec.error)
-            ret = setup_failed(run, "the recorder: %s", strerror(-run->rec.error));
+            ret = crash_setup_failed(&run->r->found, "the recorder: %s", strerror(-run->rec.error));
         else if (remember_op(run, st.o, rec))
-            ret = setup_failed(run, "out of memory keeping op %s", line);
+            ret = crash_setup_failed(&run->r->found, "out of memory keeping op %s", line);
     }
     st.t->ops->close(st.t);
     if (st.o)
@@ -508,25 +498,32 @@ struct expectation {
     size_t flush_op;                /* that flush's op index + 1 (0: none, the start) */
 };
 
-static void add_failure(struct run *run, uint64_t state, const char *kind, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void add_failure(struct run *run, uint64_t state, const char *kind, const char *fmt, ...)
+void crash_note(struct crash_findings *f, FILE *out, const char *where, uint64_t at,
+                const char *kind, const char *fmt, ...)
 {
-    struct crash_result *r = run->r;
-    r->failures_total++;
+    f->failures_total++;
     char reason[400];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
-    if (run->out)
-        fprintf(run->out, "qvet crashtest: state %" PRIu64 ": %s: %s\n", state, kind, reason);
-    if (r->n_failures < CRASH_MAX_FAILURES) {
-        struct crash_failure *f = &r->failures[r->n_failures++];
-        f->state = state;
-        f->kind = kind;
-        snprintf(f->reason, sizeof(f->reason), "%s", reason);
+    if (out)
+        fprintf(out, "qvet %s %" PRIu64 ": %s: %s\n", where, at, kind, reason);
+    if (f->n_failures < CRASH_MAX_FAILURES) {
+        struct crash_failure *x = &f->failures[f->n_failures++];
+        x->state = at;
+        x->kind = kind;
+        snprintf(x->reason, sizeof(x->reason), "%s", reason);
     }
+}
+
+int crash_setup_failed(struct crash_findings *f, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->setup_error, sizeof(f->setup_error), fmt, ap);
+    va_end(ap);
+    return -1;
 }
 
 static bool sector_allowed(const struct run *run, const struct expectation *x, uint64_t s,
@@ -566,12 +563,12 @@ static bool judge_disk(struct run *run, const struct expectation *x, uint64_t st
     run->r->lost_bytes += lost;
     run->r->bad_sectors += bad;
     if (lost)
-        add_failure(run, state, "lost-flushed-bytes",
+        crash_note(&run->r->found, run->out, "crashtest: state", state, "lost-flushed-bytes",
                     "read through %s, %" PRIu64 " bytes flushed by %s differ, the first at "
                     "guest sector %" PRIu64, reader, lost,
                     x->flush_op ? "a completed guest flush" : "the initial image", first_lost);
     if (bad)
-        add_failure(run, state, "bad-unflushed-sector",
+        crash_note(&run->r->found, run->out, "crashtest: state", state, "bad-unflushed-sector",
                     "read through %s, %" PRIu64 " sectors written since the last flush hold "
                     "neither their old nor their new data, the first at guest sector %" PRIu64,
                     reader, bad, first_bad);
@@ -649,7 +646,7 @@ static bool judge_structure(struct run *run, uint64_t state, bool *leaks)
                                sizeof(reason)))
         return true;
     run->r->corruptions++;
-    add_failure(run, state, "crash-state-corruption", "%s", reason);
+    crash_note(&run->r->found, run->out, "crashtest: state", state, "crash-state-corruption", "%s", reason);
     return false;
 }
 
@@ -686,7 +683,7 @@ static bool judge_snapshots(struct run *run, const struct expectation *x, uint64
         struct qcow2_error err;
         if (crash_qvet_read(run->state_path, o->snapshot_id, run->got, run->size, &err)) {
             run->r->lost_bytes += run->size;
-            add_failure(run, state, "lost-flushed-bytes", "snapshot %s, flushed, is gone for "
+            crash_note(&run->r->found, run->out, "crashtest: state", state, "lost-flushed-bytes", "snapshot %s, flushed, is gone for "
                         "qvet: %s", o->snapshot_id, err.message);
             ok = false;
             continue;
@@ -698,7 +695,7 @@ static bool judge_snapshots(struct run *run, const struct expectation *x, uint64
             continue;
         if (!qemu_read_all(run, o->snapshot_id)) {
             run->r->lost_bytes += run->size;
-            add_failure(run, state, "lost-flushed-bytes", "snapshot %s, flushed, cannot be "
+            crash_note(&run->r->found, run->out, "crashtest: state", state, "lost-flushed-bytes", "snapshot %s, flushed, cannot be "
                         "read by qemu-img convert", o->snapshot_id);
             ok = false;
             continue;
@@ -732,15 +729,15 @@ static int judge(struct run *run, const struct expectation *x, uint64_t state,
 {
     struct crash_result *r = run->r;
     if (write_whole(run->state_path, bytes, len))
-        return setup_failed(run, "%s: cannot write: %s", run->state_path, strerror(errno));
+        return crash_setup_failed(&run->r->found, "%s: cannot write: %s", run->state_path, strerror(errno));
     r->states++;
-    uint64_t failures_before = r->failures_total;
+    uint64_t failures_before = r->found.failures_total;
     bool leaks = false;
     if (judge_structure(run, state, &leaks)) {
         struct qcow2_error err;
         if (crash_qvet_read(run->state_path, NULL, run->got, run->size, &err)) {
             r->corruptions++;
-            add_failure(run, state, "crash-state-corruption", "qvet cannot read it: %s",
+            crash_note(&run->r->found, run->out, "crashtest: state", state, "crash-state-corruption", "qvet cannot read it: %s",
                         err.message);
         } else {
             judge_disk(run, x, state, "qvet");
@@ -748,7 +745,7 @@ static int judge(struct run *run, const struct expectation *x, uint64_t state,
         if (run->c->qemu) {
             if (!qemu_read_all(run, NULL)) {
                 r->corruptions++;
-                add_failure(run, state, "crash-state-corruption",
+                crash_note(&run->r->found, run->out, "crashtest: state", state, "crash-state-corruption",
                             "qemu-img convert cannot read it");
             } else {
                 judge_disk(run, x, state, "QEMU");
@@ -757,14 +754,14 @@ static int judge(struct run *run, const struct expectation *x, uint64_t state,
         judge_snapshots(run, x, state);
     }
     r->leaky_states += leaks;
-    if (r->failures_total > failures_before) {
+    if (r->found.failures_total > failures_before) {
         if (run->out)
             fprintf(run->out, "qvet crashtest: state %" PRIu64 " was %s\n", state, what);
-        if (!r->kept_image[0]) {
-            snprintf(r->kept_image, sizeof(r->kept_image), "%s/crashed-%" PRIu64 ".qcow2",
+        if (!r->found.kept_image[0]) {
+            snprintf(r->found.kept_image, sizeof(r->found.kept_image), "%s/crashed-%" PRIu64 ".qcow2",
                      run->c->dir, state);
-            if (write_whole(r->kept_image, bytes, len))
-                r->kept_image[0] = '\0';
+            if (write_whole(r->found.kept_image, bytes, len))
+                r->found.kept_image[0] = '\0';
         }
     }
     return 0;
@@ -822,7 +819,7 @@ static int build_and_judge(struct run *run, struct interval *iv, const uint8_t *
     size_t len = durable_len;
     uint8_t *img = malloc(len ? len : 1);
     if (!img)
-        return setup_failed(run, "out of memory");
+        return crash_setup_failed(&run->r->found, "out of memory");
     memcpy(img, durable, len);
     int ret = 0;
     for (size_t i = iv->first; i < iv->end && !ret; i++) {
@@ -869,7 +866,7 @@ static int explore_interval(struct run *run, struct interval *iv, const uint8_t 
     uint8_t *lands = calloc(k ? k : 1, 1);
     char what[700];
     if (!lands)
-        return setup_failed(run, "out of memory");
+        return crash_setup_failed(&run->r->found, "out of memory");
     uint64_t rng = c->seed ^ (0x5bd1e995ull * (iv->first + 1));
     describe(what, sizeof(what), iv, lands, SIZE_MAX, 0);
     int ret = build_and_judge(run, iv, durable, durable_len, lands, SIZE_MAX, 0, state, what);
@@ -915,7 +912,7 @@ static int explore(struct run *run)
     size_t len = rec->initial_len;
     uint8_t *durable = malloc(len ? len : 1);
     if (!durable)
-        return setup_failed(run, "out of memory");
+        return crash_setup_failed(&run->r->found, "out of memory");
     memcpy(durable, rec->initial, len);
     uint64_t state = 0;
     int ret = 0;
@@ -965,7 +962,7 @@ int crashtest_run(const struct crash_config *c, struct crash_result *r, FILE *ou
     char errbuf[600];
     int ret = crash_workload(c, cluster_size_of(c->options), &ops, &n, errbuf, sizeof(errbuf));
     if (ret)
-        ret = setup_failed(&run, "%s", errbuf);
+        ret = crash_setup_failed(&run.r->found, "%s", errbuf);
     if (!ret)
         ret = run_workload(&run, ops, n);
     free(ops);
@@ -976,7 +973,7 @@ int crashtest_run(const struct crash_config *c, struct crash_result *r, FILE *ou
         r->flushes += run.rec.events[i].kind == IO_RECORD_FLUSH;
     }
     if (!ret && !(run.got = malloc(run.size)))
-        ret = setup_failed(&run, "out of memory");
+        ret = crash_setup_failed(&run.r->found, "out of memory");
     if (!ret)
         ret = explore(&run);
     for (size_t i = 0; i < run.n_ops; i++) {

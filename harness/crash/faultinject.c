@@ -2,7 +2,6 @@
 /* qvet faultinject: the Nth host I/O fails, for every N; the engine must say so and stay safe. */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -124,37 +123,6 @@ static const struct target_ops null_ops = {
     .snapshot_delete = null_snapshot,
 };
 
-static void add_failure(struct fi *fi, uint64_t n, const char *kind, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void add_failure(struct fi *fi, uint64_t n, const char *kind, const char *fmt, ...)
-{
-    struct fault_result *r = fi->r;
-    r->failures_total++;
-    char reason[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
-    va_end(ap);
-    if (fi->out)
-        fprintf(fi->out, "qvet faultinject: N=%" PRIu64 ": %s: %s\n", n, kind, reason);
-    if (r->n_failures < CRASH_MAX_FAILURES) {
-        struct crash_failure *f = &r->failures[r->n_failures++];
-        f->state = n;
-        f->kind = kind;
-        snprintf(f->reason, sizeof(f->reason), "%s", reason);
-    }
-}
-
-static int setup_failed(struct fi *fi, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int setup_failed(struct fi *fi, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(fi->r->setup_error, sizeof(fi->r->setup_error), fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* The step an engine message names: "FILE: STRUCTURE at offset N: ...". */
 static const char *event_of(const char *image, const char *message, char *structure, size_t cap)
 {
@@ -222,11 +190,11 @@ static void judge_disk(struct fi *fi, struct fault_figures *fig, uint64_t n, con
     fig->lost_bytes += lost;
     fig->bad_sectors += bad;
     if (lost)
-        add_failure(fi, n, "lost-acknowledged-bytes", "%s: %" PRIu64 " bytes of acknowledged "
+        crash_note(&fi->r->found, fi->out, "faultinject: N =", n, "lost-acknowledged-bytes", "%s: %" PRIu64 " bytes of acknowledged "
                     "writes differ after reopening, the first at guest sector %" PRIu64, what,
                     lost, first);
     if (bad)
-        add_failure(fi, n, "bad-failed-write-sector", "%s: %" PRIu64 " sectors of the failed "
+        crash_note(&fi->r->found, fi->out, "faultinject: N =", n, "bad-failed-write-sector", "%s: %" PRIu64 " sectors of the failed "
                     "op hold neither old nor new data, the first at guest sector %" PRIu64,
                     what, bad, first);
 }
@@ -252,7 +220,7 @@ static int run_once(struct fi *fi, enum fault_kind k, uint64_t n, const struct o
                                 TARGET_CAN_FLUSH | TARGET_CAN_SNAPSHOT } };
     struct step shadow = { .t = &null.base, .max_snapshots = MAX_SNAPSHOTS, .io_cap = st.io_cap };
     if (target_create("qvet", &params, &st.t, errbuf, sizeof(errbuf)))
-        return setup_failed(fi, "%s", errbuf);
+        return crash_setup_failed(&fi->r->found, "%s", errbuf);
     int ret = step_start(&st);
     fi->size = st.facts.size;
     null.facts = st.facts;
@@ -263,11 +231,11 @@ static int run_once(struct fi *fi, enum fault_kind k, uint64_t n, const struct o
     shadow.facts = st.facts;
     if (!ret && oracle_create_mem(fi->size, NULL, 0, &st.facts.oracle, &st.o, errbuf,
                                   sizeof(errbuf)))
-        ret = setup_failed(fi, "oracle: %s", errbuf);
+        ret = crash_setup_failed(&fi->r->found, "oracle: %s", errbuf);
     shadow.o = st.o;
     if (!ret && (!st.buf || !st.want || !(fi->before = fi->before ? fi->before : malloc(fi->size)) ||
                  !(fi->got = fi->got ? fi->got : malloc(fi->size))))
-        ret = setup_failed(fi, "out of memory");
+        ret = crash_setup_failed(&fi->r->found, "out of memory");
     /* The image is open: from here on the fault counts. */
     arm(&fi->fault, k, n);
     const struct op *failed = NULL;
@@ -282,19 +250,19 @@ static int run_once(struct fi *fi, enum fault_kind k, uint64_t n, const struct o
         op_format(&ops[i], line, sizeof(line));
         if (!*reached) {
             if (out != STEP_DONE && out != STEP_SKIPPED && out != STEP_REFUSED)
-                ret = setup_failed(fi, "the workload failed untouched at op %s: %s", line,
+                ret = crash_setup_failed(&fi->r->found, "the workload failed untouched at op %s: %s", line,
                                    st.t->message);
             continue;
         }
         fig->fired++;
         if (out == STEP_DONE || out == STEP_REFUSED) {
             fig->misreports++;
-            add_failure(fi, n, "fault-misreport", "%s: op %s reported success although the "
+            crash_note(&fi->r->found, fi->out, "faultinject: N =", n, "fault-misreport", "%s: op %s reported success although the "
                         "I/O failed", what, line);
             break;
         }
         if (out != STEP_TARGET_FAILED) {
-            ret = setup_failed(fi, "%s: op %s: unexpected outcome %d", what, line, (int)out);
+            ret = crash_setup_failed(&fi->r->found, "%s: op %s: unexpected outcome %d", what, line, (int)out);
             break;
         }
         fig->errors++;
@@ -303,12 +271,12 @@ static int run_once(struct fi *fi, enum fault_kind k, uint64_t n, const struct o
         failed = &ops[i];
         /* Old: the oracle as acknowledged; new: what the op would have made of it. */
         if (oracle_read(st.o, fi->before, fi->size, 0))
-            ret = setup_failed(fi, "the oracle cannot be read");
+            ret = crash_setup_failed(&fi->r->found, "the oracle cannot be read");
         else if (step_run(&shadow, failed, &sr) != STEP_DONE && sr.outcome != STEP_SKIPPED)
-            ret = setup_failed(fi, "the oracle cannot follow op %s", line);
+            ret = crash_setup_failed(&fi->r->found, "the oracle cannot follow op %s", line);
     }
     if (!ret && !failed && oracle_read(st.o, fi->before, fi->size, 0))
-        ret = setup_failed(fi, "the oracle cannot be read");
+        ret = crash_setup_failed(&fi->r->found, "the oracle cannot be read");
     fi->fault.armed = false;
     st.t->ops->close(st.t);
     bool leaks;
@@ -316,22 +284,22 @@ static int run_once(struct fi *fi, enum fault_kind k, uint64_t n, const struct o
     if (!ret && *reached &&
         crash_judge_structure(fi->image, fi->log_path, c->qemu, &leaks, reason, sizeof(reason))) {
         fig->corruptions++;
-        add_failure(fi, n, "crash-state-corruption", "%s: %s", what, reason);
+        crash_note(&fi->r->found, fi->out, "faultinject: N =", n, "crash-state-corruption", "%s: %s", what, reason);
     } else if (!ret && *reached) {
         struct qcow2_error err;
         if (crash_qvet_read(fi->image, NULL, fi->got, fi->size, &err)) {
             fig->corruptions++;
-            add_failure(fi, n, "crash-state-corruption", "%s: qvet cannot read it: %s", what,
+            crash_note(&fi->r->found, fi->out, "faultinject: N =", n, "crash-state-corruption", "%s: qvet cannot read it: %s", what,
                         err.message);
         } else {
             judge_disk(fi, fig, n, what, st.o, failed);
         }
     }
-    if (fi->r->failures_total && !fi->r->kept_image[0]) {
-        snprintf(fi->r->kept_image, sizeof(fi->r->kept_image), "%s/failed-%s-%" PRIu64 ".qcow2",
+    if (fi->r->found.failures_total && !fi->r->found.kept_image[0]) {
+        snprintf(fi->r->found.kept_image, sizeof(fi->r->found.kept_image), "%s/failed-%s-%" PRIu64 ".qcow2",
                  c->dir, fault_kind_name(k), n);
-        if (rename(fi->image, fi->r->kept_image))
-            fi->r->kept_image[0] = '\0';
+        if (rename(fi->image, fi->r->found.kept_image))
+            fi->r->found.kept_image[0] = '\0';
     }
     if (st.o)
         oracle_close(st.o);
@@ -360,10 +328,10 @@ int faultinject_run(const struct crash_config *c, unsigned kinds, struct fault_r
     snprintf(copy, sizeof(copy), "%s", c->options);
     struct qcow2_error err;
     if (c->options[0] && qcow2_create_options_parse(&o, copy, &err))
-        return setup_failed(&fi, "-o: %s", err.message);
+        return crash_setup_failed(&r->found, "-o: %s", err.message);
     int ret = crash_workload(&plain, o.cluster_size, &ops, &n_ops, errbuf, sizeof(errbuf));
     if (ret)
-        return setup_failed(&fi, "%s", errbuf);
+        return crash_setup_failed(&r->found, "%s", errbuf);
     /* Generated snapshot ops name "#K"; here ids are 1, 2, ... as the engine gives them. */
     for (size_t i = 0; i < n_ops; i++)
         if (ops[i].snapshot[0] == '#')
