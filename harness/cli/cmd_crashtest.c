@@ -80,6 +80,7 @@ const char cmd_faultinject_help[] =
     "                     (default all)\n"
     "  --max-runs N       at most N runs per kind of fault, 0: no bound (default 0)\n"
     "  --fail-at N        only the run where I/O N fails (what a reproduce line does)\n"
+    "  --list-configs     the configurations, one a line\n"
     "  --no-qemu          judge with qvet only\n"
     "  --dir DIR          work in DIR (default: a new reports/faultinject/run-NNNN)\n"
     "  -h, --help         this text\n"
@@ -222,7 +223,7 @@ static int list_configs(void)
 
 #define USAGE(cmd, ...) (cli_usage(cmd, __VA_ARGS__), EXIT_SETUP)
 
-/* What both commands take; crashtest and faultinject each refuse the other's own options. */
+/* What the two commands take (each its own option table). */
 struct args {
     struct crash_config c;
     const char *dir;
@@ -250,7 +251,7 @@ static bool parse_fault_kinds(const char *text, unsigned *kinds)
 /* Returns -1 when parsed, else the exit status (help, a usage error). */
 static int parse_args(const char *cmd, bool crash, int argc, char **argv, struct args *a)
 {
-    static const struct option longopts[] = {
+    static const struct option crash_options[] = {
         { "config", required_argument, NULL, 'c' },
         { "seed", required_argument, NULL, 'S' },
         { "ops", required_argument, NULL, 'n' },
@@ -260,6 +261,18 @@ static int parse_args(const char *cmd, bool crash, int argc, char **argv, struct
         { "tears", required_argument, NULL, 't' },
         { "max-states", required_argument, NULL, 'M' },
         { "state", required_argument, NULL, 'N' },
+        { "no-qemu", no_argument, NULL, 'Q' },
+        { "dir", required_argument, NULL, 'd' },
+        { "list-configs", no_argument, NULL, 'L' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    static const struct option fault_options[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "seed", required_argument, NULL, 'S' },
+        { "ops", required_argument, NULL, 'n' },
+        { "size", required_argument, NULL, 's' },
+        { "script", required_argument, NULL, 'x' },
         { "faults", required_argument, NULL, 'F' },
         { "max-runs", required_argument, NULL, 'R' },
         { "fail-at", required_argument, NULL, 'A' },
@@ -280,12 +293,8 @@ static int parse_args(const char *cmd, bool crash, int argc, char **argv, struct
     uint64_t v, size = 0;
     int opt;
     cli_getopt_reset();
-    while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
-        bool crash_only = opt == 'm' || opt == 't' || opt == 'M' || opt == 'N';
-        bool fault_only = opt == 'F' || opt == 'R' || opt == 'A';
-        if ((crash && fault_only) || (!crash && crash_only))
-            return USAGE(cmd, "option '%s' belongs to qvet %s", argv[optind - 1],
-                         crash ? "faultinject" : "crashtest");
+    while ((opt = getopt_long(argc, argv, "o:h", crash ? crash_options : fault_options,
+                              NULL)) != -1) {
         switch (opt) {
         case 'c': preset = optarg; break;
         case 'o':
