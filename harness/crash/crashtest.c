@@ -783,6 +783,7 @@ struct interval {
     struct expectation x;
     uint64_t *seen;                 /* hashes of the images judged for it */
     size_t n_seen;
+    uint64_t judged, budget;        /* its share of --max-states */
 };
 
 static void expect_for(const struct run *run, size_t end_event, bool at_end, struct expectation *x)
@@ -812,7 +813,8 @@ static int build_and_judge(struct run *run, struct interval *iv, const uint8_t *
     uint64_t number = (*state)++;
     if (run->c->only_state >= 0 && number != (uint64_t)run->c->only_state)
         return 0;
-    if (run->c->max_states && run->r->states >= run->c->max_states) {
+    if (run->c->max_states &&
+        (run->r->states >= run->c->max_states || iv->judged >= iv->budget)) {
         run->r->bounded = true;
         return 0;
     }
@@ -841,6 +843,7 @@ static int build_and_judge(struct run *run, struct interval *iv, const uint8_t *
             iv->seen[iv->n_seen++] = h;
         }
         ret = judge(run, &iv->x, number, img, len, what);
+        iv->judged++;
     }
     free(img);
     return ret;
@@ -917,11 +920,16 @@ static int explore(struct run *run)
     uint64_t state = 0;
     int ret = 0;
     size_t first = 0;
+    /* A bound is shared out over the intervals, so that it cuts every one, not the end. */
+    uint64_t intervals = 1;
+    for (size_t i = 0; i < rec->count; i++)
+        intervals += rec->events[i].kind != IO_RECORD_WRITE;
+    uint64_t budget = run->c->max_states / intervals;
     for (size_t i = 0; i <= rec->count && !ret; i++) {
         bool at_end = i == rec->count;
         if (!at_end && rec->events[i].kind == IO_RECORD_WRITE)
             continue;
-        struct interval iv = { .first = first, .end = i };
+        struct interval iv = { .first = first, .end = i, .budget = budget ? budget : 1 };
         expect_for(run, i, at_end, &iv.x);
         run->r->intervals++;
         ret = explore_interval(run, &iv, durable, len, &state);
