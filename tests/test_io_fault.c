@@ -154,6 +154,23 @@ START_TEST(a_short_write_stores_its_first_half_and_fails)
 }
 END_TEST
 
+START_TEST(a_short_write_stores_whole_sectors_only)
+{
+    struct rig r;
+    rig_up(&r);
+    r.f.mask = IO_FAULT_WRITE;
+    r.f.armed = true;
+    r.f.short_write = true;
+    ck_assert_int_eq(put(&r, 0, 8, 0x5a), -EIO);
+    ck_assert_int_eq(on_disk(&r, 0), 0);
+    r.f.armed = true;
+    ck_assert_int_eq(put(&r, 0, 1536, 0x6b), -EIO);
+    ck_assert_int_eq(on_disk(&r, 511), 0x6b);
+    ck_assert_int_eq(on_disk(&r, 512), 0);
+    rig_down(&r);
+}
+END_TEST
+
 START_TEST(pad_to_makes_the_file_look_longer)
 {
     struct rig r;
@@ -324,6 +341,7 @@ static Suite *io_fault_suite(void)
     tcase_add_test(t, a_persistent_fault_fails_every_later_io_and_flush);
     tcase_add_test(t, the_mask_picks_which_kind_fails);
     tcase_add_test(t, a_short_write_stores_its_first_half_and_fails);
+    tcase_add_test(t, a_short_write_stores_whole_sectors_only);
     tcase_add_test(t, pad_to_makes_the_file_look_longer);
     tcase_add_test(t, a_handler_can_arm_the_fault_it_passes_writes_to);
     tcase_add_test(t, one_fault_outlives_the_shims_of_successive_opens);

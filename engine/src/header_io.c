@@ -142,6 +142,16 @@ int image_mark_dirty(struct qcow2_image *img, struct qcow2_error *err)
     return write_incompat(img, img->hdr.incompatible_features | QCOW2_INCOMPAT_DIRTY, err);
 }
 
+int image_mark_dirty_during(struct qcow2_image *img, bool *marked, struct qcow2_error *err)
+{
+    *marked = false;
+    if (img->hdr.version < 3 || (img->hdr.incompatible_features & QCOW2_INCOMPAT_DIRTY))
+        return 0;
+    int ret = write_incompat(img, img->hdr.incompatible_features | QCOW2_INCOMPAT_DIRTY, err);
+    *marked = !ret;
+    return ret;
+}
+
 int image_mark_clean(struct qcow2_image *img, struct qcow2_error *err)
 {
     return header_clear_incompat(img, QCOW2_INCOMPAT_DIRTY, err);

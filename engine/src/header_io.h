@@ -7,6 +7,7 @@
 #define QVET_HEADER_IO_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "qcow2.h"
@@ -58,5 +59,13 @@ int image_mark_dirty(struct qcow2_image *img, struct qcow2_error *err);
 
 /* Clears the dirty bit (after a flush), if set. */
 int image_mark_clean(struct qcow2_image *img, struct qcow2_error *err);
+
+/*
+ * Sets the dirty bit (flushed) on a version 3 image that does not have it, for a change
+ * whose steps cannot all be consistent on disk (refcounts and COPIED flags of a snapshot
+ * operation move together): a crash midway then leaves an image that every opener
+ * repairs. *marked says whether it was set here (to clear it with image_mark_clean).
+ */
+int image_mark_dirty_during(struct qcow2_image *img, bool *marked, struct qcow2_error *err);
 
 #endif

@@ -53,6 +53,11 @@ struct qcow2_image {
     void *notice_ctx;
     bool lazy_refcounts;            /* refcount writes need no ordering (dirty bit set) */
     bool refcounts_unflushed;       /* raised refcounts not yet known to be on disk */
+    uint64_t writes_total;          /* host writes since the image was opened */
+    uint64_t writes_unflushed;      /* host writes since the last flush ... */
+    uint64_t refcount_writes_unflushed; /* ... and how many of them were refcount entries */
+    uint64_t *freed;                /* clusters freed since the last flush, sorted: */
+    size_t n_freed, freed_cap;      /* the allocator keeps off them until it completes */
     uint64_t free_cluster_hint;     /* no free cluster below this index */
     uint64_t compressed_next;       /* byte where packed compressed data may continue, 0 none */
     uint8_t *scratch;               /* one cluster, for copy-on-write and new tables */
@@ -95,10 +100,19 @@ int image_block_status(struct qcow2_image *img, uint64_t off, uint64_t len, uint
                        bool *is_hole);
 
 /*
- * Orders metadata: called before a new reference is written, it makes sure the raised
- * refcounts it depends on reach the disk first (not needed with lazy refcounts).
+ * Orders metadata (docs/crash-safety.md): called before a reference (an L2 or L1 entry,
+ * a refcount table entry, a header field) is written, it makes sure that everything
+ * written before it, which it may depend on (data, a new table, raised refcounts), is on
+ * disk first. With lazy refcounts, pending refcount updates alone need no flush.
  */
 int image_barrier(struct qcow2_image *img, struct qcow2_error *err);
+
+/*
+ * Called before a refcount drops: the removal of the reference it follows must reach
+ * the disk first, or a crash leaves a cluster in use with refcount 0 (not needed with
+ * lazy refcounts, whose dirty image is repaired on open).
+ */
+int image_barrier_before_free(struct qcow2_image *img, struct qcow2_error *err);
 
 /* Fills err about img's file (a shorthand for err_set with img->name). */
 int image_error(const struct qcow2_image *img, struct qcow2_error *err, int code,

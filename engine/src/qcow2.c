@@ -448,6 +448,7 @@ void qcow2_close(struct qcow2_image *img)
     free(img->cluster_buf);
     free(img->scratch);
     free(img->refcount_scratch);
+    free(img->freed);
     free(img->zeros);
     free(img->l1);
     free(img->reftable);

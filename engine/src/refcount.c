@@ -2,8 +2,12 @@
 /*
  * Refcounts. Updates are written through entry by entry, in an order that keeps the
  * image safe at every step: a refcount block reaches the disk before the table points to
- * it, a new refcount table before the header does, and raised refcounts before anything
- * references the clusters (image_barrier). A crash can leak clusters, never lose them.
+ * it, a new refcount table before the header does, raised refcounts before anything
+ * references the clusters (image_barrier), and a refcount drops only once the removal
+ * of the reference is on disk (image_barrier_before_free). A cluster freed since the last
+ * flush is not handed out again before the next one completes: until then a crash may
+ * still show the old reference to it. A crash can leak clusters, never lose them
+ * (docs/crash-safety.md).
  */
 #include "refcount.h"
 
@@ -202,8 +206,9 @@ static int create_block(struct qcow2_image *img, uint64_t table_index, uint64_t 
     int ret = image_write(img, block, img->cluster_size, block_offset, "refcount block", err);
     if (!ret && cache_install(img->refblock_cache, block_offset, block))
         ret = image_error(img, err, -ENOMEM, "refcount block", block_offset, "out of memory");
+    /* The block must be on disk before the table links it, lazy refcounts or not. */
     if (!ret)
-        ret = image_barrier(img, err);
+        ret = image_flush(img, err);
     if (!ret)
         ret = write_reftable_entry(img, table_index, block_offset, err);
     *offset = block_offset;
@@ -229,6 +234,47 @@ static int block_for(struct qcow2_image *img, uint64_t cluster_index, uint64_t *
     return create_block(img, table_index, offset, err);
 }
 
+/* Where `cluster` is or would go in the sorted list of clusters freed since the flush. */
+static size_t freed_slot(const struct qcow2_image *img, uint64_t cluster)
+{
+    size_t lo = 0, hi = img->n_freed;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (img->freed[mid] < cluster)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static bool freed_since_flush(const struct qcow2_image *img, uint64_t cluster)
+{
+    size_t i = freed_slot(img, cluster);
+    return i < img->n_freed && img->freed[i] == cluster;
+}
+
+/* Keeps a freed cluster away from the allocator until the next flush completes. */
+static int quarantine(struct qcow2_image *img, uint64_t cluster, struct qcow2_error *err)
+{
+    size_t i = freed_slot(img, cluster);
+    if (i < img->n_freed && img->freed[i] == cluster)
+        return 0;
+    if (img->n_freed == img->freed_cap) {
+        size_t cap = img->freed_cap ? img->freed_cap * 2 : 64;
+        uint64_t *grown = realloc(img->freed, cap * sizeof(*grown));
+        if (!grown)
+            return image_error(img, err, -ENOMEM, "refcount block", QCOW2_NO_OFFSET,
+                               "out of memory");
+        img->freed = grown;
+        img->freed_cap = cap;
+    }
+    memmove(&img->freed[i + 1], &img->freed[i], (img->n_freed - i) * sizeof(*img->freed));
+    img->freed[i] = cluster;
+    img->n_freed++;
+    return 0;
+}
+
 int refcount_set(struct qcow2_image *img, uint64_t cluster_index, uint64_t value,
                  struct qcow2_error *err)
 {
@@ -244,6 +290,13 @@ int refcount_set(struct qcow2_image *img, uint64_t cluster_index, uint64_t value
     uint32_t order = img->hdr.refcount_order;
     uint64_t index = cluster_index & ((1ull << block_bits(img)) - 1);
     uint64_t old = refcount_block_entry(block, order, index);
+    if (value < old) {
+        ret = image_barrier_before_free(img, err);
+        if (!ret && value == 0)
+            ret = quarantine(img, cluster_index, err);
+        if (ret)
+            return ret;
+    }
     refcount_block_set_entry(block, order, index, value);
     uint64_t at;
     size_t len;
@@ -253,6 +306,7 @@ int refcount_set(struct qcow2_image *img, uint64_t cluster_index, uint64_t value
         refcount_block_set_entry(block, order, index, old);
         return ret;
     }
+    img->refcount_writes_unflushed++;
     if (value > old)
         img->refcounts_unflushed = true;
     if (value == 0 && cluster_index < img->free_cluster_hint)
@@ -311,7 +365,7 @@ static int find_free(struct qcow2_image *img, uint64_t count, uint64_t *start,
         int ret = refcount_get(img, c, &rc, err);
         if (ret)
             return ret;
-        run = rc ? 0 : run + 1;
+        run = rc || freed_since_flush(img, c) ? 0 : run + 1;
         if (run == count) {
             *start = c + 1 - count;
             return 0;
@@ -513,6 +567,8 @@ int refcount_drop_empty_blocks(struct qcow2_image *img, struct qcow2_error *err)
         if (!empty)
             continue;
         ret = write_reftable_entry(img, i, 0, err);
+        if (!ret && counts_itself)
+            ret = quarantine(img, cluster, err);
         if (ret)
             return ret;
         cache_forget(img->refblock_cache, block);

@@ -252,15 +252,55 @@ static char *next_snapshot_id(const struct snapshot_table *t)
     return strdup(buf);
 }
 
+/*
+ * A snapshot operation changes refcounts and COPIED flags that no order of writes keeps
+ * consistent with each other at every step, so a version 3 image carries the dirty bit
+ * while it runs (a crash midway is repaired on open, as with lazy refcounts). An
+ * operation that fails before changing anything leaves the bit as it found it.
+ */
+struct dirty_bracket {
+    bool marked;
+    uint64_t writes_after_mark;
+};
+
+static int bracket_begin(struct qcow2_image *img, struct dirty_bracket *b, struct qcow2_error *err)
+{
+    b->marked = false;
+    int ret = image_begin_change(img, err);
+    if (!ret)
+        ret = image_mark_dirty_during(img, &b->marked, err);
+    b->writes_after_mark = img->writes_total;
+    return ret;
+}
+
+static int bracket_end(struct qcow2_image *img, const struct dirty_bracket *b, int ret,
+                       struct qcow2_error *err)
+{
+    if (!b->marked || (ret && img->writes_total != b->writes_after_mark))
+        return ret;
+    int cleared = image_mark_clean(img, ret ? NULL : err);
+    return ret ? ret : cleared;
+}
+
+static int snapshot_create(struct qcow2_image *img, const char *name, struct qcow2_error *err);
+
 int qcow2_snapshot_create(struct qcow2_image *img, const char *name, struct qcow2_error *err)
 {
     int ret = writable_or_fail(img, err);
     if (ret)
         return ret;
-    struct snapshot_table *t = &img->snapshots;
-    if (t->count >= QCOW2_MAX_SNAPSHOTS)
+    if (img->snapshots.count >= QCOW2_MAX_SNAPSHOTS)
         return image_error(img, err, -EFBIG, "snapshot table", img->hdr.snapshots_offset,
                            "already holds the maximum of %u snapshots", QCOW2_MAX_SNAPSHOTS);
+    struct dirty_bracket b;
+    ret = bracket_begin(img, &b, err);
+    return bracket_end(img, &b, ret ? ret : snapshot_create(img, name, err), err);
+}
+
+static int snapshot_create(struct qcow2_image *img, const char *name, struct qcow2_error *err)
+{
+    int ret;
+    struct snapshot_table *t = &img->snapshots;
     uint64_t cs = img->cluster_size;
     uint64_t l1_bytes = round_up_u64((uint64_t)img->l1_size * 8, cs);
     uint64_t l1_copy = 0;
@@ -338,11 +378,21 @@ int qcow2_snapshot_apply(struct qcow2_image *img, const char *key, struct qcow2_
     return i < 0 ? i : qcow2_snapshot_apply_at(img, (uint32_t)i, err);
 }
 
+static int snapshot_apply(struct qcow2_image *img, uint32_t i, struct qcow2_error *err);
+
 int qcow2_snapshot_apply_at(struct qcow2_image *img, uint32_t i, struct qcow2_error *err)
 {
     int ret = index_or_fail(img, i, err);
     if (ret)
         return ret;
+    struct dirty_bracket b;
+    ret = bracket_begin(img, &b, err);
+    return bracket_end(img, &b, ret ? ret : snapshot_apply(img, i, err), err);
+}
+
+static int snapshot_apply(struct qcow2_image *img, uint32_t i, struct qcow2_error *err)
+{
+    int ret;
     const struct snapshot *s = &img->snapshots.entries[i];
     uint64_t *snap_l1;
     ret = read_snapshot_l1(img, s, &snap_l1, err);
@@ -413,11 +463,21 @@ int qcow2_snapshot_delete(struct qcow2_image *img, const char *key, struct qcow2
     return i < 0 ? i : qcow2_snapshot_delete_at(img, (uint32_t)i, err);
 }
 
+static int snapshot_delete(struct qcow2_image *img, uint32_t i, struct qcow2_error *err);
+
 int qcow2_snapshot_delete_at(struct qcow2_image *img, uint32_t i, struct qcow2_error *err)
 {
     int ret = index_or_fail(img, i, err);
     if (ret)
         return ret;
+    struct dirty_bracket b;
+    ret = bracket_begin(img, &b, err);
+    return bracket_end(img, &b, ret ? ret : snapshot_delete(img, i, err), err);
+}
+
+static int snapshot_delete(struct qcow2_image *img, uint32_t i, struct qcow2_error *err)
+{
+    int ret;
     struct snapshot_table *t = &img->snapshots;
     struct snapshot gone = t->entries[i];
     uint64_t *snap_l1 = NULL;

@@ -258,19 +258,16 @@ static int stage_cluster(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
 }
 
 /*
- * Switches the staged L2 entries: one flush makes the raised refcounts durable before
- * any entry refers to them, then each entry is written and what it held released. An
+ * Switches the staged L2 entries: one flush makes their data and the raised refcounts
+ * durable before any entry refers to them, then each entry is written and what it held
+ * released (after another flush: image_barrier_before_free). An
  * entry that could not be written gives its new cluster back.
  */
 static int commit_pending(struct qcow2_image *img, struct l2_ref *l2, struct pending *p,
                           size_t n, struct qcow2_error *err)
 {
-    int ret = 0;
-    bool allocated = false;
-    for (size_t i = 0; i < n; i++)
-        allocated |= p[i].allocated != 0;
-    if (!ret && allocated)
-        ret = image_barrier(img, err);
+    /* Every staged entry comes with data written for it, new cluster or not. */
+    int ret = n ? image_barrier(img, err) : 0;
     for (size_t i = 0; i < n; i++) {
         int r = ret ? ret : write_l2_entry(img, l2, p[i].index, p[i].fresh, err);
         if (r) {

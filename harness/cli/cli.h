@@ -22,6 +22,8 @@ int cmd_soak(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_minimize(int argc, char **argv);
 int cmd_triage(int argc, char **argv);
+int cmd_crashtest(int argc, char **argv);
+int cmd_faultinject(int argc, char **argv);
 
 /*
  * Each subcommand's help for `qvet help CMD` and `qvet CMD --help`: the usage line, then
@@ -29,8 +31,8 @@ int cmd_triage(int argc, char **argv);
  */
 extern const char cmd_info_help[], cmd_map_help[], cmd_cat_help[], cmd_check_help[],
     cmd_io_help[], cmd_create_help[], cmd_snapshot_help[], cmd_resize_help[], cmd_soak_help[],
-    cmd_replay_help[], cmd_minimize_help[];
-extern const char cmd_triage_help[];
+    cmd_replay_help[], cmd_minimize_help[], cmd_triage_help[], cmd_crashtest_help[],
+    cmd_faultinject_help[];
 
 struct cli_command {
     const char *name;

@@ -34,6 +34,14 @@ const struct cli_command cli_commands[] = {
     { "minimize", cmd_minimize, "minimize TRACE -o OUT", cmd_minimize_help },
     { "triage", cmd_triage, "triage [-o DIR] [--save] [--merge] [--history FILE] DIR...",
       cmd_triage_help },
+    { "crashtest", cmd_crashtest, "crashtest [--config NAME] [-o OPTIONS] [--seed N] [--ops N] "
+                                  "[--script OPS] [--samples N] [--tears N] [--max-states N] "
+                                  "[--state N] [--no-qemu] [--dir DIR]",
+      cmd_crashtest_help },
+    { "faultinject", cmd_faultinject, "faultinject [--config NAME] [-o OPTIONS] [--seed N] "
+                                      "[--ops N] [--script OPS] [--faults LIST] [--max-runs N] "
+                                      "[--fail-at N] [--no-qemu] [--dir DIR]",
+      cmd_faultinject_help },
 };
 
 const size_t cli_command_count = sizeof(cli_commands) / sizeof(cli_commands[0]);

@@ -183,8 +183,10 @@ int io_fault_write(struct io_fault *f, struct qcow2_backend *inner, const void *
                    size_t len, uint64_t off)
 {
     if (strikes(f, IO_FAULT_WRITE)) {
-        if (f->short_write && !f->crashed && len > 1)
-            store(f, inner, buf, len / 2, off);
+        /* Storage writes whole sectors or none: the half is cut to a sector boundary. */
+        size_t half = len / 2 / TEAR_SECTOR * TEAR_SECTOR;
+        if (f->short_write && !f->crashed && half)
+            store(f, inner, buf, half, off);
         return failure(f);
     }
     return store(f, inner, buf, len, off);

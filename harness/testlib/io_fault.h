@@ -8,7 +8,8 @@
  *
  * A fault counts the I/O of the kinds in `mask` once it is armed, lets `countdown` of
  * them through and fails the next: with `error` (-EIO, -ENOSPC, ...), after storing the
- * first half of a write when `short_write` is set. A transient fault fails that one I/O
+ * first half of a write when `short_write` is set (cut down to whole 512-byte sectors,
+ * as storage writes them: a write of one sector or less then stores nothing). A transient fault fails that one I/O
  * and disarms; a persistent one fails every later I/O of those kinds and every flush (a
  * device that failed does not report a flush as done), as a dead disk would.
  *
@@ -60,7 +61,7 @@ struct io_fault {
     uint64_t countdown;             /* matching I/Os let through before the failing one */
     bool persistent;
     int error;                      /* what a failed I/O returns */
-    bool short_write;               /* a failing write stores its first half first */
+    bool short_write;               /* a failing write stores its first half (sectors) */
     enum io_fault_crash crash;
     uint64_t seed;                  /* TEAR's choices */
     uint64_t pad_to;                /* the file reports at least this size (zeros past it) */

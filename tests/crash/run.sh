@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+# The crash-safety tests of make test (label crash), one CTest test per CASE:
+#   run.sh regress NAME      one ordering bug of issue 11, as a --script the crashtest
+#                            failed on before its fix; passes when no state fails
+#   run.sh crash CONFIG      a bounded crashtest of one configuration
+#   run.sh fault CONFIG      a bounded faultinject of one configuration
+#   run.sh mutant PATCH      builds qvet with a planted ordering bug (tests/mutants/
+#                            order-*.patch, scripts/build-mutant.sh) and expects the
+#                            crashtest to find it (exit 1)
+# QVET is the qvet under test; each case works in a fresh directory under TMPDIR.
+set -uo pipefail
+. "$(dirname "$0")/../lib/qvet-test.sh"
+require qemu-img
+QVET=${QVET:?QVET names the qvet under test}
+mode=$1
+name=$2
+work_dir "crash-$mode-$name"
+
+# The reproducers, each found by the crashtest before its fix (docs/crash-safety.md).
+regress_args() {
+  case $1 in
+    discard-refcount-drop)      # 1: a refcount drop reached the disk before the unlink
+      echo "--script=write 0 65536; flush; discard 0 65536" ;;
+    zero-flag-barrier)          # 2: an in-place L2 entry change without a barrier
+      echo "--script=write 0 65536; zero 0 65536; flush; write 0 65536" ;;
+    refblock-link)              # 3: a new refcount block linked before it was on disk
+      echo "-o cluster_size=512,refcount_bits=64 --size 8M --samples 30 \
+--script=write 0 28672; flush; write 28672 512" ;;
+    lazy-cow-barrier)           # 4: lazy refcounts skipped the fence before a COW entry
+      echo "-o lazy_refcounts=on --script=write-compressed 0 65536; flush; write 0 4096" ;;
+    freed-cluster-reuse)        # QEMU too: a cluster freed since the flush handed out again
+      echo "-o lazy_refcounts=on --script=write 0 65536; flush; discard 0 65536; \
+write 65536 65536" ;;
+    snapshot-copied)            # QEMU too: COPIED flags inconsistent mid snapshot create
+      echo "--script=write 0 65536; write 131072 4096; flush; snapshot-create s1; flush" ;;
+    *) return 1 ;;
+  esac
+}
+
+run_crashtest() {
+  local out=$WORK/out.txt
+  "$@" >"$out" 2>&1
+  local status=$?
+  tail -n 3 "$out"
+  return $status
+}
+
+case $mode in
+  regress)
+    args=$(regress_args "$name") || { echo "no regression case $name"; exit 2; }
+    # The --script value holds spaces: split the options, keep the script whole.
+    opts=${args%%--script=*}
+    script=${args#*--script=}
+    # shellcheck disable=SC2086
+    if run_crashtest "$QVET" crashtest --dir "$WORK/run" $opts --script "$script"; then
+      pass "regress $name"
+    else
+      fail "regress $name" "the crashtest found a failing state" "$WORK/run/summary.json"
+    fi
+    ;;
+  crash)
+    if run_crashtest "$QVET" crashtest --dir "$WORK/run" --config "$name" --ops 16 \
+         --samples 3 --tears 1 --max-states 45; then
+      pass "crashtest $name"
+    else
+      fail "crashtest $name" "exit $?" "$WORK/run/summary.json"
+    fi
+    ;;
+  fault)
+    if run_crashtest "$QVET" faultinject --dir "$WORK/run" --config "$name" --ops 8 \
+         --no-qemu; then
+      pass "faultinject $name"
+    else
+      fail "faultinject $name" "exit $?" "$WORK/run/summary.json"
+    fi
+    ;;
+  mutant)
+    patch=$ROOT/tests/mutants/$name.patch
+    case $name in
+      order-l2-before-refcount) script="write 0 65536; flush" ;;
+      order-refcount-drop-early) script="write 0 65536; flush; discard 0 65536" ;;
+      order-no-flush-before-header-switch) script="write 0 65536; flush; snapshot-create s1; flush" ;;
+      *) echo "no mutant case $name"; exit 2 ;;
+    esac
+    if ! JOBS=${JOBS:-2} bash "$ROOT/scripts/build-mutant.sh" "$patch" "$WORK/mutant"; then
+      fail "mutant $name" "the mutant does not build" "$WORK/mutant/build.log"
+    else
+      run_crashtest "$WORK/mutant/build/qvet" crashtest --dir "$WORK/run" --script "$script"
+      status=$?
+      if [ "$status" -eq 1 ]; then
+        pass "mutant $name caught"
+      else
+        fail "mutant $name" "the crashtest did not find the planted bug (exit $status)" \
+          "$WORK/run/summary.json"
+      fi
+      # The unpatched qvet passes the same workload: the finding is the bug's.
+      if run_crashtest "$QVET" crashtest --dir "$WORK/clean" --script "$script" >/dev/null; then
+        pass "mutant $name: the unpatched qvet passes the same workload"
+      else
+        fail "mutant $name" "the unpatched qvet fails the same workload" "$WORK/clean/summary.json"
+      fi
+    fi
+    ;;
+  *) echo "usage: run.sh regress|crash|fault|mutant NAME"; exit 2 ;;
+esac
+finish
