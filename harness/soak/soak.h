@@ -75,6 +75,7 @@ struct soak_config {
     /* Set (to the signal's number) when the run should stop after the current op. */
     const volatile sig_atomic_t *stop;
     char target[512];               /* the target's spec (target.h): "qvet" */
+    char reader[512];               /* a read-only second implementation's spec, or "" */
     const struct target_hooks *hooks;   /* for the driver's own tests; NULL: none */
 };
 
@@ -95,6 +96,7 @@ enum soak_outcome {
     SOAK_INTERRUPTED,               /* asked to stop (SIGINT, SIGTERM, SIGHUP) */
     SOAK_CRASHED,                   /* the process running the target died */
     SOAK_KILLED,                    /* ... of SIGKILL: the OOM killer or a person */
+    SOAK_READER_DIVERGED,           /* the --reader read differently from the oracle */
 };
 
 /* "passed", "diverged", "check-failed", ...: the verdict of summary.json. */
@@ -120,6 +122,8 @@ struct soak_result {
     uint64_t failing_sector;        /* first mismatching sector of a divergence */
     int signal_number;              /* of an interrupt, crash or kill */
     char message[512];              /* the report's first line, or the setup error */
+    unsigned target_caps;           /* what the target could do (TARGET_CAN_*) */
+    uint64_t done[OP_KINDS];        /* ops of each kind the target did */
 };
 
 /*

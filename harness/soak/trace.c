@@ -201,6 +201,14 @@ static bool parse_config_line(struct soak_config *c, const char *key, const char
     }
     if (!strcmp(key, "backing"))
         return soak_backing_parse(value, &c->backing);
+    /* Before "options" in a trace: the options are the target kind's. */
+    if (!strcmp(key, "target") || !strcmp(key, "reader")) {
+        char *slot = key[0] == 't' ? c->target : c->reader;
+        if (!*value || strlen(value) >= sizeof(c->target))
+            return false;
+        strcpy(slot, value);
+        return true;
+    }
     return false;
 }
 
