@@ -900,11 +900,7 @@ static int setup(struct soak *s)
     if (s->trace_fd < 0)
         return setup_error(s, "cannot write the trace: ", strerror(errno));
     char header[4096];
-    snprintf(header, sizeof(header), "# qvet soak trace 1: replay with `qvet replay %s`\ntarget "
-             "%s\n%s%s%sseed %" PRIu64 "\nsize %" PRIu64 "\noptions %s\nbacking %s\ncheck-every %"
-             PRIu64 "\nops\n", s->trace_path, c->target, c->reader[0] ? "reader " : "",
-             c->reader, c->reader[0] ? "\n" : "", c->seed, c->size,
-             c->options[0] ? c->options : "-", soak_backing_name(c->backing), c->check_every);
+    soak_trace_header(c, s->trace_path, "", header, sizeof(header));
     ret = trace_append(s, header, strlen(header));
     return ret ? setup_error(s, "cannot write the trace: ", strerror(-ret)) : 0;
 }

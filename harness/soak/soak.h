@@ -151,6 +151,13 @@ int soak_run_supervised(const struct soak_config *c, const struct op *replay, si
  */
 const volatile sig_atomic_t *soak_stop_on_signals(void);
 
+/*
+ * A trace's header: the settings a replay needs ("target" first: the options are its
+ * kind's), up to and including the "ops" line. `note` follows "trace 1" in the comment.
+ */
+void soak_trace_header(const struct soak_config *c, const char *path, const char *note,
+                       char *buf, size_t cap);
+
 /* Where the run's trace goes: c->trace, or DIR/trace.txt. */
 void soak_trace_path(const struct soak_config *c, char *buf, size_t cap);
 

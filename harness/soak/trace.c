@@ -126,6 +126,16 @@ void soak_config_defaults(struct soak_config *c)
     snprintf(c->dir, sizeof(c->dir), "soak-run");
 }
 
+void soak_trace_header(const struct soak_config *c, const char *path, const char *note,
+                       char *buf, size_t cap)
+{
+    snprintf(buf, cap, "# qvet soak trace 1%s: replay with `qvet replay %s`\ntarget %s\n%s%s%s"
+             "seed %" PRIu64 "\nsize %" PRIu64 "\noptions %s\nbacking %s\ncheck-every %" PRIu64
+             "\nops\n", note, path, c->target, c->reader[0] ? "reader " : "", c->reader,
+             c->reader[0] ? "\n" : "", c->seed, c->size, c->options[0] ? c->options : "-",
+             soak_backing_name(c->backing), c->check_every);
+}
+
 void soak_trace_path(const struct soak_config *c, char *buf, size_t cap)
 {
     if (c->trace[0])
