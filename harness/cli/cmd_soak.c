@@ -45,6 +45,8 @@ const char cmd_soak_help[] =
     "  --reader KIND[:ARGS]  a second, read-only implementation (libqcow, exec:COMMAND)\n"
     "                     that reads the whole image at every cross-check, held to the\n"
     "                     oracle as the target is (default: none)\n"
+    "  --payload KIND     random, or compressible: each sector's data after its tag one\n"
+    "                     repeated word, for targets that compress (default random)\n"
     "  --weights K=N,...  relative frequency of operation kinds; the rest keep theirs\n"
     "                     (default read=300,write=300,zero=60,zero-unmap=40,discard=80,\n"
     "                     write-compressed=50,flush=30,snapshot-create=12,\n"
@@ -227,6 +229,7 @@ int cmd_soak(int argc, char **argv)
         { "check-every", required_argument, NULL, 'k' },
         { "target", required_argument, NULL, 'g' },
         { "reader", required_argument, NULL, 'r' },
+        { "payload", required_argument, NULL, 'P' },
         { "dir", required_argument, NULL, 'd' },
         { "under", required_argument, NULL, 'U' },
         { "trace", required_argument, NULL, 'T' },
@@ -284,6 +287,12 @@ int cmd_soak(int argc, char **argv)
                 return USAGE("soak", "--%s takes KIND[:ARGS] of at most %zu bytes",
                              opt == 'g' ? "target" : "reader", sizeof(c.target) - 1);
             snprintf(opt == 'g' ? c.target : c.reader, sizeof(c.target), "%s", optarg);
+            break;
+        case 'P':
+            if (strcmp(optarg, "random") && strcmp(optarg, "compressible"))
+                return USAGE("soak", "--payload takes random or compressible, not '%s'",
+                             optarg);
+            c.compressible_payload = !strcmp(optarg, "compressible");
             break;
         case 'k':
             if (!parse_u64(optarg, &c.check_every))

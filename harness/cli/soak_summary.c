@@ -129,6 +129,7 @@ int soak_summary_write(const char *command, const char *dir, const struct soak_c
     /* Triage groups runs by target (and reader). */
     put_string(f, "target", c->target);
     put_string(f, "reader", c->reader);
+    put_string(f, "payload", c->compressible_payload ? "compressible" : "random");
     put_u64(f, "size", c->size);
     put_u64(f, "ops_limit", c->ops);
     put_key(f, "seconds_limit");

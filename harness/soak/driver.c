@@ -996,6 +996,7 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
     memset(r, 0, sizeof(*r));
     r->failing_kind = OP_KINDS;
     rng_seed(&s, c->seed);
+    payload_set_compressible(c->compressible_payload);
     s.step.buf = malloc(MAX_IO);
     s.step.want = malloc(MAX_IO);
     int status = s.step.buf && s.step.want ? setup(&s) : -1;

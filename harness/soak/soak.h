@@ -76,6 +76,7 @@ struct soak_config {
     const volatile sig_atomic_t *stop;
     char target[512];               /* the target's spec (target.h): "qvet" */
     char reader[512];               /* a read-only second implementation's spec, or "" */
+    bool compressible_payload;      /* payload_set_compressible for the run */
     const struct target_hooks *hooks;   /* for the driver's own tests; NULL: none */
 };
 
@@ -199,6 +200,11 @@ enum minimize_result soak_minimize(const char *trace, const char *out_path,
 
 /* Test payloads: every sector names the op and the sector it was written for. */
 void payload_fill(uint8_t *buf, uint64_t off, size_t len, uint32_t op);
+/*
+ * Payloads that compress well (each sector's tail one repeated word), for implementations
+ * that compress what they are given (QEMU's compress filter). Off by default.
+ */
+void payload_set_compressible(bool on);
 /* Recognizes a payload sector: its op and original sector number. */
 bool payload_identify(const uint8_t *sector, uint32_t *op, uint64_t *sector_no);
 

@@ -278,10 +278,18 @@ static int nbd_t_read(struct target *t, void *buf, size_t len, uint64_t off)
     return nbd_pread(nt(t)->h, buf, len, off, 0) < 0 ? nbd_failed(t, "read") : 0;
 }
 
+/*
+ * Under QEMU's compress filter a write fails with EIO where qcow2 cannot write a
+ * compressed cluster (over an allocated one): the documented refusal, nothing changed.
+ */
 static int nbd_t_write(struct target *t, const void *buf, size_t len, uint64_t off)
 {
-    changing(nt(t));
-    return nbd_pwrite(nt(t)->h, buf, len, off, 0) < 0 ? nbd_failed(t, "write") : 0;
+    struct nbd_target *q = nt(t);
+    changing(q);
+    if (nbd_pwrite(q->h, buf, len, off, 0) == 0)
+        return 0;
+    int ret = nbd_failed(t, "write");
+    return ret == -EIO && !strcmp(q->filter, "compress") ? TARGET_REFUSED : ret;
 }
 
 static int nbd_t_zero(struct target *t, uint64_t len, uint64_t off, bool unmap)
