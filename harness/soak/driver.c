@@ -216,6 +216,13 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
         if (s->c->io_size) {
             op->off = below(s, s->step.facts.size / s->c->io_size) * s->c->io_size;
             op->len = s->c->io_size;
+            /* A quarter of them go back to a recent range, half of those the latest. */
+            if (s->recent_count && !below(s, 4)) {
+                unsigned kept = s->recent_count < RECENT ? s->recent_count : RECENT;
+                unsigned i = below(s, 2) ? (s->recent_count - 1) % RECENT
+                                         : (unsigned)below(s, kept);
+                op->off = s->recent[i].off / s->c->io_size * s->c->io_size;
+            }
         } else {
             op->off = pick_offset(s);
             op->len = pick_length(s, op->off);

@@ -27,7 +27,11 @@ void payload_set_compressible(bool on)
     compressible = on;
 }
 
-/* Random after the tag; or, compressible, one 8-byte word of that stream repeated. */
+/*
+ * Random after the tag; or, compressible, the first half one 8-byte word of that stream
+ * repeated (so that a compressed cluster takes about half of one: pieces of two or
+ * three writes share a host cluster, and discarding one often frees it).
+ */
 static void sector_content(uint8_t *s, uint32_t op, uint64_t sector)
 {
     memcpy(s, PAYLOAD_MAGIC, 4);
@@ -39,7 +43,7 @@ static void sector_content(uint8_t *s, uint32_t op, uint64_t sector)
     uint64_t v = splitmix(&state);
     for (unsigned i = 16; i < SECTOR; i += 8) {
         memcpy(s + i, &v, 8);
-        if (!compressible)
+        if (!compressible || i >= SECTOR / 2)
             v = splitmix(&state);
     }
 }

@@ -201,8 +201,9 @@ enum minimize_result soak_minimize(const char *trace, const char *out_path,
 /* Test payloads: every sector names the op and the sector it was written for. */
 void payload_fill(uint8_t *buf, uint64_t off, size_t len, uint32_t op);
 /*
- * Payloads that compress well (each sector's tail one repeated word), for implementations
- * that compress what they are given (QEMU's compress filter). Off by default.
+ * Payloads that compress to about half (half of each sector one repeated word), for
+ * implementations that compress what they are given (QEMU's compress filter). Off by
+ * default.
  */
 void payload_set_compressible(bool on);
 /* Recognizes a payload sector: its op and original sector number. */

@@ -195,7 +195,8 @@ static int serve(struct nbd_target *q, const char *snapshot, struct nbd_handle *
     struct nbd_handle *h = nbd_create();
     if (!h)
         return nbd_failed(&q->base, "libnbd");
-    if (nbd_connect_systemd_socket_activation(h, argv) < 0) {
+    if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+        nbd_connect_systemd_socket_activation(h, argv) < 0) {
         int ret = nbd_failed(&q->base, "starting qemu-nbd");
         nbd_close(h);
         return ret;
@@ -278,18 +279,41 @@ static int nbd_t_read(struct target *t, void *buf, size_t len, uint64_t off)
     return nbd_pread(nt(t)->h, buf, len, off, 0) < 0 ? nbd_failed(t, "read") : 0;
 }
 
+/* Block status: whether any of the range is allocated (not an NBD hole). */
+static int extent_allocated(void *ctx, const char *context, uint64_t off, uint32_t *entries,
+                            size_t n, int *error)
+{
+    (void)off;
+    (void)error;
+    bool *allocated = ctx;
+    if (!strcmp(context, LIBNBD_CONTEXT_BASE_ALLOCATION))
+        for (size_t i = 0; i + 1 < n; i += 2)
+            *allocated |= !(entries[i + 1] & LIBNBD_STATE_HOLE);
+    return 0;
+}
+
 /*
- * Under QEMU's compress filter a write fails with EIO where qcow2 cannot write a
- * compressed cluster (over an allocated one): the documented refusal, nothing changed.
+ * Under QEMU's compress filter a write fails with EIO when qcow2 cannot write a
+ * compressed cluster over an allocated one: the documented refusal, nothing changed. An
+ * EIO where nothing was allocated is a failure.
  */
 static int nbd_t_write(struct target *t, const void *buf, size_t len, uint64_t off)
 {
     struct nbd_target *q = nt(t);
     changing(q);
+    bool allocated = false;
+    bool compress = !strcmp(q->filter, "compress");
+    if (compress && nbd_block_status(q->h, len, off, (nbd_extent_callback){
+            .callback = extent_allocated, .user_data = &allocated }, 0) < 0)
+        return nbd_failed(t, "block status");
     if (nbd_pwrite(q->h, buf, len, off, 0) == 0)
         return 0;
     int ret = nbd_failed(t, "write");
-    return ret == -EIO && !strcmp(q->filter, "compress") ? TARGET_REFUSED : ret;
+    if (ret != -EIO || !compress || !allocated)
+        return ret;
+    snprintf(t->message, sizeof(t->message), "QEMU's compress filter cannot overwrite an "
+             "allocated cluster (EIO)");
+    return TARGET_REFUSED;
 }
 
 static int nbd_t_zero(struct target *t, uint64_t len, uint64_t off, bool unmap)
