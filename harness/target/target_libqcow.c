@@ -3,7 +3,8 @@
  * libqcow (Joachim Metz's libqcow, Debian's libqcow-dev) as a reader: a second, read-only
  * qcow2 implementation the soak holds to the oracle at every cross-check. libqcow does
  * not open backing files itself: a qcow2 backing chain is opened here, file by file, and
- * given to it with libqcow_file_set_parent_file; a raw backing file it cannot take.
+ * given to it with libqcow_file_set_parent_file; a raw backing file it cannot take, nor
+ * (it hangs) a backing file shorter than the image.
  */
 #include <errno.h>
 #include <libqcow.h>
@@ -160,11 +161,22 @@ static int libqcow_open(const char *arg, const struct target_params *p, struct t
             describe(&error, "set_parent_file", errbuf, errlen);
             ret = -EIO;
         }
-    size64_t size = 0;
+    size64_t size = 0, parent_size;
     if (!ret && libqcow_file_get_media_size(l->files[0], &size, &error) != 1) {
         describe(&error, "media size", errbuf, errlen);
         ret = -EIO;
     }
+    /* libqcow 20201213 never returns from a read past the end of a shorter parent. */
+    for (int i = 1; !ret && i < l->n_files; i++)
+        if (libqcow_file_get_media_size(l->files[i], &parent_size, &error) == 1 &&
+            parent_size < size) {
+            snprintf(errbuf, errlen, "libqcow: the backing file is shorter than the image "
+                     "(%llu < %llu bytes): libqcow 20201213 hangs reading past its end "
+                     "(docs/targets.md)", (unsigned long long)parent_size,
+                     (unsigned long long)size);
+            ret = -ENOTSUP;
+        }
+    libqcow_error_free(&error);
     if (ret) {
         libqcow_close(&l->base);
         return ret;
