@@ -36,9 +36,9 @@ START_TEST(the_factory_refuses_what_it_cannot_make_and_creates_nothing)
     struct target_params p = file_params(path);
     struct target *t = NULL;
     expect_refused(target_create("nosuch", &p, &t, errbuf, sizeof(errbuf)), errbuf,
-                   "no target kind 'nosuch' (known: qvet)");
-    expect_refused(target_create("nbd:nbd://host/x", &p, &t, errbuf, sizeof(errbuf)), errbuf,
-                   "no target kind 'nbd'");
+                   "no target kind 'nosuch' (known: qvet, exec");
+    expect_refused(target_create("exec", &p, &t, errbuf, sizeof(errbuf)), errbuf,
+                   "target exec needs a command: exec:COMMAND");
     expect_refused(target_create("qvet:extra", &p, &t, errbuf, sizeof(errbuf)), errbuf,
                    "target qvet takes no argument (got 'qvet:extra')");
     p.options = "colour=blue";
@@ -136,6 +136,34 @@ START_TEST(a_target_in_memory_touches_no_file)
 }
 END_TEST
 
+/* An exec adapter that breaks the protocol is refused in one line that says how. */
+START_TEST(an_exec_adapter_that_breaks_the_protocol_is_refused)
+{
+    char errbuf[512], path[1100];
+    snprintf(path, sizeof(path), "%s", test_path("exec.img"));
+    struct target_params p = file_params(path);
+    struct target *t = NULL;
+    static const struct {
+        const char *spec, *says;
+    } cases[] = {
+        /* "exited" or "closed its stdin or stdout": whichever qvet sees first. */
+        { "exec:exit 0", "hello request: the adapter " },
+        { "exec:cat >/dev/null & printf 'nonsense-nonsense!'", "does not start with \"QVX1\"" },
+        /* A hello answer (status 0) without size or cluster_size. */
+        { "exec:head -c 1 >/dev/null; printf 'QVX1\\0\\0\\0\\0\\7\\0\\0\\0\\0\\0\\0\\0"
+          "name=x\\n'", "size (a multiple of 512) and cluster_size" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int ret = target_create(cases[i].spec, &p, &t, errbuf, sizeof(errbuf));
+        ck_assert_msg(ret < 0, "%s: accepted", cases[i].spec);
+        ck_assert_msg(strstr(errbuf, cases[i].says) && !strchr(errbuf, '\n'),
+                      "%s: '%s' does not say '%s' on one line", cases[i].spec, errbuf,
+                      cases[i].says);
+        ck_assert_ptr_null(t);
+    }
+}
+END_TEST
+
 static Suite *target_suite(void)
 {
     Suite *s = suite_create("target");
@@ -143,6 +171,7 @@ static Suite *target_suite(void)
     tcase_add_test(f, the_factory_refuses_what_it_cannot_make_and_creates_nothing);
     tcase_add_test(f, an_image_created_by_the_factory_opens_again_through_it);
     tcase_add_test(f, a_target_in_memory_touches_no_file);
+    tcase_add_test(f, an_exec_adapter_that_breaks_the_protocol_is_refused);
     suite_add_tcase(s, f);
     return s;
 }

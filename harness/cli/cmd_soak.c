@@ -37,6 +37,16 @@ const char cmd_soak_help[] =
     "  --backing KIND     none, qcow2, raw or chain (raw under qcow2): a backing file\n"
     "                     made and filled by qemu-img/qemu-io (default none)\n"
     "  --check-every N    operations between cross-checks; 0: only at the end (default 2000)\n"
+    "  --target KIND[:ARGS]  the implementation under test (default qvet, the engine):\n"
+    "                     qemu[:cache=M,aio=M,discard=unmap|ignore,filter=DRIVER] (QEMU\n"
+    "                     through qemu-nbd), nbd:URI (any NBD server; -o cluster_size=N,\n"
+    "                     trim=on|off), exec:COMMAND (an adapter speaking qvet's protocol\n"
+    "                     on stdin/stdout); ops it cannot do are left out (docs/targets.md)\n"
+    "  --reader KIND[:ARGS]  a second, read-only implementation (libqcow, exec:COMMAND)\n"
+    "                     that reads the whole image at every cross-check, held to the\n"
+    "                     oracle as the target is (default: none)\n"
+    "  --payload KIND     random, or compressible: each sector's data after its tag one\n"
+    "                     repeated word, for targets that compress (default random)\n"
     "  --weights K=N,...  relative frequency of operation kinds; the rest keep theirs\n"
     "                     (default read=300,write=300,zero=60,zero-unmap=40,discard=80,\n"
     "                     write-compressed=50,flush=30,snapshot-create=12,\n"
@@ -72,10 +82,11 @@ const char cmd_replay_help[] =
     "usage: qvet replay [--dir DIR] [--keep] TRACE\n"
     "\n"
     "Runs the operations of TRACE (written by qvet soak or qvet minimize) again, exactly,\n"
-    "with its seed, size, image options and backing, in a work directory: a new\n"
-    "TRACE.replay/run-NNNN (TRACE.replay/latest points to it). A trace with a malformed\n"
-    "line, an operation outside the disk or no operations is refused with its line\n"
-    "number; one cut short by NUL bytes (its writer was killed) is replayed up to them.\n"
+    "with its target, reader, seed, size, image options and backing, in a work\n"
+    "directory: a new TRACE.replay/run-NNNN (TRACE.replay/latest points to it). A\n"
+    "trace with a malformed line, an operation outside the disk or no operations is\n"
+    "refused with its line number; one cut short by NUL bytes (its writer was killed)\n"
+    "is replayed up to them.\n"
     "\n"
     "  --dir DIR          work in DIR instead, as qvet soak --dir\n"
     "  --keep             keep the work directory after a pass (default: removed;\n"
@@ -216,6 +227,9 @@ int cmd_soak(int argc, char **argv)
         { "size", required_argument, NULL, 's' },
         { "backing", required_argument, NULL, 'b' },
         { "check-every", required_argument, NULL, 'k' },
+        { "target", required_argument, NULL, 'g' },
+        { "reader", required_argument, NULL, 'r' },
+        { "payload", required_argument, NULL, 'P' },
         { "dir", required_argument, NULL, 'd' },
         { "under", required_argument, NULL, 'U' },
         { "trace", required_argument, NULL, 'T' },
@@ -266,6 +280,19 @@ int cmd_soak(int argc, char **argv)
             if (!soak_backing_parse(optarg, &c.backing))
                 return USAGE("soak", "--backing takes none, qcow2, raw or chain, not '%s'",
                              optarg);
+            break;
+        case 'g':
+        case 'r':
+            if (!*optarg || strlen(optarg) >= sizeof(c.target))
+                return USAGE("soak", "--%s takes KIND[:ARGS] of at most %zu bytes",
+                             opt == 'g' ? "target" : "reader", sizeof(c.target) - 1);
+            snprintf(opt == 'g' ? c.target : c.reader, sizeof(c.target), "%s", optarg);
+            break;
+        case 'P':
+            if (strcmp(optarg, "random") && strcmp(optarg, "compressible"))
+                return USAGE("soak", "--payload takes random or compressible, not '%s'",
+                             optarg);
+            c.compressible_payload = !strcmp(optarg, "compressible");
             break;
         case 'k':
             if (!parse_u64(optarg, &c.check_every))

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "rundir.h"
 #include "soak.h"
+#include "step.h"
 
 static void put_key(FILE *f, const char *key)
 {
@@ -73,6 +74,39 @@ static void put_files(FILE *f, const char *dir, const char *trace)
     fputs("]", f);
 }
 
+/*
+ * What the run exercised: ops done per kind, and the kinds left out because the target
+ * cannot do them (its capabilities; "check" when it has no check of its own).
+ */
+static void put_exercised(FILE *f, const struct soak_config *c, const struct soak_result *r)
+{
+    put_key(f, "exercised");
+    for (int k = 0; k < OP_KINDS; k++) {
+        fputs(k ? ", " : "{", f);
+        json_put_string(f, op_kind_name((enum op_kind)k));
+        fprintf(f, ": %" PRIu64, r->done[k]);
+    }
+    fputs("}", f);
+    put_key(f, "left_out");
+    fputs("[", f);
+    bool first = true;
+    for (int k = 0; k < OP_KINDS; k++) {
+        if (!c->weights[k] || (r->target_caps & step_needs((enum op_kind)k)) ==
+                              step_needs((enum op_kind)k))
+            continue;
+        fputs(first ? "" : ", ", f);
+        json_put_string(f, op_kind_name((enum op_kind)k));
+        first = false;
+    }
+    if (!(r->target_caps & TARGET_CAN_CHECK)) {
+        fputs(first ? "" : ", ", f);
+        json_put_string(f, "check");
+    }
+    fputs("]", f);
+    put_key(f, "qemu_img_checks_run");
+    fputs(c->qemu_checks && (r->target_caps & TARGET_QCOW2_FILE) ? "true" : "false", f);
+}
+
 int soak_summary_write(const char *command, const char *dir, const struct soak_config *c,
                        const struct soak_result *r, int exit_status, bool large_files_removed)
 {
@@ -93,6 +127,10 @@ int soak_summary_write(const char *command, const char *dir, const struct soak_c
     put_u64(f, "seed", c->seed);
     put_string(f, "options", c->options);
     put_string(f, "backing", soak_backing_name(c->backing));
+    /* Triage groups runs by target (and reader). */
+    put_string(f, "target", c->target);
+    put_string(f, "reader", c->reader);
+    put_string(f, "payload", c->compressible_payload ? "compressible" : "random");
     put_u64(f, "size", c->size);
     put_u64(f, "ops_limit", c->ops);
     put_key(f, "seconds_limit");
@@ -108,6 +146,7 @@ int soak_summary_write(const char *command, const char *dir, const struct soak_c
         fprintf(f, ": %u", c->weights[k]);
     }
     fputs("}", f);
+    put_exercised(f, c, r);
     put_u64(f, "ops", r->ops_run);
     put_key(f, "seconds");
     fprintf(f, "%.3f", r->seconds);

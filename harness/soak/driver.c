@@ -42,6 +42,7 @@ struct soak {
     FILE *out;
     uint64_t rng[4];
     struct step step;               /* the target, the oracle, the facts, the buffers */
+    unsigned weights[OP_KINDS];     /* the config's, without what the target cannot do */
     uint64_t initial_size;
     uint64_t backing_size;
     int backing_view_fd;            /* guest view of the backing chain, or -1 */
@@ -167,12 +168,12 @@ static enum op_kind pick_kind(struct soak *s)
 {
     unsigned total = 0;
     for (int k = 0; k < OP_KINDS; k++)
-        total += s->c->weights[k];
+        total += s->weights[k];
     uint64_t x = below(s, total ? total : 1);
     for (int k = 0; k < OP_KINDS; k++) {
-        if (x < s->c->weights[k])
+        if (x < s->weights[k])
             return (enum op_kind)k;
-        x -= s->c->weights[k];
+        x -= s->weights[k];
     }
     return OP_READ;
 }
@@ -215,6 +216,13 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
         if (s->c->io_size) {
             op->off = below(s, s->step.facts.size / s->c->io_size) * s->c->io_size;
             op->len = s->c->io_size;
+            /* A quarter of them go back to a recent range, half of those the latest. */
+            if (s->recent_count && !below(s, 4)) {
+                unsigned kept = s->recent_count < RECENT ? s->recent_count : RECENT;
+                unsigned i = below(s, 2) ? (s->recent_count - 1) % RECENT
+                                         : (unsigned)below(s, kept);
+                op->off = s->recent[i].off / s->c->io_size * s->c->io_size;
+            }
         } else {
             op->off = pick_offset(s);
             op->len = pick_length(s, op->off);
@@ -564,18 +572,94 @@ static int own_check(struct soak *s)
     return 0;
 }
 
-static int cross_check(struct soak *s)
+/* The target takes its image back after a detach (a no-op for one that never lets go). */
+static int reattach(struct soak *s)
 {
-    s->r->checks_run++;
     struct target *t = s->step.t;
-    int ret = target_can(t, TARGET_CAN_FLUSH) ? t->ops->flush(t) : 0;
+    int ret = t->ops->attach ? t->ops->attach(t) : 0;
+    if (!ret)
+        return 0;
+    headline(s, "qvet soak: after op %" PRIu64 " the %s target could not take the image "
+             "back: %s", s->r->ops_run, t->ops->name, t->message);
+    return fail(s, environment_errno(ret) ? SOAK_SETUP_ERROR : SOAK_TARGET_ERROR, NULL);
+}
+
+/* Opens the reader on the image: 0, or a negative errno with the reason in errbuf. */
+static int open_reader(struct soak *s, struct target **reader, char *errbuf, size_t errlen)
+{
+    const struct target_params p = { .path = s->image, .read_only = true };
+    return target_open(s->c->reader, &p, reader, errbuf, errlen);
+}
+
+/*
+ * The reader (a second implementation, read-only) on the flushed image: it must see the
+ * oracle's disk, size and bytes. Its report reads as the target's would, naming it.
+ */
+static int compare_reader(struct soak *s)
+{
+    if (!s->c->reader[0])
+        return 0;
+    struct target *reader;
+    char errbuf[2400];
+    if (open_reader(s, &reader, errbuf, sizeof(errbuf))) {
+        headline(s, "qvet soak: after op %" PRIu64 " the reader %s cannot open the image: %s",
+                 s->r->ops_run, s->c->reader, errbuf);
+        report_footer(s);
+        return fail(s, SOAK_READER_DIVERGED, NULL);
+    }
+    struct target *t = s->step.t;
+    struct target_facts facts = s->step.facts;
+    s->step.t = reader;
+    int ret = reader->ops->facts(reader, &s->step.facts);
+    struct step_result sr;
+    if (ret || s->step.facts.size != oracle_size(s->step.o)) {
+        headline(s, "qvet soak: after op %" PRIu64 " the reader %s sees a disk of %" PRIu64
+                 " bytes, the oracle's is %" PRIu64 "%s%s", s->r->ops_run, s->c->reader,
+                 ret ? 0 : s->step.facts.size, oracle_size(s->step.o), ret ? ": " : "",
+                 ret ? reader->message : "");
+        report_footer(s);
+        ret = fail(s, SOAK_READER_DIVERGED, NULL);
+    } else {
+        switch (step_compare(&s->step, NULL, &sr)) {
+        case STEP_DONE:
+            break;
+        case STEP_DIVERGED:
+            report_compared(s, "the reader reads differently from the oracle", &sr);
+            ret = fail(s, SOAK_READER_DIVERGED, NULL);
+            break;
+        case STEP_TARGET_FAILED:
+            headline(s, "qvet soak: after op %" PRIu64 " the reader %s failed a read at %"
+                     PRIu64 ": %s", s->r->ops_run, s->c->reader, sr.off, reader->message);
+            report_footer(s);
+            ret = fail(s, SOAK_READER_DIVERGED, NULL);
+            break;
+        default:
+            ret = fail(s, SOAK_SETUP_ERROR, NULL);
+            break;
+        }
+    }
+    reader->ops->close(reader);
+    s->step.t = t;
+    s->step.facts = facts;
+    return ret;
+}
+
+/*
+ * Everything that reads the image from outside the target, done with the image flushed
+ * and (for a target that holds locks, such as qemu-nbd) let go of.
+ */
+static int checks_from_outside(struct soak *s)
+{
+    struct target *t = s->step.t;
+    int ret = t->ops->detach ? t->ops->detach(t) : 0;
     if (ret) {
-        headline(s, "qvet soak: flush before the check failed: %s", t->message);
+        headline(s, "qvet soak: after op %" PRIu64 " the %s target could not let go of the "
+                 "image: %s", s->r->ops_run, t->ops->name, t->message);
         return fail(s, environment_errno(ret) ? SOAK_SETUP_ERROR : SOAK_TARGET_ERROR, NULL);
     }
     if ((ret = own_check(s)))
         return ret;
-    if (s->c->qemu_checks) {
+    if (s->c->qemu_checks && target_can(t, TARGET_QCOW2_FILE)) {
         char log[1100];
         snprintf(log, sizeof(log), "%s/qemu-img.log", s->c->dir);
         char *check[] = { "qemu-img", "check", "-f", "qcow2", s->image, NULL };
@@ -590,10 +674,27 @@ static int cross_check(struct soak *s)
         if ((ret = run_qemu_img(s, log, compare, "qemu-img compare (image vs oracle)", 10))) {
             if (ret < 0)
                 return ret;
-            report_first_divergence(s);
+            if (!reattach(s))
+                report_first_divergence(s);
             return fail(s, SOAK_CHECK_FAILED, NULL);
         }
     }
+    if ((ret = compare_reader(s)))
+        return ret;
+    return reattach(s);
+}
+
+static int cross_check(struct soak *s)
+{
+    s->r->checks_run++;
+    struct target *t = s->step.t;
+    int ret = target_can(t, TARGET_CAN_FLUSH) ? t->ops->flush(t) : 0;
+    if (ret) {
+        headline(s, "qvet soak: flush before the check failed: %s", t->message);
+        return fail(s, environment_errno(ret) ? SOAK_SETUP_ERROR : SOAK_TARGET_ERROR, NULL);
+    }
+    if ((ret = checks_from_outside(s)))
+        return ret;
     return compare_snapshots(s);
 }
 
@@ -624,6 +725,7 @@ static int apply(struct soak *s, const struct op *op)
     struct step_result sr;
     switch (step_run(&s->step, op, &sr)) {
     case STEP_DONE:
+        s->r->done[op->kind]++;
         if (op->kind == OP_READ)
             s->r->reads_compared++;
         else if (op->kind <= OP_WRITE_COMPRESSED)
@@ -784,21 +886,28 @@ static int setup(struct soak *s)
     int ret = step_start(&s->step);
     if (ret)
         return setup_error(s, "the target's facts: ", s->step.t->message);
+    /* The one place the target's capabilities shape the mix: it is never asked for more. */
+    s->r->target_caps = s->step.t->caps;
+    for (int k = 0; k < OP_KINDS; k++)
+        s->weights[k] = target_can(s->step.t, step_needs((enum op_kind)k)) ? c->weights[k] : 0;
     s->initial_size = s->step.facts.size;
     s->step.max_snapshots = MAX_SNAPSHOTS;
     s->step.io_cap = MAX_IO;
-    if (oracle_create(c->dir, c->size, backing_fmt ? s->backing_view : NULL, &s->step.facts.oracle,
+    if (oracle_create(c->dir, s->initial_size, backing_fmt ? s->backing_view : NULL,
+                      &s->step.facts.oracle,
                       &s->step.o, errbuf, sizeof(errbuf)))
         return setup_error(s, "oracle: ", errbuf);
+    struct target *reader;
+    if (c->reader[0] && open_reader(s, &reader, errbuf, sizeof(errbuf)))
+        return setup_error(s, "the reader: ", errbuf);
+    if (c->reader[0])
+        reader->ops->close(reader);
 
     s->trace_fd = open(s->trace_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (s->trace_fd < 0)
         return setup_error(s, "cannot write the trace: ", strerror(errno));
-    char header[2400];
-    snprintf(header, sizeof(header), "# qvet soak trace 1: replay with `qvet replay %s`\nseed %"
-             PRIu64 "\nsize %" PRIu64 "\noptions %s\nbacking %s\ncheck-every %" PRIu64 "\nops\n",
-             s->trace_path, c->seed, c->size, c->options[0] ? c->options : "-",
-             soak_backing_name(c->backing), c->check_every);
+    char header[4096];
+    soak_trace_header(c, s->trace_path, "", header, sizeof(header));
     ret = trace_append(s, header, strlen(header));
     return ret ? setup_error(s, "cannot write the trace: ", strerror(-ret)) : 0;
 }
@@ -865,6 +974,20 @@ static void print_summary(const struct soak *s, FILE *out)
             r->ops_run, r->seconds, r->seconds > 0 ? (double)r->ops_run / r->seconds : 0.0,
             r->reads_compared, r->checks_run, c->seed, c->options[0] ? c->options : "(defaults)",
             soak_backing_name(c->backing));
+    char left_out[256] = "";
+    for (int k = 0; k < OP_KINDS; k++)
+        if (c->weights[k] && (r->target_caps & step_needs((enum op_kind)k)) !=
+                             step_needs((enum op_kind)k))
+            snprintf(left_out + strlen(left_out), sizeof(left_out) - strlen(left_out), "%s%s",
+                     left_out[0] ? ", " : "", op_kind_name((enum op_kind)k));
+    if (c->target[0] && strcmp(c->target, "qvet"))
+        fprintf(out, "  target %s%s%s\n", c->target, c->reader[0] ? ", reader " : "",
+                c->reader);
+    else if (c->reader[0])
+        fprintf(out, "  reader %s\n", c->reader);
+    if (left_out[0])
+        fprintf(out, "  left out (the %s target cannot do them): %s\n", s->step.t->ops->name,
+                left_out);
     if (r->outcome == SOAK_INTERRUPTED || r->outcome == SOAK_SETUP_ERROR)
         fprintf(out, "  replay: qvet replay %s\n", s->trace_path);
 }
@@ -880,6 +1003,7 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
     memset(r, 0, sizeof(*r));
     r->failing_kind = OP_KINDS;
     rng_seed(&s, c->seed);
+    payload_set_compressible(c->compressible_payload);
     s.step.buf = malloc(MAX_IO);
     s.step.want = malloc(MAX_IO);
     int status = s.step.buf && s.step.want ? setup(&s) : -1;
@@ -959,6 +1083,7 @@ static const char *const outcome_names[] = {
     [SOAK_INTERRUPTED] = "interrupted",
     [SOAK_CRASHED] = "crashed",
     [SOAK_KILLED] = "killed",
+    [SOAK_READER_DIVERGED] = "reader-diverged",
 };
 
 const char *soak_outcome_name(enum soak_outcome o)

@@ -34,10 +34,9 @@ static int write_trace(const char *path, const struct soak_config *c, const stru
     FILE *f = fopen(path, "w");
     if (!f)
         return -errno;
-    fprintf(f, "# qvet soak trace 1 (minimized): replay with `qvet replay %s`\nseed %" PRIu64
-            "\nsize %" PRIu64 "\noptions %s\nbacking %s\ncheck-every %" PRIu64 "\nops\n",
-            path, c->seed, c->size, c->options[0] ? c->options : "-",
-            soak_backing_name(c->backing), c->check_every);
+    char header[4096];
+    soak_trace_header(c, path, " (minimized)", header, sizeof(header));
+    fputs(header, f);
     char line[160];
     for (size_t i = 0; i < n; i++) {
         op_format(&ops[i], line, sizeof(line));
@@ -52,6 +51,7 @@ static const char *outcome_phrase(enum soak_outcome o)
     case SOAK_DIVERGED: return "read mismatch";
     case SOAK_CHECK_FAILED: return "check failure";
     case SOAK_SNAPSHOT_DIVERGED: return "snapshot mismatch";
+    case SOAK_READER_DIVERGED: return "reader mismatch";
     default: return "target error";
     }
 }
@@ -80,7 +80,8 @@ enum minimize_result soak_minimize(const char *trace, const char *out_path,
     struct soak_result r;
     soak_run(&t.config, ops, n, &r, NULL);
     if (r.outcome != SOAK_DIVERGED && r.outcome != SOAK_CHECK_FAILED &&
-        r.outcome != SOAK_SNAPSHOT_DIVERGED && r.outcome != SOAK_TARGET_ERROR) {
+        r.outcome != SOAK_SNAPSHOT_DIVERGED && r.outcome != SOAK_TARGET_ERROR &&
+        r.outcome != SOAK_READER_DIVERGED) {
         enum minimize_result ret = r.outcome == SOAK_PASSED ? MINIMIZE_TRACE_PASSES
                                    : r.outcome == SOAK_INTERRUPTED ? MINIMIZE_INTERRUPTED
                                                                    : MINIMIZE_ERROR;

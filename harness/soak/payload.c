@@ -20,6 +20,18 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+static bool compressible;
+
+void payload_set_compressible(bool on)
+{
+    compressible = on;
+}
+
+/*
+ * Random after the tag; or, compressible, the first half one 8-byte word of that stream
+ * repeated (so that a compressed cluster takes about half of one: pieces of two or
+ * three writes share a host cluster, and discarding one often frees it).
+ */
 static void sector_content(uint8_t *s, uint32_t op, uint64_t sector)
 {
     memcpy(s, PAYLOAD_MAGIC, 4);
@@ -28,9 +40,11 @@ static void sector_content(uint8_t *s, uint32_t op, uint64_t sector)
     for (int i = 0; i < 8; i++)
         s[8 + i] = (uint8_t)(sector >> (8 * i));
     uint64_t state = ((uint64_t)op << 40) ^ sector;
+    uint64_t v = splitmix(&state);
     for (unsigned i = 16; i < SECTOR; i += 8) {
-        uint64_t v = splitmix(&state);
         memcpy(s + i, &v, 8);
+        if (!compressible || i >= SECTOR / 2)
+            v = splitmix(&state);
     }
 }
 

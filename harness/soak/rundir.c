@@ -23,6 +23,7 @@ static const char *const large_files[] = {
 };
 static const char *const record_files[] = {
     "trace.txt", RUNDIR_SUMMARY_NAME, RUNDIR_SUMMARY_NAME ".tmp", "setup.log", "qemu-img.log",
+    "target.log",                   /* the qemu target's qemu-nbd and qemu-img messages */
 };
 
 /* Verdicts (summary.json) of runs that found no bug: their directory may be reused. */

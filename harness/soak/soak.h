@@ -75,6 +75,8 @@ struct soak_config {
     /* Set (to the signal's number) when the run should stop after the current op. */
     const volatile sig_atomic_t *stop;
     char target[512];               /* the target's spec (target.h): "qvet" */
+    char reader[512];               /* a read-only second implementation's spec, or "" */
+    bool compressible_payload;      /* payload_set_compressible for the run */
     const struct target_hooks *hooks;   /* for the driver's own tests; NULL: none */
 };
 
@@ -101,6 +103,7 @@ enum soak_outcome {
     SOAK_INTERRUPTED,               /* asked to stop (SIGINT, SIGTERM, SIGHUP) */
     SOAK_CRASHED,                   /* the process running the target died */
     SOAK_KILLED,                    /* ... of SIGKILL: the OOM killer or a person */
+    SOAK_READER_DIVERGED,           /* the --reader read differently from the oracle */
 };
 
 /* "passed", "diverged", "check-failed", ...: the verdict of summary.json. */
@@ -126,6 +129,8 @@ struct soak_result {
     uint64_t failing_sector;        /* first mismatching sector of a divergence */
     int signal_number;              /* of an interrupt, crash or kill */
     char message[512];              /* the report's first line, or the setup error */
+    unsigned target_caps;           /* what the target could do (TARGET_CAN_*) */
+    uint64_t done[OP_KINDS];        /* ops of each kind the target did */
 };
 
 /*
@@ -152,6 +157,13 @@ int soak_run_supervised(const struct soak_config *c, const struct op *replay, si
  * second one ends it as usual. Returns the flag for soak_config.stop.
  */
 const volatile sig_atomic_t *soak_stop_on_signals(void);
+
+/*
+ * A trace's header: the settings a replay needs ("target" first: the options are its
+ * kind's), up to and including the "ops" line. `note` follows "trace 1" in the comment.
+ */
+void soak_trace_header(const struct soak_config *c, const char *path, const char *note,
+                       char *buf, size_t cap);
 
 /* Where the run's trace goes: c->trace, or DIR/trace.txt. */
 void soak_trace_path(const struct soak_config *c, char *buf, size_t cap);
@@ -194,6 +206,12 @@ enum minimize_result soak_minimize(const char *trace, const char *out_path,
 
 /* Test payloads: every sector names the op and the sector it was written for. */
 void payload_fill(uint8_t *buf, uint64_t off, size_t len, uint32_t op);
+/*
+ * Payloads that compress to about half (half of each sector one repeated word), for
+ * implementations that compress what they are given (QEMU's compress filter). Off by
+ * default.
+ */
+void payload_set_compressible(bool on);
 /* Recognizes a payload sector: its op and original sector number. */
 bool payload_identify(const uint8_t *sector, uint32_t *op, uint64_t *sector_no);
 

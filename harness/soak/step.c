@@ -39,11 +39,11 @@ static enum step_outcome by_oracle(struct step_result *r, int ret)
     return ret ? end(r, STEP_ORACLE_FAILED, ret) : end(r, STEP_DONE, 0);
 }
 
-/* What the target must be able to do for an op of this kind. */
-static unsigned needs(enum op_kind k)
+unsigned step_needs(enum op_kind k)
 {
     switch (k) {
-    case OP_WRITE: case OP_ZERO: case OP_ZERO_UNMAP: return TARGET_CAN_WRITE;
+    case OP_WRITE: return TARGET_CAN_WRITE;
+    case OP_ZERO: case OP_ZERO_UNMAP: return TARGET_CAN_ZERO;
     case OP_DISCARD: return TARGET_CAN_DISCARD;
     case OP_WRITE_COMPRESSED: return TARGET_CAN_WRITE_COMPRESSED;
     case OP_FLUSH: return TARGET_CAN_FLUSH;
@@ -153,7 +153,7 @@ int step_start(struct step *st)
 enum step_outcome step_run(struct step *st, const struct op *op, struct step_result *r)
 {
     memset(r, 0, sizeof(*r));
-    if (!target_can(st->t, needs(op->kind)))
+    if (!target_can(st->t, step_needs(op->kind)))
         return skip(r, "the %s target cannot %s", st->t->ops->name, op_kind_name(op->kind));
     uint64_t size = st->facts.size;
     if (has_range(op->kind) && (!op->len || op->off >= size || op->len > size - op->off))

@@ -45,6 +45,9 @@ struct step_result {
     uint64_t sector;                /* DIVERGED: the first sector that differs */
 };
 
+/* What a target must be able to do (TARGET_CAN_*) for an op of this kind. */
+unsigned step_needs(enum op_kind k);
+
 /* Before the first op: the target's facts. Returns 0 or the target's error. */
 int step_start(struct step *st);
 

@@ -129,6 +129,17 @@ void soak_config_defaults(struct soak_config *c)
     c->hooks = soak_process_hooks;
 }
 
+void soak_trace_header(const struct soak_config *c, const char *path, const char *note,
+                       char *buf, size_t cap)
+{
+    snprintf(buf, cap, "# qvet soak trace 1%s: replay with `qvet replay %s`\ntarget %s\n%s%s%s"
+             "%sseed %" PRIu64 "\nsize %" PRIu64 "\noptions %s\nbacking %s\ncheck-every %" PRIu64
+             "\nops\n", note, path, c->target, c->reader[0] ? "reader " : "", c->reader,
+             c->reader[0] ? "\n" : "", c->compressible_payload ? "payload compressible\n" : "",
+             c->seed, c->size, c->options[0] ? c->options : "-", soak_backing_name(c->backing),
+             c->check_every);
+}
+
 void soak_trace_path(const struct soak_config *c, char *buf, size_t cap)
 {
     if (c->trace[0])
@@ -204,6 +215,18 @@ static bool parse_config_line(struct soak_config *c, const char *key, const char
     }
     if (!strcmp(key, "backing"))
         return soak_backing_parse(value, &c->backing);
+    if (!strcmp(key, "payload")) {
+        c->compressible_payload = !strcmp(value, "compressible");
+        return c->compressible_payload || !strcmp(value, "random");
+    }
+    /* Before "options" in a trace: the options are the target kind's. */
+    if (!strcmp(key, "target") || !strcmp(key, "reader")) {
+        char *slot = key[0] == 't' ? c->target : c->reader;
+        if (!*value || strlen(value) >= sizeof(c->target))
+            return false;
+        strcpy(slot, value);
+        return true;
+    }
     return false;
 }
 

@@ -9,5 +9,13 @@
 #include "target.h"
 
 extern const struct target_kind target_kind_qvet;
+extern const struct target_kind target_kind_exec;      /* target_exec.c */
+#ifdef QVET_HAVE_LIBNBD
+extern const struct target_kind target_kind_qemu;      /* target_nbd.c */
+extern const struct target_kind target_kind_nbd;
+#endif
+#ifdef QVET_HAVE_LIBQCOW
+extern const struct target_kind target_kind_libqcow;   /* target_libqcow.c */
+#endif
 
 #endif

@@ -9,6 +9,14 @@
 
 static const struct target_kind *const kinds[] = {
     &target_kind_qvet,
+    &target_kind_exec,
+#ifdef QVET_HAVE_LIBNBD
+    &target_kind_qemu,
+    &target_kind_nbd,
+#endif
+#ifdef QVET_HAVE_LIBQCOW
+    &target_kind_libqcow,
+#endif
 };
 
 /* The kind a spec names; *arg is what follows its colon (NULL without one). */
@@ -55,6 +63,11 @@ static int make(const char *spec, bool create, const struct target_params *p,
     const struct target_kind *k = find_kind(spec, &arg, errbuf, errlen);
     if (!k)
         return -EINVAL;
+    if (create && !k->create) {
+        snprintf(errbuf, errlen, "target %s only reads images: it can be a --reader, not a "
+                 "--target", k->name);
+        return -EINVAL;
+    }
     int ret = (create ? k->create : k->open)(arg, p, out, errbuf, errlen);
     return wrapped(ret, p, out, errbuf, errlen);
 }
@@ -77,7 +90,7 @@ int target_check_options(const char *spec, const char *options, char *errbuf, si
     const struct target_kind *k = find_kind(spec, &arg, errbuf, errlen);
     if (!k)
         return -EINVAL;
-    return k->check_options(options, errbuf, errlen);
+    return k->check_options ? k->check_options(options, errbuf, errlen) : 0;
 }
 
 bool target_can(const struct target *t, unsigned caps)

@@ -2,9 +2,10 @@
 /*
  * The target seam: the only way the soak driver, replay, minimization and the fuzz_ops
  * target reach the implementation under test. A target is made by the factory below from
- * a spec ("qvet" now; "qemu", "nbd:URI", "exec:COMMAND" and read-only readers plug in as
- * new kinds) and says what it can do (TARGET_CAN_*): an operation outside that set is
- * skipped, never issued, so a target that cannot resize or snapshot still runs the rest.
+ * a spec ("qvet", "qemu[:ARGS]", "nbd:URI", "exec:COMMAND", and the read-only "libqcow")
+ * and says what it can do (TARGET_CAN_*): an operation outside that set is never
+ * generated, and one a trace holds is skipped, so a target that cannot resize or snapshot
+ * still runs the rest. docs/targets.md describes each kind.
  *
  * Every operation returns 0 or a negative errno and leaves a one-line reason in
  * t->message. TARGET_REFUSED (a positive code) means the target declined the operation
@@ -56,11 +57,18 @@ struct target_ops {
     int (*reopen)(struct target *t);
     /* The implementation's own consistency check; t->message: its first findings. */
     int (*check)(struct target *t, struct target_check *result);
+    /*
+     * Optional (NULL: not needed): lets other programs open the image file (flushed, and
+     * closed by whatever holds its locks, as qemu-nbd does), and takes it back. Between
+     * the two only check and close are called.
+     */
+    int (*detach)(struct target *t);
+    int (*attach)(struct target *t);
     void (*close)(struct target *t);
 };
 
 /* What a target can do besides reading (struct target.caps). */
-#define TARGET_CAN_WRITE 0x001u            /* write, zero write, zero write with unmap */
+#define TARGET_CAN_WRITE 0x001u
 #define TARGET_CAN_DISCARD 0x002u
 #define TARGET_CAN_WRITE_COMPRESSED 0x004u
 #define TARGET_CAN_FLUSH 0x008u
@@ -69,6 +77,9 @@ struct target_ops {
 #define TARGET_CAN_RESIZE 0x040u
 #define TARGET_CAN_REOPEN 0x080u
 #define TARGET_CAN_CHECK 0x100u            /* its own consistency check */
+#define TARGET_CAN_ZERO 0x200u             /* zero write, with and without unmap */
+/* The image is a qcow2 file at params.path that QEMU's tools may read (after detach). */
+#define TARGET_QCOW2_FILE 0x400u
 
 struct target {
     const struct target_ops *ops;   /* an op outside caps may be NULL */
@@ -109,6 +120,7 @@ struct target_params {
     const char *backing;            /* create: the backing file as the image names it */
     const char *backing_format;
     size_t cache_bytes;             /* the metadata cache (0: the implementation's default) */
+    bool read_only;                 /* open: a reader, which never changes the image */
     const struct target_hooks *hooks;
 };
 
@@ -117,7 +129,8 @@ struct target_params {
  * (a URI, a command), and `arg` is what follows the colon (NULL without one). create
  * makes a new image and opens it; open opens an existing one. Each returns 0 or a negative
  * errno with a one-line reason in errbuf. check_options says whether `options` would be
- * accepted by create (a trace is refused before its run when they would not).
+ * accepted by create (a trace is refused before its run when they would not). A kind
+ * that only reads (a reader) has no create.
  */
 struct target_kind {
     const char *name;
