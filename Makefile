@@ -15,6 +15,9 @@ all: build
 # SOAK_DIR is touched, and a failed run's files stay for its replay.
 SOAK_DIR  ?= reports/soak
 SOAK_ARGS ?=
+# The configuration matrix (qvet soak --config list) is rotated through unless SOAK_ARGS
+# describes an image itself (-o or --backing) or SOAK_CONFIG names one entry.
+SOAK_CONFIG ?= $(if $(findstring -o ,$(SOAK_ARGS))$(findstring --backing,$(SOAK_ARGS))$(findstring --config,$(SOAK_ARGS)),,all)
 
 # Fuzzing (scripts/fuzz.sh): ENGINE=libfuzzer|afl, seconds per target, FUZZ_TARGETS to
 # pick some of harness/fuzz/fuzz_*.c (default all).
@@ -63,7 +66,7 @@ test: build asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 soak: build
-	$(BUILD)/qvet soak --under $(SOAK_DIR) $(SOAK_ARGS)
+	$(BUILD)/qvet soak --under $(SOAK_DIR) $(if $(SOAK_CONFIG),--config $(SOAK_CONFIG)) $(SOAK_ARGS)
 
 bench: build
 	QVET=$(BUILD)/qvet bash scripts/bench.sh

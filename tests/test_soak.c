@@ -411,6 +411,18 @@ static int w_check(struct target *t, struct target_check *result)
     return relay(t, INNER(t)->ops->check(INNER(t), result));
 }
 
+static int w_crash_reopen(struct target *t, enum target_crash how, uint64_t seed,
+                          struct target_check *after)
+{
+    return relay(t, INNER(t)->ops->crash_reopen(INNER(t), how, seed, after));
+}
+
+static int w_snapshot_list(struct target *t, struct target_snapshot *out, unsigned cap,
+                           unsigned *n)
+{
+    return relay(t, INNER(t)->ops->snapshot_list(INNER(t), out, cap, n));
+}
+
 static void w_close(struct target *t)
 {
     INNER(t)->ops->close(INNER(t));
@@ -433,6 +445,8 @@ static const struct target_ops wrapper_ops = {
     .resize = w_resize,
     .reopen = w_reopen,
     .check = w_check,
+    .crash_reopen = w_crash_reopen,
+    .snapshot_list = w_snapshot_list,
     .close = w_close,
 };
 
@@ -1365,8 +1379,8 @@ START_TEST(a_trace_that_cannot_be_replayed_is_refused_with_its_line)
     expect_refused("comments-only.txt", HEADER "# nothing\n\n", "line 6: no operations");
     expect_refused("outside.txt", HEADER "1 write 0 4096\n2 write 1048064 1024\n",
                    "line 8: op 2 (2 write 1048064 1024): outside the disk");
-    expect_refused("huge.txt", HEADER "1 read 0 8388608\n", "line 7: op 1 (1 read 0 8388608): "
-                   "longer than the soak's 4 MiB limit");
+    expect_refused("huge.txt", HEADER "1 read 0 33554432\n", "line 7: op 1 (1 read 0 "
+                   "33554432): longer than the soak's 16 MiB limit");
     expect_refused("empty-range.txt", HEADER "1 discard 4096 0\n", "line 7: op 1 (1 discard "
                    "4096 0): an empty range");
     expect_refused("op-zero.txt", HEADER "0 flush\n", "line 7: op 0 (0 flush): operation "

@@ -3,7 +3,11 @@
  * Payloads are computed from (op, sector), never stored: any sector's expected content
  * and its author can be rebuilt from the trace alone, and data that turns up in the
  * wrong place says where it came from. Each 512-byte sector starts with a tag (magic,
- * op, sector), followed by a stream seeded from both.
+ * op, sector), followed by a body of one of four kinds, chosen by the op's number so that
+ * compressed clusters come in every size: a pseudo-random stream seeded from op and
+ * sector (incompressible), runs of a few bytes, a low-entropy stream (four symbols), and
+ * a body shared by every sector of the op (repeated sectors). Only the tag tells one
+ * sector of a compressible op from another, and it is enough to identify it.
  */
 #include <string.h>
 
@@ -20,6 +24,14 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+enum body_kind { BODY_RANDOM, BODY_RUNS, BODY_LOW_ENTROPY, BODY_REPEATED, BODY_KINDS };
+
+static enum body_kind body_of(uint32_t op)
+{
+    uint64_t x = op;
+    return (enum body_kind)(splitmix(&x) % BODY_KINDS);
+}
+
 static void sector_content(uint8_t *s, uint32_t op, uint64_t sector)
 {
     memcpy(s, PAYLOAD_MAGIC, 4);
@@ -27,9 +39,17 @@ static void sector_content(uint8_t *s, uint32_t op, uint64_t sector)
         s[4 + i] = (uint8_t)(op >> (8 * i));
     for (int i = 0; i < 8; i++)
         s[8 + i] = (uint8_t)(sector >> (8 * i));
-    uint64_t state = ((uint64_t)op << 40) ^ sector;
+    enum body_kind kind = body_of(op);
+    uint64_t state = ((uint64_t)op << 40) ^ (kind == BODY_REPEATED ? 0 : sector);
     for (unsigned i = 16; i < SECTOR; i += 8) {
         uint64_t v = splitmix(&state);
+        if (kind == BODY_RUNS) {
+            /* 62-byte runs of one byte each: a run costs the compressor a few bits */
+            memset(s + i, (int)(uint8_t)(op + sector + i / 62), 8);
+            continue;
+        }
+        if (kind == BODY_LOW_ENTROPY)
+            v &= 0x0303030303030303ull;
         memcpy(s + i, &v, 8);
     }
 }

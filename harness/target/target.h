@@ -37,6 +37,20 @@ struct target_check {
     uint64_t corruptions, leaks, check_errors;
 };
 
+/* What a crash does to the writes since the last flush. */
+enum target_crash {
+    TARGET_CRASH_DROP,              /* a power cut: none of them lands */
+    TARGET_CRASH_TEAR,              /* each lands whole, not at all or in part (from a seed) */
+    TARGET_CRASH_KEEP,              /* a killed process: all land, but no clean close */
+};
+
+/* A snapshot as the image's table records it. */
+struct target_snapshot {
+    char id[TARGET_ID_MAX];
+    char name[TARGET_ID_MAX * 4];
+    uint64_t disk_size;
+};
+
 struct target_ops {
     const char *name;
     int (*facts)(struct target *t, struct target_facts *f);
@@ -56,6 +70,16 @@ struct target_ops {
     int (*reopen)(struct target *t);
     /* The implementation's own consistency check; t->message: its first findings. */
     int (*check)(struct target *t, struct target_check *result);
+    /*
+     * A crash, then an open of what it left (see enum target_crash). `after` is the check
+     * of the reopened image; its leaks (expected after a crash) are then repaired, so
+     * that later checks start clean.
+     */
+    int (*crash_reopen)(struct target *t, enum target_crash how, uint64_t seed,
+                        struct target_check *after);
+    /* The snapshot table: up to `cap` entries into `out`, their count into *n. */
+    int (*snapshot_list)(struct target *t, struct target_snapshot *out, unsigned cap,
+                         unsigned *n);
     void (*close)(struct target *t);
 };
 
@@ -69,6 +93,8 @@ struct target_ops {
 #define TARGET_CAN_RESIZE 0x040u
 #define TARGET_CAN_REOPEN 0x080u
 #define TARGET_CAN_CHECK 0x100u            /* its own consistency check */
+#define TARGET_CAN_CRASH 0x200u            /* crash_reopen (when made with crash_ops) */
+#define TARGET_CAN_SNAPSHOT_LIST 0x400u
 
 struct target {
     const struct target_ops *ops;   /* an op outside caps may be NULL */
@@ -109,6 +135,8 @@ struct target_params {
     const char *backing;            /* create: the backing file as the image names it */
     const char *backing_format;
     size_t cache_bytes;             /* the metadata cache (0: the implementation's default) */
+    /* Keep the writes since the last flush apart, so that crash_reopen can lose them. */
+    bool crash_ops;
     const struct target_hooks *hooks;
 };
 
