@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
-.PHONY: all build asan test interop soak bench deps clean help fuzz coverage fuzz-bench seeds
+.PHONY: all build asan test interop soak bench deps clean help fuzz coverage fuzz-bench seeds mutants
 
 all: build
 
@@ -35,6 +35,9 @@ help:
 	@echo "make test       build both, run the Check suites, the malformed-image suite"
 	@echo "                and the qemu-img interop gate (scripts/interop.sh)"
 	@echo "make bench      speed: soak ops/s for 4 KiB ops vs QEMU blkverify, fuzz execs/s"
+	@echo "make mutants    the mutation suite: each planted bug in tests/mutants built and"
+	@echo "                soaked over the configuration matrix (MUTANT_SECONDS, 60, each);"
+	@echo "                killed/total, median and worst time to kill, survivors and why"
 	@echo "make interop    only the qemu-img interop gate (read and write), one CTest test"
 	@echo "                per gate group (ctest -L interop; -R interop.read.chains for one)"
 	@echo "make fuzz       libFuzzer on every harness/fuzz target, FUZZ_SECONDS (60) each on"
@@ -70,6 +73,11 @@ soak: build
 
 bench: build
 	QVET=$(BUILD)/qvet bash scripts/bench.sh
+
+# The mutation suite: every tests/mutants/*.patch built and soaked (MUTANT_SECONDS each).
+MUTANT_SECONDS ?= 60
+mutants: build
+	bash tests/mutants/run.sh --seconds $(MUTANT_SECONDS) --out reports/mutants
 
 interop: build
 	cd $(BUILD) && ctest -L interop --output-on-failure -j $(JOBS)

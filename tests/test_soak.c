@@ -42,9 +42,9 @@
 /* ---- the run configurations ------------------------------------------------------ */
 
 /* Every fault runs in one of these; each also runs fault-free (the twin) and must pass. */
-enum config_id { CONFIG_DATA, CONFIG_REOPEN, CONFIGS };
+enum config_id { CONFIG_DATA, CONFIG_REOPEN, CONFIG_POWER_CUT, CONFIGS };
 
-static const char *const config_names[CONFIGS] = { "data", "reopen" };
+static const char *const config_names[CONFIGS] = { "data", "reopen", "power-cut" };
 
 static void config_make(enum config_id id, const char *dir, struct soak_config *c)
 {
@@ -63,6 +63,22 @@ static void config_make(enum config_id id, const char *dir, struct soak_config *
     case CONFIG_REOPEN:
         /* Frequent reopens: every L2 table is read from disk again, many times. */
         c->weights[OP_REOPEN] = 40;
+        break;
+    case CONFIG_POWER_CUT:
+        /* Power cuts between data ops only (nothing a cut cannot be judged after). */
+        c->weights[OP_POWER_CUT] = 20;
+        c->weights[OP_DIRTY_REOPEN] = 10;
+        c->weights[OP_REOPEN] = 0;
+        c->weights[OP_RESIZE] = 0;
+        c->weights[OP_SNAPSHOT_CREATE] = c->weights[OP_SNAPSHOT_APPLY] = 0;
+        c->weights[OP_SNAPSHOT_DELETE] = 0;
+        /*
+         * A cross-check flushes: few of them, so that the power cuts see a flush lost.
+         * Lazy refcounts: no barrier flushes inside writes, so only the flushes asked for
+         * make data durable (and a dirty image is repaired at each reopen).
+         */
+        c->check_every = 600;
+        snprintf(c->options, sizeof(c->options), "cluster_size=4k,lazy_refcounts=on");
         break;
     default:
         break;
@@ -455,6 +471,9 @@ struct wrapping {
     struct fault *f;
     int (*check)(struct target *t, struct target_check *result);
     int (*snapshot_apply)(struct target *t, const char *id);
+    int (*flush)(struct target *t);
+    int (*snapshot_list)(struct target *t, struct target_snapshot *out, unsigned cap,
+                         unsigned *n);
     unsigned caps_off;              /* what the wrapped target claims it cannot do */
 };
 
@@ -469,6 +488,10 @@ static struct target *wrap_hook(struct target *inner, void *ctx)
         w->ops.check = how->check;
     if (how->snapshot_apply)
         w->ops.snapshot_apply = how->snapshot_apply;
+    if (how->flush)
+        w->ops.flush = how->flush;
+    if (how->snapshot_list)
+        w->ops.snapshot_list = how->snapshot_list;
     w->base.ops = &w->ops;
     w->base.caps = inner->caps & ~how->caps_off;
     w->inner = inner;
@@ -1101,6 +1124,64 @@ START_TEST(a_wrong_snapshot_apply_is_caught)
 }
 END_TEST
 
+/* A target that reports a flush it never made: a power cut then loses "flushed" bytes. */
+static int flush_nothing(struct target *t)
+{
+    t->message[0] = '\0';
+    return 0;
+}
+
+START_TEST(a_flush_that_did_nothing_is_caught_by_a_power_cut)
+{
+    struct fault f;
+    fault_init(&f);
+    struct wrapping how = { .f = &f, .flush = flush_nothing };
+    struct target_hooks opts = { .wrap = wrap_hook, .wrap_ctx = &how };
+    struct run run;
+    soak(CONFIG_POWER_CUT, "lost-flush", &opts, NULL, &run);
+    const char *kind = soak_failure_kind(&run.r);
+    ck_assert_msg(run.ret == 1 && run.r.outcome == SOAK_CRASH_STATE &&
+                      run.r.failing_kind == OP_POWER_CUT &&
+                      (!strcmp(kind, "lost-flushed-bytes") ||
+                       !strcmp(kind, "crash-state-corruption")),
+                  "a flush that did nothing: expected a power cut to fail (crash-state), got "
+                  "%d ('%s', %s) at op %" PRIu64 "; report:\n%s", run.ret,
+                  soak_outcome_name(run.r.outcome), kind, run.r.failing_op, excerpt(&run));
+    ck_assert_msg(strstr(run.report, "after the crash"), "the report does not say what the "
+                  "crash lost:\n%s", excerpt(&run));
+    run_free(&run);
+    fault_free(&f);
+}
+END_TEST
+
+/* A snapshot table listing each name with its last byte changed. */
+static int names_off_by_one(struct target *t, struct target_snapshot *out, unsigned cap,
+                            unsigned *n)
+{
+    int ret = relay(t, INNER(t)->ops->snapshot_list(INNER(t), out, cap, n));
+    for (unsigned i = 0; !ret && i < *n && i < cap; i++)
+        out[i].name[strlen(out[i].name) - 1] ^= 1;
+    return ret;
+}
+
+START_TEST(a_snapshot_table_that_differs_from_what_was_made_is_caught)
+{
+    struct fault f;
+    fault_init(&f);
+    struct wrapping how = { .f = &f, .snapshot_list = names_off_by_one };
+    struct target_hooks opts = { .wrap = wrap_hook, .wrap_ctx = &how };
+    struct run run;
+    soak(CONFIG_DATA, "snapshot-names", &opts, NULL, &run);
+    ck_assert_msg(run.ret == 1 && run.r.outcome == SOAK_CHECK_FAILED &&
+                      strstr(run.r.message, "the snapshot table (qvet) differs from the "
+                             "snapshots made: entry 1"),
+                  "expected the snapshot table check to fail, got %d ('%s'): %s", run.ret,
+                  soak_outcome_name(run.r.outcome), run.r.message);
+    run_free(&run);
+    fault_free(&f);
+}
+END_TEST
+
 /* ---- the run's end: limits, stops, a full disk, a crash ------------------------------ */
 
 /* The trace file holds text only, and its last operation is number `last`. */
@@ -1580,6 +1661,8 @@ static Suite *soak_suite(void)
     tcase_add_test(faults, a_lost_refcount_update_is_caught_as_a_leak);
     tcase_add_test(faults, a_corruption_only_qemu_img_sees_is_caught);
     tcase_add_test(faults, a_wrong_snapshot_apply_is_caught);
+    tcase_add_test(faults, a_flush_that_did_nothing_is_caught_by_a_power_cut);
+    tcase_add_test(faults, a_snapshot_table_that_differs_from_what_was_made_is_caught);
     suite_add_tcase(s, faults);
     TCase *ending = tcase_create("how a run ends");
     tcase_set_timeout(ending, 120);
