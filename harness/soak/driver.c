@@ -32,6 +32,7 @@ extern char **environ;
 #define MAX_SNAPSHOTS 8
 #define RECENT 32
 #define HISTORY_SHOWN 12
+#define QVET_FILL_CLUSTERS 128
 
 struct range {
     uint64_t off, len;
@@ -209,10 +210,27 @@ static enum op_kind pick_kind(struct soak *s)
     return OP_READ;
 }
 
+/* The fill phase: op n writes the n-th stretch of 128 clusters, while below c->fill. */
+static bool fill_op(struct soak *s, uint32_t n, struct op *op)
+{
+    uint64_t chunk = QVET_FILL_CLUSTERS * s->step.facts.oracle.cluster_size;
+    if (chunk > MAX_IO)
+        chunk = MAX_IO;
+    uint64_t off = (uint64_t)(n - 1) * chunk;
+    if (off >= s->c->fill || off >= s->step.facts.size)
+        return false;
+    op->kind = OP_WRITE;
+    op->off = off;
+    op->len = s->step.facts.size - off < chunk ? s->step.facts.size - off : chunk;
+    return true;
+}
+
 static void generate(struct soak *s, uint32_t n, struct op *op)
 {
     memset(op, 0, sizeof(*op));
     op->n = n;
+    if (fill_op(s, n, op))
+        return;
     op->kind = pick_kind(s);
     uint32_t n_snapshots = oracle_snapshot_count(s->step.o);
     if ((op->kind == OP_SNAPSHOT_APPLY || op->kind == OP_SNAPSHOT_DELETE) && !n_snapshots)
@@ -857,8 +875,9 @@ static int oracle_failed(struct soak *s, const struct op *op, int error)
         report_footer(s);
         return fail(s, SOAK_TARGET_ERROR, op);
     }
-    headline(s, "qvet soak: %s: the oracle could not follow op %" PRIu32 " (%s): %s (the "
-             "host refused it: is the disk full?)", s->c->dir, op->n, desc, strerror(-error));
+    headline(s, "qvet soak: %s: the oracle could not follow op %" PRIu32 " (%s): %s: an "
+             "environment failure, not a bug (is the disk full?)", s->c->dir, op->n, desc,
+             strerror(-error));
     return fail(s, SOAK_SETUP_ERROR, op);
 }
 

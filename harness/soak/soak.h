@@ -87,6 +87,8 @@ struct soak_config {
     const volatile sig_atomic_t *stop;
     char target[512];               /* the target's spec (target.h): "qvet" */
     size_t cache_bytes;             /* the target's metadata cache (0: its default) */
+    /* A generated run starts by writing the first `fill` bytes of the disk, in order. */
+    uint64_t fill;
     /* An op (or a cross-check: six times as long) running longer than this is a hang. */
     double hang_seconds;
     char config_name[64];           /* the matrix entry the run is (""; --config NAME) */
@@ -111,6 +113,7 @@ struct soak_matrix_entry {
     enum soak_backing backing;
     uint64_t size;
     size_t cache_bytes;             /* 0: the target's default */
+    uint64_t fill;                  /* bytes written first (soak_config.fill) */
 };
 const struct soak_matrix_entry *soak_matrix(size_t *n);
 const struct soak_matrix_entry *soak_matrix_find(const char *name);

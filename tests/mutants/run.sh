@@ -3,7 +3,7 @@
 # The mutation suite: how many planted bugs the soak finds, and how fast.
 #   tests/mutants/run.sh [--subset] [--seconds N] [--keep] [--out DIR] [PATCH...]
 # Each PATCH (default: every tests/mutants/*.patch, the subset: those listed in
-# tests/mutants/subset.txt) is built by scripts/build-mutant.sh into a private tree, and
+# tests/mutants/subset.txt) is built in a private tree (scripts/build-mutant.sh), and
 # its qvet runs `qvet soak --config all` (the whole configuration matrix, N seconds of
 # wall time in all, 60 by default) until the soak finds a bug (exit 1: the mutant is
 # killed) or the time is up (it survived). The time to kill is the wall time of that
@@ -56,21 +56,41 @@ now() { date +%s.%N; }
 
 killed=0 survived=0 errors=0 total=0
 times=()
+# One private tree for all of them, built once by scripts/build-mutant.sh with no change;
+# then each mutant is patched in, rebuilt (only the files it touches recompile), soaked
+# and patched out again. The shipped build is never touched.
+tree=$work/tree
+: > "$work/unchanged.patch"
+if ! JOBS=${JOBS:-2} nice bash "$here/scripts/build-mutant.sh" "$work/unchanged.patch" "$tree" \
+     > "$work/base.build.log" 2>&1; then
+  echo "mutants: the unchanged tree does not build: $(tail -n 1 "$work/base.build.log")" >&2
+  exit 2
+fi
 for patch in "${patches[@]}"; do
   name=$(basename "$patch" .patch)
   total=$((total + 1))
   dir=$work/$name
-  if ! JOBS=${JOBS:-2} nice bash "$here/scripts/build-mutant.sh" "$patch" "$dir" > "$dir.build.log" 2>&1; then
+  mkdir -p "$dir"
+  if ! patch -s -p1 -d "$tree/src" --dry-run < "$patch" > "$dir.build.log" 2>&1; then
     errors=$((errors + 1))
-    printf '%-34s ERROR  could not be built: %s\n' "$name" "$(tail -n 1 "$dir.build.log")" | tee -a "$results"
+    printf '%-34s ERROR  the patch does not apply to this tree (stale)\n' "$name" | tee -a "$results"
     continue
   fi
+  patch -s -p1 -d "$tree/src" < "$patch"
+  if ! nice cmake --build "$tree/build" --target qvet -j "${JOBS:-2}" >> "$dir.build.log" 2>&1; then
+    patch -s -R -p1 -d "$tree/src" < "$patch"
+    errors=$((errors + 1))
+    printf '%-34s ERROR  could not be built (%s)\n' "$name" "$dir.build.log" | tee -a "$results"
+    continue
+  fi
+  cp "$tree/build/qvet" "$dir/qvet"
+  patch -s -R -p1 -d "$tree/src" < "$patch"
   start=$(now)
   # The wall-clock cap is the budget. The ops get a third of it (--seconds counts ops
   # only): setting up each configuration and its cross-checks take the rest, so that
   # every configuration gets its turn before the cap.
   # shellcheck disable=SC2086  # SOAK_ARGS holds several words on purpose
-  timeout -s INT -k 10 "$seconds" nice "$dir/build/qvet" soak --config all \
+  timeout -s INT -k 10 "$seconds" nice "$dir/qvet" soak --config all \
     --seconds "$(echo "$seconds / 3" | bc -l)" --check-every 1000 --seed 1 \
     --dir "$dir/run" ${SOAK_ARGS:-} > "$dir.soak.log" 2>&1
   status=$?
