@@ -58,6 +58,8 @@ struct soak {
     struct target_snapshot made[MAX_SNAPSHOTS];
     unsigned n_made;
     bool crash_ops;                 /* the run has power cuts: the target keeps unflushed writes apart */
+    /* The generator's weights (the configured ones, as setup fitted them to the target). */
+    unsigned weights[OP_KINDS];
 };
 
 /* ---- the generator ----------------------------------------------------------------- */
@@ -200,12 +202,12 @@ static enum op_kind pick_kind(struct soak *s)
 {
     unsigned total = 0;
     for (int k = 0; k < OP_KINDS; k++)
-        total += s->c->weights[k];
+        total += s->weights[k];
     uint64_t x = below(s, total ? total : 1);
     for (int k = 0; k < OP_KINDS; k++) {
-        if (x < s->c->weights[k])
+        if (x < s->weights[k])
             return (enum op_kind)k;
-        x -= s->c->weights[k];
+        x -= s->weights[k];
     }
     return OP_READ;
 }
@@ -1075,6 +1077,8 @@ static int setup(struct soak *s)
     if (ret)
         return setup_error(s, "the target's facts: ", s->step.t->message);
     s->initial_size = s->step.facts.size;
+    /* The one place where what is generated can be fitted to the target. */
+    memcpy(s->weights, c->weights, sizeof(s->weights));
     s->step.max_snapshots = MAX_SNAPSHOTS;
     s->step.io_cap = MAX_IO;
     if (target_can(s->step.t, TARGET_CAN_CRASH) && !(s->step.unflushed = unflushed_new()))
