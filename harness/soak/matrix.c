@@ -3,8 +3,8 @@
  * The configuration matrix (soak.h): image options the default `make soak` rotates
  * through, each chosen for code that the default image never reaches. Small disks fill
  * up in seconds, so tables grow and clusters get reused; 512-byte and 1 KiB clusters with
- * 64-bit refcounts, after a fill of a few MiB, make the refcount table itself grow
- * within the first seconds (one table cluster covers 2 MiB and 16 MiB of file).
+ * 64-bit refcounts, after a fill of 2.5 MiB, make the refcount table itself grow within
+ * the first seconds (one table cluster covers 2 MiB of file).
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,7 +18,7 @@ static const struct soak_matrix_entry entries[] = {
     /* the richest first: most planted bugs show within the first slices */
     { "xl2-backing", "cluster_size=32k,extended_l2=on", BACKING_QCOW2, 16 * M, 0, 0 },
     { "c512-r64-growth", "cluster_size=512,refcount_bits=64", BACKING_NONE, 16 * M, 0,
-      3 * M },
+      5 * M / 2 },
     { "v2-backing", "compat=0.10,cluster_size=4k", BACKING_RAW, 16 * M, 0, 0 },
     { "zstd-lazy", "compression_type=zstd,lazy_refcounts=on,cluster_size=8k", BACKING_NONE,
       16 * M, 0, 0 },
@@ -27,8 +27,8 @@ static const struct soak_matrix_entry entries[] = {
     { "cache-tiny", "cluster_size=4k", BACKING_NONE, 16 * M, 8 * K, 0 },
     { "lazy-chain", "lazy_refcounts=on,cluster_size=4k", BACKING_CHAIN, 16 * M, 0, 0 },
     { "default", "", BACKING_NONE, 64 * M, 0, 0 },
-    { "c1k-r64-growth", "cluster_size=1k,refcount_bits=64", BACKING_NONE, 32 * M, 0,
-      17 * M },
+    { "c512-r64-backing", "cluster_size=512,refcount_bits=64", BACKING_QCOW2, 16 * M, 0,
+      5 * M / 2 },
     { "r4", "cluster_size=2k,refcount_bits=4", BACKING_NONE, 16 * M, 0, 0 },
     { "xl2", "cluster_size=16k,extended_l2=on", BACKING_NONE, 16 * M, 0, 0 },
     { "cache-small-xl2", "cluster_size=16k,extended_l2=on", BACKING_QCOW2, 16 * M, 64 * K, 0 },
