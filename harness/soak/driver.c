@@ -1071,7 +1071,15 @@ static int setup(struct soak *s)
         .hooks = c->hooks,
     };
     char errbuf[2400];
-    if (target_create(c->target, &params, &s->step.t, errbuf, sizeof(errbuf)))
+    int made = target_create(c->target, &params, &s->step.t, errbuf, sizeof(errbuf));
+    if (made && !environment_errno(made) &&
+        !target_check_options(c->target, c->options, missing, sizeof(missing))) {
+        /* Options it accepts, a host with room: an image it cannot make or open is a bug. */
+        headline(s, "qvet soak: %s: the %s target cannot make the image it was asked for: %s",
+                 c->dir, c->target, errbuf);
+        return fail(s, SOAK_TARGET_ERROR, NULL);
+    }
+    if (made)
         return setup_error(s, errbuf, "");
     int ret = step_start(&s->step);
     if (ret)

@@ -42,7 +42,7 @@ static const unsigned default_weights[OP_KINDS] = {
     [OP_READ] = 300, [OP_WRITE] = 300, [OP_ZERO] = 60, [OP_ZERO_UNMAP] = 40,
     [OP_DISCARD] = 80, [OP_WRITE_COMPRESSED] = 50, [OP_FLUSH] = 30,
     [OP_SNAPSHOT_CREATE] = 12, [OP_SNAPSHOT_APPLY] = 8, [OP_SNAPSHOT_DELETE] = 10,
-    [OP_REOPEN] = 6, [OP_RESIZE] = 4, [OP_POWER_CUT] = 3,
+    [OP_REOPEN] = 6, [OP_RESIZE] = 10, [OP_POWER_CUT] = 3,
     [OP_DIRTY_REOPEN] = 3,
 };
 
