@@ -57,7 +57,7 @@ const char cmd_soak_help[] =
     "                     (default read=300,write=300,zero=60,zero-unmap=40,discard=80,\n"
     "                     write-compressed=50,flush=30,snapshot-create=12,\n"
     "                     snapshot-apply=8,snapshot-delete=10,reopen=6,resize=10,\n"
-    "                     power-cut=3,dirty-reopen=3)\n"
+    "                     power-cut=3,dirty-reopen=3,torn-power-cut=0)\n"
     "  --io-size SIZE     every read, write, zero and discard exactly SIZE long and\n"
     "                     aligned to it, up to 4M (default: varied lengths and offsets)\n"
     "  --no-qemu-checks   skip qemu-img check and compare (default: run them)\n"
@@ -391,7 +391,8 @@ int cmd_soak(int argc, char **argv)
                 return USAGE("soak", "--weights takes KIND=N,... with kinds read, write, "
                              "zero, zero-unmap, discard, write-compressed, flush, "
                              "snapshot-create, snapshot-apply, snapshot-delete, reopen, "
-                             "resize; not '%s'", optarg);
+                             "resize, power-cut, dirty-reopen, torn-power-cut; not '%s'",
+                             optarg);
             break;
         case 'Q':
             c.qemu_checks = false;

@@ -67,7 +67,8 @@ start_long() {
 # ---- help -----------------------------------------------------------------------------
 run help 0 soak --help
 check "soak --help explains every option with its default" bash -c '
-  for o in --seed --ops --seconds --size -o --backing --check-every --weights --io-size \
+  for o in --seed --ops --seconds --size -o --backing --config --cache --hang-seconds \
+           --check-every --weights --io-size \
            --no-qemu-checks --under --dir --trace --keep --heartbeat --help; do
     grep -qE -- "^  (-[a-zA-Z], )?$o( |$)" help.out || { echo "  missing $o"; exit 1; }
   done
