@@ -175,17 +175,22 @@ static uint64_t pick_length(struct soak *s, uint64_t off)
 
 /*
  * A new disk size, whole clusters only (a partial last cluster would keep stale bytes
- * past a shrink): from the start as often smaller as larger, by a few clusters, to below
- * the backing file's end, or anywhere; never past twice the initial size.
+ * past a shrink): from the start as often smaller as larger. Smaller by a few clusters,
+ * to just below the backing file's end, or to anywhere; larger by a few clusters or to
+ * anywhere up to twice the first size (so that a disk shrunk far comes back, and the L1
+ * table grows past what it ever held).
  */
 static uint64_t pick_size(struct soak *s)
 {
     uint64_t cs = s->step.facts.oracle.cluster_size;
     uint64_t now = (s->step.facts.size + cs - 1) / cs * cs;
+    uint64_t top = 2 * s->initial_size / cs * cs;
     uint64_t few = cs * (1 + below(s, 4));
-    bool room_above = now + few <= 2 * s->initial_size;
-    if (now <= few || (room_above && below(s, 2)))
-        return now + few;
+    if (now < top && (now <= few || below(s, 2))) {
+        if (below(s, 2) && now + few <= top)
+            return now + few;
+        return now + cs * (1 + below(s, (top - now) / cs));
+    }
     switch (below(s, 3)) {
     case 0:
         return now - few;
