@@ -101,7 +101,7 @@ for patch in "${patches[@]}"; do
       killed=$((killed + 1))
       times+=("$elapsed")
       config=$(sed -n 's/^soak: FAILED in configuration \([^ ]*\) .*/\1/p' "$dir.soak.log")
-      how=$(grep -m 1 '^qvet soak: ' "$dir.soak.log" | sed 's|/[^ ]*/run/[^/]*/||g' | cut -c12-110)
+      how=$(grep -m 1 '^qvet soak: ' "$dir.soak.log" | sed 's|/[^ ]*/run/[0-9][0-9]-[^/: ]*/\{0,1\}||g' | cut -c12-110)
       printf '%-34s killed in %5.1f s (%s): %s\n' "$name" "$elapsed" "$config" "$how" |
         tee -a "$results"
       ;;
