@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_GEN  := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
 
 .PHONY: all build asan test interop soak bench deps clean help fuzz coverage fuzz-bench seeds \
-	triage nightly
+	triage nightly mutants
 
 all: build
 
@@ -16,6 +16,9 @@ all: build
 # SOAK_DIR is touched, and a failed run's files stay for its replay.
 SOAK_DIR  ?= reports/soak
 SOAK_ARGS ?=
+# The configuration matrix (qvet soak --config list) is rotated through unless SOAK_ARGS
+# describes an image itself (-o or --backing) or SOAK_CONFIG names one entry.
+SOAK_CONFIG ?= $(if $(findstring -o ,$(SOAK_ARGS))$(findstring --backing,$(SOAK_ARGS))$(findstring --config,$(SOAK_ARGS)),,all)
 
 # Fuzzing (scripts/fuzz.sh): ENGINE=libfuzzer|afl, seconds per target, FUZZ_TARGETS to
 # pick some of harness/fuzz/fuzz_*.c (default all).
@@ -40,6 +43,9 @@ help:
 	@echo "make bench      speed, measured not asserted: qvet vs qemu-img bench vs pread/pwrite,"
 	@echo "                soak ops/s, fuzz execs/s, memory, scaling; reports/bench/latest.*"
 	@echo "                (BENCH_QUICK=1: a tiny run)"
+	@echo "make mutants    the mutation suite: each planted bug in tests/mutants built and"
+	@echo "                soaked over the configuration matrix (MUTANT_SECONDS, 60, each);"
+	@echo "                killed/total, median and worst time to kill, survivors and why"
 	@echo "make interop    only the qemu-img interop gate (read and write), one CTest test"
 	@echo "                per gate group (ctest -L interop; -R interop.read.chains for one)"
 	@echo "make fuzz       libFuzzer on every harness/fuzz target, FUZZ_SECONDS (60) each on"
@@ -76,10 +82,15 @@ test: build asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 soak: build
-	$(BUILD)/qvet soak --under $(SOAK_DIR) $(SOAK_ARGS)
+	$(BUILD)/qvet soak --under $(SOAK_DIR) $(if $(SOAK_CONFIG),--config $(SOAK_CONFIG)) $(SOAK_ARGS)
 
 bench: build
 	QVET=$(BUILD)/qvet bash scripts/bench.sh
+
+# The mutation suite: every tests/mutants/*.patch built and soaked (MUTANT_SECONDS each).
+MUTANT_SECONDS ?= 60
+mutants: build
+	bash tests/mutants/run.sh --seconds $(MUTANT_SECONDS) --out reports/mutants
 
 interop: build
 	cd $(BUILD) && ctest -L interop --output-on-failure -j $(JOBS)

@@ -51,11 +51,16 @@ int cli_main(int argc, char **argv);
 /* Prints "qvet version X.Y.Z" (the project's one version, from CMake). */
 void cli_print_version(void);
 
-/* Writes DIR/summary.json for a soak or replay run (soak_summary.c). */
+/*
+ * Writes DIR/summary.json for a soak or replay run (soak_summary.c). A run over the
+ * configuration matrix also lists the `n_configs` configurations it ran (else NULL, 0);
+ * c and r are then those of its last configuration.
+ */
 struct soak_config;
 struct soak_result;
 int soak_summary_write(const char *command, const char *dir, const struct soak_config *c,
-                       const struct soak_result *r, int exit_status, bool large_files_removed);
+                       const struct soak_result *r, int exit_status, bool large_files_removed,
+                       const char *const *configs, size_t n_configs);
 
 
 /* Prints "qvet: <file>: <message>" (one line) and returns 1. */

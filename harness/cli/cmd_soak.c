@@ -2,6 +2,8 @@
 /* qvet soak, qvet replay TRACE, qvet minimize TRACE -o OUT. */
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdint.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +25,11 @@ const char cmd_soak_help[] =
     "compressed writes, flushes, snapshot create/apply/delete, reopens and resizes on a new\n"
     "qcow2 image, each mirrored to a raw oracle. Every read is compared with the oracle;\n"
     "every --check-every ops and at the end the engine's check, qemu-img check and\n"
-    "qemu-img compare (image against oracle) run, and every snapshot is compared.\n"
+    "qemu-img compare (image against oracle), a read of the whole disk, qemu-img map\n"
+    "against qvet map, and the snapshot table against the snapshots made (through the\n"
+    "engine and qemu-img snapshot -l) run, and every snapshot is compared. A power cut\n"
+    "drops every write since the last flush; the image must reopen clean and keep every\n"
+    "flushed byte.\n"
     "\n"
     "  --seed N           seed of the generator; the same seed repeats the run (default 1)\n"
     "  --ops N            stop after N operations (default: no limit)\n"
@@ -36,6 +42,16 @@ const char cmd_soak_help[] =
     "                     (default: qemu-img's defaults)\n"
     "  --backing KIND     none, qcow2, raw or chain (raw under qcow2): a backing file\n"
     "                     made and filled by qemu-img/qemu-io (default none)\n"
+    "  --config NAME      the image settings of one entry of the configuration matrix\n"
+    "                     (options, backing, size, cache); `all` runs every entry in turn,\n"
+    "                     each for its slice of --seconds (and --ops), each in its own\n"
+    "                     subdirectory, stopping at the first failure; `list` prints the\n"
+    "                     entries (default: none, the image -o and --backing describe;\n"
+    "                     make soak passes --config all unless SOAK_ARGS has -o or --backing)\n"
+    "  --cache SIZE       the engine's metadata cache, with k/M (default: its 4M)\n"
+    "  --hang-seconds T   an op still running after T seconds (a cross-check after 6 T) is\n"
+    "                     a hang: the run stops with the op and the stack it hung in;\n"
+    "                     0: no watchdog (default 10)\n"
     "  --check-every N    operations between cross-checks; 0: only at the end (default 2000)\n"
     "  --target KIND[:ARGS]  the implementation under test (default qvet, the engine):\n"
     "                     qemu[:cache=M,aio=M,discard=unmap|ignore,filter=DRIVER] (QEMU\n"
@@ -45,12 +61,15 @@ const char cmd_soak_help[] =
     "  --reader KIND[:ARGS]  a second, read-only implementation (libqcow, exec:COMMAND)\n"
     "                     that reads the whole image at every cross-check, held to the\n"
     "                     oracle as the target is (default: none)\n"
-    "  --payload KIND     random, or compressible: each sector's data after its tag one\n"
-    "                     repeated word, for targets that compress (default random)\n"
+    "  --payload KIND     mixed: each op's data of one of four kinds (random, runs,\n"
+    "                     low entropy, repeated sectors); or compressible: every op's\n"
+    "                     sectors half one repeated word, for targets that compress\n"
+    "                     every write (default mixed)\n"
     "  --weights K=N,...  relative frequency of operation kinds; the rest keep theirs\n"
     "                     (default read=300,write=300,zero=60,zero-unmap=40,discard=80,\n"
     "                     write-compressed=50,flush=30,snapshot-create=12,\n"
-    "                     snapshot-apply=8,snapshot-delete=10,reopen=6,resize=4)\n"
+    "                     snapshot-apply=8,snapshot-delete=10,reopen=6,resize=10,\n"
+    "                     power-cut=3,dirty-reopen=3,torn-power-cut=0)\n"
     "  --io-size SIZE     every read, write, zero and discard exactly SIZE long and\n"
     "                     aligned to it, up to 4M (default: varied lengths and offsets)\n"
     "  --no-qemu-checks   skip qemu-img check and compare (default: run them)\n"
@@ -195,11 +214,14 @@ static int claim(const char *command, const struct soak_config *c, const char *d
  * files go when no bug was found (unless `keep`); a passed replay leaves nothing.
  */
 static int run_and_record(const char *command, struct rundir *rd, struct soak_config *c,
-                          const struct op *replay, size_t n_replay, bool keep)
+                          const struct op *replay, size_t n_replay, bool keep,
+                          struct soak_result *result)
 {
     snprintf(c->dir, sizeof(c->dir), "%s", rd->path);
     struct soak_result r;
     soak_run_supervised(c, replay, n_replay, &r, stdout);
+    if (result)
+        *result = r;
     int status = soak_exit_status(r.outcome, r.signal_number);
     if (replay && r.outcome == SOAK_PASSED && !keep) {
         rundir_remove(rd);
@@ -210,12 +232,94 @@ static int run_and_record(const char *command, struct rundir *rd, struct soak_co
                   r.outcome == SOAK_SETUP_ERROR;
     if (no_bug && !keep)
         rundir_remove_large_files(rd);
-    int ret = soak_summary_write(command, rd->path, c, &r, status, no_bug && !keep);
+    int ret = soak_summary_write(command, rd->path, c, &r, status, no_bug && !keep, NULL, 0);
     if (ret)
         fprintf(stderr, "qvet %s: %s/%s: cannot write: %s\n", command, rd->path,
                 RUNDIR_SUMMARY_NAME, strerror(-ret));
     rundir_release(rd);
     return status;
+}
+
+static int list_configs(void)
+{
+    size_t n;
+    const struct soak_matrix_entry *e = soak_matrix(&n);
+    for (size_t i = 0; i < n; i++) {
+        printf("%-18s -o %s --backing %s --size %" PRIu64, e[i].name,
+               e[i].options[0] ? e[i].options : "(defaults)", soak_backing_name(e[i].backing),
+               e[i].size);
+        if (e[i].cache_bytes)
+            printf(" --cache %zu", e[i].cache_bytes);
+        printf("\n");
+    }
+    return 0;
+}
+
+/*
+ * --config all: every matrix entry in turn, each in DIR/NN-NAME for its share of the
+ * limits, until one fails; DIR/summary.json lists the configurations that ran and holds
+ * the last one's record (the failing one's, after a failure).
+ */
+static int run_matrix(struct rundir *rd, const struct soak_config *base, bool keep)
+{
+    size_t n;
+    const struct soak_matrix_entry *e = soak_matrix(&n);
+    const char *ran[64];
+    struct soak_config c = *base;
+    struct soak_result r = { 0 };
+    int status = 0;
+    uint64_t ops = 0, reads = 0, checks = 0;
+    double seconds = 0;
+    size_t i;
+    for (i = 0; i < n && !status; i++) {
+        c = *base;
+        soak_matrix_apply(&c, &e[i]);
+        if (base->seconds > 0)
+            c.seconds = base->seconds / (double)n;
+        if (base->ops)
+            c.ops = base->ops / n ? base->ops / n : 1;
+        char sub[600], err[1200];
+        snprintf(sub, sizeof(sub), "%s/%02zu-%s", rd->path, i + 1, e[i].name);
+        struct rundir srd;
+        if (rundir_claim(&srd, sub, err, sizeof(err))) {
+            fprintf(stderr, "qvet soak: %s\n", err);
+            rundir_release(rd);
+            return EXIT_SETUP;
+        }
+        printf("soak: config %s (%zu of %zu): %s\n", e[i].name, i + 1, n, sub);
+        fflush(stdout);
+        ran[i] = e[i].name;
+        status = run_and_record("soak", &srd, &c, NULL, 0, keep, &r);
+        ops += r.ops_run;
+        reads += r.reads_compared;
+        checks += r.checks_run;
+        seconds += r.seconds;
+    }
+    if (!status)
+        printf("soak: passed: all %zu configurations: %" PRIu64 " ops in %.1f s, %" PRIu64
+               " reads compared, %" PRIu64 " checks run; seed %" PRIu64 "\n", n, ops, seconds,
+               reads, checks, base->seed);
+    else
+        printf("soak: FAILED in configuration %s (%zu of %zu): %s\n", ran[i - 1], i, n,
+               r.message[0] ? r.message : soak_outcome_name(r.outcome));
+    /* the record of the last configuration (c->dir: where it ran, and its trace) */
+    int ret = soak_summary_write("soak", rd->path, &c, &r, status, true, ran, i);
+    if (ret)
+        fprintf(stderr, "qvet soak: %s/%s: cannot write: %s\n", rd->path, RUNDIR_SUMMARY_NAME,
+                strerror(-ret));
+    rundir_release(rd);
+    return status;
+}
+
+/* `qvet map` at the soak's cross-checks runs this very program. */
+static void set_qvet_command(void)
+{
+    char self[512];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (len > 0) {
+        self[len] = '\0';
+        soak_set_qvet_command(self);
+    }
 }
 
 int cmd_soak(int argc, char **argv)
@@ -238,11 +342,17 @@ int cmd_soak(int argc, char **argv)
         { "io-size", required_argument, NULL, 'I' },
         { "keep", no_argument, NULL, 'K' },
         { "heartbeat", required_argument, NULL, 'H' },
+        { "config", required_argument, NULL, 'C' },
+        { "cache", required_argument, NULL, 'M' },
+        { "hang-seconds", required_argument, NULL, 'W' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    set_qvet_command();
     struct soak_config c;
     soak_config_defaults(&c);
+    bool matrix = false;
+    uint64_t cache;
     struct run_options ro = { 0 };
     const char *root = DEFAULT_ROOT;
     bool ops_given = false, seconds_given = false, root_given = false;
@@ -289,8 +399,8 @@ int cmd_soak(int argc, char **argv)
             snprintf(opt == 'g' ? c.target : c.reader, sizeof(c.target), "%s", optarg);
             break;
         case 'P':
-            if (strcmp(optarg, "random") && strcmp(optarg, "compressible"))
-                return USAGE("soak", "--payload takes random or compressible, not '%s'",
+            if (strcmp(optarg, "mixed") && strcmp(optarg, "compressible"))
+                return USAGE("soak", "--payload takes mixed or compressible, not '%s'",
                              optarg);
             c.compressible_payload = !strcmp(optarg, "compressible");
             break;
@@ -310,10 +420,33 @@ int cmd_soak(int argc, char **argv)
                 return USAGE("soak", "--weights takes KIND=N,... with kinds read, write, "
                              "zero, zero-unmap, discard, write-compressed, flush, "
                              "snapshot-create, snapshot-apply, snapshot-delete, reopen, "
-                             "resize; not '%s'", optarg);
+                             "resize, power-cut, dirty-reopen, torn-power-cut; not '%s'",
+                             optarg);
             break;
         case 'Q':
             c.qemu_checks = false;
+            break;
+        case 'C': {
+            if (!strcmp(optarg, "list"))
+                return list_configs();
+            matrix = !strcmp(optarg, "all");
+            const struct soak_matrix_entry *e = soak_matrix_find(optarg);
+            if (!matrix && !e)
+                return USAGE("soak", "--config takes all, list or an entry of `qvet soak "
+                             "--config list`, not '%s'", optarg);
+            if (e)
+                soak_matrix_apply(&c, e);
+            break;
+        }
+        case 'M':
+            if (!qcow2_parse_size(optarg, &cache) || cache > SIZE_MAX)
+                return USAGE("soak", "--cache takes a size, not '%s'", optarg);
+            c.cache_bytes = (size_t)cache;
+            break;
+        case 'W':
+            if (!parse_seconds(optarg, &c.hang_seconds, true))
+                return USAGE("soak", "--hang-seconds takes a number of seconds, not '%s'",
+                             optarg);
             break;
         case 'I':
             if (!qcow2_parse_size(optarg, &c.io_size) || !c.io_size || c.io_size > SOAK_MAX_IO)
@@ -339,7 +472,9 @@ int cmd_soak(int argc, char **argv)
     if ((ret = claim("soak", &c, ro.dir, root, &rd)))
         return ret;
     printf("soak: run directory %s\n", rd.path);
-    return run_and_record("soak", &rd, &c, NULL, 0, ro.keep);
+    if (matrix)
+        return run_matrix(&rd, &c, ro.keep);
+    return run_and_record("soak", &rd, &c, NULL, 0, ro.keep, NULL);
 }
 
 int cmd_replay(int argc, char **argv)
@@ -353,6 +488,7 @@ int cmd_replay(int argc, char **argv)
     };
     struct run_options ro = { 0 };
     int opt, ret;
+    set_qvet_command();
     cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "hf:", longopts, NULL)) != -1) {
         if ((ret = run_option("replay", cmd_replay_help, opt, &ro)) == OPTION_OTHER)
@@ -381,7 +517,7 @@ int cmd_replay(int argc, char **argv)
     struct rundir rd;
     if (!(ret = claim("replay", &c, ro.dir, root, &rd))) {
         printf("replay: %zu ops of %s, in work directory %s\n", n, trace, rd.path);
-        ret = run_and_record("replay", &rd, &c, ops, n, ro.keep);
+        ret = run_and_record("replay", &rd, &c, ops, n, ro.keep, NULL);
     }
     free(ops);
     return ret;
@@ -395,6 +531,7 @@ int cmd_minimize(int argc, char **argv)
     };
     const char *out = NULL;
     int opt;
+    set_qvet_command();
     cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "o:hf:", longopts, NULL)) != -1) {
         if (opt == 'h') {

@@ -107,8 +107,25 @@ static void put_exercised(FILE *f, const struct soak_config *c, const struct soa
     fputs(c->qemu_checks && (r->target_caps & TARGET_QCOW2_FILE) ? "true" : "false", f);
 }
 
+/*
+ * The fields every tool's summary.json has (the shared convention triage reads; the
+ * target and the reproducer's argv are written below with the settings).
+ */
+static void put_common(FILE *f, const struct soak_config *c, const struct soak_result *r)
+{
+    put_string(f, "tool", "soak");
+    put_string(f, "kind", soak_failure_kind(r));
+    put_string(f, "reason", r->outcome == SOAK_PASSED ? "" : r->message);
+    char config[700];
+    snprintf(config, sizeof(config), "%s%s%s backing=%s size=%" PRIu64 " cache=%zu",
+             c->config_name, c->config_name[0] ? ": " : "", c->options[0] ? c->options :
+             "(defaults)", soak_backing_name(c->backing), c->size, c->cache_bytes);
+    put_string(f, "config", config);
+}
+
 int soak_summary_write(const char *command, const char *dir, const struct soak_config *c,
-                       const struct soak_result *r, int exit_status, bool large_files_removed)
+                       const struct soak_result *r, int exit_status, bool large_files_removed,
+                       const char *const *configs, size_t n_configs)
 {
     char path[1100], tmp[1110], trace[1024], replay[1100];
     snprintf(path, sizeof(path), "%s/%s", dir, RUNDIR_SUMMARY_NAME);
@@ -124,13 +141,22 @@ int soak_summary_write(const char *command, const char *dir, const struct soak_c
     fprintf(f, "%d", exit_status);
     put_string(f, "command", command);
     put_string(f, "run_directory", dir);
+    put_common(f, c, r);
+    if (configs) {
+        put_key(f, "configs");
+        for (size_t i = 0; i < n_configs; i++) {
+            fputs(i ? ", " : "[", f);
+            json_put_string(f, configs[i]);
+        }
+        fputs(n_configs ? "]" : "[]", f);
+    }
     put_u64(f, "seed", c->seed);
     put_string(f, "options", c->options);
     put_string(f, "backing", soak_backing_name(c->backing));
     /* Triage groups runs by target (and reader). */
     put_string(f, "target", c->target);
     put_string(f, "reader", c->reader);
-    put_string(f, "payload", c->compressible_payload ? "compressible" : "random");
+    put_string(f, "payload", c->compressible_payload ? "compressible" : "mixed");
     put_u64(f, "size", c->size);
     put_u64(f, "ops_limit", c->ops);
     put_key(f, "seconds_limit");

@@ -23,6 +23,7 @@
 #include "progress.h"
 #include "soak.h"
 #include "step.h"
+#include "unflushed.h"
 
 extern char **environ;
 
@@ -31,6 +32,7 @@ extern char **environ;
 #define MAX_SNAPSHOTS 8
 #define RECENT 32
 #define HISTORY_SHOWN 12
+#define QVET_FILL_CLUSTERS 128
 
 struct range {
     uint64_t off, len;
@@ -53,6 +55,10 @@ struct soak {
     struct range recent[RECENT];
     unsigned recent_count;
     struct progress progress;
+    /* The snapshots made, as the image's table and `qemu-img snapshot -l` must list them. */
+    struct target_snapshot made[MAX_SNAPSHOTS];
+    unsigned n_made;
+    bool crash_ops;                 /* the run has power cuts: the target keeps unflushed writes apart */
 };
 
 /* ---- the generator ----------------------------------------------------------------- */
@@ -147,13 +153,15 @@ static uint64_t pick_offset(struct soak *s)
 static uint64_t pick_length(struct soak *s, uint64_t off)
 {
     uint64_t cs = s->step.facts.oracle.cluster_size, len;
-    switch (below(s, 10)) {
+    /* Now and then more than 64 clusters at once: where per-request arrays run out. */
+    switch (below(s, 64) ? below(s, 10) : 10) {
     case 0: case 1: len = SECTOR * (1 + below(s, 8)); break;
     case 2: len = 4096; break;
     case 3: len = cs; break;
     case 4: len = 1 + below(s, 1024); break;
     case 5: len = cs * (1 + below(s, 3)) + below(s, 1024); break;
     case 6: len = s->step.facts.subcluster_size * (1 + below(s, 4)); break;
+    case 10: len = cs * (65 + below(s, 16)) + below(s, 2) * below(s, cs); break;
     default: len = 1 + below(s, 2 * cs); break;
     }
     uint64_t room = s->step.facts.size - off;
@@ -162,6 +170,36 @@ static uint64_t pick_length(struct soak *s, uint64_t off)
     if (len > MAX_IO)
         len = MAX_IO;
     return len ? len : 1;
+}
+
+/*
+ * A new disk size, whole clusters only (a partial last cluster would keep stale bytes
+ * past a shrink): from the start as often smaller as larger. Smaller by a few clusters,
+ * to just below the backing file's end, or to anywhere; larger by a few clusters or to
+ * anywhere up to twice the first size (so that a disk shrunk far comes back, and the L1
+ * table grows past what it ever held).
+ */
+static uint64_t pick_size(struct soak *s)
+{
+    uint64_t cs = s->step.facts.oracle.cluster_size;
+    uint64_t now = (s->step.facts.size + cs - 1) / cs * cs;
+    uint64_t top = 2 * s->initial_size / cs * cs;
+    uint64_t few = cs * (1 + below(s, 4));
+    if (now < top && (now <= few || below(s, 2))) {
+        if (below(s, 2) && now + few <= top)
+            return now + few;
+        return now + cs * (1 + below(s, (top - now) / cs));
+    }
+    switch (below(s, 3)) {
+    case 0:
+        return now - few;
+    case 1:
+        if (s->backing_size > few && s->backing_size - few < now)
+            return (s->backing_size - few) / cs * cs;
+        return now - few;
+    default:
+        return cs * (1 + below(s, now / cs - 1));
+    }
 }
 
 static enum op_kind pick_kind(struct soak *s)
@@ -178,32 +216,55 @@ static enum op_kind pick_kind(struct soak *s)
     return OP_READ;
 }
 
+/* The fill phase: op n writes the n-th stretch of 128 clusters, while below c->fill. */
+static bool fill_op(struct soak *s, uint32_t n, struct op *op)
+{
+    uint64_t chunk = QVET_FILL_CLUSTERS * s->step.facts.oracle.cluster_size;
+    if (chunk > MAX_IO)
+        chunk = MAX_IO;
+    uint64_t off = (uint64_t)(n - 1) * chunk;
+    if (off >= s->c->fill || off >= s->step.facts.size)
+        return false;
+    op->kind = OP_WRITE;
+    op->off = off;
+    op->len = s->step.facts.size - off < chunk ? s->step.facts.size - off : chunk;
+    return true;
+}
+
 static void generate(struct soak *s, uint32_t n, struct op *op)
 {
     memset(op, 0, sizeof(*op));
     op->n = n;
+    if (fill_op(s, n, op))
+        return;
     op->kind = pick_kind(s);
     uint32_t n_snapshots = oracle_snapshot_count(s->step.o);
     if ((op->kind == OP_SNAPSHOT_APPLY || op->kind == OP_SNAPSHOT_DELETE) && !n_snapshots)
         op->kind = OP_SNAPSHOT_CREATE;
     if (op->kind == OP_SNAPSHOT_CREATE && n_snapshots == MAX_SNAPSHOTS)
         op->kind = OP_SNAPSHOT_DELETE;
+    const char *why;
+    if ((op->kind == OP_POWER_CUT || op->kind == OP_TORN_POWER_CUT) && s->step.unflushed &&
+        !unflushed_modelled(s->step.unflushed, &why))
+        op->kind = OP_FLUSH;        /* a flush first; a later power cut can be judged */
     uint64_t cs = s->step.facts.oracle.cluster_size;
     switch (op->kind) {
-    case OP_SNAPSHOT_CREATE:
-        snprintf(op->snapshot, sizeof(op->snapshot), "s%" PRIu32, n);
+    case OP_SNAPSHOT_CREATE: {
+        /* Names of every length a trace can hold: where a name's padding goes wrong. */
+        int len = snprintf(op->snapshot, sizeof(op->snapshot), "s%" PRIu32, n);
+        size_t want = 1 + below(s, sizeof(op->snapshot) - 1);
+        for (size_t i = (size_t)len; i < want; i++)
+            op->snapshot[i] = (char)('a' + (n + i) % 26);
+        op->snapshot[want] = '\0';
         break;
+    }
     case OP_SNAPSHOT_APPLY:
     case OP_SNAPSHOT_DELETE:
         strcpy(op->snapshot, oracle_snapshot_id(s->step.o, (uint32_t)below(s, n_snapshots)));
         break;
-    case OP_RESIZE: {
-        /* Whole clusters only: a partial last cluster would keep stale bytes past a shrink. */
-        uint64_t now = (s->step.facts.size + cs - 1) / cs * cs;
-        uint64_t step = cs * (1 + below(s, 4));
-        op->len = now < 2 * s->initial_size || now <= step ? now + step : now - step;
+    case OP_RESIZE:
+        op->len = pick_size(s);
         break;
-    }
     case OP_WRITE_COMPRESSED:
         op->off = pick_offset(s) / cs * cs;
         op->len = cs * (1 + below(s, 2));
@@ -330,7 +391,8 @@ static bool op_touches(const struct op *op, uint64_t sector)
     switch (op->kind) {
     case OP_WRITE: case OP_ZERO: case OP_ZERO_UNMAP: case OP_DISCARD: case OP_WRITE_COMPRESSED:
         return op->len && sector >= first && sector <= last;
-    case OP_SNAPSHOT_APPLY: case OP_RESIZE:
+    case OP_SNAPSHOT_APPLY: case OP_RESIZE: case OP_POWER_CUT: case OP_DIRTY_REOPEN:
+    case OP_TORN_POWER_CUT:
         return true;
     default:
         return false;
@@ -572,6 +634,172 @@ static int own_check(struct soak *s)
     return 0;
 }
 
+/* The first line where two files differ (1-based), with both lines; 0 when equal. */
+static size_t first_line_difference(const char *a, const char *b, char *la, char *lb,
+                                    size_t cap)
+{
+    FILE *fa = fopen(a, "r"), *fb = fopen(b, "r");
+    size_t line = 0;
+    for (size_t n = 1; fa && fb; n++) {
+        char *ra = fgets(la, (int)cap, fa), *rb = fgets(lb, (int)cap, fb);
+        if (!ra && !rb)
+            break;
+        if (!ra || !rb || strcmp(la, lb)) {
+            if (!ra)
+                snprintf(la, cap, "(end of file)\n");
+            if (!rb)
+                snprintf(lb, cap, "(end of file)\n");
+            line = n;
+            break;
+        }
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+    return line;
+}
+
+/* `qvet map` of the image against `qemu-img map`, both as JSON: byte for byte. */
+static int check_map(struct soak *s)
+{
+    if (!s->c->qemu_checks || !s->c->qvet_binary[0] || !target_can(s->step.t, TARGET_QCOW2_FILE))
+        return 0;
+    char ours[1100], theirs[1100];
+    snprintf(ours, sizeof(ours), "%s/map-qvet.json", s->c->dir);
+    snprintf(theirs, sizeof(theirs), "%s/map-qemu-img.json", s->c->dir);
+    char *qvet[] = { (char *)s->c->qvet_binary, "map", "--output=json", "-U", s->image, NULL };
+    char *qemu[] = { "qemu-img", "map", "--output=json", "-f", "qcow2", s->image, NULL };
+    int ret = run_qemu_img(s, theirs, qemu, "qemu-img map", 10);
+    if (!ret)
+        ret = run_qemu_img(s, ours, qvet, "qvet map", 10);
+    if (ret) {
+        if (ret > 0)
+            report_footer(s);
+        return ret < 0 ? ret : fail(s, SOAK_CHECK_FAILED, NULL);
+    }
+    char la[512], lb[512];
+    size_t line = first_line_difference(ours, theirs, la, lb, sizeof(la));
+    if (!line)
+        return 0;
+    headline(s, "qvet soak: after op %" PRIu64 " the allocation map differs from qemu-img "
+             "map's, first at line %zu", s->r->ops_run, line);
+    fprintf(s->out, "    qvet map:     %s    qemu-img map: %s  (%s, %s)\n", la, lb, ours, theirs);
+    report_footer(s);
+    return fail(s, SOAK_CHECK_FAILED, NULL);
+}
+
+/* Why a snapshot table differs from the snapshots made (NULL: it does not). */
+static const char *table_difference(const struct soak *s, const struct target_snapshot *got,
+                                    unsigned n, bool sizes, char *buf, size_t cap)
+{
+    if (n != s->n_made) {
+        snprintf(buf, cap, "%u snapshots listed, %u made", n, s->n_made);
+        return buf;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        const struct target_snapshot *m = &s->made[i];
+        if (strcmp(got[i].id, m->id) || strcmp(got[i].name, m->name))
+            snprintf(buf, cap, "entry %u is id '%s' name '%s'; made: id '%s' name '%s'",
+                     i + 1, got[i].id, got[i].name, m->id, m->name);
+        else if (sizes && got[i].disk_size != m->disk_size)
+            snprintf(buf, cap, "snapshot %s has disk size %" PRIu64 ", made at %" PRIu64,
+                     m->id, got[i].disk_size, m->disk_size);
+        else
+            continue;
+        return buf;
+    }
+    return NULL;
+}
+
+/* `qemu-img snapshot -l`'s table: id and name of each row, in order. */
+static int qemu_snapshot_list(struct soak *s, struct target_snapshot *got, unsigned cap,
+                              unsigned *n)
+{
+    char list[1100];
+    snprintf(list, sizeof(list), "%s/snapshot-list.txt", s->c->dir);
+    char *argv[] = { "qemu-img", "snapshot", "-l", s->image, NULL };
+    int ret = run_qemu_img(s, list, argv, "qemu-img snapshot -l", 10);
+    if (ret)
+        return ret;
+    FILE *f = fopen(list, "r");
+    char line[512];
+    *n = 0;
+    /* "Snapshot list:", then the column heads, then one row per snapshot */
+    for (int row = 0; f && fgets(line, sizeof(line), f); row++) {
+        char id[TARGET_ID_MAX], name[TARGET_ID_MAX * 4];
+        if (row < 2 || sscanf(line, "%31s %127s", id, name) != 2)
+            continue;
+        if (*n < cap) {
+            snprintf(got[*n].id, sizeof(got[*n].id), "%s", id);
+            snprintf(got[*n].name, sizeof(got[*n].name), "%s", name);
+        }
+        (*n)++;
+    }
+    if (f)
+        fclose(f);
+    return 0;
+}
+
+/* The snapshot table against the snapshots made: ids, names, disk sizes and count. */
+static int check_snapshot_table(struct soak *s)
+{
+    struct target *t = s->step.t;
+    struct target_snapshot got[MAX_SNAPSHOTS + 1];
+    unsigned n;
+    char why[400];
+    const char *diff = NULL, *who = NULL;
+    if (target_can(t, TARGET_CAN_SNAPSHOT_LIST)) {
+        int ret = t->ops->snapshot_list(t, got, MAX_SNAPSHOTS + 1, &n);
+        if (ret) {
+            headline(s, "qvet soak: after op %" PRIu64 " listing the snapshots failed: %s",
+                     s->r->ops_run, t->message);
+            report_footer(s);
+            return fail(s, SOAK_CHECK_FAILED, NULL);
+        }
+        diff = table_difference(s, got, n, true, why, sizeof(why));
+        who = t->ops->name;
+    }
+    if (!diff && s->c->qemu_checks && target_can(t, TARGET_QCOW2_FILE)) {
+        int ret = qemu_snapshot_list(s, got, MAX_SNAPSHOTS + 1, &n);
+        if (ret) {
+            if (ret > 0)
+                report_footer(s);
+            return ret < 0 ? ret : fail(s, SOAK_CHECK_FAILED, NULL);
+        }
+        diff = table_difference(s, got, n, false, why, sizeof(why));
+        who = "qemu-img snapshot -l";
+    }
+    if (!diff)
+        return 0;
+    headline(s, "qvet soak: after op %" PRIu64 " the snapshot table (%s) differs from the "
+             "snapshots made: %s", s->r->ops_run, who, diff);
+    report_footer(s);
+    return fail(s, SOAK_CHECK_FAILED, NULL);
+}
+
+/* The whole disk read through the target, against the oracle. */
+static int full_read(struct soak *s)
+{
+    struct step_result sr;
+    switch (step_compare(&s->step, NULL, &sr)) {
+    case STEP_DONE:
+        return 0;
+    case STEP_DIVERGED:
+        report_compared(s, "reading the whole disk: it differs from the oracle", &sr);
+        return fail(s, SOAK_DIVERGED, NULL);
+    case STEP_TARGET_FAILED:
+        headline(s, "qvet soak: after op %" PRIu64 " reading the whole disk failed: %s",
+                 s->r->ops_run, s->step.t->message);
+        report_footer(s);
+        return fail(s, SOAK_TARGET_ERROR, NULL);
+    default:
+        headline(s, "qvet soak: %s: the oracle could not read its disk (is the disk full?)",
+                 s->c->dir);
+        return fail(s, SOAK_SETUP_ERROR, NULL);
+    }
+}
+
 /* The target takes its image back after a detach (a no-op for one that never lets go). */
 static int reattach(struct soak *s)
 {
@@ -657,6 +885,7 @@ static int checks_from_outside(struct soak *s)
                  "image: %s", s->r->ops_run, t->ops->name, t->message);
         return fail(s, environment_errno(ret) ? SOAK_SETUP_ERROR : SOAK_TARGET_ERROR, NULL);
     }
+    step_flushed(&s->step, s->r->last_op);
     if ((ret = own_check(s)))
         return ret;
     if (s->c->qemu_checks && target_can(t, TARGET_QCOW2_FILE)) {
@@ -679,7 +908,7 @@ static int checks_from_outside(struct soak *s)
             return fail(s, SOAK_CHECK_FAILED, NULL);
         }
     }
-    if ((ret = compare_reader(s)))
+    if ((ret = check_snapshot_table(s)) || (ret = check_map(s)) || (ret = compare_reader(s)))
         return ret;
     return reattach(s);
 }
@@ -693,7 +922,7 @@ static int cross_check(struct soak *s)
         headline(s, "qvet soak: flush before the check failed: %s", t->message);
         return fail(s, environment_errno(ret) ? SOAK_SETUP_ERROR : SOAK_TARGET_ERROR, NULL);
     }
-    if ((ret = checks_from_outside(s)))
+    if ((ret = checks_from_outside(s)) || (ret = full_read(s)))
         return ret;
     return compare_snapshots(s);
 }
@@ -719,6 +948,57 @@ static int note_op(struct soak *s, const struct op *op, const char *what, const 
     return fail(s, SOAK_SETUP_ERROR, op);
 }
 
+static void remember_snapshot(struct soak *s, const struct op *op)
+{
+    uint32_t n = oracle_snapshot_count(s->step.o);
+    if (op->kind == OP_SNAPSHOT_CREATE && n && s->n_made < MAX_SNAPSHOTS) {
+        struct target_snapshot *m = &s->made[s->n_made++];
+        snprintf(m->id, sizeof(m->id), "%s", oracle_snapshot_id(s->step.o, n - 1));
+        snprintf(m->name, sizeof(m->name), "%s", op->snapshot);
+        m->disk_size = oracle_size(s->step.o);
+    }
+    for (unsigned i = 0; op->kind == OP_SNAPSHOT_DELETE && i < s->n_made; i++)
+        if (!strcmp(s->made[i].id, op->snapshot)) {
+            memmove(&s->made[i], &s->made[i + 1], (s->n_made - i - 1) * sizeof(s->made[0]));
+            s->n_made--;
+            break;
+        }
+}
+
+/*
+ * The oracle could not follow an op: a host problem (a full disk), unless it is the
+ * target's doing: a snapshot id the target gave twice.
+ */
+static int oracle_failed(struct soak *s, const struct op *op, int error)
+{
+    char desc[160];
+    describe_op(op, desc, sizeof(desc));
+    if (op->kind == OP_SNAPSHOT_CREATE && error == -EEXIST) {
+        headline(s, "qvet soak: op %" PRIu32 " (%s): the %s target gave the new snapshot an id "
+                 "that an existing snapshot has", op->n, desc, s->step.t->ops->name);
+        report_footer(s);
+        return fail(s, SOAK_TARGET_ERROR, op);
+    }
+    headline(s, "qvet soak: %s: the oracle could not follow op %" PRIu32 " (%s): %s: an "
+             "environment failure, not a bug (is the disk full?)", s->c->dir, op->n, desc,
+             strerror(-error));
+    return fail(s, SOAK_SETUP_ERROR, op);
+}
+
+static int report_crash_damage(struct soak *s, const struct op *op, const struct step_result *sr)
+{
+    snprintf(s->r->kind, sizeof(s->r->kind), "crash-state-corruption");
+    char desc[160];
+    describe_op(op, desc, sizeof(desc));
+    headline(s, "qvet soak: after the crash of op %" PRIu32 " (%s) the reopened image's check "
+             "found %" PRIu64 " corruptions, %" PRIu64 " check errors (%" PRIu64 " leaks)",
+             op->n, desc, sr->check.corruptions, sr->check.check_errors, sr->check.leaks);
+    if (s->step.t->message[0])
+        fprintf(s->out, "    %s\n", s->step.t->message);
+    report_footer(s);
+    return fail(s, SOAK_CRASH_STATE, op);
+}
+
 /* One op through the step; the outcome becomes the run's status and, if need be, a report. */
 static int apply(struct soak *s, const struct op *op)
 {
@@ -730,6 +1010,7 @@ static int apply(struct soak *s, const struct op *op)
             s->r->reads_compared++;
         else if (op->kind <= OP_WRITE_COMPRESSED)
             remember(s, op->off, op->len);
+        remember_snapshot(s, op);
         return 0;
     case STEP_SKIPPED:
         return note_op(s, op, "skipped", sr.why);
@@ -744,8 +1025,18 @@ static int apply(struct soak *s, const struct op *op)
         return report_size(s, op);
     case STEP_TARGET_FAILED:
         return target_failed(s, op, sr.error);
+    case STEP_CRASH_DAMAGED:
+        return report_crash_damage(s, op, &sr);
+    case STEP_CRASH_LOST:
+        snprintf(s->r->kind, sizeof(s->r->kind), "%s", sr.unflushed_sector ?
+                 "crash-state-corruption" : "lost-flushed-bytes");
+        report_mismatch(s, sr.unflushed_sector ? "after the crash a sector written since the "
+                        "last flush holds none of its versions" : "after the crash a flushed "
+                        "sector is not back", op, sr.off, sr.len, sr.sector, s->step.buf,
+                        s->step.want);
+        return fail(s, SOAK_CRASH_STATE, op);
     default:
-        return fail(s, SOAK_SETUP_ERROR, op);
+        return oracle_failed(s, op, sr.error);
     }
 }
 
@@ -878,10 +1169,20 @@ static int setup(struct soak *s)
         .options = c->options,
         .backing = backing_fmt ? backing_name : NULL,
         .backing_format = backing_fmt,
+        .cache_bytes = c->cache_bytes,
+        .crash_ops = s->crash_ops,
         .hooks = c->hooks,
     };
     char errbuf[2400];
-    if (target_create(c->target, &params, &s->step.t, errbuf, sizeof(errbuf)))
+    int made = target_create(c->target, &params, &s->step.t, errbuf, sizeof(errbuf));
+    if (made && !environment_errno(made) &&
+        !target_check_options(c->target, c->options, missing, sizeof(missing))) {
+        /* Options it accepts, a host with room: an image it cannot make or open is a bug. */
+        headline(s, "qvet soak: %s: the %s target cannot make the image it was asked for: %s",
+                 c->dir, c->target, errbuf);
+        return fail(s, SOAK_TARGET_ERROR, NULL);
+    }
+    if (made)
         return setup_error(s, errbuf, "");
     int ret = step_start(&s->step);
     if (ret)
@@ -893,6 +1194,8 @@ static int setup(struct soak *s)
     s->initial_size = s->step.facts.size;
     s->step.max_snapshots = MAX_SNAPSHOTS;
     s->step.io_cap = MAX_IO;
+    if (target_can(s->step.t, TARGET_CAN_CRASH) && !(s->step.unflushed = unflushed_new()))
+        return setup_error(s, "out of memory", "");
     if (oracle_create(c->dir, s->initial_size, backing_fmt ? s->backing_view : NULL,
                       &s->step.facts.oracle,
                       &s->step.o, errbuf, sizeof(errbuf)))
@@ -949,6 +1252,19 @@ static double time_left(double seconds, uint64_t limit, const struct soak_result
     return left;
 }
 
+/* A cross-check, its time added to *in_checks; the watchdog sees it running. */
+static int timed_cross_check(struct soak *s, double *in_checks)
+{
+    double t0 = now_seconds();
+    s->r->in_cross_check = true;
+    s->r->busy_since = t0;
+    int status = cross_check(s);
+    s->r->busy_since = 0;
+    s->r->in_cross_check = false;
+    *in_checks += now_seconds() - t0;
+    return status;
+}
+
 static void print_summary(const struct soak *s, FILE *out)
 {
     const struct soak_config *c = s->c;
@@ -966,7 +1282,8 @@ static void print_summary(const struct soak *s, FILE *out)
                  PRIu32 " (no bug found)", r->last_op);
         break;
     default:
-        snprintf(verdict, sizeof(verdict), "FAILED");
+        snprintf(verdict, sizeof(verdict), "FAILED (%s at op %" PRIu64 ")",
+                 soak_outcome_name(r->outcome), r->failing_op);
         break;
     }
     fprintf(out, "soak: %s: %" PRIu64 " ops in %.1f s (%.0f ops/s), %" PRIu64 " reads compared, %"
@@ -990,6 +1307,13 @@ static void print_summary(const struct soak *s, FILE *out)
                 left_out);
     if (r->outcome == SOAK_INTERRUPTED || r->outcome == SOAK_SETUP_ERROR)
         fprintf(out, "  replay: qvet replay %s\n", s->trace_path);
+    else if (r->outcome != SOAK_PASSED)
+        fprintf(out, "  reason: %s\n", r->message[0] ? r->message : "(none recorded)");
+}
+
+static bool needs_crash_shim(enum op_kind k)
+{
+    return k == OP_POWER_CUT || k == OP_DIRTY_REOPEN || k == OP_TORN_POWER_CUT;
 }
 
 int soak_run(const struct soak_config *c, const struct op *replay, size_t n_replay,
@@ -1004,6 +1328,10 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
     r->failing_kind = OP_KINDS;
     rng_seed(&s, c->seed);
     payload_set_compressible(c->compressible_payload);
+    for (int k = 0; !replay && k < OP_KINDS; k++)
+        s.crash_ops |= c->weights[k] && needs_crash_shim((enum op_kind)k);
+    for (size_t i = 0; replay && i < n_replay; i++)
+        s.crash_ops |= needs_crash_shim(replay[i].kind);
     s.step.buf = malloc(MAX_IO);
     s.step.want = malloc(MAX_IO);
     int status = s.step.buf && s.step.want ? setup(&s) : -1;
@@ -1034,23 +1362,15 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
         if ((status = log_op(&s, &op)))
             break;
         r->last_op = op.n;
+        r->busy_since = now_seconds();
         status = apply(&s, &op);
+        r->busy_since = 0;
         r->ops_run++;
-        if (!status && c->check_every && r->ops_run % c->check_every == 0) {
-            double t0 = now_seconds();
-            r->in_cross_check = true;
-            status = cross_check(&s);
-            r->in_cross_check = false;
-            in_checks += now_seconds() - t0;
-        }
+        if (!status && c->check_every && r->ops_run % c->check_every == 0)
+            status = timed_cross_check(&s, &in_checks);
     }
-    if (!status) {
-        double t0 = now_seconds();
-        r->in_cross_check = true;
-        status = cross_check(&s);
-        r->in_cross_check = false;
-        in_checks += now_seconds() - t0;
-    }
+    if (!status)
+        status = timed_cross_check(&s, &in_checks);
     r->seconds = now_seconds() - start - in_checks;
     if (set_up && r->outcome == SOAK_SETUP_ERROR && !r->message[0])
         headline(&s, "qvet soak: %s: the oracle could not follow op %" PRIu32 " (the host "
@@ -1065,6 +1385,7 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
         oracle_close(s.step.o);
     if (s.backing_view_fd >= 0)
         close(s.backing_view_fd);
+    unflushed_free(s.step.unflushed);
     trace_close(&s);
     free(s.step.buf);
     free(s.step.want);
@@ -1084,11 +1405,31 @@ static const char *const outcome_names[] = {
     [SOAK_CRASHED] = "crashed",
     [SOAK_KILLED] = "killed",
     [SOAK_READER_DIVERGED] = "reader-diverged",
+    [SOAK_HUNG] = "hung",
+    [SOAK_CRASH_STATE] = "crash-state",
 };
 
 const char *soak_outcome_name(enum soak_outcome o)
 {
     return o < sizeof(outcome_names) / sizeof(outcome_names[0]) ? outcome_names[o] : "?";
+}
+
+const char *soak_failure_kind(const struct soak_result *r)
+{
+    if (r->kind[0])
+        return r->kind;
+    switch (r->outcome) {
+    case SOAK_PASSED: case SOAK_INTERRUPTED: return "none";
+    case SOAK_DIVERGED: return "divergence";
+    case SOAK_CHECK_FAILED: return "check-failure";
+    case SOAK_SNAPSHOT_DIVERGED: return "snapshot-divergence";
+    case SOAK_TARGET_ERROR: return "target-error";
+    case SOAK_SETUP_ERROR: return "setup-error";
+    case SOAK_CRASHED: return "crash";
+    case SOAK_KILLED: return "killed";
+    case SOAK_HUNG: return "hang";
+    default: return "crash-state-corruption";
+    }
 }
 
 int soak_exit_status(enum soak_outcome o, int signal_number)

@@ -20,10 +20,12 @@
  */
 static const char *const large_files[] = {
     "image.qcow2", "oracle.raw", "base.raw", "mid.qcow2", "backing-view.raw",
+    "map-qvet.json", "map-qemu-img.json", "snapshot-list.txt",
 };
 static const char *const record_files[] = {
     "trace.txt", RUNDIR_SUMMARY_NAME, RUNDIR_SUMMARY_NAME ".tmp", "setup.log", "qemu-img.log",
     "target.log",                   /* the qemu target's qemu-nbd and qemu-img messages */
+    "hang-stack.txt",
 };
 
 /* Verdicts (summary.json) of runs that found no bug: their directory may be reused. */

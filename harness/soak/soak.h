@@ -28,11 +28,22 @@ enum op_kind {
     OP_SNAPSHOT_DELETE,
     OP_REOPEN,
     OP_RESIZE,
+    /*
+     * Crashes (targets that can simulate one): the power fails and every write since the
+     * last flush is lost; or the process dies with every write landed but without a clean
+     * close (a dirty image under lazy refcounts); or the power fails and each write since
+     * the flush lands, or not, or only its first sectors (the storage reordered them).
+     * Each time the image is opened again and must check clean (leaks aside) and hold
+     * every flushed byte.
+     */
+    OP_POWER_CUT,
+    OP_DIRTY_REOPEN,
+    OP_TORN_POWER_CUT,              /* each unflushed write lands, or not, or in part */
     OP_KINDS
 };
 
-/* The longest I/O the soak issues (and a trace may hold). */
-#define SOAK_MAX_IO (4u << 20)
+/* The longest I/O the soak issues (and a trace may hold): room for 64+ large clusters. */
+#define SOAK_MAX_IO (16u << 20)
 
 struct op {
     uint32_t n;                     /* 1-based number in the run */
@@ -77,6 +88,14 @@ struct soak_config {
     char target[512];               /* the target's spec (target.h): "qvet" */
     char reader[512];               /* a read-only second implementation's spec, or "" */
     bool compressible_payload;      /* payload_set_compressible for the run */
+    size_t cache_bytes;             /* the target's metadata cache (0: its default) */
+    /* A generated run starts by writing the first `fill` bytes of the disk, in order. */
+    uint64_t fill;
+    /* An op (or a cross-check: six times as long) running longer than this is a hang. */
+    double hang_seconds;
+    char config_name[64];           /* the matrix entry the run is (""; --config NAME) */
+    /* A qvet command for `qvet map` at the cross-checks ("": no map check). */
+    char qvet_binary[512];
     const struct target_hooks *hooks;   /* for the driver's own tests; NULL: none */
 };
 
@@ -87,6 +106,27 @@ struct soak_config {
 extern const struct target_hooks *soak_process_hooks;
 
 void soak_config_defaults(struct soak_config *c);
+/* The qvet command later soak_config_defaults give for the map check (qvet_binary). */
+void soak_set_qvet_command(const char *path);
+
+/*
+ * The configuration matrix: named image settings a soak can be pinned to (--config NAME)
+ * or rotated through (--config all), covering cluster sizes, refcount widths, v2 and v3,
+ * extended L2, both compression types, lazy refcounts, every kind of backing, options
+ * crossed with a backing file, and small metadata caches.
+ */
+struct soak_matrix_entry {
+    const char *name;
+    const char *options;            /* qvet create -o */
+    enum soak_backing backing;
+    uint64_t size;
+    size_t cache_bytes;             /* 0: the target's default */
+    uint64_t fill;                  /* bytes written first (soak_config.fill) */
+};
+const struct soak_matrix_entry *soak_matrix(size_t *n);
+const struct soak_matrix_entry *soak_matrix_find(const char *name);
+/* Sets c's image settings (options, backing, size, cache, config_name) to the entry's. */
+void soak_matrix_apply(struct soak_config *c, const struct soak_matrix_entry *e);
 bool soak_backing_parse(const char *s, enum soak_backing *b);
 const char *soak_backing_name(enum soak_backing b);
 /* Parses "read=30,write=30,..." into c->weights. Returns false on a bad key or value. */
@@ -104,6 +144,8 @@ enum soak_outcome {
     SOAK_CRASHED,                   /* the process running the target died */
     SOAK_KILLED,                    /* ... of SIGKILL: the OOM killer or a person */
     SOAK_READER_DIVERGED,           /* the --reader read differently from the oracle */
+    SOAK_HUNG,                      /* an op or a cross-check outran hang_seconds */
+    SOAK_CRASH_STATE,               /* after a power cut: lost flushed bytes or damage */
 };
 
 /* "passed", "diverged", "check-failed", ...: the verdict of summary.json. */
@@ -125,13 +167,22 @@ struct soak_result {
     double seconds;                 /* spent in operations, cross-checks excluded */
     uint32_t last_op;               /* number of the last op started (0: none) */
     bool in_cross_check;            /* a cross-check was running (for a crash report) */
+    /* When the running op or cross-check started (CLOCK_MONOTONIC seconds; 0: none). */
+    volatile double busy_since;
     bool has_failing_sector;
     uint64_t failing_sector;        /* first mismatching sector of a divergence */
     int signal_number;              /* of an interrupt, crash or kill */
     char message[512];              /* the report's first line, or the setup error */
     unsigned target_caps;           /* what the target could do (TARGET_CAN_*) */
     uint64_t done[OP_KINDS];        /* ops of each kind the target did */
+    char kind[40];                  /* the failure's kind when the outcome does not say it */
 };
+
+/*
+ * The failure's kind as every tool's summary.json names it (divergence, check-failure,
+ * crash-state-corruption, lost-flushed-bytes, hang, ...); "none" for a run without one.
+ */
+const char *soak_failure_kind(const struct soak_result *r);
 
 /*
  * Runs the soak. With `replay` (n_replay ops) the operations come from it instead of the

@@ -51,6 +51,7 @@ unsigned step_needs(enum op_kind k)
         return TARGET_CAN_SNAPSHOT;
     case OP_REOPEN: return TARGET_CAN_REOPEN;
     case OP_RESIZE: return TARGET_CAN_RESIZE;
+    case OP_POWER_CUT: case OP_DIRTY_REOPEN: case OP_TORN_POWER_CUT: return TARGET_CAN_CRASH;
     default: return 0;
     }
 }
@@ -78,6 +79,110 @@ static enum step_outcome compare(struct step *st, const char *snapshot, uint64_t
     if (oracle_first_mismatch(st->buf, st->want, len, off, &r->sector))
         return end(r, STEP_DIVERGED, 0);
     return end(r, STEP_DONE, 0);
+}
+
+/*
+ * After a power cut: every sector written since the last flush must hold one of the
+ * versions it had since (unflushed.h); the oracle then takes what the target kept.
+ */
+static enum step_outcome settle_unflushed(struct step *st, uint32_t op, struct step_result *r)
+{
+    const uint64_t *sectors;
+    size_t n = unflushed_sectors(st->unflushed, &sectors);
+    for (size_t i = 0; i < n;) {
+        size_t run = 1;
+        while (i + run < n && sectors[i + run] == sectors[i] + run &&
+               (run + 1) * ORACLE_SECTOR <= st->io_cap)
+            run++;
+        uint64_t off = sectors[i] * ORACLE_SECTOR;
+        size_t len = run * ORACLE_SECTOR;
+        int ret = st->t->ops->read(st->t, st->buf, len, off);
+        if (ret)
+            return end(r, STEP_TARGET_FAILED, ret);
+        if ((ret = oracle_read(st->o, st->want, len, off)))
+            return end(r, STEP_ORACLE_FAILED, ret);
+        for (size_t k = 0; k < run; k++) {
+            const uint8_t *got = st->buf + k * ORACLE_SECTOR;
+            const uint8_t *latest = st->want + k * ORACLE_SECTOR;
+            uint32_t author;
+            if (!unflushed_acceptable(st->unflushed, sectors[i + k], got, latest, &author)) {
+                r->off = off;
+                r->len = len;
+                r->sector = sectors[i + k];
+                r->unflushed_sector = true;
+                return end(r, STEP_CRASH_LOST, 0);
+            }
+            if (!memcmp(got, latest, ORACLE_SECTOR))
+                continue;
+            ret = oracle_write(st->o, got, ORACLE_SECTOR, (sectors[i + k]) * ORACLE_SECTOR,
+                               author == UNFLUSHED_BY_CRASH ? op : author);
+            if (ret)
+                return end(r, STEP_ORACLE_FAILED, ret);
+        }
+        i += run;
+    }
+    return STEP_DONE;
+}
+
+/* A power cut (or a kill without a clean close), the reopen, and what it must keep. */
+static enum step_outcome crash(struct step *st, const struct op *op, struct step_result *r)
+{
+    const char *why;
+    if (!st->unflushed)
+        return skip(r, "no record of the unflushed writes");
+    bool keep = op->kind == OP_DIRTY_REOPEN;
+    if (!keep && !unflushed_modelled(st->unflushed, &why))
+        return skip(r, "%s", why);
+    enum target_crash how = keep ? TARGET_CRASH_KEEP : op->kind == OP_TORN_POWER_CUT
+                            ? TARGET_CRASH_TEAR : TARGET_CRASH_DROP;
+    int ret = st->t->ops->crash_reopen(st->t, how, op->n, &r->check);
+    if (ret)
+        return end(r, STEP_TARGET_FAILED, ret);
+    if (r->check.corruptions || r->check.check_errors)
+        return end(r, STEP_CRASH_DAMAGED, 0);
+    enum step_outcome out = keep ? STEP_DONE : settle_unflushed(st, op->n, r);
+    if (out != STEP_DONE)
+        return out;
+    /* The facts may have been read before the crash; the size must not have changed. */
+    if ((ret = st->t->ops->facts(st->t, &st->facts)))
+        return end(r, STEP_TARGET_FAILED, ret);
+    out = step_compare(st, NULL, r);
+    if (out == STEP_DIVERGED)
+        return end(r, STEP_CRASH_LOST, 0);
+    if (out == STEP_DONE)
+        unflushed_flushed(st->unflushed, op->n);
+    return out;
+}
+
+/* What the unflushed record must know before a data op changes the guest's bytes. */
+static int note_before(struct step *st, const struct op *op)
+{
+    if (!st->unflushed || !has_range(op->kind) || op->kind == OP_READ)
+        return 0;
+    bool zeroing = op->kind != OP_WRITE && op->kind != OP_WRITE_COMPRESSED;
+    return unflushed_before(st->unflushed, st->o, op->off, op->len, zeroing);
+}
+
+static int note_after(struct step *st, const struct op *op)
+{
+    switch (op->kind) {
+    case OP_WRITE: case OP_ZERO: case OP_ZERO_UNMAP: case OP_DISCARD: case OP_WRITE_COMPRESSED:
+        return unflushed_after(st->unflushed, st->o, op->off, op->len);
+    case OP_FLUSH: case OP_REOPEN:
+        unflushed_flushed(st->unflushed, op->n);
+        return 0;
+    case OP_SNAPSHOT_CREATE: case OP_SNAPSHOT_APPLY: case OP_SNAPSHOT_DELETE: case OP_RESIZE:
+        unflushed_metadata_changed(st->unflushed);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+void step_flushed(struct step *st, uint32_t op)
+{
+    if (st->unflushed)
+        unflushed_flushed(st->unflushed, op);
 }
 
 static enum step_outcome apply(struct step *st, const struct op *op, struct step_result *r)
@@ -140,6 +245,10 @@ static enum step_outcome apply(struct step *st, const struct op *op, struct step
         if ((out = by_target(r, t->ops->resize(t, op->len))))
             return out;
         return by_oracle(r, oracle_resize(o, op->len, op->n));
+    case OP_POWER_CUT:
+    case OP_DIRTY_REOPEN:
+    case OP_TORN_POWER_CUT:
+        return crash(st, op, r);
     default:
         return skip(r, "not an operation");
     }
@@ -160,11 +269,16 @@ enum step_outcome step_run(struct step *st, const struct op *op, struct step_res
         return skip(r, "outside the %" PRIu64 "-byte disk", size);
     if (has_range(op->kind) && op->len > st->io_cap)
         return skip(r, "longer than %zu bytes", st->io_cap);
+    int ret = note_before(st, op);
+    if (ret)
+        return end(r, STEP_ORACLE_FAILED, ret);
     enum step_outcome out = apply(st, op, r);
     if (out != STEP_DONE && out != STEP_REFUSED)
         return out;
+    if (st->unflushed && (ret = note_after(st, op)))
+        return end(r, STEP_ORACLE_FAILED, ret);
     /* Whatever the op, done or declined, the disk must be the size the oracle says. */
-    int ret = st->t->ops->facts(st->t, &st->facts);
+    ret = st->t->ops->facts(st->t, &st->facts);
     if (ret)
         return end(r, STEP_TARGET_FAILED, ret);
     if (st->facts.size != oracle_size(st->o))

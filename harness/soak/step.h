@@ -16,6 +16,7 @@
 #include "oracle.h"
 #include "soak.h"
 #include "target.h"
+#include "unflushed.h"
 
 enum step_outcome {
     STEP_DONE,                      /* applied and predicted; a read agreed */
@@ -25,6 +26,8 @@ enum step_outcome {
     STEP_SIZE_DIVERGED,             /* afterwards the target's size is not the oracle's */
     STEP_TARGET_FAILED,             /* the target failed it (r->error, t->message) */
     STEP_ORACLE_FAILED,             /* the oracle could not follow (r->error: the host's) */
+    STEP_CRASH_DAMAGED,             /* after a crash the target's check found damage (r->check) */
+    STEP_CRASH_LOST,                /* after a crash a sector holds none of its versions */
 };
 
 struct step {
@@ -34,6 +37,7 @@ struct step {
     unsigned max_snapshots;         /* a snapshot create past this many is skipped */
     uint8_t *buf, *want;            /* io_cap bytes each: the target's and the oracle's */
     size_t io_cap;                  /* the longest I/O issued; longer ops are skipped */
+    struct unflushed *unflushed;    /* the writes since the last flush (NULL: no crash ops) */
 };
 
 struct step_result {
@@ -43,10 +47,14 @@ struct step_result {
     uint64_t off;                   /* DIVERGED: the bytes compared are buf and want, */
     size_t len;                     /* len bytes from guest offset off */
     uint64_t sector;                /* DIVERGED: the first sector that differs */
+    bool unflushed_sector;          /* CRASH_LOST: the sector was written since the flush */
+    struct target_check check;      /* CRASH_DAMAGED: what the check after the crash found */
 };
 
 /* What a target must be able to do (TARGET_CAN_*) for an op of this kind. */
 unsigned step_needs(enum op_kind k);
+/* Everything the target was told so far is on disk (a cross-check flushed it). */
+void step_flushed(struct step *st, uint32_t op);
 
 /* Before the first op: the target's facts. Returns 0 or the target's error. */
 int step_start(struct step *st);

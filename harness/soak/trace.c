@@ -6,6 +6,7 @@
  *   17 zero-unmap 0 65536      17 discard 0 131072  17 write-compressed 131072 65536
  *   17 flush                   17 reopen            17 resize 134217728
  *   17 snapshot-create s17     17 snapshot-apply 3  17 snapshot-delete 3
+ *   17 power-cut               17 dirty-reopen      17 torn-power-cut
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -31,6 +32,9 @@ static const char *const kind_names[OP_KINDS] = {
     [OP_SNAPSHOT_DELETE] = "snapshot-delete",
     [OP_REOPEN] = "reopen",
     [OP_RESIZE] = "resize",
+    [OP_POWER_CUT] = "power-cut",
+    [OP_DIRTY_REOPEN] = "dirty-reopen",
+    [OP_TORN_POWER_CUT] = "torn-power-cut",
 };
 
 /* Default weights: mostly I/O, with the metadata-heavy operations a steady minority. */
@@ -38,7 +42,8 @@ static const unsigned default_weights[OP_KINDS] = {
     [OP_READ] = 300, [OP_WRITE] = 300, [OP_ZERO] = 60, [OP_ZERO_UNMAP] = 40,
     [OP_DISCARD] = 80, [OP_WRITE_COMPRESSED] = 50, [OP_FLUSH] = 30,
     [OP_SNAPSHOT_CREATE] = 12, [OP_SNAPSHOT_APPLY] = 8, [OP_SNAPSHOT_DELETE] = 10,
-    [OP_REOPEN] = 6, [OP_RESIZE] = 4,
+    [OP_REOPEN] = 6, [OP_RESIZE] = 10, [OP_POWER_CUT] = 3,
+    [OP_DIRTY_REOPEN] = 3,
 };
 
 const char *op_kind_name(enum op_kind k)
@@ -113,6 +118,12 @@ bool op_parse(const char *line, struct op *op)
 }
 
 const struct target_hooks *soak_process_hooks;
+static char qvet_command[512];
+
+void soak_set_qvet_command(const char *path)
+{
+    snprintf(qvet_command, sizeof(qvet_command), "%s", path);
+}
 
 void soak_config_defaults(struct soak_config *c)
 {
@@ -123,6 +134,8 @@ void soak_config_defaults(struct soak_config *c)
     c->check_every = 2000;
     c->qemu_checks = true;
     c->heartbeat = 10;
+    c->hang_seconds = 10;
+    snprintf(c->qvet_binary, sizeof(c->qvet_binary), "%s", qvet_command);
     memcpy(c->weights, default_weights, sizeof(default_weights));
     snprintf(c->target, sizeof(c->target), "qvet");
     snprintf(c->dir, sizeof(c->dir), "soak-run");
@@ -132,12 +145,15 @@ void soak_config_defaults(struct soak_config *c)
 void soak_trace_header(const struct soak_config *c, const char *path, const char *note,
                        char *buf, size_t cap)
 {
+    char cache[40] = "";
+    if (c->cache_bytes)
+        snprintf(cache, sizeof(cache), "cache %zu\n", c->cache_bytes);
     snprintf(buf, cap, "# qvet soak trace 1%s: replay with `qvet replay %s`\ntarget %s\n%s%s%s"
              "%sseed %" PRIu64 "\nsize %" PRIu64 "\noptions %s\nbacking %s\ncheck-every %" PRIu64
-             "\nops\n", note, path, c->target, c->reader[0] ? "reader " : "", c->reader,
+             "\n%sops\n", note, path, c->target, c->reader[0] ? "reader " : "", c->reader,
              c->reader[0] ? "\n" : "", c->compressible_payload ? "payload compressible\n" : "",
              c->seed, c->size, c->options[0] ? c->options : "-", soak_backing_name(c->backing),
-             c->check_every);
+             c->check_every, cache);
 }
 
 void soak_trace_path(const struct soak_config *c, char *buf, size_t cap)
@@ -217,7 +233,7 @@ static bool parse_config_line(struct soak_config *c, const char *key, const char
         return soak_backing_parse(value, &c->backing);
     if (!strcmp(key, "payload")) {
         c->compressible_payload = !strcmp(value, "compressible");
-        return c->compressible_payload || !strcmp(value, "random");
+        return c->compressible_payload || !strcmp(value, "mixed");
     }
     /* Before "options" in a trace: the options are the target kind's. */
     if (!strcmp(key, "target") || !strcmp(key, "reader")) {
@@ -226,6 +242,11 @@ static bool parse_config_line(struct soak_config *c, const char *key, const char
             return false;
         strcpy(slot, value);
         return true;
+    }
+    if (!strcmp(key, "cache")) {
+        unsigned long long v = strtoull(value, &end, 10);
+        c->cache_bytes = (size_t)v;
+        return *value && !*end;
     }
     return false;
 }
@@ -246,7 +267,7 @@ static const char *op_misfit(const struct op *op, uint64_t max_size)
     if (!op->len)
         return "an empty range";
     if (op->len > SOAK_MAX_IO)
-        return "longer than the soak's 4 MiB limit for one operation";
+        return "longer than the soak's 16 MiB limit for one operation";
     if (op->off >= max_size || op->len > max_size - op->off)
         return "outside the disk";
     return NULL;

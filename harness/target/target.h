@@ -38,6 +38,20 @@ struct target_check {
     uint64_t corruptions, leaks, check_errors;
 };
 
+/* What a crash does to the writes since the last flush. */
+enum target_crash {
+    TARGET_CRASH_DROP,              /* a power cut: none of them lands */
+    TARGET_CRASH_TEAR,              /* each lands whole, not at all or in part (from a seed) */
+    TARGET_CRASH_KEEP,              /* a killed process: all land, but no clean close */
+};
+
+/* A snapshot as the image's table records it. */
+struct target_snapshot {
+    char id[TARGET_ID_MAX];
+    char name[TARGET_ID_MAX * 4];
+    uint64_t disk_size;
+};
+
 struct target_ops {
     const char *name;
     int (*facts)(struct target *t, struct target_facts *f);
@@ -64,6 +78,16 @@ struct target_ops {
      */
     int (*detach)(struct target *t);
     int (*attach)(struct target *t);
+    /*
+     * A crash, then an open of what it left (see enum target_crash). `after` is the check
+     * of the reopened image; its leaks (expected after a crash) are then repaired, so
+     * that later checks start clean.
+     */
+    int (*crash_reopen)(struct target *t, enum target_crash how, uint64_t seed,
+                        struct target_check *after);
+    /* The snapshot table: up to `cap` entries into `out`, their count into *n. */
+    int (*snapshot_list)(struct target *t, struct target_snapshot *out, unsigned cap,
+                         unsigned *n);
     void (*close)(struct target *t);
 };
 
@@ -80,6 +104,8 @@ struct target_ops {
 #define TARGET_CAN_ZERO 0x200u             /* zero write, with and without unmap */
 /* The image is a qcow2 file at params.path that QEMU's tools may read (after detach). */
 #define TARGET_QCOW2_FILE 0x400u
+#define TARGET_CAN_CRASH 0x800u            /* crash_reopen (when made with crash_ops) */
+#define TARGET_CAN_SNAPSHOT_LIST 0x1000u
 
 struct target {
     const struct target_ops *ops;   /* an op outside caps may be NULL */
@@ -121,6 +147,8 @@ struct target_params {
     const char *backing_format;
     size_t cache_bytes;             /* the metadata cache (0: the implementation's default) */
     bool read_only;                 /* open: a reader, which never changes the image */
+    /* Keep the writes since the last flush apart, so that crash_reopen can lose them. */
+    bool crash_ops;
     const struct target_hooks *hooks;
 };
 

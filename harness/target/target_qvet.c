@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io_fault.h"
 #include "kinds.h"
 #include "qcow2.h"
 #include "target.h"
@@ -22,6 +23,8 @@ struct qvet_target {
     struct target_hooks hooks;
     struct qcow2_image *img;
     struct qcow2_backend *mem;      /* in memory: the image's file (the image owns it) */
+    bool crash_ops;
+    struct io_fault fault;          /* crash_ops: holds the writes since the last flush */
 };
 
 static struct qvet_target *qt(struct target *t)
@@ -55,6 +58,16 @@ static int open_image(struct qvet_target *q, struct qcow2_backend *mem,
             return ret;
     }
     q->mem = mem;
+    if (q->crash_ops) {
+        struct qcow2_backend *shim = io_fault_wrap(file, true, &q->fault);
+        if (!shim) {
+            qcow2_backend_destroy(file);
+            snprintf(err->file, sizeof(err->file), "%s", q->path);
+            snprintf(err->message, sizeof(err->message), "out of memory for the crash shim");
+            return -ENOMEM;
+        }
+        file = shim;
+    }
     if (q->hooks.hook)
         file = q->hooks.hook(file, q->hooks.hook_ctx);
     struct qcow2_open_options o = { .writable = true, .cache_bytes = q->cache_bytes };
@@ -209,6 +222,69 @@ static int qvet_reopen(struct target *t)
     return result(t, open_image(q, copy, &err), &err);
 }
 
+static int qvet_check(struct target *t, struct target_check *r);
+
+/* After a crash: the leaks it left are repaired through a handle opened for the check. */
+static int repair_leaks(struct qvet_target *q, struct qcow2_error *err)
+{
+    qcow2_close(q->img);
+    q->img = NULL;
+    struct qcow2_open_options o = { .writable = true, .for_check = true, .no_locks = true };
+    struct qcow2_image *img;
+    int ret = qcow2_open(q->path, &o, &img, err);
+    if (!ret) {
+        struct qcow2_check_result c;
+        ret = qcow2_check(img, QCOW2_REPAIR_LEAKS, &c, NULL, NULL, err);
+        qcow2_close(img);
+    }
+    int reopened = open_image(q, NULL, err);
+    return ret ? ret : reopened;
+}
+
+static int qvet_crash_reopen(struct target *t, enum target_crash how, uint64_t seed,
+                             struct target_check *after)
+{
+    struct qvet_target *q = qt(t);
+    struct qcow2_error err;
+    static const enum io_fault_crash modes[] = {
+        [TARGET_CRASH_DROP] = IO_FAULT_CRASH_DROP,
+        [TARGET_CRASH_TEAR] = IO_FAULT_CRASH_TEAR,
+        [TARGET_CRASH_KEEP] = IO_FAULT_CRASH_KEEP,
+    };
+    q->fault.crash = modes[how];
+    q->fault.seed = seed;
+    io_fault_crash_now(&q->fault);
+    /* Every I/O fails from the crash on: the close frees the image and writes nothing. */
+    qcow2_close(q->img);
+    q->img = NULL;
+    io_fault_fini(&q->fault);
+    io_fault_init(&q->fault);
+    q->fault.crash = IO_FAULT_CRASH_DROP;
+    int ret = open_image(q, NULL, &err);
+    if (ret)
+        return result(t, ret, &err);
+    if ((ret = qvet_check(t, after)))
+        return ret;
+    if (after->leaks && !after->corruptions && !after->check_errors)
+        return result(t, repair_leaks(q, &err), &err);
+    return 0;
+}
+
+static int qvet_snapshot_list(struct target *t, struct target_snapshot *out, unsigned cap,
+                              unsigned *n)
+{
+    struct qcow2_image *img = qt(t)->img;
+    *n = qcow2_snapshot_count(img);
+    for (uint32_t i = 0; i < *n && i < cap; i++) {
+        struct qcow2_snapshot_info info;
+        qcow2_snapshot_get(img, i, &info);
+        snprintf(out[i].id, sizeof(out[i].id), "%s", info.id);
+        snprintf(out[i].name, sizeof(out[i].name), "%s", info.name);
+        out[i].disk_size = info.disk_size;
+    }
+    return 0;
+}
+
 #define CHECK_LINES_KEPT 12
 
 /* Collects the check's first findings into t->message, one indented line each. */
@@ -245,6 +321,7 @@ static void qvet_close(struct target *t)
 {
     struct qvet_target *q = qt(t);
     qcow2_close(q->img);
+    io_fault_fini(&q->fault);
     free(q->path);
     free(q);
 }
@@ -265,6 +342,8 @@ static const struct target_ops qvet_ops = {
     .resize = qvet_resize,
     .reopen = qvet_reopen,
     .check = qvet_check,
+    .crash_reopen = qvet_crash_reopen,
+    .snapshot_list = qvet_snapshot_list,
     .close = qvet_close,
 };
 
@@ -321,8 +400,15 @@ static int qvet_open_with(const struct target_params *p, struct qcow2_backend *m
     q->base.ops = &qvet_ops;
     q->base.caps = TARGET_CAN_WRITE | TARGET_CAN_ZERO | TARGET_QCOW2_FILE | TARGET_CAN_DISCARD | TARGET_CAN_WRITE_COMPRESSED |
                    TARGET_CAN_FLUSH | TARGET_CAN_SNAPSHOT | TARGET_CAN_SNAPSHOT_READ |
-                   TARGET_CAN_RESIZE | TARGET_CAN_REOPEN | TARGET_CAN_CHECK;
+                   TARGET_CAN_RESIZE | TARGET_CAN_REOPEN | TARGET_CAN_CHECK |
+                   TARGET_CAN_SNAPSHOT_LIST;
     q->in_memory = p->in_memory;
+    /* In memory a reopen already starts from a copy: only files get the crash shim. */
+    q->crash_ops = p->crash_ops && !p->in_memory;
+    if (q->crash_ops)
+        q->base.caps |= TARGET_CAN_CRASH;
+    io_fault_init(&q->fault);
+    q->fault.crash = IO_FAULT_CRASH_DROP;
     q->max_file = p->max_file;
     q->cache_bytes = p->cache_bytes;
     if (p->hooks)

@@ -67,7 +67,8 @@ start_long() {
 # ---- help -----------------------------------------------------------------------------
 run help 0 soak --help
 check "soak --help explains every option with its default" bash -c '
-  for o in --seed --ops --seconds --size -o --backing --check-every --weights --io-size \
+  for o in --seed --ops --seconds --size -o --backing --config --cache --hang-seconds \
+           --check-every --weights --io-size \
            --no-qemu-checks --under --dir --trace --keep --heartbeat --help; do
     grep -qE -- "^  (-[a-zA-Z], )?$o( |$)" help.out || { echo "  missing $o"; exit 1; }
   done
@@ -210,6 +211,28 @@ script -qec "'$qvet' soak --seconds 1.5 ${small[*]} --dir tty" /dev/null > tty.o
 check "on a terminal, a status line rewritten in place" grep -qE $'\rsoak: [0-9]+ ops, [0-9]+ ops/s, [0-9]+ reads compared, [0-9]+ checks, [0-9]+ s left\e\\[K' tty.out
 check "  ... and no heartbeat lines" bash -c '! grep -q "soak: after" tty.out'
 
+# ---- the configuration matrix, the watchdog ------------------------------------------------------
+check "--config list names the matrix" run clist 0 soak --config list
+check "  ... every entry, with its options" bash -c '[ "$(wc -l < clist.out)" -ge 20 ] &&
+  grep -q "^xl2-backing  *-o cluster_size=32k,extended_l2=on --backing qcow2" clist.out &&
+  grep -q "^cache-tiny .* --cache 8192$" clist.out'
+check "an unknown --config exits 2 with one line" run cbad 2 soak --config nope
+check "  ... one line" one_line cbad.err
+check "--config all runs every entry" run call 0 soak --config all --ops 22 --check-every 0 --dir matrix
+check "  ... each in its own directory, each passed" bash -c '
+  [ "$(ls -d matrix/[0-9][0-9]-* | wc -l)" -eq "$(wc -l < clist.out)" ] &&
+  ! grep -L "\"verdict\": \"passed\"" matrix/[0-9][0-9]-*/summary.json | grep -q .'
+check "  ... summary.json lists the configurations that ran" \
+  test "$(json matrix/summary.json 'len(d["configs"]), d["verdict"], d["tool"]')" = "$(wc -l < clist.out) passed soak"
+check "  ... the closing line covers them all" grep -q "^soak: passed: all $(wc -l < clist.out) configurations" call.out
+# A bound of a microsecond: the first op the watchdog sees running is a "hang".
+check "a hang is stopped by the watchdog (exit 1)" run hang 1 soak --ops 500 "${small[@]}" --hang-seconds 0.000001 --dir hang
+check "  ... naming the op and showing the stack" bash -c '
+  grep -qE "^qvet soak: hung at op [0-9]+ \(" hang.out && grep -q "soak_run" hang.out &&
+  grep -q "soak_run" hang/hang-stack.txt'
+check "  ... summary.json says hung, kind hang, with the reason" \
+  test "$(json hang/summary.json 'd["verdict"], d["kind"], d["reason"][:21]')" = "hung hang qvet soak: hung at op"
+
 # ---- make soak beside a person's files ----------------------------------------------------------
 mkdir reports && echo precious > reports/notes.txt
 build=$(dirname "$qvet")
@@ -220,7 +243,9 @@ for i in 1 2; do
 done
 check "  ... the person's file in SOAK_DIR untouched" test "$(cat reports/notes.txt)" = precious
 check "  ... each run in its own directory, latest the newest" \
-  test -f reports/run-0001/trace.txt -a -f reports/run-0002/trace.txt -a "$(readlink reports/latest)" = run-0002
+  test -f reports/run-0001/summary.json -a -f reports/run-0002/summary.json -a "$(readlink reports/latest)" = run-0002
+check "  ... each rotating through the matrix" \
+  test -f reports/run-0001/01-xl2-backing/trace.txt -a -f reports/run-0002/01-xl2-backing/trace.txt
 
 echo "$failures failed"
 [ "$failures" -eq 0 ]
