@@ -129,7 +129,14 @@ engine_coverage() {
 }
 start=$SECONDS
 fuzz_budget=$((budget / 4))
-soak_deadline=$((start + budget - fuzz_budget))
+# A fifth of the night for crashtest and faultinject, when this qvet has them.
+crash_tools=()
+for tool in crashtest faultinject; do
+    "$QVET" "$tool" --help >/dev/null 2>&1 && crash_tools+=("$tool")
+done
+crash_budget=0
+((${#crash_tools[@]})) && crash_budget=$((budget / 5))
+soak_deadline=$((start + budget - fuzz_budget - crash_budget))
 
 # ---- the soaks: unit u = (configuration u / seeds, seed u % seeds + 1) -------------
 units=()
@@ -208,7 +215,7 @@ for f in "${mine[@]}"; do
     name=$(basename "$f")
     target=${name#fuzz_}
     target=${target#smoke_}
-    left=$((start + budget - SECONDS))
+    left=$((start + budget - crash_budget - SECONDS))
     secs=$((left / targets_left))
     targets_left=$((targets_left - 1))
     ((secs >= 2)) || secs=2
@@ -232,15 +239,32 @@ for f in "${mine[@]}"; do
 done
 
 # ---- crashtest and faultinject, when this qvet has them ------------------------------
+# Each configuration of theirs goes to one shard (dealt round-robin, as the soak units
+# are) with its index as the seed, so that a night's work is the same on every machine;
+# one that would start after the budget's end is counted as not run. Their directories
+# (summary.json) are triaged with the rest.
 for tool in crashtest faultinject; do
-    if "$QVET" "$tool" --help >/dev/null 2>&1; then
-        left=$((start + budget - SECONDS))
-        ((left >= 10)) || left=10
-        "$QVET" "$tool" --seconds $((left / 4)) --under "$dir/$tool" >"$dir/$tool.log" 2>&1
-        echo "nightly: $tool: exit $? (log $dir/$tool.log)"
-    else
+    if [[ " ${crash_tools[*]} " != *" $tool "* ]]; then
         echo "nightly: $tool: skipped, this qvet has no '$tool' subcommand"
+        continue
     fi
+    mapfile -t tool_configs < <("$QVET" "$tool" --list-configs | awk '{print $1}')
+    tool_ran=0 tool_failed=0 tool_not_run=0
+    for i in "${!tool_configs[@]}"; do
+        ((i % count == index - 1)) || continue
+        name=${tool_configs[$i]}
+        if ((SECONDS - start >= budget)); then
+            tool_not_run=$((tool_not_run + 1))
+            continue
+        fi
+        "$QVET" "$tool" --config "$name" --seed $((i + 1)) \
+            --dir "$dir/$tool/$name" >"$dir/$tool-$name.log" 2>&1
+        st=$?
+        ((st == 0)) || tool_failed=$((tool_failed + 1))
+        ((st <= 1)) || echo "nightly: $tool --config $name: setup failed (exit $st, $dir/$tool-$name.log)"
+        tool_ran=$((tool_ran + 1))
+    done
+    echo "nightly: $tool: $tool_ran configuration(s) run, $tool_failed failed, $tool_not_run not run for time"
 done
 
 # ---- the shard's inputs and record ----------------------------------------------------

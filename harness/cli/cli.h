@@ -168,4 +168,13 @@ bool io_command_help(size_t i, const char **name, const char **options, const ch
 /* Writes s as a JSON string literal, escaped. */
 void json_put_string(FILE *f, const char *s);
 
+/*
+ * One member of a JSON object being written line by line (after its first member): the
+ * separator and key, then a string or a number value; json_put_key leaves the value to
+ * the caller.
+ */
+void json_put_key(FILE *f, const char *key);
+void json_put_member_string(FILE *f, const char *key, const char *value);
+void json_put_member_u64(FILE *f, const char *key, uint64_t value);
+
 #endif

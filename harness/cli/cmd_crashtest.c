@@ -104,31 +104,12 @@ static bool parse_count(const char *s, uint64_t *v)
     return *s && *s != '-' && !*end && !errno;
 }
 
-static void put_field(FILE *f, const char *key)
-{
-    fputs(",\n  ", f);
-    json_put_string(f, key);
-    fputs(": ", f);
-}
-
-static void put_text(FILE *f, const char *key, const char *value)
-{
-    put_field(f, key);
-    json_put_string(f, value);
-}
-
-static void put_number(FILE *f, const char *key, uint64_t value)
-{
-    put_field(f, key);
-    fprintf(f, "%" PRIu64, value);
-}
-
 /* The command line again, without --dir and the option naming one case, then that case. */
 static void put_reproduce(FILE *f, const char *tool, int argc, char **argv, const char *option,
                           int64_t at)
 {
     size_t olen = strlen(option);
-    put_field(f, "reproduce");
+    json_put_key(f, "reproduce");
     fputs("[\"qvet\", ", f);
     json_put_string(f, tool);
     for (int i = 1; i < argc; i++) {
@@ -170,26 +151,26 @@ static FILE *summary_begin(const char *dir, const struct summary *sm)
     const struct crash_failure *first = found->n_failures ? &found->failures[0] : NULL;
     fputs("{\n  \"tool\": ", f);
     json_put_string(f, sm->tool);
-    put_text(f, "verdict", sm->status == 0 ? "ok" : "failed");
-    put_field(f, "kind");
+    json_put_member_string(f, "verdict", sm->status == 0 ? "ok" : "failed");
+    json_put_key(f, "kind");
     if (first)
         json_put_string(f, first->kind);
     else
         fputs(sm->status == EXIT_SETUP ? "\"setup-error\"" : "null", f);
-    put_text(f, "reason", first ? first->reason : found->setup_error);
-    put_text(f, "target", "qvet");
-    put_text(f, "config", c->options);
-    put_text(f, "preset", c->preset);
-    put_field(f, "backing");
+    json_put_member_string(f, "reason", first ? first->reason : found->setup_error);
+    json_put_member_string(f, "target", "qvet");
+    json_put_member_string(f, "config", c->options);
+    json_put_member_string(f, "preset", c->preset);
+    json_put_key(f, "backing");
     fputs(c->backing ? "\"raw\"" : "null", f);
-    put_number(f, "seed", c->seed);
-    put_number(f, "size", c->size);
-    put_text(f, "script", c->script);
+    json_put_member_u64(f, "seed", c->seed);
+    json_put_member_u64(f, "size", c->size);
+    json_put_member_string(f, "script", c->script);
     put_reproduce(f, sm->tool, sm->argc, sm->argv, sm->repro_option,
                   first ? (int64_t)first->state : c->only_state);
-    put_number(f, "exit_status", (uint64_t)sm->status);
-    put_text(f, "kept_image", found->kept_image);
-    put_field(f, "failures");
+    json_put_member_u64(f, "exit_status", (uint64_t)sm->status);
+    json_put_member_string(f, "kept_image", found->kept_image);
+    json_put_key(f, "failures");
     fputs("[", f);
     for (size_t i = 0; i < found->n_failures; i++) {
         const struct crash_failure *x = &found->failures[i];
@@ -425,18 +406,18 @@ int cmd_crashtest(int argc, char **argv)
     };
     FILE *f = summary_begin(rd.path, &sm);
     if (f) {
-        put_number(f, "ops", r->ops);
-        put_number(f, "host_writes", r->writes);
-        put_number(f, "host_flushes", r->flushes);
-        put_number(f, "intervals", r->intervals);
-        put_number(f, "states_built", r->states_built);
-        put_number(f, "states_explored", r->states);
-        put_field(f, "bounded");
+        json_put_member_u64(f, "ops", r->ops);
+        json_put_member_u64(f, "host_writes", r->writes);
+        json_put_member_u64(f, "host_flushes", r->flushes);
+        json_put_member_u64(f, "intervals", r->intervals);
+        json_put_member_u64(f, "states_built", r->states_built);
+        json_put_member_u64(f, "states_explored", r->states);
+        json_put_key(f, "bounded");
         fputs(r->bounded ? "true" : "false", f);
-        put_number(f, "states_with_leaks", r->leaky_states);
-        put_number(f, "corruptions", r->corruptions);
-        put_number(f, "lost_flushed_bytes", r->lost_bytes);
-        put_number(f, "bad_unflushed_sectors", r->bad_sectors);
+        json_put_member_u64(f, "states_with_leaks", r->leaky_states);
+        json_put_member_u64(f, "corruptions", r->corruptions);
+        json_put_member_u64(f, "lost_flushed_bytes", r->lost_bytes);
+        json_put_member_u64(f, "bad_unflushed_sectors", r->bad_sectors);
     }
     summary_end(f, rd.path, &sm);
     if (status == 1)
@@ -490,8 +471,8 @@ int cmd_faultinject(int argc, char **argv)
     };
     FILE *f = summary_begin(rd.path, &sm);
     if (f) {
-        put_number(f, "ops", r->ops);
-        put_field(f, "faults");
+        json_put_member_u64(f, "ops", r->ops);
+        json_put_key(f, "faults");
         fputs("{", f);
         bool first = true;
         for (int k = 0; k < FAULT_KINDS; k++) {
@@ -507,7 +488,7 @@ int cmd_faultinject(int argc, char **argv)
             first = false;
         }
         fputs("}", f);
-        put_field(f, "fault_points");
+        json_put_key(f, "fault_points");
         fputs("{", f);
         for (size_t i = 0; i < r->n_points; i++) {
             fputs(i ? ", " : "", f);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,6 +250,25 @@ void json_put_string(FILE *f, const char *s)
         }
     }
     fputc('"', f);
+}
+
+void json_put_key(FILE *f, const char *key)
+{
+    fputs(",\n  ", f);
+    json_put_string(f, key);
+    fputs(": ", f);
+}
+
+void json_put_member_string(FILE *f, const char *key, const char *value)
+{
+    json_put_key(f, key);
+    json_put_string(f, value);
+}
+
+void json_put_member_u64(FILE *f, const char *key, uint64_t value)
+{
+    json_put_key(f, key);
+    fprintf(f, "%" PRIu64, value);
 }
 
 int cli_parse_format(const char *command, const char *value)

@@ -13,25 +13,6 @@
 #include "soak.h"
 #include "step.h"
 
-static void put_key(FILE *f, const char *key)
-{
-    fputs(",\n  ", f);
-    json_put_string(f, key);
-    fputs(": ", f);
-}
-
-static void put_string(FILE *f, const char *key, const char *value)
-{
-    put_key(f, key);
-    json_put_string(f, value);
-}
-
-static void put_u64(FILE *f, const char *key, uint64_t value)
-{
-    put_key(f, key);
-    fprintf(f, "%" PRIu64, value);
-}
-
 static int compare_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -56,7 +37,7 @@ static void put_files(FILE *f, const char *dir, const char *trace)
     if (!summary_listed && (names[n] = strdup(RUNDIR_SUMMARY_NAME)))
         n++;
     qsort(names, n, sizeof(names[0]), compare_names);
-    put_key(f, "kept_files");
+    json_put_key(f, "kept_files");
     fputs("[", f);
     bool trace_listed = false;
     char path[1100];
@@ -80,14 +61,14 @@ static void put_files(FILE *f, const char *dir, const char *trace)
  */
 static void put_exercised(FILE *f, const struct soak_config *c, const struct soak_result *r)
 {
-    put_key(f, "exercised");
+    json_put_key(f, "exercised");
     for (int k = 0; k < OP_KINDS; k++) {
         fputs(k ? ", " : "{", f);
         json_put_string(f, op_kind_name((enum op_kind)k));
         fprintf(f, ": %" PRIu64, r->done[k]);
     }
     fputs("}", f);
-    put_key(f, "left_out");
+    json_put_key(f, "left_out");
     fputs("[", f);
     bool first = true;
     for (int k = 0; k < OP_KINDS; k++) {
@@ -103,7 +84,7 @@ static void put_exercised(FILE *f, const struct soak_config *c, const struct soa
         json_put_string(f, "check");
     }
     fputs("]", f);
-    put_key(f, "qemu_img_checks_run");
+    json_put_key(f, "qemu_img_checks_run");
     fputs(c->qemu_checks && (r->target_caps & TARGET_QCOW2_FILE) ? "true" : "false", f);
 }
 
@@ -113,14 +94,14 @@ static void put_exercised(FILE *f, const struct soak_config *c, const struct soa
  */
 static void put_common(FILE *f, const struct soak_config *c, const struct soak_result *r)
 {
-    put_string(f, "tool", "soak");
-    put_string(f, "kind", soak_failure_kind(r));
-    put_string(f, "reason", r->outcome == SOAK_PASSED ? "" : r->message);
+    json_put_member_string(f, "tool", "soak");
+    json_put_member_string(f, "kind", soak_failure_kind(r));
+    json_put_member_string(f, "reason", r->outcome == SOAK_PASSED ? "" : r->message);
     char config[700];
     snprintf(config, sizeof(config), "%s%s%s backing=%s size=%" PRIu64 " cache=%zu",
              c->config_name, c->config_name[0] ? ": " : "", c->options[0] ? c->options :
              "(defaults)", soak_backing_name(c->backing), c->size, c->cache_bytes);
-    put_string(f, "config", config);
+    json_put_member_string(f, "config", config);
 }
 
 int soak_summary_write(const char *command, const char *dir, const struct soak_config *c,
@@ -137,35 +118,35 @@ int soak_summary_write(const char *command, const char *dir, const struct soak_c
         return -errno;
     fputs("{\n  \"verdict\": ", f);
     json_put_string(f, soak_outcome_name(r->outcome));
-    put_key(f, "exit_status");
+    json_put_key(f, "exit_status");
     fprintf(f, "%d", exit_status);
-    put_string(f, "command", command);
-    put_string(f, "run_directory", dir);
+    json_put_member_string(f, "command", command);
+    json_put_member_string(f, "run_directory", dir);
     put_common(f, c, r);
     if (configs) {
-        put_key(f, "configs");
+        json_put_key(f, "configs");
         for (size_t i = 0; i < n_configs; i++) {
             fputs(i ? ", " : "[", f);
             json_put_string(f, configs[i]);
         }
         fputs(n_configs ? "]" : "[]", f);
     }
-    put_u64(f, "seed", c->seed);
-    put_string(f, "options", c->options);
-    put_string(f, "backing", soak_backing_name(c->backing));
+    json_put_member_u64(f, "seed", c->seed);
+    json_put_member_string(f, "options", c->options);
+    json_put_member_string(f, "backing", soak_backing_name(c->backing));
     /* Triage groups runs by target (and reader). */
-    put_string(f, "target", c->target);
-    put_string(f, "reader", c->reader);
-    put_string(f, "payload", c->compressible_payload ? "compressible" : "mixed");
-    put_u64(f, "size", c->size);
-    put_u64(f, "ops_limit", c->ops);
-    put_key(f, "seconds_limit");
+    json_put_member_string(f, "target", c->target);
+    json_put_member_string(f, "reader", c->reader);
+    json_put_member_string(f, "payload", c->compressible_payload ? "compressible" : "mixed");
+    json_put_member_u64(f, "size", c->size);
+    json_put_member_u64(f, "ops_limit", c->ops);
+    json_put_key(f, "seconds_limit");
     fprintf(f, "%.3f", c->seconds);
-    put_u64(f, "check_every", c->check_every);
-    put_u64(f, "io_size", c->io_size);
-    put_key(f, "qemu_checks");
+    json_put_member_u64(f, "check_every", c->check_every);
+    json_put_member_u64(f, "io_size", c->io_size);
+    json_put_key(f, "qemu_checks");
     fputs(c->qemu_checks ? "true" : "false", f);
-    put_key(f, "weights");
+    json_put_key(f, "weights");
     for (int k = 0; k < OP_KINDS; k++) {
         fputs(k ? ", " : "{", f);
         json_put_string(f, op_kind_name((enum op_kind)k));
@@ -173,15 +154,15 @@ int soak_summary_write(const char *command, const char *dir, const struct soak_c
     }
     fputs("}", f);
     put_exercised(f, c, r);
-    put_u64(f, "ops", r->ops_run);
-    put_key(f, "seconds");
+    json_put_member_u64(f, "ops", r->ops_run);
+    json_put_key(f, "seconds");
     fprintf(f, "%.3f", r->seconds);
-    put_key(f, "ops_per_second");
+    json_put_key(f, "ops_per_second");
     fprintf(f, "%.1f", r->seconds > 0 ? (double)r->ops_run / r->seconds : 0.0);
-    put_u64(f, "reads_compared", r->reads_compared);
-    put_u64(f, "checks", r->checks_run);
-    put_u64(f, "last_op", r->last_op);
-    put_key(f, "failure");
+    json_put_member_u64(f, "reads_compared", r->reads_compared);
+    json_put_member_u64(f, "checks", r->checks_run);
+    json_put_member_u64(f, "last_op", r->last_op);
+    json_put_key(f, "failure");
     if (r->outcome == SOAK_PASSED || r->outcome == SOAK_INTERRUPTED) {
         fputs("null", f);
     } else {
@@ -196,8 +177,8 @@ int soak_summary_write(const char *command, const char *dir, const struct soak_c
         json_put_string(f, r->message);
         fputs("}", f);
     }
-    put_string(f, "replay", replay);
-    put_string(f, "trace", trace);
+    json_put_member_string(f, "replay", replay);
+    json_put_member_string(f, "trace", trace);
     /* The shared failure convention's argv (docs/triage.md): this very program. */
     char self[1024];
     ssize_t self_len = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -205,13 +186,13 @@ int soak_summary_write(const char *command, const char *dir, const struct soak_c
         self[self_len] = '\0';
     else
         snprintf(self, sizeof(self), "qvet");
-    put_key(f, "reproduce");
+    json_put_key(f, "reproduce");
     fputs("[", f);
     json_put_string(f, self);
     fputs(", \"replay\", ", f);
     json_put_string(f, trace);
     fputs("]", f);
-    put_key(f, "large_files_removed");
+    json_put_key(f, "large_files_removed");
     fputs(large_files_removed ? "true" : "false", f);
     put_files(f, dir, trace);
     fputs("\n}\n", f);
