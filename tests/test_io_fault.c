@@ -296,6 +296,50 @@ START_TEST(a_torn_crash_lands_whole_writes_none_or_leading_sectors)
 }
 END_TEST
 
+/*
+ * A write that starts inside a sector tears at the file's sector boundaries, never inside
+ * a sector of the file: each sector it covers ends up all old or all new.
+ */
+START_TEST(an_unaligned_torn_write_tears_at_the_files_sectors)
+{
+    bool partial = false;
+    for (uint64_t seed = 0; seed < 64; seed++) {
+        struct rig r;
+        rig_up(&r);
+        r.f.crash = IO_FAULT_CRASH_TEAR;
+        r.f.seed = seed;
+        ck_assert_int_eq(put(&r, 300, 2000, 0x07), 0);
+        io_fault_crash_now(&r.f);
+        unsigned landed = 0;
+        for (unsigned sec = 1; sec < 4; sec++) {    /* sectors 1..3 lie wholly inside */
+            int first = on_disk(&r, 512u * sec), last = on_disk(&r, 512u * sec + 511);
+            ck_assert_msg(first == last, "seed %llu: file sector %u is torn inside (0x%02x "
+                          "then 0x%02x)", (unsigned long long)seed, sec, first, last);
+            landed += first == 0x07;
+        }
+        partial |= landed > 0 && landed < 3;
+        rig_down(&r);
+    }
+    ck_assert_msg(partial, "64 seeds never tore the write between two sectors");
+}
+END_TEST
+
+START_TEST(an_unaligned_short_write_stops_at_a_files_sector_boundary)
+{
+    struct rig r;
+    rig_up(&r);
+    r.f.mask = IO_FAULT_WRITE;
+    r.f.armed = true;
+    r.f.short_write = true;
+    ck_assert_int_eq(put(&r, 300, 2000, 0x5a), -EIO);
+    /* half of it ends at 1300: cut back to 1024, the boundary before */
+    ck_assert_int_eq(on_disk(&r, 300), 0x5a);
+    ck_assert_int_eq(on_disk(&r, 1023), 0x5a);
+    ck_assert_int_eq(on_disk(&r, 1024), 0);
+    rig_down(&r);
+}
+END_TEST
+
 START_TEST(a_crash_can_be_called_at_any_point)
 {
     struct rig r;
@@ -342,6 +386,7 @@ static Suite *io_fault_suite(void)
     tcase_add_test(t, the_mask_picks_which_kind_fails);
     tcase_add_test(t, a_short_write_stores_its_first_half_and_fails);
     tcase_add_test(t, a_short_write_stores_whole_sectors_only);
+    tcase_add_test(t, an_unaligned_short_write_stops_at_a_files_sector_boundary);
     tcase_add_test(t, pad_to_makes_the_file_look_longer);
     tcase_add_test(t, a_handler_can_arm_the_fault_it_passes_writes_to);
     tcase_add_test(t, one_fault_outlives_the_shims_of_successive_opens);
@@ -350,6 +395,7 @@ static Suite *io_fault_suite(void)
     tcase_add_test(c, a_crash_mode_holds_writes_until_a_flush);
     tcase_add_test(c, a_crash_keeps_or_drops_the_unflushed_writes);
     tcase_add_test(c, a_torn_crash_lands_whole_writes_none_or_leading_sectors);
+    tcase_add_test(c, an_unaligned_torn_write_tears_at_the_files_sectors);
     tcase_add_test(c, a_crash_can_be_called_at_any_point);
     suite_add_tcase(s, c);
     return s;

@@ -107,12 +107,14 @@ void io_fault_crash_now(struct io_fault *f)
             len = 0;
             break;
         case IO_FAULT_CRASH_TEAR: {
-            uint64_t sectors = (len + TEAR_SECTOR - 1) / TEAR_SECTOR;
+            uint64_t off = f->pending[i].off;
+            uint64_t first = (off / TEAR_SECTOR + 1) * TEAR_SECTOR;
+            uint64_t cuts = first < off + len ? (off + len - 1 - first) / TEAR_SECTOR + 1 : 0;
             uint64_t choice = next_choice(&state);
             if (choice % 3 == 1)
                 len = 0;
-            else if (choice % 3 == 2 && sectors > 1)
-                len = (size_t)(choice / 3 % sectors) * TEAR_SECTOR;
+            else if (choice % 3 == 2 && cuts)
+                len = (size_t)(first + choice / 3 % cuts * TEAR_SECTOR - off);
             break;
         }
         default:
@@ -183,10 +185,13 @@ int io_fault_write(struct io_fault *f, struct qcow2_backend *inner, const void *
                    size_t len, uint64_t off)
 {
     if (strikes(f, IO_FAULT_WRITE)) {
-        /* Storage writes whole sectors or none: the half is cut to a sector boundary. */
-        size_t half = len / 2 / TEAR_SECTOR * TEAR_SECTOR;
-        if (f->short_write && !f->crashed && half)
-            store(f, inner, buf, half, off);
+        /*
+         * Storage writes whole sectors of the file or none: the half is cut back to the
+         * file's sector boundary before it (not the write's: a write may start mid-sector).
+         */
+        uint64_t cut = (off + len / 2) / TEAR_SECTOR * TEAR_SECTOR;
+        if (f->short_write && !f->crashed && cut > off)
+            store(f, inner, buf, (size_t)(cut - off), off);
         return failure(f);
     }
     return store(f, inner, buf, len, off);

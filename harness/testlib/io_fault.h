@@ -16,7 +16,8 @@
  * In a crash mode the shim buffers writes until a flush, as a host page cache does, and
  * reads see the buffered writes. When the fault fires (or io_fault_crash is called) the
  * machine stops: the writes since the last flush all land (KEEP), none does (DROP), or
- * each lands whole, not at all or only its first sectors (TEAR, chosen from `seed`); from
+ * each lands whole, not at all or up to one of the file's sector boundaries inside it (TEAR,
+ * chosen from `seed`: storage tears at its sectors, not at the write's); from
  * then on every I/O fails with -EIO. A truncate lands at once, with the writes before it.
  */
 #ifndef QVET_IO_FAULT_H

@@ -57,7 +57,8 @@ def planted_inputs(work):
     soak (different seeds, the same divergence)."""
     only_io = ",".join(f"{k}=0" for k in (
         "zero", "zero-unmap", "discard", "write-compressed", "flush", "snapshot-create",
-        "snapshot-apply", "snapshot-delete", "reopen", "resize"))
+        "snapshot-apply", "snapshot-delete", "reopen", "resize", "power-cut", "dirty-reopen",
+        "torn-power-cut"))
     dirs = []
     for n, tail in ((1, b"first-planted-crash" * 5), (2, b"the-duplicate" * 11)):
         d = os.path.join(work, f"in-{n}")
