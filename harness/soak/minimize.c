@@ -52,6 +52,7 @@ static const char *outcome_phrase(enum soak_outcome o)
     case SOAK_CHECK_FAILED: return "check failure";
     case SOAK_SNAPSHOT_DIVERGED: return "snapshot mismatch";
     case SOAK_READER_DIVERGED: return "reader mismatch";
+    case SOAK_CRASH_STATE: return "crash-state failure";
     default: return "target error";
     }
 }
@@ -81,7 +82,7 @@ enum minimize_result soak_minimize(const char *trace, const char *out_path,
     soak_run(&t.config, ops, n, &r, NULL);
     if (r.outcome != SOAK_DIVERGED && r.outcome != SOAK_CHECK_FAILED &&
         r.outcome != SOAK_SNAPSHOT_DIVERGED && r.outcome != SOAK_TARGET_ERROR &&
-        r.outcome != SOAK_READER_DIVERGED) {
+        r.outcome != SOAK_READER_DIVERGED && r.outcome != SOAK_CRASH_STATE) {
         enum minimize_result ret = r.outcome == SOAK_PASSED ? MINIMIZE_TRACE_PASSES
                                    : r.outcome == SOAK_INTERRUPTED ? MINIMIZE_INTERRUPTED
                                                                    : MINIMIZE_ERROR;

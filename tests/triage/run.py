@@ -84,6 +84,27 @@ def run_step(s, env, subst):
     return subprocess.run(["bash", "-c", s["run"]], cwd=SRC, env=e).returncode
 
 
+def crash_state_minimizes(work):
+    """A failure found at a power cut (the liar's lie read back after the crash) is a
+    trace qvet minimize takes, as triage needs: it shrinks to the write and the cut."""
+    d = os.path.join(work, "crash-state")
+    weights = "read=1,zero=0,zero-unmap=0,discard=0,write-compressed=0,flush=0," \
+              "snapshot-create=0,snapshot-apply=0,snapshot-delete=0,reopen=0,resize=0," \
+              "power-cut=200"
+    p = subprocess.run([LIAR, "soak", "--dir", d, "--seed", "3", "--ops", "300", "--size",
+                        "8M", "--weights", weights], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    expect(p.returncode == 1 and "crash-state" in p.stdout,
+           f"the lying soak with power cuts fails at a power cut (exit {p.returncode})")
+    out = os.path.join(work, "crash-state.min")
+    p = subprocess.run([LIAR, "minimize", os.path.join(d, "trace.txt"), "-o", out],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ops = [line for line in open(out).read().splitlines()[1:] if line[:1].isdigit()] \
+        if p.returncode == 0 and os.path.exists(out) else []
+    expect(p.returncode == 0 and any("power-cut" in o for o in ops) and len(ops) <= 3,
+           f"qvet minimize takes the crash-state trace (exit {p.returncode}, ops {ops})")
+
+
 def main():
     work = tempfile.mkdtemp(prefix="qvet-nightly-test-")
     replay, fuzzer = programs(work)
@@ -208,6 +229,7 @@ def main():
         back = {s["id"]: s["status"] for s in json.load(f)["signatures"]}
     expect(rc == 1 and back.get(crash[0]["id"]) == "back",
            f"a fixed signature that fails again is marked back, exit 1 ({back}, exit {rc})")
+    crash_state_minimizes(work)
     if failures:
         print(f"triage-nightly: {len(failures)} check(s) failed; files kept in {work}")
         return 1
