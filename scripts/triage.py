@@ -274,6 +274,7 @@ def reproduce_summary(item, opts, work):
     kind = s.get("kind") or SOAK_VERDICT_KIND.get(s.get("verdict"), s.get("verdict", "failure"))
     item["tool"] = s.get("tool") or s.get("command") or "soak"
     item["target"] = s.get("target") or "qvet"
+    item["reader"] = s.get("reader") or ""
     failure = s.get("failure") if isinstance(s.get("failure"), dict) else {}
     item["reason"] = s.get("reason") or failure.get("message") or s.get("verdict")
     item["op_kind"] = failure.get("op_kind") or s.get("op_kind") or "?"
@@ -481,11 +482,17 @@ def signature_of(item):
     if item["frames"]:
         return " | ".join([item["kind"]] + item["frames"])
     if item["type"] == "summary":
+        # Grouped by implementation too: the same divergence in QEMU and in qvet is two
+        # bugs. The engine's own runs keep the signatures they always had.
+        target = item.get("target") or "qvet"
+        by = [] if target == "qvet" else [target]
+        if item["kind"] == "reader-divergence":
+            by = [item.get("reader") or "?"] + by
         if item["kind"] == "divergence":
             return " | ".join(["divergence", item.get("op_kind", "?"),
-                               item.get("structure", "?"), config_class(item["config"])])
+                               item.get("structure", "?"), config_class(item["config"])] + by)
         return " | ".join([item["kind"], item.get("op_kind", "?"),
-                           config_class(item["config"])])
+                           config_class(item["config"])] + by)
     return " | ".join([item["kind"], item.get("target") or "?"])
 
 
@@ -825,11 +832,12 @@ def index_page(groups, meta):
     for g in groups:
         rows.append(
             f"<tr><td><code>{esc(g['signature'])}</code></td><td>{esc(g['kind'])}</td>"
+            f"<td>{esc(g['best'].get('target') or '-')}</td>"
             f"<td>{g['count']}</td><td>{esc(g.get('first_seen', '-'))}</td>"
             f"<td>{esc(g.get('last_seen', '-'))}</td><td data-v=\"{g['min_size']}\">"
             f"{g['min_size']} (of {g['best'].get('input_size', 0)})</td><td class=\"{g['history']}\">{esc(g['history'])}</td>"
             f"<td><a href=\"sig-{g['id']}.html\">details</a></td></tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("signature", "kind", "count", "first seen",
+    head = "".join(f"<th>{h}</th>" for h in ("signature", "kind", "target", "count", "first seen",
                                              "last seen", "input size", "status", "link"))
     plots = "".join(f"<h3>{esc(title)}</h3>{svg}" for title, svg in meta.get("plots", []))
     verdict = f"<p><b>{esc(meta['verdict'])}</b></p>" if meta.get("verdict") else ""

@@ -1428,8 +1428,10 @@ const char *soak_failure_kind(const struct soak_result *r)
     case SOAK_CRASHED: return "crash";
     case SOAK_KILLED: return "killed";
     case SOAK_HUNG: return "hang";
-    default: return "crash-state-corruption";
+    case SOAK_READER_DIVERGED: return "reader-divergence";
+    case SOAK_CRASH_STATE: return "crash-state-corruption";
     }
+    return "unknown";
 }
 
 int soak_exit_status(enum soak_outcome o, int signal_number)

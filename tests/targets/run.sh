@@ -46,6 +46,22 @@ soak() {
     "$qvet" soak --dir "$dir" --heartbeat 0 "$@" >"$dir.log" 2>&1
     rc=$?
 }
+# `qvet triage` over one failed run: one signature, of the given kind, naming the
+# implementation that misbehaved (what a maintainer of that implementation receives).
+triaged() {
+    "$qvet" triage --no-minimize -o "$work/triage-$(basename "$1")" "$1" >"$work/triage.log" 2>&1
+    local sigs=$work/triage-$(basename "$1")/summary.json
+    [ -f "$sigs" ] || { cat "$work/triage.log"; fail "triage of $1 wrote no report"; }
+    /usr/bin/python3 - "$sigs" "$2" "$3" <<'PY' || { cat "$work/triage.log"; fail "triage of $1: see above"; }
+import json, sys
+sigs = json.load(open(sys.argv[1]))["signatures"]
+ok = len(sigs) == 1 and sigs[0]["signature"].startswith(sys.argv[2]) and \
+    sys.argv[3] in sigs[0]["signature"]
+print("triage:", [s["signature"] for s in sigs])
+sys.exit(0 if ok else 1)
+PY
+}
+
 expect_pass() {
     [ "$rc" -eq 0 ] || { cat "$1.log"; fail "the soak exited $rc, not 0"; }
     [ "$(field "$1" verdict)" = '"passed"' ] || fail "$1: verdict $(field "$1" verdict)"
@@ -122,6 +138,7 @@ libqcow)
     done
     soak "$work/v2" --reader libqcow --ops 600 --check-every 300 -o compat=0.10
     expect_pass "$work/v2"
+    triaged "$work/libqcow-zero-unallocated.trace" "reader-divergence |" "libqcow"
     ;;
 compress)
     need_kind qemu libnbd
@@ -139,6 +156,7 @@ compress)
         { cat "$work/zr.log"; fail "QEMU's compress-filter bug no longer shows (exit $rc)"; }
     qemu-img info "$work/zr/image.qcow2" | grep -q "corrupt: true" ||
         fail "QEMU did not mark the image corrupt"
+    triaged "$work/zr" "target-error | write" "qemu:filter=compress"
     ;;
 *)
     fail "no such case"

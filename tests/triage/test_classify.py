@@ -56,6 +56,14 @@ def main():
     _, fm, _ = triage.classify_output(moved, 1, False)
     expect(triage.project_frames(fm) == [], "frames outside the checkout are not the project's")
 
+    # Runs of other implementations are grouped apart; the engine's own keep their form.
+    div = {"status": "reproduced", "frames": [], "type": "summary", "kind": "divergence",
+           "op_kind": "read", "structure": "L2 data entry", "config": {}}
+    ours = triage.signature_of(dict(div, target="qvet"))
+    qemu = triage.signature_of(dict(div, target="qemu"))
+    expect(ours != qemu and qemu.endswith(" | qemu") and "qvet" not in ours,
+           f"a divergence signs by target: {ours!r} / {qemu!r}")
+
     ub = (f"{root}/engine/src/refcount.c:77:20: runtime error: shift exponent 64 is too large "
           f"for 64-bit type 'uint64_t'\n    #0 0x1 in refcount_get {root}/engine/src/refcount.c:77:20\n"
           f"    #1 0x2 in check_refcounts {root}/engine/src/check.c:40:3\n")
