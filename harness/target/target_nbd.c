@@ -383,6 +383,14 @@ static int qemu_snapshot_create(struct target *t, const char *name, char *id)
                  "with names under %d bytes", SNAPSHOTS_MAX, NAME_MAX_LEN);
         return TARGET_REFUSED;
     }
+    /* qemu-img snapshot -d finds a snapshot by name: two of one name could not be told apart. */
+    for (unsigned i = 0; i < q->n_snapshots; i++) {
+        if (!strcmp(q->snapshots[i].name, name)) {
+            snprintf(t->message, sizeof(t->message), "the qemu target keeps snapshot names "
+                     "unique (qemu-img snapshot -d takes a name): '%s' exists", name);
+            return TARGET_REFUSED;
+        }
+    }
     char *argv[] = { "qemu-img", "snapshot", "-c", (char *)name, q->path, NULL };
     int ret = offline(t, argv);
     if (ret)

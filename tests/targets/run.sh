@@ -113,6 +113,12 @@ qemu)
     grep -q '"snapshot-create": [1-9]' "$work/q/summary.json" || fail "no snapshot was made"
     "$qvet" replay --dir "$work/q-replay" "$work/q/trace.txt" >"$work/replay.log" 2>&1 ||
         { cat "$work/replay.log"; fail "its replay failed"; }
+    # qemu-img snapshot -d takes a name: a second snapshot of one name is refused, and the
+    # ids the target reports are those QEMU gave (a soak once cried wolf here).
+    "$qvet" replay --keep --dir "$work/dup" "$here/qemu-duplicate-snapshot-name.trace" \
+        >"$work/dup.log" 2>&1 || { cat "$work/dup.log"; fail "the duplicate-name trace failed"; }
+    grep -q "keeps snapshot names unique" "$work/dup/trace.txt" ||
+        fail "the second snapshot named 's' was not refused"
     ;;
 nbd)
     need_kind nbd libnbd
