@@ -197,8 +197,13 @@ int check_write_snapshots(struct check_ctx *c, struct qcow2_error *err)
     uint64_t new_offset = 0;
     img->free_cluster_hint = 0;
     img->compressed_next = 0;
-    int ret = 0;
-    if (size)
+    /*
+     * The repairs before this freed clusters (leaks): a flush puts the frees on disk, so
+     * that the allocator may hand those clusters out again, and the table lands where
+     * qemu-img's repair puts it.
+     */
+    int ret = image_flush(img, err);
+    if (!ret && size)
         ret = refcount_alloc(img, check_div_up(size, c->cs), &new_offset, err);
     if (!ret)
         ret = header_switch_table(img, HEADER_TABLE_SNAPSHOTS, buf, (size_t)size, new_offset,
