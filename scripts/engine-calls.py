@@ -83,8 +83,6 @@ OWNED_TEXT = {
 # (file, rule) pairs issue 10 has not moved to their owner yet.
 PENDING = {
     ("create.c", "refcount block writes"),
-    ("write.c", "L1/L2 entry flags and masks"),
-    ("write.c", "the compressed descriptor's bit split"),
 }
 
 

@@ -134,7 +134,7 @@ START_TEST(allocation_takes_the_first_free_clusters_and_reuses_freed_ones)
     ck_assert_int_eq(refcount_alloc(img, 1, &early, &err), 0);
     ck_assert_msg(early == 8 * 4096, "a cluster freed since the last flush was handed out "
                   "again: expected cluster 8, got offset %llu", (unsigned long long)early);
-    ck_assert_int_eq(image_flush(img, &err), 0);
+    ck_assert_int_eq(qcow2_flush(img, &err), 0);
     ck_assert_int_eq(refcount_alloc(img, 1, &c, &err), 0);
     ck_assert_msg(c == a, "after a flush the freed cluster should be reused: expected %llu, "
                   "got %llu", (unsigned long long)a, (unsigned long long)c);
@@ -412,6 +412,8 @@ static void fault_every_write(const char *pristine, uint64_t off, size_t len, in
         memset(buf, new_byte, len);
         int ret = qcow2_pwrite(img, buf, len, off, &err);
         bool reached = f.fired > 0;
+        /* Only the write's own host writes fail: the close writes the cached metadata. */
+        f.armed = false;
         if (getenv("VERBOSE") && ret)
             fprintf(stderr, "fault %d: %s\n", n, err.message);
         ck_assert_int_eq(qcow2_pread(img, back, len, off, &err), 0);
@@ -449,12 +451,16 @@ START_TEST(a_failed_write_leaks_no_cluster)
     create(pristine, "cluster_size=4k", "4M");
     ck_assert_int_eq(test_run("qemu-io -c 'write -q -P 0x01 0 8k' -c 'write -q -c -P 2 64k 4k' "
                               "'%s'", pristine), 0);
-    /* Needs a new L2 table and a new data cluster. */
-    /* refcount, L2 table, L1 entry, refcount, data, L2 entry */
-    fault_every_write(pristine, 3u << 20, 100, 0x00, 0x09, 6);
-    /* Moves a compressed cluster: new cluster, then the compressed range is released. */
-    /* refcount, data, L2 entry, refcount of the released compressed range */
-    fault_every_write(pristine, 64u << 10, 4096, 0x02, 0x09, 4);
+    /*
+     * Needs a new L2 table and a new data cluster. The metadata cache writes back before
+     * the L1 entry: the refcount block, the new L2 table, then the L1 entry, the data.
+     */
+    fault_every_write(pristine, 3u << 20, 100, 0x00, 0x09, 4);
+    /*
+     * Moves a compressed cluster: the new cluster's data, then, before the compressed
+     * range is released, the refcount block and the L2 table with the new entry.
+     */
+    fault_every_write(pristine, 64u << 10, 4096, 0x02, 0x09, 3);
     /* An owned cluster is written in place: one host write. */
     fault_every_write(pristine, 100, 50, 0x01, 0x09, 1);
 }

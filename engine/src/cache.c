@@ -5,12 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
+#include "image.h"
+
 #define NO_SLOT UINT32_MAX
+#define SECTOR 512u
 
 struct cache_slot {
     uint64_t offset;
     uint64_t last_use;
     uint32_t next;                  /* next slot in the same hash bucket */
+    uint32_t dirty_start;           /* bytes [dirty_start, dirty_end) await writing; */
+    uint32_t dirty_end;             /* dirty_end == 0: clean */
     bool valid;
 };
 
@@ -18,8 +24,11 @@ struct cache {
     uint32_t slot_count;
     uint32_t table_bytes;
     uint32_t bucket_mask;
+    uint32_t dirty_count;           /* slots with dirty bytes */
     uint64_t clock;
     uint32_t last_hit;              /* most reads hit the same table as the one before */
+    const char *structure;
+    struct cache *depends_on;       /* written back (and flushed) before this cache writes */
     struct cache_slot *slots;
     uint32_t *buckets;
     uint8_t *memory;                /* slot_count * table_bytes, taken on first use */
@@ -32,7 +41,7 @@ static uint32_t bucket_of(const struct cache *c, uint64_t offset)
     return (uint32_t)(h >> 32) & c->bucket_mask;
 }
 
-int cache_new(uint32_t slots, uint32_t table_bytes, struct cache **out)
+int cache_new(uint32_t slots, uint32_t table_bytes, const char *structure, struct cache **out)
 {
     if (slots == 0)
         slots = 1;
@@ -51,6 +60,7 @@ int cache_new(uint32_t slots, uint32_t table_bytes, struct cache **out)
     memset(c->buckets, 0xff, buckets * sizeof(*c->buckets));
     c->slot_count = slots;
     c->table_bytes = table_bytes;
+    c->structure = structure;
     c->bucket_mask = buckets - 1;
     c->last_hit = NO_SLOT;
     *out = c;
@@ -67,13 +77,88 @@ void cache_free(struct cache *c)
     free(c);
 }
 
+void cache_depend_on(struct cache *c, struct cache *first)
+{
+    c->depends_on = first;
+}
+
 static uint8_t *slot_data(struct cache *c, uint32_t i)
 {
     return c->memory + (size_t)i * c->table_bytes;
 }
 
+static void mark_clean(struct cache *c, uint32_t i)
+{
+    if (c->slots[i].dirty_end) {
+        c->slots[i].dirty_start = c->slots[i].dirty_end = 0;
+        c->dirty_count--;
+    }
+}
+
+/* Writes slot i's dirty bytes, whole sectors of them. */
+static int write_slot(struct cache *c, struct qcow2_image *img, uint32_t i,
+                      struct qcow2_error *err)
+{
+    const struct cache_slot *s = &c->slots[i];
+    uint32_t start = s->dirty_start & ~(SECTOR - 1);
+    uint32_t end = (uint32_t)QVET_MIN(round_up_u64(s->dirty_end, SECTOR), c->table_bytes);
+    int ret = image_write(img, slot_data(c, i) + start, end - start, s->offset + start,
+                          c->structure, err);
+    if (!ret)
+        mark_clean(c, i);
+    return ret;
+}
+
+int cache_writeback(struct cache *c, struct qcow2_image *img, struct qcow2_error *err)
+{
+    if (!c->dirty_count)
+        return 0;
+    if (c->depends_on) {
+        int ret = cache_writeback(c->depends_on, img, err);
+        if (!ret && img->writes_unflushed)
+            ret = image_flush(img, err);
+        if (ret)
+            return ret;
+    }
+    for (uint32_t i = 0; i < c->slot_count && c->dirty_count; i++) {
+        if (!c->slots[i].valid || !c->slots[i].dirty_end)
+            continue;
+        int ret = write_slot(c, img, i, err);
+        if (ret)
+            return ret;
+    }
+    return 0;
+}
+
+bool cache_is_dirty(const struct cache *c)
+{
+    return c->dirty_count != 0;
+}
+
+void cache_mark_dirty(struct cache *c, uint64_t offset, uint32_t at, uint32_t len)
+{
+    uint32_t i = c->last_hit;
+    if (i == NO_SLOT || !c->slots[i].valid || c->slots[i].offset != offset) {
+        for (i = c->buckets[bucket_of(c, offset)]; i != NO_SLOT; i = c->slots[i].next)
+            if (c->slots[i].offset == offset)
+                break;
+        if (i == NO_SLOT)
+            return;
+    }
+    struct cache_slot *s = &c->slots[i];
+    if (!s->dirty_end) {
+        c->dirty_count++;
+        s->dirty_start = at;
+        s->dirty_end = at + len;
+        return;
+    }
+    s->dirty_start = QVET_MIN(s->dirty_start, at);
+    s->dirty_end = QVET_MAX(s->dirty_end, at + len);
+}
+
 static void unlink_slot(struct cache *c, uint32_t i)
 {
+    mark_clean(c, i);
     uint32_t *link = &c->buckets[bucket_of(c, c->slots[i].offset)];
     while (*link != i)
         link = &c->slots[*link].next;
@@ -109,15 +194,24 @@ static uint32_t lookup(struct cache *c, uint64_t offset)
     return i;
 }
 
-/* Takes a slot for `offset` (evicting the least recently used), not yet filled. */
-static int claim(struct cache *c, uint32_t *slot)
+/*
+ * Takes a slot for `offset` (evicting the least recently used), not yet filled. A dirty
+ * victim has the whole cache written back first: one ordering point for all its tables.
+ */
+static int claim(struct cache *c, struct qcow2_image *img, uint64_t offset, uint32_t *slot,
+                 struct qcow2_error *err)
 {
     if (!c->memory) {
         c->memory = malloc((size_t)c->slot_count * c->table_bytes);
         if (!c->memory)
-            return -ENOMEM;
+            return image_error(img, err, -ENOMEM, c->structure, offset, "out of memory");
     }
     uint32_t i = victim(c);
+    if (c->slots[i].valid && c->slots[i].dirty_end) {
+        int ret = cache_writeback(c, img, err);
+        if (ret)
+            return ret;
+    }
     if (c->slots[i].valid)
         unlink_slot(c, i);
     *slot = i;
@@ -134,15 +228,15 @@ static void publish(struct cache *c, uint32_t i, uint64_t offset)
     c->last_hit = i;
 }
 
-int cache_get_mut(struct cache *c, struct qcow2_backend *backend, uint64_t offset,
-                  uint8_t **table)
+int cache_get_mut(struct cache *c, struct qcow2_image *img, uint64_t offset, uint8_t **table,
+                  struct qcow2_error *err)
 {
     uint32_t i = lookup(c, offset);
     if (i == NO_SLOT) {
-        int ret = claim(c, &i);
+        int ret = claim(c, img, offset, &i, err);
         if (ret)
             return ret;
-        ret = backend->ops->read(backend, slot_data(c, i), c->table_bytes, offset);
+        ret = image_read(img, slot_data(c, i), c->table_bytes, offset, c->structure, err);
         if (ret)
             return ret;
         publish(c, i, offset);
@@ -151,25 +245,30 @@ int cache_get_mut(struct cache *c, struct qcow2_backend *backend, uint64_t offse
     return 0;
 }
 
-int cache_get(struct cache *c, struct qcow2_backend *backend, uint64_t offset,
-              const uint8_t **table)
+int cache_get(struct cache *c, struct qcow2_image *img, uint64_t offset, const uint8_t **table,
+              struct qcow2_error *err)
 {
-    uint8_t *t;
-    int ret = cache_get_mut(c, backend, offset, &t);
+    uint8_t *t = NULL;
+    int ret = cache_get_mut(c, img, offset, &t, err);
     *table = t;
     return ret;
 }
 
-int cache_install(struct cache *c, uint64_t offset, const uint8_t *data)
+int cache_install(struct cache *c, struct qcow2_image *img, uint64_t offset,
+                  const uint8_t *data, bool dirty, struct qcow2_error *err)
 {
     uint32_t i = lookup(c, offset);
     if (i == NO_SLOT) {
-        int ret = claim(c, &i);
+        int ret = claim(c, img, offset, &i, err);
         if (ret)
             return ret;
         publish(c, i, offset);
     }
     memcpy(slot_data(c, i), data, c->table_bytes);
+    if (dirty)
+        cache_mark_dirty(c, offset, 0, c->table_bytes);
+    else
+        mark_clean(c, i);
     return 0;
 }
 
@@ -184,8 +283,10 @@ void cache_forget(struct cache *c, uint64_t offset)
 
 void cache_drop(struct cache *c)
 {
-    for (uint32_t i = 0; i < c->slot_count; i++)
+    for (uint32_t i = 0; i < c->slot_count; i++) {
+        mark_clean(c, i);
         c->slots[i].valid = false;
+    }
     memset(c->buckets, 0xff, (c->bucket_mask + 1u) * sizeof(*c->buckets));
     c->last_hit = NO_SLOT;
 }

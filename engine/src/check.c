@@ -24,6 +24,7 @@
 #include "header_io.h"
 #include "image.h"
 #include "refcount.h"
+#include "sync.h"
 
 static void check_add(struct qcow2_check_result *out, const struct qcow2_check_result *in,
                       bool allocation)
@@ -71,7 +72,7 @@ static int check_pass(struct check_ctx *c, struct qcow2_check_result *result)
     check_add(result, &snap, false);
     if (c->fix) {
         struct qcow2_error e;
-        int r = image_flush(c->img, &e);
+        int r = image_sync(c->img, &e);
         if (!r && !result->check_errors && !result->corruptions) {
             r = image_mark_clean(c->img, &e);
             if (!r)
@@ -105,6 +106,10 @@ int qcow2_check(struct qcow2_image *img, enum qcow2_repair repair,
     if (repair != QCOW2_REPAIR_NONE && !img->writable)
         return image_error(img, err, -EROFS, "image", QCOW2_NO_OFFSET,
                            "repair needs the image opened writable (and for check)");
+    /* The check reads the file: the metadata cache's changes go there first. */
+    int ret = img->writable ? image_sync(img, err) : 0;
+    if (ret)
+        return ret;
     struct check_ctx c = {
         .img = img,
         .report = report,
@@ -123,7 +128,7 @@ int qcow2_check(struct qcow2_image *img, enum qcow2_repair repair,
     if (!c.buf)
         return image_error(img, err, -ENOMEM, "image", QCOW2_NO_OFFSET, "out of memory");
 
-    int ret = check_pass(&c, result);
+    ret = check_pass(&c, result);
     if (!ret && c.fix && (result->corruptions_fixed || result->leaks_fixed)) {
         /* Report what is left, as qemu-img does after a repair. */
         struct qcow2_check_result first = *result;

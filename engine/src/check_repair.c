@@ -182,7 +182,6 @@ static int check_rebuild(struct check_ctx *c, struct qcow2_check_result *res)
     cache_drop(img->refblock_cache);
     img->free_cluster_hint = 0;
     img->compressed_next = 0;
-    img->refcounts_unflushed = false;
     return 0;
 }
 

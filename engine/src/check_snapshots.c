@@ -14,6 +14,7 @@
 #include "header_io.h"
 #include "refcount.h"
 #include "snapshot.h"
+#include "sync.h"
 
 /* QEMU stops reading a table that spans more than an int holds. */
 #define CHECK_SNAPSHOT_MAX_SPAN 0x7FFFFFFFull
@@ -198,11 +199,11 @@ int check_write_snapshots(struct check_ctx *c, struct qcow2_error *err)
     img->free_cluster_hint = 0;
     img->compressed_next = 0;
     /*
-     * The repairs before this freed clusters (leaks): a flush puts the frees on disk, so
+     * The repairs before this freed clusters (leaks): a sync puts the frees on disk, so
      * that the allocator may hand those clusters out again, and the table lands where
      * qemu-img's repair puts it.
      */
-    int ret = image_flush(img, err);
+    int ret = image_sync(img, err);
     if (!ret && size)
         ret = refcount_alloc(img, check_div_up(size, c->cs), &new_offset, err);
     if (!ret)

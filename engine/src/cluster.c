@@ -95,6 +95,25 @@ struct compressed_desc compressed_desc_decode(const struct geometry *g, uint64_t
     return d;
 }
 
+struct l2_entry l2_entry_zero(const struct geometry *g, uint64_t keep_host)
+{
+    if (g->extended_l2)
+        return (struct l2_entry){ .bitmap = SUBCLUSTER_ZERO_MASK };
+    if (g->version < 3)
+        return (struct l2_entry){ 0 };
+    uint64_t kept = keep_host ? keep_host | ENTRY_COPIED : 0;
+    return (struct l2_entry){ .word = kept | L2_ENTRY_ZERO };
+}
+
+struct l2_entry l2_entry_compressed(const struct geometry *g, uint64_t at, uint64_t len)
+{
+    uint32_t offset_bits = 70u - g->cluster_bits;
+    uint64_t extra_sectors = ((at + len - 1) >> 9) - (at >> 9);
+    return (struct l2_entry){
+        .word = L2_ENTRY_COMPRESSED | (extra_sectors << offset_bits) | at,
+    };
+}
+
 static bool type_has_host_cluster(enum subcluster_type t)
 {
     return t == SUBCLUSTER_NORMAL || t == SUBCLUSTER_ZERO_ALLOC ||
@@ -123,10 +142,7 @@ int cluster_l2_table(struct qcow2_image *img, uint64_t l1_index, const uint8_t *
                            "L2 table at 0x%" PRIx64 " runs past the end of the file (%" PRIu64
                            " bytes)",
                            l2_offset, img->file_size);
-    int ret = cache_get(img->l2_cache, img->backend, l2_offset, table);
-    if (ret)
-        return image_error(img, err, ret, "L2 table", l2_offset, "read failed");
-    return 0;
+    return cache_get(img->l2_cache, img, l2_offset, table, err);
 }
 
 /* Refuses an entry that QEMU would refuse to read, or that breaks the format's rules. */

@@ -101,6 +101,28 @@ static inline uint64_t l2_entry_allocated_subclusters(struct l2_entry e)
     return e.bitmap & SUBCLUSTER_ALLOC_MASK;
 }
 
+/* An extended-L2 bitmap with every subcluster allocated. */
+static inline uint64_t l2_bitmap_all_allocated(void)
+{
+    return SUBCLUSTER_ALLOC_MASK;
+}
+
+/* The entry of a data cluster at `host` that this image alone owns (COPIED). */
+static inline struct l2_entry l2_entry_data(uint64_t host, uint64_t bitmap)
+{
+    return (struct l2_entry){ .word = host | ENTRY_COPIED, .bitmap = bitmap };
+}
+
+/*
+ * The entry that reads as zeros over the whole cluster: the zero flag (keeping the
+ * cluster at `keep_host`, owned, when not 0), all-zero subclusters with extended L2, or,
+ * where version 2 has no flag, an unallocated entry.
+ */
+struct l2_entry l2_entry_zero(const struct geometry *g, uint64_t keep_host);
+
+/* The entry of a cluster compressed into `len` bytes at host offset `at`. */
+struct l2_entry l2_entry_compressed(const struct geometry *g, uint64_t at, uint64_t len);
+
 /* Whether an allocated entry's cluster holds data (not only zeros). */
 bool l2_entry_has_data(const struct geometry *g, struct l2_entry e);
 

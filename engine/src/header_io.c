@@ -9,6 +9,7 @@
 #include "bitmap.h"
 #include "bytes.h"
 #include "image.h"
+#include "sync.h"
 
 static int write_field(struct qcow2_image *img, const uint8_t *raw, size_t len, uint64_t at,
                        struct qcow2_error *err)
@@ -21,8 +22,9 @@ int header_switch_table(struct qcow2_image *img, enum header_table which, const 
                         struct qcow2_error *err)
 {
     int ret = len ? image_write(img, table, len, at, structure, err) : 0;
+    /* The table, the refcounts of its clusters and what it names come first. */
     if (!ret)
-        ret = image_flush(img, err);
+        ret = image_sync(img, err);
     if (ret)
         return ret;
     uint8_t fields[12];
@@ -103,7 +105,7 @@ int header_clear_incompat(struct qcow2_image *img, uint64_t bits, struct qcow2_e
     if (!(img->hdr.incompatible_features & bits))
         return 0;
     /* What the bit vouches for must be on disk before the bit goes. */
-    int ret = image_flush(img, err);
+    int ret = image_sync(img, err);
     return ret ? ret : write_incompat(img, img->hdr.incompatible_features & ~bits, err);
 }
 

@@ -52,12 +52,10 @@ struct qcow2_image {
                                 uint32_t count);
     void *notice_ctx;
     bool lazy_refcounts;            /* refcount writes need no ordering (dirty bit set) */
-    bool refcounts_unflushed;       /* raised refcounts not yet known to be on disk */
     uint64_t writes_total;          /* host writes since the image was opened */
-    uint64_t writes_unflushed;      /* host writes since the last flush ... */
-    uint64_t refcount_writes_unflushed; /* ... and how many of them were refcount entries */
-    uint64_t *freed;                /* clusters freed since the last flush, sorted: */
-    size_t n_freed, freed_cap;      /* the allocator keeps off them until it completes */
+    uint64_t writes_unflushed;      /* host writes since the last flush */
+    uint64_t *freed;                /* clusters freed since the last image_sync, sorted: */
+    size_t n_freed, freed_cap;      /* the allocator keeps off them until the next one */
     uint64_t free_cluster_hint;     /* no free cluster below this index */
     uint64_t compressed_next;       /* byte where packed compressed data may continue, 0 none */
     uint8_t *scratch;               /* one cluster, for copy-on-write and new tables */
@@ -80,7 +78,7 @@ int image_read(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
 int image_write(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
                 const char *structure, struct qcow2_error *err);
 
-/* Flushes the file to stable storage. */
+/* Flushes the file to stable storage (the metadata cache is image_sync's: sync.h). */
 int image_flush(struct qcow2_image *img, struct qcow2_error *err);
 
 /* Reads the file's length into img->file_size. */
@@ -98,21 +96,6 @@ int image_allocated_size(const struct qcow2_image *img, uint64_t *bytes);
  */
 int image_block_status(struct qcow2_image *img, uint64_t off, uint64_t len, uint64_t *pnum,
                        bool *is_hole);
-
-/*
- * Orders metadata (docs/crash-safety.md): called before a reference (an L2 or L1 entry,
- * a refcount table entry, a header field) is written, it makes sure that everything
- * written before it, which it may depend on (data, a new table, raised refcounts), is on
- * disk first. With lazy refcounts, pending refcount updates alone need no flush.
- */
-int image_barrier(struct qcow2_image *img, struct qcow2_error *err);
-
-/*
- * Called before a refcount drops: the removal of the reference it follows must reach
- * the disk first, or a crash leaves a cluster in use with refcount 0 (not needed with
- * lazy refcounts, whose dirty image is repaired on open).
- */
-int image_barrier_before_free(struct qcow2_image *img, struct qcow2_error *err);
 
 /* Fills err about img's file (a shorthand for err_set with img->name). */
 int image_error(const struct qcow2_image *img, struct qcow2_error *err, int code,

@@ -50,28 +50,8 @@ int image_flush(struct qcow2_image *img, struct qcow2_error *err)
     if (ret)
         return image_error(img, err, ret, "file", QCOW2_NO_OFFSET, "flush failed: %s",
                            strerror(-ret));
-    img->refcounts_unflushed = false;
     img->writes_unflushed = 0;
-    img->refcount_writes_unflushed = 0;
-    /* The frees before it are on disk now: their clusters may be handed out again. */
-    img->n_freed = 0;
     return 0;
-}
-
-int image_barrier(struct qcow2_image *img, struct qcow2_error *err)
-{
-    if (!img->writes_unflushed)
-        return 0;
-    if (img->lazy_refcounts && img->writes_unflushed == img->refcount_writes_unflushed)
-        return 0;
-    return image_flush(img, err);
-}
-
-int image_barrier_before_free(struct qcow2_image *img, struct qcow2_error *err)
-{
-    if (img->lazy_refcounts || img->writes_unflushed == img->refcount_writes_unflushed)
-        return 0;
-    return image_flush(img, err);
 }
 
 int image_update_file_size(struct qcow2_image *img, struct qcow2_error *err)

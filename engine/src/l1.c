@@ -15,13 +15,18 @@
 #include "header_io.h"
 #include "image.h"
 #include "refcount.h"
+#include "sync.h"
 
 int image_write_l1_entry(struct qcow2_image *img, uint64_t index, uint64_t value,
                          struct qcow2_error *err)
 {
+    /* The L2 table it names, and that table's refcount, are on disk first. */
+    int ret = l1_entry_l2_offset(value) ? image_sync(img, err) : 0;
+    if (ret)
+        return ret;
     uint8_t raw[8];
     be64_put(raw, value);
-    int ret = image_write(img, raw, 8, img->l1_offset + 8 * index, "L1 table entry", err);
+    ret = image_write(img, raw, 8, img->l1_offset + 8 * index, "L1 table entry", err);
     if (!ret)
         img->l1[index] = value;
     return ret;

@@ -9,7 +9,10 @@
 
 struct qcow2_image;
 
-/* Writes L1 entry `index` through, and into img->l1 once it is written. */
+/*
+ * Writes L1 entry `index` through, after an image_sync when it names an L2 table, and
+ * into img->l1 once it is written.
+ */
 int image_write_l1_entry(struct qcow2_image *img, uint64_t index, uint64_t value,
                          struct qcow2_error *err);
 

@@ -17,6 +17,7 @@
 #include "header_io.h"
 #include "image.h"
 #include "read.h"
+#include "sync.h"
 
 /* Large enough for most tables, small enough not to read much past a short table. */
 #define SNAPSHOT_FIRST_READ (64u << 10)
@@ -335,10 +336,12 @@ static int open_qcow2(struct qcow2_image *img, const struct qcow2_open_options *
     uint32_t l2_slots = (uint32_t)QVET_MAX((size_t)2, QVET_MIN(cache_bytes / img->cluster_size,
                                                                (size_t)65536));
     uint32_t refblock_slots = QVET_MAX(2u, l2_slots / 4u);
-    if (cache_new(l2_slots, img->cluster_size, &img->l2_cache) ||
-        cache_new(refblock_slots, img->cluster_size, &img->refblock_cache))
+    if (cache_new(l2_slots, img->cluster_size, "L2 table", &img->l2_cache) ||
+        cache_new(refblock_slots, img->cluster_size, "refcount block", &img->refblock_cache))
         return image_error(img, err, -ENOMEM, "metadata cache", QCOW2_NO_OFFSET,
                            "out of memory");
+    /* L2 entries name clusters whose refcounts must be on disk before them. */
+    cache_depend_on(img->l2_cache, img->refblock_cache);
 
     /* A check reads (and may repair) the snapshot table itself, with qemu-img's rules. */
     if (!opts->for_check)
@@ -434,7 +437,8 @@ void qcow2_close(struct qcow2_image *img)
 {
     if (!img)
         return;
-    if (img->writable)
+    /* Best effort: a caller that must know flushes first (qcow2_flush). */
+    if (img->writable && !image_sync(img, NULL))
         image_mark_clean(img, NULL);
     qcow2_close(img->backing);
     qcow2_backend_destroy(img->backend);
@@ -460,7 +464,7 @@ void qcow2_close(struct qcow2_image *img)
 
 int qcow2_flush(struct qcow2_image *img, struct qcow2_error *err)
 {
-    return image_flush(img, err);
+    return image_sync(img, err);
 }
 
 uint64_t qcow2_virtual_size(const struct qcow2_image *img)

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * Refcounts. Updates are written through entry by entry, in an order that keeps the
- * image safe at every step: a refcount block reaches the disk before the table points to
- * it, a new refcount table before the header does, raised refcounts before anything
- * references the clusters (image_barrier), and a refcount drops only once the removal
- * of the reference is on disk (image_barrier_before_free). A cluster freed since the last
- * flush is not handed out again before the next one completes: until then a crash may
- * still show the old reference to it. A crash can leak clusters, never lose them
+ * Refcounts. Changed entries stay in the write-back refcount block cache, which is
+ * written before the L2 tables (they depend on it: cache.h) at every image_sync. The
+ * order keeps the image safe at every step: a new refcount block reaches the disk before
+ * the table points to it, a new refcount table before the header does, raised refcounts
+ * before anything references the clusters, and a refcount drops only once the removal
+ * of the reference is on disk (image_sync runs first). A cluster freed since the last
+ * image_sync is not handed out again before the next one: until then a crash may still
+ * show the old reference to it. A crash can leak clusters, never lose them
  * (docs/crash-safety.md).
  */
 #include "refcount.h"
@@ -21,6 +22,7 @@
 #include "cache.h"
 #include "header_io.h"
 #include "image.h"
+#include "sync.h"
 
 uint64_t refcount_block_entry(const uint8_t *block, uint32_t order, uint64_t index)
 {
@@ -135,9 +137,9 @@ int refcount_get(struct qcow2_image *img, uint64_t cluster_index, uint64_t *refc
     if (ret || !block_offset)
         return ret;
     const uint8_t *block;
-    ret = cache_get(img->refblock_cache, img->backend, block_offset, &block);
+    ret = cache_get(img->refblock_cache, img, block_offset, &block, err);
     if (ret)
-        return image_error(img, err, ret, "refcount block", block_offset, "read failed");
+        return ret;
     *refcount = refcount_block_entry(block, img->hdr.refcount_order,
                                      cluster_index & ((1ull << bits) - 1));
     return 0;
@@ -156,7 +158,7 @@ int refcount_get_for_check(struct qcow2_image *img, uint64_t cluster_index, uint
     if (!block || block >= img->file_size)
         return 0;
     const uint8_t *data;
-    int ret = cache_get(img->refblock_cache, img->backend, block, &data);
+    int ret = cache_get(img->refblock_cache, img, block, &data, NULL);
     if (ret)
         return ret;
     *refcount = refcount_block_entry(data, img->hdr.refcount_order,
@@ -204,8 +206,8 @@ static int create_block(struct qcow2_image *img, uint64_t table_index, uint64_t 
     memset(block, 0, img->cluster_size);
     refcount_block_set_entry(block, img->hdr.refcount_order, 0, 1);
     int ret = image_write(img, block, img->cluster_size, block_offset, "refcount block", err);
-    if (!ret && cache_install(img->refblock_cache, block_offset, block))
-        ret = image_error(img, err, -ENOMEM, "refcount block", block_offset, "out of memory");
+    if (!ret)
+        ret = cache_install(img->refblock_cache, img, block_offset, block, false, err);
     /* The block must be on disk before the table links it, lazy refcounts or not. */
     if (!ret)
         ret = image_flush(img, err);
@@ -284,16 +286,20 @@ int refcount_set(struct qcow2_image *img, uint64_t cluster_index, uint64_t value
     if (ret)
         return ret;
     uint8_t *block;
-    ret = cache_get_mut(img->refblock_cache, img->backend, block_offset, &block);
+    ret = cache_get_mut(img->refblock_cache, img, block_offset, &block, err);
     if (ret)
-        return image_error(img, err, ret, "refcount block", block_offset, "read failed");
+        return ret;
     uint32_t order = img->hdr.refcount_order;
     uint64_t index = cluster_index & ((1ull << block_bits(img)) - 1);
     uint64_t old = refcount_block_entry(block, order, index);
     if (value < old) {
-        ret = image_barrier_before_free(img, err);
+        /* The removal of the reference goes to disk first; lazy refcounts recount. */
+        if (!img->lazy_refcounts)
+            ret = image_sync(img, err);
         if (!ret && value == 0)
             ret = quarantine(img, cluster_index, err);
+        if (!ret)
+            ret = cache_get_mut(img->refblock_cache, img, block_offset, &block, err);
         if (ret)
             return ret;
     }
@@ -301,16 +307,13 @@ int refcount_set(struct qcow2_image *img, uint64_t cluster_index, uint64_t value
     uint64_t at;
     size_t len;
     entry_bytes(order, index, &at, &len);
-    ret = image_write(img, block + at, len, block_offset + at, "refcount block", err);
-    if (ret) {
-        refcount_block_set_entry(block, order, index, old);
-        return ret;
+    cache_mark_dirty(img->refblock_cache, block_offset, (uint32_t)at, (uint32_t)len);
+    if (value == 0) {
+        /* A cached table of a free cluster would be written over its next contents. */
+        cache_forget(img->l2_cache, cluster_index << img->geo.cluster_bits);
+        if (cluster_index < img->free_cluster_hint)
+            img->free_cluster_hint = cluster_index;
     }
-    img->refcount_writes_unflushed++;
-    if (value > old)
-        img->refcounts_unflushed = true;
-    if (value == 0 && cluster_index < img->free_cluster_hint)
-        img->free_cluster_hint = cluster_index;
     /* A freed cluster may be handed out again: stop packing compressed data into it. */
     if (value == 0 && img->compressed_next >> img->geo.cluster_bits == cluster_index)
         img->compressed_next = 0;
@@ -350,27 +353,39 @@ int refcount_add_range(struct qcow2_image *img, uint64_t host_offset, uint64_t b
     return 0;
 }
 
-/* The first run of `count` clusters with refcount 0 at or after the hint. */
+/*
+ * The first run of `count` clusters with refcount 0 at or after the hint. The hint moves
+ * up to the first cluster with refcount 0 on the way (one in quarantine included), so
+ * that the next search does not scan the used clusters again.
+ */
 static int find_free(struct qcow2_image *img, uint64_t count, uint64_t *start,
                      struct qcow2_error *err)
 {
     uint64_t run = 0;
     uint64_t beyond_table = (uint64_t)img->reftable_size << block_bits(img);
+    bool zero_seen = false;
     for (uint64_t c = img->free_cluster_hint;; c++) {
         if (c >= beyond_table) {
             *start = c - run;           /* nothing past the table is in use */
-            return 0;
+            break;
         }
         uint64_t rc;
         int ret = refcount_get(img, c, &rc, err);
         if (ret)
             return ret;
+        if (!rc && !zero_seen) {
+            zero_seen = true;
+            img->free_cluster_hint = c;
+        }
         run = rc || freed_since_flush(img, c) ? 0 : run + 1;
         if (run == count) {
             *start = c + 1 - count;
-            return 0;
+            break;
         }
     }
+    if (!zero_seen)
+        img->free_cluster_hint = *start;
+    return 0;
 }
 
 /* True when clusters [first, first+count) meet the bytes [off, off+len). */
@@ -510,8 +525,8 @@ static int grow_reftable(struct qcow2_image *img, uint64_t min_entries, struct q
         uint64_t at = next_block++ << cb;
         table[r] = at;
         ret = image_write(img, img->refcount_scratch, cs, at, "refcount block", err);
-        if (!ret && cache_install(img->refblock_cache, at, img->refcount_scratch))
-            ret = image_error(img, err, -ENOMEM, "refcount block", at, "out of memory");
+        if (!ret)
+            ret = cache_install(img->refblock_cache, img, at, img->refcount_scratch, false, err);
     }
     /* Area clusters in ranges that already have a block are counted there. */
     for (uint64_t c = area; c < area_end && !ret; c++)
@@ -555,9 +570,9 @@ int refcount_drop_empty_blocks(struct qcow2_image *img, struct qcow2_error *err)
         if (!block)
             continue;
         const uint8_t *data;
-        ret = cache_get(img->refblock_cache, img->backend, block, &data);
+        ret = cache_get(img->refblock_cache, img, block, &data, err);
         if (ret)
-            return image_error(img, err, ret, "refcount block", block, "read failed");
+            return ret;
         uint64_t cluster = block >> img->geo.cluster_bits;
         bool counts_itself = cluster >> bits == i;
         uint64_t self = cluster & (per_block - 1);

@@ -77,9 +77,9 @@ static int collect_tree(struct qcow2_image *img, const uint64_t *l1, uint32_t si
                                "L2 table offset 0x%" PRIx64 " is unaligned or past the end "
                                "of the file", l2_offset);
         const uint8_t *table;
-        int ret = cache_get(img->l2_cache, img->backend, l2_offset, &table);
+        int ret = cache_get(img->l2_cache, img, l2_offset, &table, err);
         if (ret)
-            return image_error(img, err, ret, "L2 table", l2_offset, "read failed");
+            return ret;
         ret = list_add_range(l, g->cluster_bits, l2_offset, 1);
         for (uint32_t j = 0; j < entries && !ret; j++) {
             struct l2_entry e = l2_entry_at(g, table, j);
@@ -128,13 +128,9 @@ static int add_to_tree(struct qcow2_image *img, const uint64_t *l1, uint32_t siz
                               l.items[i], rc, n);
         i += n;
     }
-    for (size_t i = 0; i < l.count && !ret; i++) {
+    /* A table whose cluster becomes free leaves the cache there (refcount_set). */
+    for (size_t i = 0; i < l.count && !ret; i++)
         ret = refcount_add_range(img, l.items[i] << img->geo.cluster_bits, 1, addend, err);
-        uint64_t rc;
-        if (!ret && addend < 0 &&
-            !(ret = refcount_get(img, l.items[i], &rc, err)) && rc == 0)
-            cache_forget(img->l2_cache, l.items[i] << img->geo.cluster_bits);
-    }
     free(l.items);
     return ret;
 }
@@ -161,9 +157,9 @@ static int refresh_copied_flags(struct qcow2_image *img, struct qcow2_error *err
         }
         for (uint32_t j = 0; j < entries; j++) {
             uint8_t *table;
-            ret = cache_get_mut(img->l2_cache, img->backend, l2_offset, &table);
+            ret = cache_get_mut(img->l2_cache, img, l2_offset, &table, err);
             if (ret)
-                return image_error(img, err, ret, "L2 table", l2_offset, "read failed");
+                return ret;
             struct l2_entry e = l2_entry_at(g, table, j);
             uint64_t host = l2_entry_host_offset(e);
             if (!host || l2_entry_is_compressed(e))
@@ -175,10 +171,7 @@ static int refresh_copied_flags(struct qcow2_image *img, struct qcow2_error *err
             if (fixed.word == e.word)
                 continue;
             l2_entry_put(g, table, j, fixed);
-            ret = image_write(img, table + (size_t)j * entry_bytes, 8,
-                              l2_offset + (uint64_t)j * entry_bytes, "L2 table entry", err);
-            if (ret)
-                return ret;
+            cache_mark_dirty(img->l2_cache, l2_offset, j * entry_bytes, 8);
         }
     }
     return 0;

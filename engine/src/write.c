@@ -2,9 +2,10 @@
 /*
  * The write path: data, zero writes, discard, compressed writes, flush, resize.
  *
- * Metadata is written through, one entry at a time, in crash-safe order: guest data
- * first, then (after raised refcounts are on disk) the L2 entry, then the L1 entry; a
- * refcount is dropped only after the reference to it is gone. Copy-on-write reads the
+ * Guest data is written at once; the L2 entries and refcounts it needs change in the
+ * write-back metadata cache, whose image_sync (sync.h) orders them: refcounts, then data
+ * and L2 tables, then L1 entries; a refcount drops only after the reference to it is
+ * gone from the disk (refcount.c). Copy-on-write reads the
  * guest-visible bytes a write leaves untouched through the ordinary read path, so the
  * source (backing file, zeros, compressed data, a cluster shared with a snapshot, an
  * unallocated subcluster) never needs a case of its own.
@@ -25,6 +26,7 @@
 #include "l1.h"
 #include "read.h"
 #include "refcount.h"
+#include "sync.h"
 
 /* The range must be in the disk of an image opened for writing. */
 static int require_writable(struct qcow2_image *img, uint64_t off, uint64_t len,
@@ -73,17 +75,11 @@ struct l2_ref {
     uint8_t *table;
 };
 
-/* Drops one reference to a cluster; forgets it from the L2 cache once it is free. */
+/* Drops one reference to a cluster (a table freed leaves the cache: refcount_set). */
 static int release_cluster(struct qcow2_image *img, uint64_t host_offset,
                            struct qcow2_error *err)
 {
-    int ret = refcount_add_range(img, host_offset, 1, -1, err);
-    uint64_t rc;
-    if (!ret)
-        ret = refcount_get(img, host_offset >> img->geo.cluster_bits, &rc, err);
-    if (!ret && rc == 0)
-        cache_forget(img->l2_cache, host_offset);
-    return ret;
+    return refcount_add_range(img, host_offset, 1, -1, err);
 }
 
 /*
@@ -100,30 +96,26 @@ static int l2_for_write(struct qcow2_image *img, uint64_t l1_index, struct l2_re
         return ret;
     uint64_t entry = img->l1[l1_index];
     uint64_t old = l1_entry_l2_offset(entry);
-    if (old && (entry & ENTRY_COPIED)) {
+    if (old && l1_entry_is_copied(entry)) {
         l2->offset = old;
-        ret = cache_get_mut(img->l2_cache, img->backend, old, &l2->table);
-        return ret ? image_error(img, err, ret, "L2 table", old, "read failed") : 0;
+        return cache_get_mut(img->l2_cache, img, old, &l2->table, err);
     }
     uint64_t fresh;
     ret = refcount_alloc(img, 1, &fresh, err);
     if (ret)
         return ret;
     if (old) {
-        ret = cache_get(img->l2_cache, img->backend, old, &old_table);
+        ret = cache_get(img->l2_cache, img, old, &old_table, err);
         if (ret)
-            return image_error(img, err, ret, "L2 table", old, "read failed");
+            return ret;
         memcpy(img->scratch, old_table, img->cluster_size);
     } else {
         memset(img->scratch, 0, img->cluster_size);
     }
-    ret = image_write(img, img->scratch, img->cluster_size, fresh, "L2 table", err);
-    if (!ret && cache_install(img->l2_cache, fresh, img->scratch))
-        ret = image_error(img, err, -ENOMEM, "L2 table", fresh, "out of memory");
+    /* A new table is written back before the L1 entry names it (image_write_l1_entry). */
+    ret = cache_install(img->l2_cache, img, fresh, img->scratch, true, err);
     if (!ret)
-        ret = image_barrier(img, err);
-    if (!ret)
-        ret = image_write_l1_entry(img, l1_index, fresh | ENTRY_COPIED, err);
+        ret = image_write_l1_entry(img, l1_index, l1_entry_with_copied(fresh, true), err);
     if (ret) {
         cache_forget(img->l2_cache, fresh);
         undo_alloc(img, fresh, 1);
@@ -132,22 +124,17 @@ static int l2_for_write(struct qcow2_image *img, uint64_t l1_index, struct l2_re
     if (old && (ret = release_cluster(img, old, err)))
         return ret;
     l2->offset = fresh;
-    ret = cache_get_mut(img->l2_cache, img->backend, fresh, &l2->table);
-    return ret ? image_error(img, err, ret, "L2 table", fresh, "read failed") : 0;
+    return cache_get_mut(img->l2_cache, img, fresh, &l2->table, err);
 }
 
-static int write_l2_entry(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
-                          struct l2_entry e, struct qcow2_error *err)
+/* Changes an entry in the cached table; image_sync writes it after what it refers to. */
+static void write_l2_entry(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
+                           struct l2_entry e)
 {
     const struct geometry *g = &img->geo;
     uint32_t size = geometry_l2_entry_bytes(g);
-    struct l2_entry old = l2_entry_at(g, l2->table, index);
     l2_entry_put(g, l2->table, index, e);
-    int ret = image_write(img, l2->table + (size_t)size * index, size,
-                          l2->offset + (uint64_t)size * index, "L2 table entry", err);
-    if (ret)
-        l2_entry_put(g, l2->table, index, old);
-    return ret;
+    cache_mark_dirty(img->l2_cache, l2->offset, size * index, size);
 }
 
 /* Drops what an entry that is being replaced held: its cluster or compressed range. */
@@ -173,6 +160,43 @@ static int read_current(struct qcow2_image *img, uint8_t *buf, uint64_t off, uin
 
 /* ------------------------------------------------------------------------------------ */
 /* Data                                                                                  */
+
+static const uint8_t zero_sector[512];
+
+static bool all_zero(const uint8_t *p, uint64_t len)
+{
+    return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
+/* Whether host bytes [off, off+len) read as zeros already: past the file's end, or a hole. */
+static bool host_reads_zeros(struct qcow2_image *img, uint64_t off, uint64_t len)
+{
+    if (off >= img->file_size)
+        return true;
+    uint64_t inside = QVET_MIN(len, img->file_size - off);
+    uint64_t pnum;
+    bool hole;
+    return !image_block_status(img, off, inside, &pnum, &hole) && hole && pnum >= inside;
+}
+
+/*
+ * A new cluster's copy-on-write span [*lo, *hi) (buf holds it, with the guest's n bytes
+ * at in_cluster) shrinks to the guest's bytes on each side where the copied bytes are
+ * zeros and the host cluster reads as zeros already: the file's end or a hole needs no
+ * zeros written. Nothing refers to the cluster yet, and no write can reach those bytes
+ * before the L2 entry does, so they stay zeros after a crash too.
+ */
+static void skip_zero_fill(struct qcow2_image *img, const uint8_t *buf, uint64_t target,
+                           uint64_t in_cluster, uint64_t n, uint64_t *lo, uint64_t *hi)
+{
+    uint64_t start = *lo, end = in_cluster + n;
+    if (*hi > end && all_zero(buf + (end - start), *hi - end) &&
+        host_reads_zeros(img, target + end, *hi - end))
+        *hi = end;
+    if (in_cluster > start && all_zero(buf, in_cluster - start) &&
+        host_reads_zeros(img, target + start, in_cluster - start))
+        *lo = in_cluster;
+}
 
 /* An L2 entry a write will switch, once its data is on the host. */
 struct pending {
@@ -200,7 +224,7 @@ static int stage_cluster(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
     struct l2_entry e = l2_entry_at(g, l2->table, index);
     uint64_t host = l2_entry_host_offset(e);
     bool compressed = l2_entry_is_compressed(e);
-    bool owned = host && !compressed && (e.word & ENTRY_COPIED);
+    bool owned = host && !compressed && l2_entry_is_copied(e);
     enum subcluster_type t = l2_entry_subcluster_type(g, e, 0);
     *staged = false;
 
@@ -220,7 +244,7 @@ static int stage_cluster(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
             hi = (last + 1) << shift;
         }
     } else if (g->extended_l2) {
-        new_bitmap = SUBCLUSTER_ALLOC_MASK;
+        new_bitmap = l2_bitmap_all_allocated();
     }
 
     uint64_t target = host;
@@ -235,13 +259,24 @@ static int stage_cluster(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
         ret = read_current(img, img->scratch, cluster_start + lo, hi - lo, err);
         if (!ret) {
             memcpy(img->scratch + (in_cluster - lo), data, n);
-            src = img->scratch;
+            uint64_t read_from = lo;
+            if (!owned)
+                skip_zero_fill(img, img->scratch, target, in_cluster, n, &lo, &hi);
+            src = img->scratch + (lo - read_from);
         }
     } else {
         ret = 0;
     }
     if (!ret)
         ret = image_write(img, src, hi - lo, target + lo, "data cluster", err);
+    /*
+     * A new cluster at the end of the file ends inside the file, as QEMU's do: readers
+     * that take a short read for an error would fail on it otherwise.
+     */
+    if (!ret && !owned && img->file_size < target + cs) {
+        uint64_t from = QVET_MAX(img->file_size, target + cs - sizeof(zero_sector));
+        ret = image_write(img, zero_sector, target + cs - from, from, "data cluster", err);
+    }
     if (ret) {
         if (!owned)
             undo_alloc(img, target, 1);
@@ -250,7 +285,7 @@ static int stage_cluster(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
     *p = (struct pending){
         .index = index,
         .old = e,
-        .fresh = { .word = target | ENTRY_COPIED, .bitmap = new_bitmap },
+        .fresh = l2_entry_data(target, new_bitmap),
         .allocated = owned ? 0 : target,
     };
     *staged = true;
@@ -258,25 +293,18 @@ static int stage_cluster(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
 }
 
 /*
- * Switches the staged L2 entries: one flush makes their data and the raised refcounts
- * durable before any entry refers to them, then each entry is written and what it held
- * released (after another flush: image_barrier_before_free). An
- * entry that could not be written gives its new cluster back.
+ * Switches the staged L2 entries in the cached table (image_sync writes them only after
+ * their data and raised refcounts are on disk) and releases what each one replaced,
+ * which waits in turn for the switch to reach the disk (refcount_set).
  */
 static int commit_pending(struct qcow2_image *img, struct l2_ref *l2, struct pending *p,
                           size_t n, struct qcow2_error *err)
 {
-    /* Every staged entry comes with data written for it, new cluster or not. */
-    int ret = n ? image_barrier(img, err) : 0;
+    int ret = 0;
     for (size_t i = 0; i < n; i++) {
-        int r = ret ? ret : write_l2_entry(img, l2, p[i].index, p[i].fresh, err);
-        if (r) {
-            if (p[i].allocated)
-                undo_alloc(img, p[i].allocated, 1);
-            ret = r;
-            continue;
-        }
-        if (p[i].allocated && (r = release_entry(img, p[i].old, err)))
+        write_l2_entry(img, l2, p[i].index, p[i].fresh);
+        int r = p[i].allocated ? release_entry(img, p[i].old, err) : 0;
+        if (r)
             ret = r;
     }
     return ret;
@@ -409,13 +437,11 @@ static int replace_entry(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
 {
     if (old.word == fresh.word && old.bitmap == fresh.bitmap)
         return 0;
-    int ret = write_l2_entry(img, l2, index, fresh, err);
+    write_l2_entry(img, l2, index, fresh);
     bool keeps_cluster = l2_entry_host_offset(fresh) &&
                          l2_entry_host_offset(fresh) == l2_entry_host_offset(old) &&
                          !l2_entry_is_compressed(old);
-    if (!ret && !keeps_cluster)
-        ret = release_entry(img, old, err);
-    return ret;
+    return keeps_cluster ? 0 : release_entry(img, old, err);
 }
 
 static int zero_piece(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
@@ -444,8 +470,7 @@ static int zero_piece(struct qcow2_image *img, struct l2_ref *l2, uint32_t index
         if (whole || (compressed && first < end)) {
             if (!whole)
                 return write_zero_bytes(img, l2, index, cluster_start, in_cluster, n, err);
-            struct l2_entry z = { .word = 0, .bitmap = SUBCLUSTER_ZERO_MASK };
-            return replace_entry(img, l2, index, e, z, err);
+            return replace_entry(img, l2, index, e, l2_entry_zero(g, 0), err);
         }
         /* Bytes outside whole subclusters are written as zeros. */
         uint64_t head_end = QVET_MIN(first << shift, in_cluster + n);
@@ -473,10 +498,9 @@ static int zero_piece(struct qcow2_image *img, struct l2_ref *l2, uint32_t index
             return write_zero_bytes(img, l2, index, cluster_start, in_cluster, n, err);
         return replace_entry(img, l2, index, e, (struct l2_entry){ 0 }, err);
     }
-    bool keep = host && !compressed && (e.word & ENTRY_COPIED) &&
+    bool keep = host && !compressed && l2_entry_is_copied(e) &&
                 !(flags & QCOW2_ZERO_MAY_UNMAP);
-    struct l2_entry z = { .word = (keep ? host | ENTRY_COPIED : 0) | L2_ENTRY_ZERO };
-    return replace_entry(img, l2, index, e, z, err);
+    return replace_entry(img, l2, index, e, l2_entry_zero(g, keep ? host : 0), err);
 }
 
 int qcow2_pwrite_zeroes(struct qcow2_image *img, uint64_t off, uint64_t len, unsigned flags,
@@ -506,12 +530,7 @@ static int discard_piece(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
     bool allocated = l2_entry_host_offset(e) || l2_entry_is_compressed(e);
     if (!img->backing && !allocated)
         return 0;
-    struct l2_entry fresh = { 0 };
-    if (g->extended_l2)
-        fresh.bitmap = SUBCLUSTER_ZERO_MASK;
-    else if (g->version >= 3)
-        fresh.word = L2_ENTRY_ZERO;
-    return replace_entry(img, l2, index, e, fresh, err);
+    return replace_entry(img, l2, index, e, l2_entry_zero(g, 0), err);
 }
 
 int qcow2_discard(struct qcow2_image *img, uint64_t off, uint64_t len, struct qcow2_error *err)
@@ -634,14 +653,7 @@ static int write_compressed_cluster(struct qcow2_image *img, const uint8_t *buf,
     ret = image_write(img, packed, clen, at, "compressed cluster", err);
     free(packed);
     if (!ret)
-        ret = image_barrier(img, err);
-    uint32_t offset_bits = 70u - g->cluster_bits;
-    uint64_t extra_sectors = ((at + clen - 1) >> 9) - (at >> 9);
-    struct l2_entry fresh = {
-        .word = L2_ENTRY_COMPRESSED | (extra_sectors << offset_bits) | at,
-    };
-    if (!ret)
-        ret = replace_entry(img, &l2, index, e, fresh, err);
+        ret = replace_entry(img, &l2, index, e, l2_entry_compressed(g, at, clen), err);
     if (ret) {
         img->compressed_next = 0;
         undo_alloc(img, at, clen);
@@ -704,9 +716,9 @@ static int validate_range(struct qcow2_image *img, uint64_t off, uint64_t end,
 static int release_table(struct qcow2_image *img, uint64_t l2_offset, struct qcow2_error *err)
 {
     const uint8_t *table;
-    int ret = cache_get(img->l2_cache, img->backend, l2_offset, &table);
+    int ret = cache_get(img->l2_cache, img, l2_offset, &table, err);
     if (ret)
-        return image_error(img, err, ret, "L2 table", l2_offset, "read failed");
+        return ret;
     /* Releasing goes through the caches: keep a copy of the entries. */
     memcpy(img->scratch, table, img->cluster_size);
     uint32_t entries = 1u << geometry_l2_bits(&img->geo);
@@ -809,7 +821,7 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
         return ret;
     if (new_size < old_size) {
         ret = shrink(img, new_size, err);
-        return ret ? ret : image_flush(img, err);
+        return ret ? ret : image_sync(img, err);
     }
     /*
      * Over a backing file longer than the disk, QEMU zeroes the whole grown area, up to
@@ -832,6 +844,6 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
             image_set_size(img, old_size, NULL);
     }
     if (!ret)
-        ret = image_flush(img, err);
+        ret = image_sync(img, err);
     return ret;
 }

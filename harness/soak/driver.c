@@ -244,7 +244,8 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
     if (op->kind == OP_SNAPSHOT_CREATE && n_snapshots == MAX_SNAPSHOTS)
         op->kind = OP_SNAPSHOT_DELETE;
     const char *why;
-    if ((op->kind == OP_POWER_CUT || op->kind == OP_TORN_POWER_CUT) && s->step.unflushed &&
+    if ((op->kind == OP_POWER_CUT || op->kind == OP_TORN_POWER_CUT ||
+         op->kind == OP_DIRTY_REOPEN) && s->step.unflushed &&
         !unflushed_modelled(s->step.unflushed, &why))
         op->kind = OP_FLUSH;        /* a flush first; a later power cut can be judged */
     uint64_t cs = s->step.facts.oracle.cluster_size;
