@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bytes.h"
 #include "cluster.h"
@@ -453,9 +454,10 @@ START_TEST(a_failed_write_leaks_no_cluster)
                               "'%s'", pristine), 0);
     /*
      * Needs a new L2 table and a new data cluster. The metadata cache writes back before
-     * the L1 entry: the refcount block, the new L2 table, then the L1 entry, the data.
+     * the L1 entry: the refcount block, the new L2 table, then the L1 entry, the data,
+     * and the zeros that end the new cluster inside the file.
      */
-    fault_every_write(pristine, 3u << 20, 100, 0x00, 0x09, 4);
+    fault_every_write(pristine, 3u << 20, 100, 0x00, 0x09, 5);
     /*
      * Moves a compressed cluster: the new cluster's data, then, before the compressed
      * range is released, the refcount block and the L2 table with the new entry.
@@ -631,6 +633,67 @@ static uint64_t file_length(const char *path)
     return len;
 }
 
+/* Bytes the file really occupies on its file system. */
+static uint64_t file_allocated(const char *path)
+{
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    return (uint64_t)st.st_blocks * 512;
+}
+
+/*
+ * An allocating write at the end of the file writes its own bytes, not the zeros of the
+ * rest of the cluster (the file's end reads as zeros already), and the cluster still
+ * ends inside the file, as QEMU leaves it.
+ */
+START_TEST(new_clusters_at_the_end_are_not_zero_filled)
+{
+    const char *path = test_path("sparse-alloc.qcow2");
+    create(path, "cluster_size=64k", "16M");
+    uint64_t before = file_allocated(path);
+    struct qcow2_image *img = open_rw(path);
+    for (uint64_t i = 0; i < 16; i++)
+        write_pattern(img, i << 16, 4096, 0x5a);
+    struct qcow2_error err;
+    ck_assert_int_eq(qcow2_flush(img, &err), 0);
+    qcow2_close(img);
+    uint64_t grown = file_allocated(path) - before;
+    /* Filled, the 16 clusters alone would take 1 MiB. */
+    ck_assert_msg(grown < (512u << 10), "16 writes of 4 KiB into new clusters took %llu bytes "
+                  "of the file system: the rest of each cluster was written as zeros",
+                  (unsigned long long)grown);
+    uint64_t len = file_length(path);
+    ck_assert_msg(len % 65536 == 0, "the file ends at %llu, inside a cluster",
+                  (unsigned long long)len);
+    expect_qemu_check_clean(path);
+    ck_assert_int_eq(test_run("qemu-io -c 'read -q -P 0x5a 983040 4096' "
+                              "-c 'read -q -P 0 987136 61440' -c 'read -q -P 0 4096 61440' '%s'",
+                              path), 0);
+}
+END_TEST
+
+/*
+ * A new cluster at the end of the file whose data ends inside its last sector: the file
+ * is extended to the cluster's end past the data, never over it.
+ */
+START_TEST(a_new_cluster_ending_in_its_last_sector_keeps_its_bytes)
+{
+    const char *path = test_path("last-sector.qcow2");
+    create(path, "cluster_size=64k", "1M");
+    struct qcow2_image *img = open_rw(path);
+    write_pattern(img, 0, 65436, 0x33);
+    struct qcow2_error err;
+    ck_assert_int_eq(qcow2_flush(img, &err), 0);
+    qcow2_close(img);
+    img = open_rw(path);
+    expect_bytes(img, 0, 65436, 0x33);
+    expect_bytes(img, 65436, 100, 0);
+    qcow2_close(img);
+    ck_assert_int_eq(test_run("qemu-io -c 'read -q -P 0x33 0 65436' -c 'read -q -P 0 65436 100' "
+                              "'%s'", path), 0);
+}
+END_TEST
+
 START_TEST(shrinking_drops_data_frees_clusters_and_cuts_the_file_as_qemu_does)
 {
     /* 4 KiB clusters, 16-bit refcounts: one refcount block covers 8 MiB of file. */
@@ -718,6 +781,8 @@ int main(void)
     tcase_add_test(bugs, copied_flags_follow_snapshot_create_write_and_delete);
     tcase_add_test(bugs, a_failed_write_leaks_no_cluster);
     tcase_add_test(bugs, a_crash_at_any_host_io_leaves_no_corruption);
+    tcase_add_test(bugs, new_clusters_at_the_end_are_not_zero_filled);
+    tcase_add_test(bugs, a_new_cluster_ending_in_its_last_sector_keeps_its_bytes);
     tcase_add_test(bugs, a_grow_over_a_longer_backing_file_shows_only_zeros);
     tcase_add_test(bugs, a_grow_shows_what_a_shrink_left_in_the_last_cluster);
     tcase_add_test(bugs, a_v2_image_grows_over_a_longer_backing_file_only_inside_its_last_cluster);
