@@ -121,6 +121,24 @@ static void change(struct fixture *x, struct cache *c, unsigned index, uint32_t 
     cache_mark_dirty(c, (uint64_t)index * TABLE, at, 1);
 }
 
+/* A file with a refcount block cache and an L2 cache of `l2_slots` that depends on it. */
+static struct fixture *two_caches(uint32_t l2_slots, struct cache **refblocks,
+                                  struct cache **l2)
+{
+    struct fixture *x = fixture_new();
+    ck_assert_int_eq(cache_new(4, TABLE, "refcount block", refblocks), 0);
+    ck_assert_int_eq(cache_new(l2_slots, TABLE, "L2 table", l2), 0);
+    cache_depend_on(*l2, *refblocks);
+    return x;
+}
+
+static void free_all(struct fixture *x, struct cache *a, struct cache *b)
+{
+    cache_free(a);
+    cache_free(b);
+    free(x);
+}
+
 START_TEST(hit_returns_the_table_read_on_miss)
 {
     struct fixture *x = fixture_new();
@@ -134,8 +152,7 @@ START_TEST(hit_returns_the_table_read_on_miss)
     ck_assert_int_eq(cache_get(c, &x->img, 5 * TABLE, &again, NULL), 0);
     ck_assert_ptr_eq(t, again);
     expect_events(x, "r5");
-    cache_free(c);
-    free(x);
+    free_all(x, c, NULL);
 }
 END_TEST
 
@@ -154,8 +171,7 @@ START_TEST(least_recently_used_table_is_evicted)
     ck_assert_int_eq(cache_get(c, &x->img, 1 * TABLE, &t, NULL), 0);
     ck_assert_ptr_eq(t, t1);
     ck_assert_uint_eq(t[0], 1);
-    cache_free(c);
-    free(x);
+    free_all(x, c, NULL);
 }
 END_TEST
 
@@ -176,8 +192,7 @@ START_TEST(many_tables_through_few_slots_stay_correct)
     const uint8_t *t;
     ck_assert_int_eq(cache_get(c, &x->img, 7 * TABLE, &t, NULL), 0);
     ck_assert_uint_eq(t[0], 7);
-    cache_free(c);
-    free(x);
+    free_all(x, c, NULL);
 }
 END_TEST
 
@@ -198,19 +213,15 @@ START_TEST(a_change_waits_for_writeback)
     /* Clean now: a second writeback writes nothing. */
     ck_assert_int_eq(cache_writeback(c, &x->img, NULL), 0);
     expect_events(x, "");
-    cache_free(c);
-    free(x);
+    free_all(x, c, NULL);
 }
 END_TEST
 
 /* The L2 cache's order: its dependency's tables, a flush, then its own tables. */
 START_TEST(a_dependent_cache_writes_its_dependency_and_flushes_first)
 {
-    struct fixture *x = fixture_new();
     struct cache *refblocks, *l2;
-    ck_assert_int_eq(cache_new(4, TABLE, "refcount block", &refblocks), 0);
-    ck_assert_int_eq(cache_new(4, TABLE, "L2 table", &l2), 0);
-    cache_depend_on(l2, refblocks);
+    struct fixture *x = two_caches(4, &refblocks, &l2);
     change(x, l2, 10, 0, 1);
     change(x, refblocks, 20, 0, 1);
     change(x, l2, 11, 0, 1);
@@ -224,39 +235,29 @@ START_TEST(a_dependent_cache_writes_its_dependency_and_flushes_first)
     events(x);
     ck_assert_int_eq(cache_writeback(refblocks, &x->img, NULL), 0);
     expect_events(x, "w21");
-    cache_free(l2);
-    cache_free(refblocks);
-    free(x);
+    free_all(x, l2, refblocks);
 }
 END_TEST
 
 /* Data written before (anything unflushed) is flushed before an L2 table goes out. */
 START_TEST(a_dependent_cache_flushes_earlier_writes_first)
 {
-    struct fixture *x = fixture_new();
     struct cache *refblocks, *l2;
-    ck_assert_int_eq(cache_new(4, TABLE, "refcount block", &refblocks), 0);
-    ck_assert_int_eq(cache_new(4, TABLE, "L2 table", &l2), 0);
-    cache_depend_on(l2, refblocks);
+    struct fixture *x = two_caches(4, &refblocks, &l2);
     change(x, l2, 10, 0, 1);
     uint8_t data[TABLE] = { 0 };
     ck_assert_int_eq(image_write(&x->img, data, TABLE, 30 * TABLE, "data cluster", NULL), 0);
     events(x);
     ck_assert_int_eq(cache_writeback(l2, &x->img, NULL), 0);
     expect_events(x, "f w10");
-    cache_free(l2);
-    cache_free(refblocks);
-    free(x);
+    free_all(x, l2, refblocks);
 }
 END_TEST
 
 START_TEST(evicting_a_dirty_table_writes_back_in_order)
 {
-    struct fixture *x = fixture_new();
     struct cache *refblocks, *l2;
-    ck_assert_int_eq(cache_new(4, TABLE, "refcount block", &refblocks), 0);
-    ck_assert_int_eq(cache_new(2, TABLE, "L2 table", &l2), 0);
-    cache_depend_on(l2, refblocks);
+    struct fixture *x = two_caches(2, &refblocks, &l2);
     change(x, refblocks, 20, 3, 1);
     change(x, l2, 10, 0, 1);
     const uint8_t *t;
@@ -268,9 +269,7 @@ START_TEST(evicting_a_dirty_table_writes_back_in_order)
     ck_assert_uint_eq(x->file.bytes[10 * TABLE], 1);
     ck_assert_uint_eq(x->file.bytes[20 * TABLE + 3], 1);
     ck_assert_uint_eq(t[0], 13);
-    cache_free(l2);
-    cache_free(refblocks);
-    free(x);
+    free_all(x, l2, refblocks);
 }
 END_TEST
 
@@ -286,8 +285,7 @@ START_TEST(a_forgotten_table_is_never_written)
     ck_assert_int_eq(cache_writeback(c, &x->img, NULL), 0);
     expect_events(x, "");
     ck_assert_uint_eq(x->file.bytes[8 * TABLE], 8);
-    cache_free(c);
-    free(x);
+    free_all(x, c, NULL);
 }
 END_TEST
 
@@ -307,8 +305,7 @@ START_TEST(a_failed_write_keeps_the_table_dirty)
     ck_assert_int_eq(cache_writeback(c, &x->img, NULL), 0);
     expect_events(x, "w9");
     ck_assert_uint_eq(x->file.bytes[9 * TABLE + 7], 0x55);
-    cache_free(c);
-    free(x);
+    free_all(x, c, NULL);
 }
 END_TEST
 
@@ -327,8 +324,7 @@ START_TEST(an_installed_table_is_written_whole_only_when_dirty)
     ck_assert_msg(memcmp(x->file.bytes + 41 * TABLE, fresh, TABLE) == 0,
                   "the dirty installed table did not reach the file whole");
     ck_assert_uint_eq(x->file.bytes[40 * TABLE], 40);
-    cache_free(c);
-    free(x);
+    free_all(x, c, NULL);
 }
 END_TEST
 

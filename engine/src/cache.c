@@ -135,27 +135,6 @@ bool cache_is_dirty(const struct cache *c)
     return c->dirty_count != 0;
 }
 
-void cache_mark_dirty(struct cache *c, uint64_t offset, uint32_t at, uint32_t len)
-{
-    uint32_t i = c->last_hit;
-    if (i == NO_SLOT || !c->slots[i].valid || c->slots[i].offset != offset) {
-        for (i = c->buckets[bucket_of(c, offset)]; i != NO_SLOT; i = c->slots[i].next)
-            if (c->slots[i].offset == offset)
-                break;
-        if (i == NO_SLOT)
-            return;
-    }
-    struct cache_slot *s = &c->slots[i];
-    if (!s->dirty_end) {
-        c->dirty_count++;
-        s->dirty_start = at;
-        s->dirty_end = at + len;
-        return;
-    }
-    s->dirty_start = QVET_MIN(s->dirty_start, at);
-    s->dirty_end = QVET_MAX(s->dirty_end, at + len);
-}
-
 static void unlink_slot(struct cache *c, uint32_t i)
 {
     mark_clean(c, i);
@@ -178,17 +157,24 @@ static uint32_t victim(struct cache *c)
     return best;
 }
 
+/* The slot holding `offset`, or NO_SLOT. */
+static uint32_t find_slot(const struct cache *c, uint64_t offset)
+{
+    uint32_t i = c->last_hit;
+    if (i != NO_SLOT && c->slots[i].valid && c->slots[i].offset == offset)
+        return i;
+    for (i = c->buckets[bucket_of(c, offset)]; i != NO_SLOT; i = c->slots[i].next)
+        if (c->slots[i].offset == offset)
+            return i;
+    return NO_SLOT;
+}
+
 /* The slot holding `offset`, refreshed as most recently used, or NO_SLOT. */
 static uint32_t lookup(struct cache *c, uint64_t offset)
 {
-    uint32_t i = c->last_hit;
-    if (i == NO_SLOT || !c->slots[i].valid || c->slots[i].offset != offset) {
-        for (i = c->buckets[bucket_of(c, offset)]; i != NO_SLOT; i = c->slots[i].next)
-            if (c->slots[i].offset == offset)
-                break;
-        if (i == NO_SLOT)
-            return NO_SLOT;
-    }
+    uint32_t i = find_slot(c, offset);
+    if (i == NO_SLOT)
+        return NO_SLOT;
     c->slots[i].last_use = ++c->clock;
     c->last_hit = i;
     return i;
@@ -216,6 +202,22 @@ static int claim(struct cache *c, struct qcow2_image *img, uint64_t offset, uint
         unlink_slot(c, i);
     *slot = i;
     return 0;
+}
+
+void cache_mark_dirty(struct cache *c, uint64_t offset, uint32_t at, uint32_t len)
+{
+    uint32_t i = find_slot(c, offset);
+    if (i == NO_SLOT)
+        return;
+    struct cache_slot *s = &c->slots[i];
+    if (!s->dirty_end) {
+        c->dirty_count++;
+        s->dirty_start = at;
+        s->dirty_end = at + len;
+        return;
+    }
+    s->dirty_start = QVET_MIN(s->dirty_start, at);
+    s->dirty_end = QVET_MAX(s->dirty_end, at + len);
 }
 
 static void publish(struct cache *c, uint32_t i, uint64_t offset)
