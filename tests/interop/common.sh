@@ -39,7 +39,25 @@ guest_bytes() {
   qemu-img convert -f qcow2 -O raw "$1" "$2"
 }
 
-# qemu-img map's JSON with the host offsets taken out
+# qemu-img map's JSON with the host offsets taken out. Inside an allocated cluster
+# QEMU's "zero" also says where the host file has a hole (it asks the file system), which
+# is how the file was written, not what the image holds: a new cluster that qvet did not
+# fill with zeros reads "zero" there. So data ranges lose that flag and then merge.
 map_without_offsets() {
-  qemu-img map -f qcow2 --output=json "$1" | sed -e 's/, "offset": [0-9]*//'
+  qemu-img map -f qcow2 --output=json "$1" | /usr/bin/python3 -c '
+import json, sys
+out = []
+for r in json.load(sys.stdin):
+    r.pop("offset", None)
+    if r["data"]:
+        r["zero"] = False
+    last = out[-1] if out else None
+    if last and {k: v for k, v in last.items() if k not in ("start", "length")} == \
+            {k: v for k, v in r.items() if k not in ("start", "length")}:
+        last["length"] += r["length"]
+    else:
+        out.append(r)
+for r in out:
+    print(json.dumps(r))
+'
 }
