@@ -32,6 +32,8 @@ regress_args() {
     freed-cluster-reuse)        # QEMU too: a cluster freed since the flush handed out again
       echo "-o lazy_refcounts=on --script=write 0 65536; flush; discard 0 65536; \
 write 65536 65536" ;;
+    reused-cluster-fill)        # a reused cluster's old bytes need the zeros written over
+      echo "--script=write 0 65536; flush; discard 0 65536; flush; write 65536 4096; flush" ;;
     snapshot-copied)            # QEMU too: COPIED flags inconsistent mid snapshot create
       echo "--script=write 0 65536; write 131072 4096; flush; snapshot-create s1; flush" ;;
     *) return 1 ;;
