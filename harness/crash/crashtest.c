@@ -301,7 +301,8 @@ static int make_backing(struct run *run)
     int fd = open(run->base_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return crash_setup_failed(&run->r->found, "%s: %s", run->base_path, strerror(errno));
-    uint64_t len = run->size / 4 * 3 / SECTOR * SECTOR;
+    /* Made before the image, whose facts give run->size: the configured size. */
+    uint64_t len = run->c->size / 4 * 3 / SECTOR * SECTOR;
     uint8_t sector[SECTOR];
     int ret = 0;
     for (uint64_t off = 0; off < len && !ret; off += SECTOR) {
@@ -408,7 +409,9 @@ static int run_workload(struct run *run, const struct op *ops, size_t n)
     if (!run->initial || !st.buf || !st.want)
         ret = crash_setup_failed(&run->r->found, "out of memory");
     if (!ret && c->backing) {
-        uint64_t len = run->size / 4 * 3 / SECTOR * SECTOR;
+        uint64_t len = run->c->size / 4 * 3 / SECTOR * SECTOR;
+        if (len > run->size)
+            len = run->size;
         ret = read_file(run->base_path, run->initial, len);
         memset(run->initial + len, 0, run->size - len);
         if (ret)
