@@ -5,8 +5,7 @@
 #include <string.h>
 
 #include "io_fault.h"
-
-#define TEAR_SECTOR 512u
+#include "torn.h"
 
 struct io_fault_pending {
     uint64_t off;
@@ -68,18 +67,12 @@ static int buffer_write(struct io_fault *f, const void *buf, size_t len, uint64_
     return 0;
 }
 
-/* The first `len` bytes of every unflushed write reach `inner`, oldest first. */
-static int land(struct io_fault *f, struct qcow2_backend *inner, size_t index, size_t len)
-{
-    const struct io_fault_pending *p = &f->pending[index];
-    return len ? inner->ops->write(inner, p->data, len, p->off) : 0;
-}
-
+/* Every unflushed write reaches `inner`, oldest first. */
 static int land_all(struct io_fault *f, struct qcow2_backend *inner)
 {
     int ret = 0;
     for (size_t i = 0; i < f->n_pending && !ret; i++)
-        ret = land(f, inner, i, f->pending[i].len);
+        ret = inner->ops->write(inner, f->pending[i].data, f->pending[i].len, f->pending[i].off);
     drop_pending(f);
     return ret;
 }
@@ -93,35 +86,57 @@ static uint64_t next_choice(uint64_t *state)
     return z ^ (z >> 31);
 }
 
+static int inner_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+    struct qcow2_backend *inner = ctx;
+    return inner->ops->read(inner, buf, len, off);
+}
+
+static int inner_write(void *ctx, const void *buf, size_t len, uint64_t off)
+{
+    struct qcow2_backend *inner = ctx;
+    return inner->ops->write(inner, buf, len, off);
+}
+
+/*
+ * TEAR: each unflushed write reaches the disk whole, not at all, or up to one of the
+ * file's sector boundaries inside it, and torn.h lands them sector by sector.
+ */
+static void land_torn(struct io_fault *f, struct qcow2_backend *inner)
+{
+    struct torn_write *w = malloc((f->n_pending ? f->n_pending : 1) * sizeof(*w));
+    struct torn_file file = { inner_read, inner_write, 0, inner };
+    if (!w || inner->ops->size(inner, &file.size)) {
+        free(w);
+        return;
+    }
+    uint64_t state = f->seed;
+    for (size_t i = 0; i < f->n_pending; i++) {
+        const struct io_fault_pending *p = &f->pending[i];
+        uint64_t first = (p->off / TORN_SECTOR + 1) * TORN_SECTOR;
+        uint64_t cuts = first < p->off + p->len ? (p->off + p->len - 1 - first) / TORN_SECTOR + 1
+                                                : 0;
+        uint64_t choice = next_choice(&state);
+        size_t keep = p->len;
+        if (choice % 3 == 1)
+            keep = 0;
+        else if (choice % 3 == 2 && cuts)
+            keep = (size_t)(first + choice / 3 % cuts * TORN_SECTOR - p->off);
+        w[i] = (struct torn_write){ p->off, p->len, p->data, keep };
+    }
+    torn_land(w, f->n_pending, &file);
+    free(w);
+}
+
 void io_fault_crash_now(struct io_fault *f)
 {
     if (f->crashed)
         return;
     f->crashed = true;
-    struct qcow2_backend *inner = f->inner;
-    uint64_t state = f->seed;
-    for (size_t i = 0; inner && i < f->n_pending; i++) {
-        size_t len = f->pending[i].len;
-        switch (f->crash) {
-        case IO_FAULT_CRASH_DROP:
-            len = 0;
-            break;
-        case IO_FAULT_CRASH_TEAR: {
-            uint64_t off = f->pending[i].off;
-            uint64_t first = (off / TEAR_SECTOR + 1) * TEAR_SECTOR;
-            uint64_t cuts = first < off + len ? (off + len - 1 - first) / TEAR_SECTOR + 1 : 0;
-            uint64_t choice = next_choice(&state);
-            if (choice % 3 == 1)
-                len = 0;
-            else if (choice % 3 == 2 && cuts)
-                len = (size_t)(first + choice / 3 % cuts * TEAR_SECTOR - off);
-            break;
-        }
-        default:
-            break;
-        }
-        land(f, inner, i, len);
-    }
+    if (f->inner && f->crash == IO_FAULT_CRASH_TEAR)
+        land_torn(f, f->inner);
+    else if (f->inner && f->crash != IO_FAULT_CRASH_DROP)
+        land_all(f, f->inner);
     drop_pending(f);
 }
 
@@ -189,7 +204,7 @@ int io_fault_write(struct io_fault *f, struct qcow2_backend *inner, const void *
          * Storage writes whole sectors of the file or none: the half is cut back to the
          * file's sector boundary before it (not the write's: a write may start mid-sector).
          */
-        uint64_t cut = (off + len / 2) / TEAR_SECTOR * TEAR_SECTOR;
+        uint64_t cut = (off + len / 2) / TORN_SECTOR * TORN_SECTOR;
         if (f->short_write && !f->crashed && cut > off)
             store(f, inner, buf, (size_t)(cut - off), off);
         return failure(f);
