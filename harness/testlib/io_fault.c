@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "io_fault.h"
+#include "io_forward.h"
 #include "torn.h"
 
 struct io_fault_pending {
@@ -14,10 +15,7 @@ struct io_fault_pending {
 };
 
 struct shim {
-    struct qcow2_backend base;
-    struct qcow2_backend_ops ops;
-    struct qcow2_backend *inner;
-    bool owns_inner;
+    struct io_forward fw;
     struct io_fault *f;
 };
 
@@ -218,16 +216,16 @@ static int shim_read(struct qcow2_backend *b, void *buf, size_t len, uint64_t of
 {
     struct shim *s = shim_of(b);
     if (s->f->read)
-        return s->f->read(s->f, s->inner, buf, len, off);
-    return io_fault_read(s->f, s->inner, buf, len, off);
+        return s->f->read(s->f, s->fw.inner, buf, len, off);
+    return io_fault_read(s->f, s->fw.inner, buf, len, off);
 }
 
 static int shim_write(struct qcow2_backend *b, const void *buf, size_t len, uint64_t off)
 {
     struct shim *s = shim_of(b);
     if (s->f->write)
-        return s->f->write(s->f, s->inner, buf, len, off);
-    return io_fault_write(s->f, s->inner, buf, len, off);
+        return s->f->write(s->f, s->fw.inner, buf, len, off);
+    return io_fault_write(s->f, s->fw.inner, buf, len, off);
 }
 
 static int shim_flush(struct qcow2_backend *b)
@@ -235,8 +233,8 @@ static int shim_flush(struct qcow2_backend *b)
     struct shim *s = shim_of(b);
     if (strikes(s->f, IO_FAULT_FLUSH))
         return failure(s->f);
-    int ret = land_all(s->f, s->inner);
-    return ret ? ret : s->inner->ops->flush(s->inner);
+    int ret = land_all(s->f, s->fw.inner);
+    return ret ? ret : s->fw.inner->ops->flush(s->fw.inner);
 }
 
 static int shim_truncate(struct qcow2_backend *b, uint64_t size)
@@ -244,14 +242,14 @@ static int shim_truncate(struct qcow2_backend *b, uint64_t size)
     struct shim *s = shim_of(b);
     if (strikes(s->f, IO_FAULT_TRUNCATE))
         return failure(s->f);
-    int ret = land_all(s->f, s->inner);
-    return ret ? ret : s->inner->ops->truncate(s->inner, size);
+    int ret = land_all(s->f, s->fw.inner);
+    return ret ? ret : s->fw.inner->ops->truncate(s->fw.inner, size);
 }
 
 static int shim_size(struct qcow2_backend *b, uint64_t *size)
 {
     struct shim *s = shim_of(b);
-    int ret = s->inner->ops->size(s->inner, size);
+    int ret = s->fw.inner->ops->size(s->fw.inner, size);
     for (size_t i = 0; !ret && i < s->f->n_pending; i++)
         if (s->f->pending[i].off + s->f->pending[i].len > *size)
             *size = s->f->pending[i].off + s->f->pending[i].len;
@@ -260,54 +258,33 @@ static int shim_size(struct qcow2_backend *b, uint64_t *size)
     return ret;
 }
 
-static int shim_block_status(struct qcow2_backend *b, uint64_t off, uint64_t len,
-                             uint64_t *pnum, bool *is_hole)
-{
-    struct shim *s = shim_of(b);
-    return s->inner->ops->block_status(s->inner, off, len, pnum, is_hole);
-}
-
-static int shim_allocated_size(struct qcow2_backend *b, uint64_t *bytes)
-{
-    struct shim *s = shim_of(b);
-    return s->inner->ops->allocated_size(s->inner, bytes);
-}
-
 /* A shim closed without a crash is a clean shutdown: its unflushed writes reach the file. */
 static void shim_destroy(struct qcow2_backend *b)
 {
     struct shim *s = shim_of(b);
     if (!s->f->crashed)
-        land_all(s->f, s->inner);
-    if (s->f->inner == s->inner)
+        land_all(s->f, s->fw.inner);
+    if (s->f->inner == s->fw.inner)
         s->f->inner = NULL;
-    if (s->owns_inner)
-        qcow2_backend_destroy(s->inner);
-    free(s);
+    io_forward_destroy(b);
 }
 
 struct qcow2_backend *io_fault_wrap(struct qcow2_backend *inner, bool owns_inner,
                                     struct io_fault *f)
 {
-    struct shim *s = calloc(1, sizeof(*s));
+    struct shim *s = io_forward_new(sizeof(*s), inner, owns_inner);
     if (!s)
         return NULL;
+    s->fw.ops.read = shim_read;
+    s->fw.ops.write = shim_write;
+    s->fw.ops.flush = shim_flush;
+    s->fw.ops.truncate = shim_truncate;
+    s->fw.ops.size = shim_size;
+    s->fw.ops.destroy = shim_destroy;
     /* Block status would not see the writes a crash mode holds back: "all data" then. */
-    bool exact_holes = inner->ops->block_status && f->crash == IO_FAULT_NO_CRASH;
-    s->ops = (struct qcow2_backend_ops){
-        .read = shim_read,
-        .write = shim_write,
-        .flush = shim_flush,
-        .truncate = shim_truncate,
-        .size = shim_size,
-        .block_status = exact_holes ? shim_block_status : NULL,
-        .allocated_size = inner->ops->allocated_size ? shim_allocated_size : NULL,
-        .destroy = shim_destroy,
-    };
-    s->base.ops = &s->ops;
-    s->inner = inner;
-    s->owns_inner = owns_inner;
+    if (f->crash != IO_FAULT_NO_CRASH)
+        s->fw.ops.block_status = NULL;
     s->f = f;
     f->inner = inner;
-    return &s->base;
+    return &s->fw.base;
 }
