@@ -1147,6 +1147,11 @@ static int make_backing(struct soak *s, char *name, size_t cap, const char **fmt
     return s->backing_view_fd < 0 ? -1 : 0;
 }
 
+static bool needs_crash_shim(enum op_kind k)
+{
+    return k == OP_POWER_CUT || k == OP_DIRTY_REOPEN || k == OP_TORN_POWER_CUT;
+}
+
 static int setup(struct soak *s)
 {
     const struct soak_config *c = s->c;
@@ -1189,8 +1194,11 @@ static int setup(struct soak *s)
         return setup_error(s, "the target's facts: ", s->step.t->message);
     /* The one place the target's capabilities shape the mix: it is never asked for more. */
     s->r->target_caps = s->step.t->caps;
-    for (int k = 0; k < OP_KINDS; k++)
+    for (int k = 0; k < OP_KINDS; k++) {
         s->weights[k] = target_can(s->step.t, step_needs((enum op_kind)k)) ? c->weights[k] : 0;
+        if (needs_crash_shim((enum op_kind)k) && c->crash_boost)
+            s->weights[k] *= c->crash_boost;
+    }
     s->initial_size = s->step.facts.size;
     s->step.max_snapshots = MAX_SNAPSHOTS;
     s->step.io_cap = MAX_IO;
@@ -1309,11 +1317,6 @@ static void print_summary(const struct soak *s, FILE *out)
         fprintf(out, "  replay: qvet replay %s\n", s->trace_path);
     else if (r->outcome != SOAK_PASSED)
         fprintf(out, "  reason: %s\n", r->message[0] ? r->message : "(none recorded)");
-}
-
-static bool needs_crash_shim(enum op_kind k)
-{
-    return k == OP_POWER_CUT || k == OP_DIRTY_REOPEN || k == OP_TORN_POWER_CUT;
 }
 
 int soak_run(const struct soak_config *c, const struct op *replay, size_t n_replay,
