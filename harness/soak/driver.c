@@ -59,6 +59,7 @@ struct soak {
     struct target_snapshot made[MAX_SNAPSHOTS];
     unsigned n_made;
     bool crash_ops;                 /* the run has power cuts: the target keeps unflushed writes apart */
+    enum op_kind last_kind;         /* of the op generated last */
 };
 
 /* ---- the generator ----------------------------------------------------------------- */
@@ -231,13 +232,28 @@ static bool fill_op(struct soak *s, uint32_t n, struct op *op)
     return true;
 }
 
+/*
+ * The ops that free clusters: a power cut right after one may find the refcount drop on
+ * disk and the removal of the reference not (the engine orders them with a flush, lazy
+ * refcounts excepted), until the next flush.
+ */
+static bool frees_clusters(enum op_kind k)
+{
+    return k == OP_DISCARD || k == OP_ZERO_UNMAP || k == OP_ZERO;
+}
+
 static void generate(struct soak *s, uint32_t n, struct op *op)
 {
     memset(op, 0, sizeof(*op));
     op->n = n;
     if (fill_op(s, n, op))
         return;
-    op->kind = pick_kind(s);
+    /*
+     * The next write's allocation usually flushes, so a power cut drawn at random rarely
+     * falls between a free and that flush: an eighth of the frees get one right after.
+     */
+    bool after_free = frees_clusters(s->last_kind) && s->weights[OP_TORN_POWER_CUT];
+    op->kind = after_free && !below(s, 8) ? OP_TORN_POWER_CUT : pick_kind(s);
     uint32_t n_snapshots = oracle_snapshot_count(s->step.o);
     if ((op->kind == OP_SNAPSHOT_APPLY || op->kind == OP_SNAPSHOT_DELETE) && !n_snapshots)
         op->kind = OP_SNAPSHOT_CREATE;
@@ -290,6 +306,7 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
         }
         break;
     }
+    s->last_kind = op->kind;
 }
 
 /* ---- running external tools ------------------------------------------------------- */
