@@ -10,7 +10,8 @@
 # soak, its cross-checks included. The
 # report gives killed/total, the median and worst time to kill, and every survivor with
 # its reason: the argument in its patch header ("equivalent: ..."), or that no soak
-# noticed it; then the score, killed out of the mutants not argued equivalent.
+# noticed it (with the header's "unreached: ...", what the soak would need); then the
+# score, killed out of the mutants not argued equivalent.
 # SOAK_ARGS adds qvet soak options to every run (e.g. --weights ...).
 # Exit 0 every mutant killed, 1 one survived, 2 one could not be built or run.
 set -uo pipefail
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=$2; shift ;;
     --keep) keep=1 ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '3,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "mutants: unknown option $1" >&2; exit 2 ;;
     *) patches+=("$(readlink -f "$1")") ;;
   esac
@@ -114,6 +115,8 @@ for patch in "${patches[@]}"; do
         why="equivalent: $why"
       else
         why="no soak noticed it in $seconds s"
+        reach=$(header_field "$patch" unreached)
+        [ -n "$reach" ] && why="$why; $reach"
       fi
       printf '%-34s SURVIVED  %s\n' "$name" "$why" | tee -a "$results"
       ;;
