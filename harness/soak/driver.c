@@ -1004,16 +1004,24 @@ static int oracle_failed(struct soak *s, const struct op *op, int error)
 
 static int report_crash_damage(struct soak *s, const struct op *op, const struct step_result *sr)
 {
-    snprintf(s->r->kind, sizeof(s->r->kind), "crash-state-corruption");
     char desc[160];
     describe_op(op, desc, sizeof(desc));
-    headline(s, "qvet soak: after the crash of op %" PRIu32 " (%s) the reopened image's check "
-             "found %" PRIu64 " corruptions, %" PRIu64 " check errors (%" PRIu64 " leaks)",
-             op->n, desc, sr->check.corruptions, sr->check.check_errors, sr->check.leaks);
+    if (!sr->before_crash)
+        snprintf(s->r->kind, sizeof(s->r->kind), "crash-state-corruption");
+    if (sr->before_crash)
+        headline(s, "qvet soak: before the crash of op %" PRIu32 " (%s) the %s check found "
+                 "problems: %" PRIu64 " corruptions, %" PRIu64 " leaks, %" PRIu64 " check "
+                 "errors", op->n, desc, s->step.t->ops->name, sr->check.corruptions,
+                 sr->check.leaks, sr->check.check_errors);
+    else
+        headline(s, "qvet soak: after the crash of op %" PRIu32 " (%s) the reopened image's "
+                 "check found %" PRIu64 " corruptions, %" PRIu64 " check errors (%" PRIu64
+                 " leaks)", op->n, desc, sr->check.corruptions, sr->check.check_errors,
+                 sr->check.leaks);
     if (s->step.t->message[0])
         fprintf(s->out, "    %s\n", s->step.t->message);
     report_footer(s);
-    return fail(s, SOAK_CRASH_STATE, op);
+    return fail(s, sr->before_crash ? SOAK_CHECK_FAILED : SOAK_CRASH_STATE, op);
 }
 
 /* One op through the step; the outcome becomes the run's status and, if need be, a report. */
@@ -1365,7 +1373,9 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
         double now = now_seconds(), op_seconds = now - start - in_checks;
         if ((replay || limit) && i >= limit)
             break;
-        if (seconds > 0 && op_seconds >= seconds)
+        /* The fill is the run's way to its state: the time limit does not cut it short. */
+        struct op fill;
+        if (seconds > 0 && op_seconds >= seconds && !fill_op(&s, (uint32_t)(i + 1), &fill))
             break;
         if (c->stop && *c->stop) {
             r->outcome = SOAK_INTERRUPTED;

@@ -133,9 +133,20 @@ static enum step_outcome crash(struct step *st, const struct op *op, struct step
     bool keep = op->kind == OP_DIRTY_REOPEN;
     if (!keep && !unflushed_modelled(st->unflushed, &why))
         return skip(r, "%s", why);
+    /*
+     * The leaks a crash leaves are forgiven (and repaired) after it, so the image must have
+     * none before: a leak of the engine's own would hide behind the crash.
+     */
+    int ret = target_can(st->t, TARGET_CAN_CHECK) ? st->t->ops->check(st->t, &r->check) : 0;
+    if (ret)
+        return end(r, STEP_TARGET_FAILED, ret);
+    if (r->check.leaks || r->check.corruptions || r->check.check_errors) {
+        r->before_crash = true;
+        return end(r, STEP_CRASH_DAMAGED, 0);
+    }
     enum target_crash how = keep ? TARGET_CRASH_KEEP : op->kind == OP_TORN_POWER_CUT
                             ? TARGET_CRASH_TEAR : TARGET_CRASH_DROP;
-    int ret = st->t->ops->crash_reopen(st->t, how, op->n, &r->check);
+    ret = st->t->ops->crash_reopen(st->t, how, op->n, &r->check);
     if (ret)
         return end(r, STEP_TARGET_FAILED, ret);
     if (r->check.corruptions || r->check.check_errors)
