@@ -250,10 +250,12 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
         return;
     /*
      * The next write's allocation usually flushes, so a power cut drawn at random rarely
-     * falls between a free and that flush: an eighth of the frees get one right after.
+     * falls between a free and that flush: an eighth of the frees get one right after
+     * (times the entry's crash boost).
      */
+    unsigned boost = s->c->crash_boost ? s->c->crash_boost : 1;
     bool after_free = frees_clusters(s->last_kind) && s->weights[OP_TORN_POWER_CUT];
-    op->kind = after_free && !below(s, 8) ? OP_TORN_POWER_CUT : pick_kind(s);
+    op->kind = after_free && below(s, 8) < boost ? OP_TORN_POWER_CUT : pick_kind(s);
     uint32_t n_snapshots = oracle_snapshot_count(s->step.o);
     if ((op->kind == OP_SNAPSHOT_APPLY || op->kind == OP_SNAPSHOT_DELETE) && !n_snapshots)
         op->kind = OP_SNAPSHOT_CREATE;
