@@ -305,11 +305,18 @@ enum step_outcome step_compare(struct step *st, const char *snapshot, struct ste
     uint64_t size = snapshot ? oracle_snapshot_size(st->o, snapshot) : oracle_size(st->o);
     if (size > st->facts.size)
         size = st->facts.size;
-    for (uint64_t off = 0; off < size; off += st->io_cap) {
-        size_t n = size - off < st->io_cap ? (size_t)(size - off) : st->io_cap;
+    /*
+     * The pieces split at another odd byte each time: pieces of io_cap from 0 would only
+     * ever meet the disk's boundaries (a backing file's end, L2 ranges) at their ends.
+     */
+    uint64_t split = (uint64_t)st->full_reads++ * 2654435761u % st->io_cap | 1;
+    for (uint64_t off = 0; off < size;) {
+        uint64_t want = off ? st->io_cap : split;
+        size_t n = size - off < want ? (size_t)(size - off) : (size_t)want;
         enum step_outcome out = compare(st, snapshot, off, n, r);
         if (out != STEP_DONE)
             return out;
+        off += n;
     }
     return end(r, STEP_DONE, 0);
 }

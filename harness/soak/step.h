@@ -38,6 +38,7 @@ struct step {
     uint8_t *buf, *want;            /* io_cap bytes each: the target's and the oracle's */
     size_t io_cap;                  /* the longest I/O issued; longer ops are skipped */
     struct unflushed *unflushed;    /* the writes since the last flush (NULL: no crash ops) */
+    uint32_t full_reads;            /* step_compare's so far: where its pieces split */
 };
 
 struct step_result {
