@@ -306,10 +306,15 @@ enum step_outcome step_compare(struct step *st, const char *snapshot, struct ste
     if (size > st->facts.size)
         size = st->facts.size;
     /*
-     * The pieces split at another odd byte each time: pieces of io_cap from 0 would only
-     * ever meet the disk's boundaries (a backing file's end, L2 ranges) at their ends.
+     * The first piece is another odd number of clusters each time: pieces of io_cap from 0
+     * would meet the disk's boundaries (a backing file's end, L2 ranges) only at their
+     * ends. Whole clusters, as a target may need its I/O aligned (QEMU's compress filter).
      */
-    uint64_t split = (uint64_t)st->full_reads++ * 2654435761u % st->io_cap | 1;
+    uint64_t cs = st->facts.oracle.cluster_size ? st->facts.oracle.cluster_size : ORACLE_SECTOR;
+    uint64_t pairs = st->io_cap / cs / 2;
+    uint64_t split = pairs ? (1 + 2 * ((uint64_t)st->full_reads * 2654435761u % pairs)) * cs
+                           : st->io_cap;
+    st->full_reads++;
     for (uint64_t off = 0; off < size;) {
         uint64_t want = off ? st->io_cap : split;
         size_t n = size - off < want ? (size_t)(size - off) : (size_t)want;
