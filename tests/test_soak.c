@@ -1168,7 +1168,8 @@ START_TEST(a_flush_that_did_nothing_is_caught)
     const char *kind = soak_failure_kind(&run.r);
     bool by_power_cut = run.r.outcome == SOAK_CRASH_STATE &&
                         (run.r.failing_kind == OP_POWER_CUT ||
-                         run.r.failing_kind == OP_DIRTY_REOPEN) &&
+                         run.r.failing_kind == OP_DIRTY_REOPEN ||
+                         run.r.failing_kind == OP_TORN_POWER_CUT) &&
                         (!strcmp(kind, "lost-flushed-bytes") ||
                          !strcmp(kind, "crash-state-corruption"));
     bool by_check = run.r.outcome == SOAK_CHECK_FAILED && strstr(run.report, "qemu-img check");

@@ -69,7 +69,7 @@ const char cmd_soak_help[] =
     "                     (default read=300,write=300,zero=60,zero-unmap=40,discard=80,\n"
     "                     write-compressed=50,flush=30,snapshot-create=12,\n"
     "                     snapshot-apply=8,snapshot-delete=10,reopen=6,resize=10,\n"
-    "                     power-cut=3,dirty-reopen=3,torn-power-cut=0)\n"
+    "                     power-cut=3,dirty-reopen=3,torn-power-cut=6)\n"
     "  --io-size SIZE     every read, write, zero and discard exactly SIZE long and\n"
     "                     aligned to it, up to 4M (default: varied lengths and offsets)\n"
     "  --no-qemu-checks   skip qemu-img check and compare (default: run them)\n"

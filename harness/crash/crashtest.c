@@ -18,6 +18,7 @@
 #include "qcow2.h"
 #include "step.h"
 #include "target.h"
+#include "torn.h"
 
 extern char **environ;
 
@@ -804,6 +805,53 @@ static void expect_for(const struct run *run, size_t end_event, bool at_end, str
             x->end_op = i + 1;
 }
 
+/* A crashed image being built in memory, as torn.h's file. */
+struct image_buf {
+    uint8_t **bytes;
+    size_t *len;
+};
+
+static int image_buf_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+    const struct image_buf *b = ctx;
+    size_t have = off < *b->len ? *b->len - (size_t)off : 0;
+    size_t n = len < have ? len : have;
+    if (n)
+        memcpy(buf, *b->bytes + off, n);
+    memset((uint8_t *)buf + n, 0, len - n);
+    return 0;
+}
+
+static int image_buf_write(void *ctx, const void *buf, size_t len, uint64_t off)
+{
+    struct image_buf *b = ctx;
+    struct io_record_event e = { IO_RECORD_WRITE, off, len, (uint8_t *)buf };
+    return io_record_apply(&e, len, b->bytes, b->len);
+}
+
+/*
+ * Lands the writes of interval `iv` marked in `lands` (write `torn` only its first
+ * `torn_len` bytes) on the image in *img, sector by sector as a power cut does (torn.h).
+ */
+static int land(const struct run *run, const struct interval *iv, const uint8_t *lands,
+                size_t torn, size_t torn_len, uint8_t **img, size_t *len)
+{
+    size_t n = iv->end - iv->first;
+    struct torn_write *w = malloc((n ? n : 1) * sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    for (size_t k = 0; k < n; k++) {
+        const struct io_record_event *e = &run->rec.events[iv->first + k];
+        size_t keep = iv->first + k == torn ? torn_len : lands[k] ? e->len : 0;
+        w[k] = (struct torn_write){ e->off, e->len, e->data, keep };
+    }
+    struct image_buf b = { img, len };
+    struct torn_file file = { image_buf_read, image_buf_write, *len, &b };
+    int ret = torn_land(w, n, &file);
+    free(w);
+    return ret;
+}
+
 /*
  * Builds the state of interval `iv` where the writes marked in `lands` reached the disk
  * (write `torn`, if not SIZE_MAX, only its first `torn_len` bytes) over `durable`, and
@@ -826,14 +874,7 @@ static int build_and_judge(struct run *run, struct interval *iv, const uint8_t *
     if (!img)
         return crash_setup_failed(&run->r->found, "out of memory");
     memcpy(img, durable, len);
-    int ret = 0;
-    for (size_t i = iv->first; i < iv->end && !ret; i++) {
-        size_t k = i - iv->first;
-        const struct io_record_event *e = &run->rec.events[i];
-        size_t keep = i == torn ? torn_len : lands[k] ? e->len : 0;
-        if (keep)
-            ret = io_record_apply(e, keep, &img, &len);
-    }
+    int ret = land(run, iv, lands, torn, torn_len, &img, &len);
     run->r->states_built++;
     uint64_t h = fnv1a(img, len);
     bool dup = false;

@@ -59,6 +59,7 @@ struct soak {
     struct target_snapshot made[MAX_SNAPSHOTS];
     unsigned n_made;
     bool crash_ops;                 /* the run has power cuts: the target keeps unflushed writes apart */
+    enum op_kind last_kind;         /* of the op generated last */
 };
 
 /* ---- the generator ----------------------------------------------------------------- */
@@ -231,13 +232,30 @@ static bool fill_op(struct soak *s, uint32_t n, struct op *op)
     return true;
 }
 
+/*
+ * The ops that free clusters: a power cut right after one may find the refcount drop on
+ * disk and the removal of the reference not (the engine orders them with a flush, lazy
+ * refcounts excepted), until the next flush.
+ */
+static bool frees_clusters(enum op_kind k)
+{
+    return k == OP_DISCARD || k == OP_ZERO_UNMAP || k == OP_ZERO;
+}
+
 static void generate(struct soak *s, uint32_t n, struct op *op)
 {
     memset(op, 0, sizeof(*op));
     op->n = n;
     if (fill_op(s, n, op))
         return;
-    op->kind = pick_kind(s);
+    /*
+     * The next write's allocation usually flushes, so a power cut drawn at random rarely
+     * falls between a free and that flush: an eighth of the frees get one right after
+     * (times the entry's crash boost).
+     */
+    unsigned boost = s->c->crash_boost ? s->c->crash_boost : 1;
+    bool after_free = frees_clusters(s->last_kind) && s->weights[OP_TORN_POWER_CUT];
+    op->kind = after_free && below(s, 8) < boost ? OP_TORN_POWER_CUT : pick_kind(s);
     uint32_t n_snapshots = oracle_snapshot_count(s->step.o);
     if ((op->kind == OP_SNAPSHOT_APPLY || op->kind == OP_SNAPSHOT_DELETE) && !n_snapshots)
         op->kind = OP_SNAPSHOT_CREATE;
@@ -291,6 +309,7 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
         }
         break;
     }
+    s->last_kind = op->kind;
 }
 
 /* ---- running external tools ------------------------------------------------------- */
@@ -988,16 +1007,24 @@ static int oracle_failed(struct soak *s, const struct op *op, int error)
 
 static int report_crash_damage(struct soak *s, const struct op *op, const struct step_result *sr)
 {
-    snprintf(s->r->kind, sizeof(s->r->kind), "crash-state-corruption");
     char desc[160];
     describe_op(op, desc, sizeof(desc));
-    headline(s, "qvet soak: after the crash of op %" PRIu32 " (%s) the reopened image's check "
-             "found %" PRIu64 " corruptions, %" PRIu64 " check errors (%" PRIu64 " leaks)",
-             op->n, desc, sr->check.corruptions, sr->check.check_errors, sr->check.leaks);
+    if (!sr->before_crash)
+        snprintf(s->r->kind, sizeof(s->r->kind), "crash-state-corruption");
+    if (sr->before_crash)
+        headline(s, "qvet soak: before the crash of op %" PRIu32 " (%s) the %s check found "
+                 "problems: %" PRIu64 " corruptions, %" PRIu64 " leaks, %" PRIu64 " check "
+                 "errors", op->n, desc, s->step.t->ops->name, sr->check.corruptions,
+                 sr->check.leaks, sr->check.check_errors);
+    else
+        headline(s, "qvet soak: after the crash of op %" PRIu32 " (%s) the reopened image's "
+                 "check found %" PRIu64 " corruptions, %" PRIu64 " check errors (%" PRIu64
+                 " leaks)", op->n, desc, sr->check.corruptions, sr->check.check_errors,
+                 sr->check.leaks);
     if (s->step.t->message[0])
         fprintf(s->out, "    %s\n", s->step.t->message);
     report_footer(s);
-    return fail(s, SOAK_CRASH_STATE, op);
+    return fail(s, sr->before_crash ? SOAK_CHECK_FAILED : SOAK_CRASH_STATE, op);
 }
 
 /* One op through the step; the outcome becomes the run's status and, if need be, a report. */
@@ -1148,6 +1175,11 @@ static int make_backing(struct soak *s, char *name, size_t cap, const char **fmt
     return s->backing_view_fd < 0 ? -1 : 0;
 }
 
+static bool needs_crash_shim(enum op_kind k)
+{
+    return k == OP_POWER_CUT || k == OP_DIRTY_REOPEN || k == OP_TORN_POWER_CUT;
+}
+
 static int setup(struct soak *s)
 {
     const struct soak_config *c = s->c;
@@ -1190,8 +1222,11 @@ static int setup(struct soak *s)
         return setup_error(s, "the target's facts: ", s->step.t->message);
     /* The one place the target's capabilities shape the mix: it is never asked for more. */
     s->r->target_caps = s->step.t->caps;
-    for (int k = 0; k < OP_KINDS; k++)
+    for (int k = 0; k < OP_KINDS; k++) {
         s->weights[k] = target_can(s->step.t, step_needs((enum op_kind)k)) ? c->weights[k] : 0;
+        if (needs_crash_shim((enum op_kind)k) && c->crash_boost)
+            s->weights[k] *= c->crash_boost;
+    }
     s->initial_size = s->step.facts.size;
     s->step.max_snapshots = MAX_SNAPSHOTS;
     s->step.io_cap = MAX_IO;
@@ -1312,11 +1347,6 @@ static void print_summary(const struct soak *s, FILE *out)
         fprintf(out, "  reason: %s\n", r->message[0] ? r->message : "(none recorded)");
 }
 
-static bool needs_crash_shim(enum op_kind k)
-{
-    return k == OP_POWER_CUT || k == OP_DIRTY_REOPEN || k == OP_TORN_POWER_CUT;
-}
-
 int soak_run(const struct soak_config *c, const struct op *replay, size_t n_replay,
              struct soak_result *r, FILE *out)
 {
@@ -1346,7 +1376,9 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
         double now = now_seconds(), op_seconds = now - start - in_checks;
         if ((replay || limit) && i >= limit)
             break;
-        if (seconds > 0 && op_seconds >= seconds)
+        /* The fill is the run's way to its state: the time limit does not cut it short. */
+        struct op fill;
+        if (seconds > 0 && op_seconds >= seconds && !fill_op(&s, (uint32_t)(i + 1), &fill))
             break;
         if (c->stop && *c->stop) {
             r->outcome = SOAK_INTERRUPTED;

@@ -91,6 +91,8 @@ struct soak_config {
     size_t cache_bytes;             /* the target's metadata cache (0: its default) */
     /* A generated run starts by writing the first `fill` bytes of the disk, in order. */
     uint64_t fill;
+    /* The crash ops' weights are multiplied by this (0: as they are): lazy refcounts. */
+    unsigned crash_boost;
     /* An op (or a cross-check: six times as long) running longer than this is a hang. */
     double hang_seconds;
     char config_name[64];           /* the matrix entry the run is (""; --config NAME) */
@@ -122,10 +124,11 @@ struct soak_matrix_entry {
     uint64_t size;
     size_t cache_bytes;             /* 0: the target's default */
     uint64_t fill;                  /* bytes written first (soak_config.fill) */
+    unsigned crash_boost;           /* soak_config.crash_boost */
 };
 const struct soak_matrix_entry *soak_matrix(size_t *n);
 const struct soak_matrix_entry *soak_matrix_find(const char *name);
-/* Sets c's image settings (options, backing, size, cache, config_name) to the entry's. */
+/* Sets c's image settings (options, backing, size, cache, config_name, crash_boost). */
 void soak_matrix_apply(struct soak_config *c, const struct soak_matrix_entry *e);
 bool soak_backing_parse(const char *s, enum soak_backing *b);
 const char *soak_backing_name(enum soak_backing b);

@@ -137,9 +137,20 @@ static enum step_outcome crash(struct step *st, const struct op *op, struct step
     bool keep = op->kind == OP_DIRTY_REOPEN;
     if (!unflushed_modelled(st->unflushed, &why))
         return skip(r, "%s", why);
+    /*
+     * The leaks a crash leaves are forgiven (and repaired) after it, so the image must have
+     * none before: a leak of the engine's own would hide behind the crash.
+     */
+    int ret = target_can(st->t, TARGET_CAN_CHECK) ? st->t->ops->check(st->t, &r->check) : 0;
+    if (ret)
+        return end(r, STEP_TARGET_FAILED, ret);
+    if (r->check.leaks || r->check.corruptions || r->check.check_errors) {
+        r->before_crash = true;
+        return end(r, STEP_CRASH_DAMAGED, 0);
+    }
     enum target_crash how = keep ? TARGET_CRASH_KEEP : op->kind == OP_TORN_POWER_CUT
                             ? TARGET_CRASH_TEAR : TARGET_CRASH_DROP;
-    int ret = st->t->ops->crash_reopen(st->t, how, op->n, &r->check);
+    ret = st->t->ops->crash_reopen(st->t, how, op->n, &r->check);
     if (ret)
         return end(r, STEP_TARGET_FAILED, ret);
     if (r->check.corruptions || r->check.check_errors)
@@ -298,11 +309,23 @@ enum step_outcome step_compare(struct step *st, const char *snapshot, struct ste
     uint64_t size = snapshot ? oracle_snapshot_size(st->o, snapshot) : oracle_size(st->o);
     if (size > st->facts.size)
         size = st->facts.size;
-    for (uint64_t off = 0; off < size; off += st->io_cap) {
-        size_t n = size - off < st->io_cap ? (size_t)(size - off) : st->io_cap;
+    /*
+     * The first piece is another odd number of clusters each time: pieces of io_cap from 0
+     * would meet the disk's boundaries (a backing file's end, L2 ranges) only at their
+     * ends. Whole clusters, as a target may need its I/O aligned (QEMU's compress filter).
+     */
+    uint64_t cs = st->facts.oracle.cluster_size ? st->facts.oracle.cluster_size : ORACLE_SECTOR;
+    uint64_t pairs = st->io_cap / cs / 2;
+    uint64_t split = pairs ? (1 + 2 * ((uint64_t)st->full_reads * 2654435761u % pairs)) * cs
+                           : st->io_cap;
+    st->full_reads++;
+    for (uint64_t off = 0; off < size;) {
+        uint64_t want = off ? st->io_cap : split;
+        size_t n = size - off < want ? (size_t)(size - off) : (size_t)want;
         enum step_outcome out = compare(st, snapshot, off, n, r);
         if (out != STEP_DONE)
             return out;
+        off += n;
     }
     return end(r, STEP_DONE, 0);
 }

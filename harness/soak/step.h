@@ -26,7 +26,7 @@ enum step_outcome {
     STEP_SIZE_DIVERGED,             /* afterwards the target's size is not the oracle's */
     STEP_TARGET_FAILED,             /* the target failed it (r->error, t->message) */
     STEP_ORACLE_FAILED,             /* the oracle could not follow (r->error: the host's) */
-    STEP_CRASH_DAMAGED,             /* after a crash the target's check found damage (r->check) */
+    STEP_CRASH_DAMAGED,             /* around a crash the target's check found damage (r->check) */
     STEP_CRASH_LOST,                /* after a crash a sector holds none of its versions */
 };
 
@@ -38,6 +38,7 @@ struct step {
     uint8_t *buf, *want;            /* io_cap bytes each: the target's and the oracle's */
     size_t io_cap;                  /* the longest I/O issued; longer ops are skipped */
     struct unflushed *unflushed;    /* the writes since the last flush (NULL: no crash ops) */
+    uint32_t full_reads;            /* step_compare's so far: where its pieces split */
 };
 
 struct step_result {
@@ -48,6 +49,7 @@ struct step_result {
     size_t len;                     /* len bytes from guest offset off */
     uint64_t sector;                /* DIVERGED: the first sector that differs */
     bool unflushed_sector;          /* CRASH_LOST: the sector was written since the flush */
+    bool before_crash;              /* CRASH_DAMAGED: the check before the crash found it */
     struct target_check check;      /* CRASH_DAMAGED: what the check after the crash found */
 };
 

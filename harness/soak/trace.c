@@ -43,7 +43,7 @@ static const unsigned default_weights[OP_KINDS] = {
     [OP_DISCARD] = 80, [OP_WRITE_COMPRESSED] = 50, [OP_FLUSH] = 30,
     [OP_SNAPSHOT_CREATE] = 12, [OP_SNAPSHOT_APPLY] = 8, [OP_SNAPSHOT_DELETE] = 10,
     [OP_REOPEN] = 6, [OP_RESIZE] = 10, [OP_POWER_CUT] = 3,
-    [OP_DIRTY_REOPEN] = 3,
+    [OP_DIRTY_REOPEN] = 3, [OP_TORN_POWER_CUT] = 6,
 };
 
 const char *op_kind_name(enum op_kind k)

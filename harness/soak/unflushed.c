@@ -142,9 +142,11 @@ int unflushed_before(struct unflushed *u, struct oracle *o, uint64_t off, uint64
 {
     uint64_t first = off / SECTOR, end = (off + len + SECTOR - 1) / SECTOR;
     for (uint64_t s = first; s < end && !u->overflow; s++) {
+        /* Zeros are a version of a sector the op covers whole; a partial one's is kept. */
+        bool whole = s * SECTOR >= off && (s + 1) * SECTOR <= off + len;
         struct entry *e = find(u, s);
         if (e) {
-            e->zeroed |= zeroing;
+            e->zeroed |= zeroing && whole;
             continue;
         }
         if (u->n == MAX_KEPT) {
@@ -156,7 +158,7 @@ int unflushed_before(struct unflushed *u, struct oracle *o, uint64_t off, uint64
             return ret;
         e = &u->entries[u->n];
         *e = (struct entry){ .sector = s, .author = oracle_sector_author(o, s),
-                             .zeroed = zeroing };
+                             .zeroed = zeroing && whole };
         if ((ret = oracle_read(o, u->flushed + u->n * SECTOR, SECTOR, s * SECTOR)))
             return ret;
         insert_slot(u, u->n++);

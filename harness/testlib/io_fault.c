@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "io_fault.h"
-
-#define TEAR_SECTOR 512u
+#include "io_forward.h"
+#include "torn.h"
 
 struct io_fault_pending {
     uint64_t off;
@@ -15,10 +15,7 @@ struct io_fault_pending {
 };
 
 struct shim {
-    struct qcow2_backend base;
-    struct qcow2_backend_ops ops;
-    struct qcow2_backend *inner;
-    bool owns_inner;
+    struct io_forward fw;
     struct io_fault *f;
 };
 
@@ -68,18 +65,12 @@ static int buffer_write(struct io_fault *f, const void *buf, size_t len, uint64_
     return 0;
 }
 
-/* The first `len` bytes of every unflushed write reach `inner`, oldest first. */
-static int land(struct io_fault *f, struct qcow2_backend *inner, size_t index, size_t len)
-{
-    const struct io_fault_pending *p = &f->pending[index];
-    return len ? inner->ops->write(inner, p->data, len, p->off) : 0;
-}
-
+/* Every unflushed write reaches `inner`, oldest first. */
 static int land_all(struct io_fault *f, struct qcow2_backend *inner)
 {
     int ret = 0;
     for (size_t i = 0; i < f->n_pending && !ret; i++)
-        ret = land(f, inner, i, f->pending[i].len);
+        ret = inner->ops->write(inner, f->pending[i].data, f->pending[i].len, f->pending[i].off);
     drop_pending(f);
     return ret;
 }
@@ -93,35 +84,57 @@ static uint64_t next_choice(uint64_t *state)
     return z ^ (z >> 31);
 }
 
+static int inner_read(void *ctx, void *buf, size_t len, uint64_t off)
+{
+    struct qcow2_backend *inner = ctx;
+    return inner->ops->read(inner, buf, len, off);
+}
+
+static int inner_write(void *ctx, const void *buf, size_t len, uint64_t off)
+{
+    struct qcow2_backend *inner = ctx;
+    return inner->ops->write(inner, buf, len, off);
+}
+
+/*
+ * TEAR: each unflushed write reaches the disk whole, not at all, or up to one of the
+ * file's sector boundaries inside it, and torn.h lands them sector by sector.
+ */
+static void land_torn(struct io_fault *f, struct qcow2_backend *inner)
+{
+    struct torn_write *w = malloc((f->n_pending ? f->n_pending : 1) * sizeof(*w));
+    struct torn_file file = { inner_read, inner_write, 0, inner };
+    if (!w || inner->ops->size(inner, &file.size)) {
+        free(w);
+        return;
+    }
+    uint64_t state = f->seed;
+    for (size_t i = 0; i < f->n_pending; i++) {
+        const struct io_fault_pending *p = &f->pending[i];
+        uint64_t first = (p->off / TORN_SECTOR + 1) * TORN_SECTOR;
+        uint64_t cuts = first < p->off + p->len ? (p->off + p->len - 1 - first) / TORN_SECTOR + 1
+                                                : 0;
+        uint64_t choice = next_choice(&state);
+        size_t keep = p->len;
+        if (choice % 3 == 1)
+            keep = 0;
+        else if (choice % 3 == 2 && cuts)
+            keep = (size_t)(first + choice / 3 % cuts * TORN_SECTOR - p->off);
+        w[i] = (struct torn_write){ p->off, p->len, p->data, keep };
+    }
+    torn_land(w, f->n_pending, &file);
+    free(w);
+}
+
 void io_fault_crash_now(struct io_fault *f)
 {
     if (f->crashed)
         return;
     f->crashed = true;
-    struct qcow2_backend *inner = f->inner;
-    uint64_t state = f->seed;
-    for (size_t i = 0; inner && i < f->n_pending; i++) {
-        size_t len = f->pending[i].len;
-        switch (f->crash) {
-        case IO_FAULT_CRASH_DROP:
-            len = 0;
-            break;
-        case IO_FAULT_CRASH_TEAR: {
-            uint64_t off = f->pending[i].off;
-            uint64_t first = (off / TEAR_SECTOR + 1) * TEAR_SECTOR;
-            uint64_t cuts = first < off + len ? (off + len - 1 - first) / TEAR_SECTOR + 1 : 0;
-            uint64_t choice = next_choice(&state);
-            if (choice % 3 == 1)
-                len = 0;
-            else if (choice % 3 == 2 && cuts)
-                len = (size_t)(first + choice / 3 % cuts * TEAR_SECTOR - off);
-            break;
-        }
-        default:
-            break;
-        }
-        land(f, inner, i, len);
-    }
+    if (f->inner && f->crash == IO_FAULT_CRASH_TEAR)
+        land_torn(f, f->inner);
+    else if (f->inner && f->crash != IO_FAULT_CRASH_DROP)
+        land_all(f, f->inner);
     drop_pending(f);
 }
 
@@ -189,7 +202,7 @@ int io_fault_write(struct io_fault *f, struct qcow2_backend *inner, const void *
          * Storage writes whole sectors of the file or none: the half is cut back to the
          * file's sector boundary before it (not the write's: a write may start mid-sector).
          */
-        uint64_t cut = (off + len / 2) / TEAR_SECTOR * TEAR_SECTOR;
+        uint64_t cut = (off + len / 2) / TORN_SECTOR * TORN_SECTOR;
         if (f->short_write && !f->crashed && cut > off)
             store(f, inner, buf, (size_t)(cut - off), off);
         return failure(f);
@@ -203,16 +216,16 @@ static int shim_read(struct qcow2_backend *b, void *buf, size_t len, uint64_t of
 {
     struct shim *s = shim_of(b);
     if (s->f->read)
-        return s->f->read(s->f, s->inner, buf, len, off);
-    return io_fault_read(s->f, s->inner, buf, len, off);
+        return s->f->read(s->f, s->fw.inner, buf, len, off);
+    return io_fault_read(s->f, s->fw.inner, buf, len, off);
 }
 
 static int shim_write(struct qcow2_backend *b, const void *buf, size_t len, uint64_t off)
 {
     struct shim *s = shim_of(b);
     if (s->f->write)
-        return s->f->write(s->f, s->inner, buf, len, off);
-    return io_fault_write(s->f, s->inner, buf, len, off);
+        return s->f->write(s->f, s->fw.inner, buf, len, off);
+    return io_fault_write(s->f, s->fw.inner, buf, len, off);
 }
 
 static int shim_flush(struct qcow2_backend *b)
@@ -220,8 +233,8 @@ static int shim_flush(struct qcow2_backend *b)
     struct shim *s = shim_of(b);
     if (strikes(s->f, IO_FAULT_FLUSH))
         return failure(s->f);
-    int ret = land_all(s->f, s->inner);
-    return ret ? ret : s->inner->ops->flush(s->inner);
+    int ret = land_all(s->f, s->fw.inner);
+    return ret ? ret : s->fw.inner->ops->flush(s->fw.inner);
 }
 
 static int shim_truncate(struct qcow2_backend *b, uint64_t size)
@@ -229,14 +242,14 @@ static int shim_truncate(struct qcow2_backend *b, uint64_t size)
     struct shim *s = shim_of(b);
     if (strikes(s->f, IO_FAULT_TRUNCATE))
         return failure(s->f);
-    int ret = land_all(s->f, s->inner);
-    return ret ? ret : s->inner->ops->truncate(s->inner, size);
+    int ret = land_all(s->f, s->fw.inner);
+    return ret ? ret : s->fw.inner->ops->truncate(s->fw.inner, size);
 }
 
 static int shim_size(struct qcow2_backend *b, uint64_t *size)
 {
     struct shim *s = shim_of(b);
-    int ret = s->inner->ops->size(s->inner, size);
+    int ret = s->fw.inner->ops->size(s->fw.inner, size);
     for (size_t i = 0; !ret && i < s->f->n_pending; i++)
         if (s->f->pending[i].off + s->f->pending[i].len > *size)
             *size = s->f->pending[i].off + s->f->pending[i].len;
@@ -245,54 +258,33 @@ static int shim_size(struct qcow2_backend *b, uint64_t *size)
     return ret;
 }
 
-static int shim_block_status(struct qcow2_backend *b, uint64_t off, uint64_t len,
-                             uint64_t *pnum, bool *is_hole)
-{
-    struct shim *s = shim_of(b);
-    return s->inner->ops->block_status(s->inner, off, len, pnum, is_hole);
-}
-
-static int shim_allocated_size(struct qcow2_backend *b, uint64_t *bytes)
-{
-    struct shim *s = shim_of(b);
-    return s->inner->ops->allocated_size(s->inner, bytes);
-}
-
 /* A shim closed without a crash is a clean shutdown: its unflushed writes reach the file. */
 static void shim_destroy(struct qcow2_backend *b)
 {
     struct shim *s = shim_of(b);
     if (!s->f->crashed)
-        land_all(s->f, s->inner);
-    if (s->f->inner == s->inner)
+        land_all(s->f, s->fw.inner);
+    if (s->f->inner == s->fw.inner)
         s->f->inner = NULL;
-    if (s->owns_inner)
-        qcow2_backend_destroy(s->inner);
-    free(s);
+    io_forward_destroy(b);
 }
 
 struct qcow2_backend *io_fault_wrap(struct qcow2_backend *inner, bool owns_inner,
                                     struct io_fault *f)
 {
-    struct shim *s = calloc(1, sizeof(*s));
+    struct shim *s = io_forward_new(sizeof(*s), inner, owns_inner);
     if (!s)
         return NULL;
+    s->fw.ops.read = shim_read;
+    s->fw.ops.write = shim_write;
+    s->fw.ops.flush = shim_flush;
+    s->fw.ops.truncate = shim_truncate;
+    s->fw.ops.size = shim_size;
+    s->fw.ops.destroy = shim_destroy;
     /* Block status would not see the writes a crash mode holds back: "all data" then. */
-    bool exact_holes = inner->ops->block_status && f->crash == IO_FAULT_NO_CRASH;
-    s->ops = (struct qcow2_backend_ops){
-        .read = shim_read,
-        .write = shim_write,
-        .flush = shim_flush,
-        .truncate = shim_truncate,
-        .size = shim_size,
-        .block_status = exact_holes ? shim_block_status : NULL,
-        .allocated_size = inner->ops->allocated_size ? shim_allocated_size : NULL,
-        .destroy = shim_destroy,
-    };
-    s->base.ops = &s->ops;
-    s->inner = inner;
-    s->owns_inner = owns_inner;
+    if (f->crash != IO_FAULT_NO_CRASH)
+        s->fw.ops.block_status = NULL;
     s->f = f;
     f->inner = inner;
-    return &s->base;
+    return &s->fw.base;
 }

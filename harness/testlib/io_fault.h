@@ -8,17 +8,19 @@
  *
  * A fault counts the I/O of the kinds in `mask` once it is armed, lets `countdown` of
  * them through and fails the next: with `error` (-EIO, -ENOSPC, ...), after storing the
- * first half of a write when `short_write` is set (cut down to whole 512-byte sectors,
- * as storage writes them: a write of one sector or less then stores nothing). A transient fault fails that one I/O
- * and disarms; a persistent one fails every later I/O of those kinds and every flush (a
- * device that failed does not report a flush as done), as a dead disk would.
+ * first half of a write when `short_write` is set (cut back to one of the file's 512-byte
+ * sector boundaries, as storage writes whole sectors: a write that does not cross one
+ * then stores nothing). A transient fault fails that one I/O and disarms; a persistent
+ * one fails every later I/O of those kinds and every flush (a device that failed does
+ * not report a flush as done), as a dead disk would.
  *
  * In a crash mode the shim buffers writes until a flush, as a host page cache does, and
- * reads see the buffered writes. When the fault fires (or io_fault_crash is called) the
- * machine stops: the writes since the last flush all land (KEEP), none does (DROP), or
- * each lands whole, not at all or up to one of the file's sector boundaries inside it (TEAR,
- * chosen from `seed`: storage tears at its sectors, not at the write's); from
- * then on every I/O fails with -EIO. A truncate lands at once, with the writes before it.
+ * reads see the buffered writes. When the fault fires (or io_fault_crash_now is called)
+ * the machine stops: the writes since the last flush all land (KEEP), none does (DROP),
+ * or each is chosen, from `seed`, to reach the disk whole, not at all or up to one of
+ * the file's sector boundaries inside it, and they land sector by sector as torn.h says
+ * (TEAR: each file sector ends in its state after some prefix of its writes); from then
+ * on every I/O fails with -EIO. A truncate lands at once, with the writes before it.
  */
 #ifndef QVET_IO_FAULT_H
 #define QVET_IO_FAULT_H

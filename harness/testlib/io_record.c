@@ -4,18 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io_forward.h"
 #include "io_record.h"
 
 struct shim {
-    struct qcow2_backend base;
-    struct qcow2_backend_ops ops;
-    struct qcow2_backend *inner;
+    struct io_forward fw;
     struct io_record *r;
 };
 
 static struct shim *shim_of(struct qcow2_backend *b)
 {
     return (struct shim *)b;
+}
+
+static struct qcow2_backend *inner_of(struct qcow2_backend *b)
+{
+    return shim_of(b)->fw.inner;
 }
 
 void io_record_init(struct io_record *r)
@@ -54,60 +58,28 @@ static int append(struct io_record *r, enum io_record_kind kind, uint64_t off, c
     return 0;
 }
 
-static int shim_read(struct qcow2_backend *b, void *buf, size_t len, uint64_t off)
-{
-    struct shim *s = shim_of(b);
-    return s->inner->ops->read(s->inner, buf, len, off);
-}
-
 /* A write is logged only once the file took it: a failed one never reached the disk. */
 static int shim_write(struct qcow2_backend *b, const void *buf, size_t len, uint64_t off)
 {
-    struct shim *s = shim_of(b);
-    int ret = s->inner->ops->write(s->inner, buf, len, off);
-    return ret ? ret : append(s->r, IO_RECORD_WRITE, off, buf, len);
+    struct qcow2_backend *in = inner_of(b);
+    int ret = in->ops->write(in, buf, len, off);
+    return ret ? ret : append(shim_of(b)->r, IO_RECORD_WRITE, off, buf, len);
 }
 
 static int shim_flush(struct qcow2_backend *b)
 {
-    struct shim *s = shim_of(b);
-    int ret = s->inner->ops->flush(s->inner);
-    return ret ? ret : append(s->r, IO_RECORD_FLUSH, 0, NULL, 0);
+    struct qcow2_backend *in = inner_of(b);
+    int ret = in->ops->flush(in);
+    return ret ? ret : append(shim_of(b)->r, IO_RECORD_FLUSH, 0, NULL, 0);
 }
 
 static int shim_truncate(struct qcow2_backend *b, uint64_t size)
 {
-    struct shim *s = shim_of(b);
-    if (!s->inner->ops->truncate)
+    struct qcow2_backend *in = inner_of(b);
+    if (!in->ops->truncate)
         return -ENOTSUP;
-    int ret = s->inner->ops->truncate(s->inner, size);
-    return ret ? ret : append(s->r, IO_RECORD_TRUNCATE, size, NULL, 0);
-}
-
-static int shim_size(struct qcow2_backend *b, uint64_t *size)
-{
-    struct shim *s = shim_of(b);
-    return s->inner->ops->size(s->inner, size);
-}
-
-static int shim_block_status(struct qcow2_backend *b, uint64_t off, uint64_t len,
-                             uint64_t *pnum, bool *is_hole)
-{
-    struct shim *s = shim_of(b);
-    return s->inner->ops->block_status(s->inner, off, len, pnum, is_hole);
-}
-
-static int shim_allocated_size(struct qcow2_backend *b, uint64_t *bytes)
-{
-    struct shim *s = shim_of(b);
-    return s->inner->ops->allocated_size(s->inner, bytes);
-}
-
-static void shim_destroy(struct qcow2_backend *b)
-{
-    struct shim *s = shim_of(b);
-    qcow2_backend_destroy(s->inner);
-    free(s);
+    int ret = in->ops->truncate(in, size);
+    return ret ? ret : append(shim_of(b)->r, IO_RECORD_TRUNCATE, size, NULL, 0);
 }
 
 static int read_initial(struct qcow2_backend *inner, struct io_record *r)
@@ -125,28 +97,19 @@ static int read_initial(struct qcow2_backend *inner, struct io_record *r)
 
 struct qcow2_backend *io_record_wrap(struct qcow2_backend *inner, struct io_record *r)
 {
-    struct shim *s = calloc(1, sizeof(*s));
+    struct shim *s = io_forward_new(sizeof(*s), inner, true);
     if (!s || (!r->started && read_initial(inner, r))) {
         free(s);
         qcow2_backend_destroy(inner);
         return NULL;
     }
     r->started = true;
-    s->ops = (struct qcow2_backend_ops){
-        .read = shim_read,
-        .write = shim_write,
-        .flush = shim_flush,
-        .truncate = shim_truncate,
-        .size = shim_size,
-        /* Holes would let the engine skip zeroing that a rebuilt file still needs. */
-        .block_status = inner->ops->block_status ? shim_block_status : NULL,
-        .allocated_size = inner->ops->allocated_size ? shim_allocated_size : NULL,
-        .destroy = shim_destroy,
-    };
-    s->base.ops = &s->ops;
-    s->inner = inner;
+    /* Reads, sizes and block status pass through: they change nothing a crash keeps. */
+    s->fw.ops.write = shim_write;
+    s->fw.ops.flush = shim_flush;
+    s->fw.ops.truncate = shim_truncate;
     s->r = r;
-    return &s->base;
+    return &s->fw.base;
 }
 
 int io_record_apply(const struct io_record_event *e, size_t keep, uint8_t **buf, size_t *len)

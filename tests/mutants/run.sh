@@ -10,7 +10,9 @@
 # soak, its cross-checks included. The
 # report gives killed/total, the median and worst time to kill, and every survivor with
 # its reason: the argument in its patch header ("equivalent: ..."), or that no soak
-# noticed it. SOAK_ARGS adds qvet soak options to every run (e.g. --weights ...).
+# noticed it (with the header's "unreached: ...", what the soak would need); then the
+# score, killed out of the mutants not argued equivalent.
+# SOAK_ARGS adds qvet soak options to every run (e.g. --weights ...).
 # Exit 0 every mutant killed, 1 one survived, 2 one could not be built or run.
 set -uo pipefail
 
@@ -23,7 +25,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=$2; shift ;;
     --keep) keep=1 ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '3,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "mutants: unknown option $1" >&2; exit 2 ;;
     *) patches+=("$(readlink -f "$1")") ;;
   esac
@@ -54,7 +56,7 @@ header_field() {    # the value of "KEY: ..." in a patch's header (before the di
 
 now() { date +%s.%N; }
 
-killed=0 survived=0 errors=0 total=0
+killed=0 survived=0 equivalent=0 errors=0 total=0
 times=()
 # One private tree for all of them, built once by scripts/build-mutant.sh with no change;
 # then each mutant is patched in, rebuilt (only the files it touches recompile), soaked
@@ -108,7 +110,14 @@ for patch in "${patches[@]}"; do
     0)
       survived=$((survived + 1))
       why=$(header_field "$patch" equivalent)
-      [ -n "$why" ] && why="equivalent: $why" || why="no soak noticed it in $seconds s"
+      if [ -n "$why" ]; then
+        equivalent=$((equivalent + 1))
+        why="equivalent: $why"
+      else
+        why="no soak noticed it in $seconds s"
+        reach=$(header_field "$patch" unreached)
+        [ -n "$reach" ] && why="$why; $reach"
+      fi
       printf '%-34s SURVIVED  %s\n' "$name" "$why" | tee -a "$results"
       ;;
     *)
@@ -133,7 +142,13 @@ if [ ${#times[@]} -gt 0 ]; then
   median=$(printf '%.1f s' "$median")
   worst=$(printf '%.1f s' "$worst")
 fi
-echo "mutants: $killed/$total killed (each within ${seconds} s), median time to kill $median, worst $worst; $survived survived, $errors errors" | tee -a "$results"
+echo "mutants: $killed/$total killed (each within ${seconds} s), median time to kill $median, worst $worst; $survived survived ($equivalent of them equivalent), $errors errors" | tee -a "$results"
+# The score leaves out the mutants argued equivalent (their reason is in the list above).
+countable=$((total - equivalent))
+score=-
+[ "$countable" -gt 0 ] && score=$(echo "scale=1; 100 * $killed / $countable" | bc)%
+echo "mutants: score $killed/$countable killed = $score of the mutants that can change behaviour" |
+  tee -a "$results"
 [ -n "$keep" ] && echo "mutants: mutant trees kept in $work" || rm -rf "$work"
 if [ -n "$own_out" ] && [ "$errors" -eq 0 ] && [ "$survived" -eq 0 ]; then
   rm -rf "$out"

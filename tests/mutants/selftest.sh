@@ -12,7 +12,9 @@ fail() { echo "mutants-runner: $*"; cat "$out/results.txt"; exit 1; }
 [ "$status" -eq 1 ] || fail "the runner exited $status for a surviving mutant, not 1"
 grep -q '^noop  *SURVIVED  equivalent: it adds a comment and nothing else$' "$out/results.txt" ||
   fail "the no-op mutant is not reported as surviving with its reason"
-grep -q '^mutants: 0/1 killed' "$out/results.txt" || fail "the summary does not say 0/1 killed"
+grep -q "^mutants: 0/1 killed" "$out/results.txt" || fail "the summary does not say 0/1 killed"
+grep -q "^mutants: score 0/0 killed" "$out/results.txt" ||
+  fail "the score counts the equivalent no-op mutant"
 grep -q 'killed in' "$out/results.txt" && fail "the no-op mutant was reported as killed"
 rm -rf "$out"
 # Every mutant still applies: a merge that moves code leaves a patch stale, and a stale

@@ -225,6 +225,21 @@ check "  ... each in its own directory, each passed" bash -c '
 check "  ... summary.json lists the configurations that ran" \
   test "$(json matrix/summary.json 'len(d["configs"]), d["verdict"], d["tool"]')" = "$(wc -l < clist.out) passed soak"
 check "  ... the closing line covers them all" grep -q "^soak: passed: all $(wc -l < clist.out) configurations" call.out
+# Lazy refcounts exist for crashes: their entries cut the power four times as often.
+crash_ops() { grep -cE '^[0-9]+ (power-cut|dirty-reopen)$' "$1/trace.txt"; }
+four_times() {
+  local lazy eager
+  lazy=$(crash_ops lazy) eager=$(crash_ops eager)
+  echo "crash ops in 2000: zstd-lazy $lazy, r8 $eager"
+  [ "$eager" -gt 0 ] && [ $((lazy * 10)) -ge $((eager * 25)) ]
+}
+# (torn power cuts left out: those after frees come whatever the weights)
+no_torn=(--ops 2000 --check-every 0 --weights torn-power-cut=0)
+check "a lazy-refcount entry passes with its crash ops" \
+  run lazy 0 soak --config zstd-lazy "${no_torn[@]}" --dir lazy
+check "  ... another entry, with the usual weights" \
+  run eager 0 soak --config r8 "${no_torn[@]}" --dir eager
+check "  ... the lazy one cut the power at least 2.5 times as often" four_times
 # A bound of a microsecond: the first op the watchdog sees running is a "hang".
 check "a hang is stopped by the watchdog (exit 1)" run hang 1 soak --ops 500 "${small[@]}" --hang-seconds 0.000001 --dir hang
 check "  ... naming the op and showing the stack" bash -c '

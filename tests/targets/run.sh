@@ -75,7 +75,7 @@ exec-python)
     expect_pass "$work/py"
     grep -qx "target $spec" "$work/py/trace.txt" || fail "the trace does not record the target"
     # a raw file cannot compress, and an exec adapter cannot be power-cut from outside
-    want='["write-compressed", "power-cut", "dirty-reopen"]'
+    want='["write-compressed", "power-cut", "dirty-reopen", "torn-power-cut"]'
     [ "$(field "$work/py" left_out)" = "$want" ] ||
         fail "left_out is $(field "$work/py" left_out), not $want"
     [ "$(field "$work/py" qemu_img_checks_run)" = false ] ||
