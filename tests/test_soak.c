@@ -125,8 +125,10 @@ struct fault {
     /* stale L2 tables */
     struct stale_table *stale;
     size_t n_stale;
-    /* lost refcount update */
-    uint64_t leaked_cluster;
+    /* lost refcount update: the entry at leaked_at keeps the bytes leaked_old */
+    uint64_t leaked_cluster, leaked_at;
+    uint8_t leaked_old[8];
+    size_t leaked_width;
     /* COPIED cleared on disk */
     uint32_t l1_index;
     /* wrong snapshot apply */
@@ -178,17 +180,38 @@ static bool is_damaged(const struct fault *f, uint64_t sector)
  * The op the driver is running: the trace gets each op before the op runs. (Its file may
  * be longer than what is written so far, zero-filled.)
  */
-static uint32_t current_op(const struct fault *f)
+static uint32_t current_op_and_kind(const struct fault *f, char kind[32])
 {
     FILE *t = fopen(f->trace, "r");
-    char line[256];
+    char line[256], name[32];
     unsigned n, op = 0;
+    kind[0] = '\0';
     while (t && fgets(line, sizeof(line), t) && line[0])
-        if (sscanf(line, "%u ", &n) == 1)
+        if (sscanf(line, "%u %31s", &n, name) == 2) {
             op = n;
+            snprintf(kind, 32, "%s", name);
+        }
     if (t)
         fclose(t);
     return op;
+}
+
+static uint32_t current_op(const struct fault *f)
+{
+    char kind[32];
+    return current_op_and_kind(f, kind);
+}
+
+/*
+ * The current op ends in a crash: a write lost in it is what a crash loses, and the leak it
+ * leaves is forgiven by the repair after the crash, as it must be.
+ */
+static bool current_op_crashes(const struct fault *f)
+{
+    char kind[32];
+    current_op_and_kind(f, kind);
+    return !strcmp(kind, "power-cut") || !strcmp(kind, "torn-power-cut") ||
+           !strcmp(kind, "dirty-reopen");
 }
 
 /* The first time the fault acts: remember when and what. */
@@ -901,6 +924,25 @@ END_TEST
 /* ---- 5. a lost refcount update: a leak ---------------------------------------------- */
 
 /*
+ * A write-back cache writes a block's changed sectors again with every later change, which
+ * would put the lost value back: the lost entry stays lost in every write after it, so
+ * that it is the engine's update that never reaches the disk, not one write of it.
+ */
+static int keep_refcount_lost(struct fault *f, struct qcow2_backend *file, const void *buf,
+                              size_t len, uint64_t off)
+{
+    if (f->leaked_at < off || f->leaked_at + f->leaked_width > off + len)
+        return file->ops->write(file, buf, len, off);
+    uint8_t *kept = malloc(len);
+    ck_assert_ptr_nonnull(kept);
+    memcpy(kept, buf, len);
+    memcpy(kept + (f->leaked_at - off), f->leaked_old, f->leaked_width);
+    int ret = file->ops->write(file, kept, len, off);
+    free(kept);
+    return ret;
+}
+
+/*
  * Drops the first lowered refcount in a write into a refcount block (the metadata cache
  * writes whole sectors of a block), in an op a cross-check follows: the rest of the write
  * lands, that entry keeps its old value on disk.
@@ -909,8 +951,10 @@ static int lose_refcount_drop(struct fault *f, struct qcow2_backend *file, const
                               size_t len, uint64_t off)
 {
     struct geometry g;
-    if (f->fired || !f->armed || read_geometry(file, &g) || g.refcount_order < 3 ||
-        !just_before_check(current_op(f)))
+    if (f->fired)
+        return keep_refcount_lost(f, file, buf, len, off);
+    if (!f->armed || read_geometry(file, &g) || g.refcount_order < 3 ||
+        !just_before_check(current_op(f)) || current_op_crashes(f))
         return file->ops->write(file, buf, len, off);
     size_t width = (1u << g.refcount_order) / 8;
     size_t table_len = (size_t)g.reftable_clusters * g.cs;
@@ -947,6 +991,9 @@ static int lose_refcount_drop(struct fault *f, struct qcow2_backend *file, const
         memcpy(kept + at, old + at, width);
         uint64_t per_block = (uint64_t)g.cs * 8 >> g.refcount_order;
         f->leaked_cluster = index * per_block + (off + at - block) / width;
+        f->leaked_at = off + at;
+        f->leaked_width = width;
+        memcpy(f->leaked_old, old + at, width);
         fired(f, "dropped the refcount update of host cluster %" PRIu64 " from %" PRIu64
               " to %" PRIu64, f->leaked_cluster, before, after);
         int ret = file->ops->write(file, kept, len, off);
