@@ -7,6 +7,8 @@
 
 #include "step.h"
 
+#define COMPARE_PIECE (256u << 10)
+
 static enum step_outcome end(struct step_result *r, enum step_outcome outcome, int error)
 {
     r->outcome = outcome;
@@ -70,15 +72,16 @@ static enum step_outcome compare(struct step *st, const char *snapshot, uint64_t
                        : t->ops->read(t, st->buf, len, off);
     if (ret)
         return end(r, STEP_TARGET_FAILED, ret);
-    ret = snapshot ? oracle_snapshot_read(st->o, snapshot, st->want, len, off)
-                   : oracle_read(st->o, st->want, len, off);
-    if (ret)
-        return end(r, STEP_ORACLE_FAILED, ret);
     r->off = off;
     r->len = len;
-    if (oracle_first_mismatch(st->buf, st->want, len, off, &r->sector))
-        return end(r, STEP_DIVERGED, 0);
-    return end(r, STEP_DONE, 0);
+    /* In place: the oracle's bytes are copied out only for the report of a difference. */
+    ret = oracle_compare(st->o, snapshot, st->buf, len, off, &r->sector);
+    if (ret == 1)
+        ret = snapshot ? oracle_snapshot_read(st->o, snapshot, st->want, len, off)
+                       : oracle_read(st->o, st->want, len, off);
+    else if (!ret)
+        return end(r, STEP_DONE, 0);
+    return ret ? end(r, STEP_ORACLE_FAILED, ret) : end(r, STEP_DIVERGED, 0);
 }
 
 /*
@@ -294,8 +297,10 @@ enum step_outcome step_compare(struct step *st, const char *snapshot, struct ste
     uint64_t size = snapshot ? oracle_snapshot_size(st->o, snapshot) : oracle_size(st->o);
     if (size > st->facts.size)
         size = st->facts.size;
-    for (uint64_t off = 0; off < size; off += st->io_cap) {
-        size_t n = size - off < st->io_cap ? (size_t)(size - off) : st->io_cap;
+    /* Pieces small enough that the compare finds the bytes the read left in the cache. */
+    size_t step = st->io_cap < COMPARE_PIECE ? st->io_cap : COMPARE_PIECE;
+    for (uint64_t off = 0; off < size; off += step) {
+        size_t n = size - off < step ? (size_t)(size - off) : step;
         enum step_outcome out = compare(st, snapshot, off, n, r);
         if (out != STEP_DONE)
             return out;
