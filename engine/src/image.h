@@ -67,7 +67,8 @@ struct qcow2_image {
     struct qcow2_image *backing;
     char *backing_path;
     struct qcow2_image *parent;     /* the image this one backs, while opening the chain */
-    char *real_path;                /* canonical name, to refuse a chain that loops */
+    char *real_path;                /* canonical name, to refuse a chain that loops (set by
+                                       the backing open: only a chain needs it) */
 };
 
 /* The image's file (io.c): every use of the backend by an open image goes through these. */
