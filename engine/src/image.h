@@ -54,6 +54,8 @@ struct qcow2_image {
     bool lazy_refcounts;            /* refcount writes need no ordering (dirty bit set) */
     bool refcounts_unflushed;       /* raised refcounts not yet known to be on disk */
     uint64_t writes_total;          /* host writes since the image was opened */
+    bool keep_dirty;                /* a failed operation left the dirty bit for the next open
+                                       to repair: closing must not clear it */
     uint64_t writes_unflushed;      /* host writes since the last flush ... */
     uint64_t refcount_writes_unflushed; /* ... and how many of them were refcount entries */
     uint64_t *freed;                /* clusters freed since the last flush, sorted: */

@@ -436,7 +436,7 @@ void qcow2_close(struct qcow2_image *img)
 {
     if (!img)
         return;
-    if (img->writable)
+    if (img->writable && !img->keep_dirty)
         image_mark_clean(img, NULL);
     qcow2_close(img->backing);
     qcow2_backend_destroy(img->backend);

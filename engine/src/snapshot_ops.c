@@ -276,7 +276,10 @@ static int bracket_begin(struct qcow2_image *img, struct dirty_bracket *b, struc
 static int bracket_end(struct qcow2_image *img, const struct dirty_bracket *b, int ret,
                        struct qcow2_error *err)
 {
-    if (!b->marked || (ret && img->writes_total != b->writes_after_mark))
+    /* The next open repairs what a failure midway left (lazy refcounts' dirty bit too). */
+    if (ret && img->writes_total != b->writes_after_mark)
+        img->keep_dirty = true;
+    if (!b->marked || img->keep_dirty)
         return ret;
     int cleared = image_mark_clean(img, ret ? NULL : err);
     return ret ? ret : cleared;
