@@ -457,7 +457,8 @@ static int run_once(struct fi *fi, enum fault_kind k, uint64_t n, const struct o
     if (!ret && *reached &&
         crash_judge_structure(fi->image, fi->log_path, c->qemu, &leaks, reason, sizeof(reason))) {
         fig->corruptions++;
-        crash_note(&fi->r->found, fi->out, "faultinject: N =", n, "crash-state-corruption", "%s: %s", what, reason);
+        crash_note(&fi->r->found, fi->out, "faultinject: N =", n, "crash-state-corruption",
+                   "%s: %s", what, reason);
     } else if (!ret && *reached) {
         struct qcow2_error err;
         uint64_t got_size = 0;
@@ -465,15 +466,15 @@ static int run_once(struct fi *fi, enum fault_kind k, uint64_t n, const struct o
             ret = crash_setup_failed(&fi->r->found, "out of memory");
         } else if (crash_qvet_read(fi->image, NULL, fi->got, fi->cap, &got_size, &err)) {
             fig->corruptions++;
-            crash_note(&fi->r->found, fi->out, "faultinject: N =", n, "crash-state-corruption", "%s: qvet cannot read it: %s", what,
-                        err.message);
+            crash_note(&fi->r->found, fi->out, "faultinject: N =", n, "crash-state-corruption",
+                       "%s: qvet cannot read it: %s", what, err.message);
         } else {
             judge_disk(fi, fig, n, what, st.o, failed, got_size);
         }
     }
     if (fi->r->found.failures_total && !fi->r->found.kept_image[0]) {
-        snprintf(fi->r->found.kept_image, sizeof(fi->r->found.kept_image), "%s/failed-%s-%" PRIu64 ".qcow2",
-                 c->dir, fault_kind_name(k), n);
+        snprintf(fi->r->found.kept_image, sizeof(fi->r->found.kept_image),
+                 "%s/failed-%s-%" PRIu64 ".qcow2", c->dir, fault_kind_name(k), n);
         if (rename(fi->image, fi->r->found.kept_image))
             fi->r->found.kept_image[0] = '\0';
     }
