@@ -10,7 +10,11 @@
 #   run.sh faultregress NAME one failure the faultinject found before its fix
 #   run.sh mutant PATCH      builds qvet with a planted ordering bug (tests/mutants/
 #                            order-*.patch, scripts/build-mutant.sh) and expects the
-#                            crashtest to find it (exit 1)
+#                            crashtest to find it (exit 1); with MUTANT_DIR, takes the
+#                            qvet that `run.sh mutants build` left there
+#   run.sh mutants build     builds every order-*.patch mutant into MUTANT_DIR/NAME/qvet
+#                            from one copy of the tree: one full build, then each patch
+#                            put in, only what it touches rebuilt, and taken out again
 # QVET is the qvet under test; each case works in a fresh directory under TMPDIR.
 set -uo pipefail
 . "$(dirname "$0")/../lib/qvet-test.sh"
@@ -118,6 +122,29 @@ case $mode in
       fail "faultregress $name" "exit $?" "$WORK/run/summary.json"
     fi
     ;;
+  mutants)
+    dir=${MUTANT_DIR:?MUTANT_DIR names where the mutants go}
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    tree=$dir/tree
+    previous=
+    for patch in "$ROOT"/tests/mutants/order-*.patch; do
+      m=$(basename "$patch" .patch)
+      if [ -z "$previous" ]; then
+        JOBS=${JOBS:-2} bash "$ROOT/scripts/build-mutant.sh" "$patch" "$tree" ||
+          { fail "mutants build" "$m does not build" "$tree/build.log"; continue; }
+      else
+        patch -s -R -p1 -d "$tree/src" < "$previous" &&
+          patch -s -p1 -d "$tree/src" < "$patch" &&
+          cmake --build "$tree/build" --target qvet -j "${JOBS:-2}" >"$tree/build.log" 2>&1 ||
+          { fail "mutants build" "$m does not build" "$tree/build.log"; break; }
+      fi
+      mkdir -p "$dir/$m"
+      cp "$tree/build/qvet" "$dir/$m/qvet"
+      pass "mutants build: $m"
+      previous=$patch
+    done
+    ;;
   mutant)
     patch=$ROOT/tests/mutants/$name.patch
     case $name in
@@ -126,10 +153,15 @@ case $mode in
       order-no-flush-before-header-switch) script="write 0 65536; flush; snapshot-create s1; flush" ;;
       *) echo "no mutant case $name"; exit 2 ;;
     esac
-    if ! JOBS=${JOBS:-2} bash "$ROOT/scripts/build-mutant.sh" "$patch" "$WORK/mutant"; then
+    mutant_qvet=$WORK/mutant/build/qvet
+    if [ -x "${MUTANT_DIR:-/nonexistent}/$name/qvet" ]; then
+      mutant_qvet=$MUTANT_DIR/$name/qvet
+    fi
+    if [ ! -x "$mutant_qvet" ] &&
+       ! JOBS=${JOBS:-2} bash "$ROOT/scripts/build-mutant.sh" "$patch" "$WORK/mutant"; then
       fail "mutant $name" "the mutant does not build" "$WORK/mutant/build.log"
     else
-      run_crashtest "$WORK/mutant/build/qvet" crashtest --dir "$WORK/run" --script "$script"
+      run_crashtest "$mutant_qvet" crashtest --dir "$WORK/run" --script "$script"
       status=$?
       if [ "$status" -eq 1 ]; then
         pass "mutant $name caught"
@@ -145,6 +177,6 @@ case $mode in
       fi
     fi
     ;;
-  *) echo "usage: run.sh regress|crash|fault|faultregress|mutant NAME"; exit 2 ;;
+  *) echo "usage: run.sh regress|crash|fault|faultregress|mutant NAME | mutants build"; exit 2 ;;
 esac
 finish
