@@ -437,6 +437,24 @@ static void state_read(const struct state *st, void *buf, size_t len, uint64_t o
     }
 }
 
+/*
+ * Whether `got` differs from known bytes [off, off+len), compared in place: *sector the
+ * first sector that does.
+ */
+static bool state_differs(const struct state *st, const uint8_t *got, size_t len,
+                          uint64_t off, uint64_t *sector)
+{
+    for (uint64_t end = off + len; off < end;) {
+        size_t n = piece(off, end);
+        const struct chunk *c = st->slots[SLOT_OF(off)].data;
+        if (oracle_first_mismatch(got, c ? c->bytes + IN_CHUNK(off) : zeros, n, off, sector))
+            return true;
+        got += n;
+        off += n;
+    }
+    return false;
+}
+
 /* Writes known bytes [off, off+len). */
 static int state_write(struct state *st, const void *buf, size_t len, uint64_t off)
 {
@@ -919,14 +937,12 @@ const char *oracle_path(const struct oracle *o)
     return o->path;
 }
 
+static int read_known(const struct oracle *o, const char *id, void *buf, size_t len,
+                      uint64_t off);
+
 int oracle_read(struct oracle *o, void *buf, size_t len, uint64_t off)
 {
-    if (!in_range(o->active.size, len, off))
-        return -EINVAL;
-    if (!in_range(o->active.known, len, off))
-        return -ENODATA;
-    state_read(&o->active, buf, len, off);
-    return 0;
+    return read_known(o, NULL, buf, len, off);
 }
 
 uint32_t oracle_sector_author(const struct oracle *o, uint64_t sector)
@@ -1217,18 +1233,44 @@ int oracle_snapshot_delete(struct oracle *o, const char *id)
     return ret;
 }
 
+/* The active state (id NULL) or snapshot id's, if [off, off+len) is known there. */
+static int known_state(const struct oracle *o, const char *id, size_t len, uint64_t off,
+                       const struct state **out)
+{
+    const struct snap *s = id ? find_snap(o, id, NULL) : NULL;
+    if (id && !s)
+        return -ENOENT;
+    const struct state *st = s ? &s->st : &o->active;
+    if (!in_range(st->size, len, off))
+        return -EINVAL;
+    if (!in_range(st->known, len, off))
+        return -ENODATA;
+    *out = st;
+    return 0;
+}
+
+static int read_known(const struct oracle *o, const char *id, void *buf, size_t len,
+                      uint64_t off)
+{
+    const struct state *st;
+    int ret = known_state(o, id, len, off, &st);
+    if (!ret)
+        state_read(st, buf, len, off);
+    return ret;
+}
+
 int oracle_snapshot_read(struct oracle *o, const char *id, void *buf, size_t len,
                          uint64_t off)
 {
-    const struct snap *s = find_snap(o, id, NULL);
-    if (!s)
-        return -ENOENT;
-    if (!in_range(s->st.size, len, off))
-        return -EINVAL;
-    if (!in_range(s->st.known, len, off))
-        return -ENODATA;
-    state_read(&s->st, buf, len, off);
-    return 0;
+    return id ? read_known(o, id, buf, len, off) : -ENOENT;
+}
+
+int oracle_compare(const struct oracle *o, const char *id, const void *got, size_t len,
+                   uint64_t off, uint64_t *sector)
+{
+    const struct state *st;
+    int ret = known_state(o, id, len, off, &st);
+    return ret ? ret : state_differs(st, got, len, off, sector);
 }
 
 uint64_t oracle_snapshot_size(const struct oracle *o, const char *id)
@@ -1265,6 +1307,8 @@ const char *oracle_snapshot_id(const struct oracle *o, uint32_t i)
 bool oracle_first_mismatch(const uint8_t *got, const uint8_t *want, size_t len, uint64_t off,
                            uint64_t *sector)
 {
+    if (!memcmp(got, want, len))
+        return false;
     size_t at = 0;
     while (at < len) {
         /* From here to the end of the sector holding guest byte off + at. */

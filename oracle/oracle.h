@@ -141,6 +141,15 @@ uint32_t oracle_snapshot_count(const struct oracle *o);
 const char *oracle_snapshot_id(const struct oracle *o, uint32_t i);
 
 /*
+ * Compares `got`, len bytes read at guest offset off of the active disk (id NULL) or of
+ * snapshot id, with what the oracle holds, in place (nothing is copied): 0 equal, 1
+ * different (*sector the first sector that differs, as oracle_first_mismatch says), or
+ * the errors of oracle_read and oracle_snapshot_read.
+ */
+int oracle_compare(const struct oracle *o, const char *id, const void *got, size_t len,
+                   uint64_t off, uint64_t *sector);
+
+/*
  * blkverify's comparison: the first 512-byte sector (absolute sector number, counted
  * from guest offset 0) where `got` (len bytes read at `off`) differs from `want`;
  * returns false when they are equal.

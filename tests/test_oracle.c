@@ -991,6 +991,40 @@ END_TEST
 
 /* ---- memory mode -------------------------------------------------------------------- */
 
+START_TEST(compare_in_place_finds_the_first_sector_that_differs)
+{
+    const uint64_t size = 256 * KiB;
+    struct oracle *o = make_mem(size, NULL, 0, &plain);
+    /* Bytes in the second chunk only: the first reads as zeros from no chunk at all. */
+    fill_bytes(o, 64 * KiB + 100, 1000, 0x5a, 1);
+    ck_assert_int_eq(oracle_snapshot_create(o, "s"), 0);
+    fill_bytes(o, 64 * KiB + 100, 1000, 0x77, 2);
+    uint8_t *got = calloc(1, size);
+    ck_assert_ptr_nonnull(got);
+    memset(got + 64 * KiB + 100, 0x77, 1000);
+    uint64_t sector = 0;
+    ck_assert_int_eq(oracle_compare(o, NULL, got, size, 0, &sector), 0);
+    ck_assert_int_eq(oracle_compare(o, "s", got, size, 0, &sector), 1);
+    ck_assert_uint_eq(sector, (64 * KiB + 100) / 512);
+    got[5000] = 1;
+    ck_assert_int_eq(oracle_compare(o, NULL, got, size, 0, &sector), 1);
+    ck_assert_uint_eq(sector, 5000 / 512);
+    ck_assert_int_eq(oracle_compare(o, NULL, got + 4608, 392, 4608, &sector), 0);
+    ck_assert_int_eq(oracle_compare(o, NULL, got + 4608, 393, 4608, &sector), 1);
+    ck_assert_uint_eq(sector, 9);
+    ck_assert_int_eq(oracle_compare(o, NULL, got, 1, size, &sector), -EINVAL);
+    ck_assert_int_eq(oracle_compare(o, "none", got, 1, 0, &sector), -ENOENT);
+    free(got);
+    oracle_close(o);
+
+    uint8_t initial[1024] = {0};
+    o = make_mem(4 * KiB, initial, sizeof(initial), &plain);
+    ck_assert_int_eq(oracle_compare(o, NULL, initial, 1024, 0, &sector), 0);
+    ck_assert_int_eq(oracle_compare(o, NULL, initial, 1024, 512, &sector), -ENODATA);
+    oracle_close(o);
+}
+END_TEST
+
 START_TEST(memory_mode_keeps_the_same_api)
 {
     const uint64_t size = 64 * KiB;
@@ -1465,6 +1499,16 @@ static void random_ops_match_a_model(struct oracle *o)
                           "op %u: read %llu+%llu differs at sector %llu", op,
                           (unsigned long long)off, (unsigned long long)len,
                           (unsigned long long)sector);
+            /* The in-place comparison agrees with the model, and sees one flipped byte. */
+            ck_assert_int_eq(oracle_compare(o, NULL, m.data + off, len, off, &sector), 0);
+            uint64_t flip = rnd() % len;
+            buf[flip] ^= 0x40;
+            int ret = oracle_compare(o, NULL, buf, len, off, &sector);
+            ck_assert_msg(ret == 1 && sector == (off + flip) / 512, "op %u: a byte flipped at "
+                          "%llu: expected 1 at sector %llu, got %d at %llu", op,
+                          (unsigned long long)(off + flip),
+                          (unsigned long long)((off + flip) / 512), ret,
+                          (unsigned long long)sector);
         } else if (kind < 85) {
             uint64_t ns = (1 + rnd() % (max / 512)) * 512;
             ck_assert_int_eq(oracle_resize(o, ns, op), 0);
@@ -1580,6 +1624,7 @@ int main(void)
 
     tc = tcase_create("memory");
     tcase_add_test(tc, memory_mode_keeps_the_same_api);
+    tcase_add_test(tc, compare_in_place_finds_the_first_sector_that_differs);
     tcase_add_test(tc, an_existing_image_is_known_as_far_as_given);
     tcase_add_test(tc, facts_are_checked);
     suite_add_tcase(s, tc);

@@ -3,14 +3,22 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "qcow2.h"
 
+/*
+ * The file's bytes live in one private anonymous mapping of max_len bytes (rounded up to
+ * pages) made at the start: growing never copies, and pages the file never reached cost
+ * nothing. Past `dirty` the mapping has never been written, so it reads as zeros.
+ */
 struct mem_backend {
     struct qcow2_backend base;
     uint8_t *data;
     size_t len;
-    size_t cap;
+    size_t dirty;               /* bytes [dirty, max_len) were never written: zeros */
+    size_t mapped;
     size_t max_len;
 };
 
@@ -30,30 +38,15 @@ static int mem_read(struct qcow2_backend *b, void *buf, size_t len, uint64_t off
     return 0;
 }
 
-static int mem_reserve(struct mem_backend *m, size_t want)
-{
-    if (want > m->max_len)
-        return -ENOSPC;
-    if (want <= m->cap)
-        return 0;
-    size_t cap = m->cap ? m->cap : 4096;
-    while (cap < want)
-        cap = cap > m->max_len / 2 ? m->max_len : cap * 2;
-    uint8_t *p = realloc(m->data, cap);
-    if (!p)
-        return -ENOMEM;
-    m->data = p;
-    m->cap = cap;
-    return 0;
-}
-
+/* A longer file reads as zeros past its old end; a shorter one forgets what it cut. */
 static int mem_set_length(struct mem_backend *m, size_t len)
 {
-    int ret = mem_reserve(m, len);
-    if (ret)
-        return ret;
-    if (len > m->len)
-        memset(m->data + m->len, 0, len - m->len);
+    if (len > m->max_len)
+        return -ENOSPC;
+    if (len > m->len && m->dirty > m->len)
+        memset(m->data + m->len, 0, (len < m->dirty ? len : m->dirty) - m->len);
+    if (len > m->dirty)
+        m->dirty = len;
     m->len = len;
     return 0;
 }
@@ -93,8 +86,10 @@ static int mem_size(struct qcow2_backend *b, uint64_t *size)
 
 static void mem_destroy(struct qcow2_backend *b)
 {
-    free(mem_of(b)->data);
-    free(b);
+    struct mem_backend *m = mem_of(b);
+    if (m->data)
+        munmap(m->data, m->mapped);
+    free(m);
 }
 
 static const struct qcow2_backend_ops mem_ops = {
@@ -116,12 +111,20 @@ int qcow2_backend_mem_new(const void *data, size_t len, size_t max_len,
         return -ENOMEM;
     m->base.ops = &mem_ops;
     m->max_len = max_len;
-    if (mem_set_length(m, len)) {
+    long page = sysconf(_SC_PAGESIZE);
+    size_t unit = page > 0 ? (size_t)page : 4096u;
+    m->mapped = max_len > SIZE_MAX - unit ? 0 : (max_len + unit) / unit * unit;
+    void *p = m->mapped ? mmap(NULL, m->mapped, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+                        : MAP_FAILED;
+    if (p == MAP_FAILED) {
         free(m);
         return -ENOMEM;
     }
+    m->data = p;
     if (len)
         memcpy(m->data, data, len);
+    m->len = m->dirty = len;
     *out = &m->base;
     return 0;
 }

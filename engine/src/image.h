@@ -53,6 +53,8 @@ struct qcow2_image {
     void *notice_ctx;
     bool lazy_refcounts;            /* refcount writes need no ordering (dirty bit set) */
     uint64_t writes_total;          /* host writes since the image was opened */
+    bool keep_dirty;                /* a failed operation left the dirty bit for the next open
+                                       to repair: closing must not clear it */
     uint64_t writes_unflushed;      /* host writes since the last flush */
     uint64_t *freed;                /* clusters freed since the last image_sync, sorted: */
     size_t n_freed, freed_cap;      /* the allocator keeps off them until the next one */
@@ -65,7 +67,8 @@ struct qcow2_image {
     struct qcow2_image *backing;
     char *backing_path;
     struct qcow2_image *parent;     /* the image this one backs, while opening the chain */
-    char *real_path;                /* canonical name, to refuse a chain that loops */
+    char *real_path;                /* canonical name, to refuse a chain that loops (set by
+                                       the backing open: only a chain needs it) */
 };
 
 /* The image's file (io.c): every use of the backend by an open image goes through these. */

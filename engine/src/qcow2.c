@@ -275,6 +275,9 @@ static int backing_open(struct qcow2_image *img, const struct qcow2_open_options
     if (depth + 1 >= QCOW2_MAX_BACKING_DEPTH)
         return image_error(img, err, -ELOOP, "backing file name", h->backing_file_offset,
                            "backing chain deeper than %u images", QCOW2_MAX_BACKING_DEPTH);
+    /* Only a loop needs canonical names: an image without a backing file never asks. */
+    if (!img->real_path)
+        img->real_path = realpath(img->name, NULL);
     char *real = realpath(img->backing_path, NULL);
     if (real && chain_contains(img, real)) {
         free(real);
@@ -374,7 +377,6 @@ int image_open(struct qcow2_backend *backend, const char *name,
     }
     img->backend = backend;
     img->name = strdup(name);
-    img->real_path = realpath(name, NULL);
     img->parent = parent;
     img->format = opts->format;
     img->selected_snapshot = -1;
@@ -438,7 +440,7 @@ void qcow2_close(struct qcow2_image *img)
     if (!img)
         return;
     /* Best effort: a caller that must know flushes first (qcow2_flush). */
-    if (img->writable && !image_sync(img, NULL))
+    if (img->writable && !image_sync(img, NULL) && !img->keep_dirty)
         image_mark_clean(img, NULL);
     qcow2_close(img->backing);
     qcow2_backend_destroy(img->backend);

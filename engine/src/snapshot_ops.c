@@ -269,7 +269,14 @@ static int bracket_begin(struct qcow2_image *img, struct dirty_bracket *b, struc
 static int bracket_end(struct qcow2_image *img, const struct dirty_bracket *b, int ret,
                        struct qcow2_error *err)
 {
-    if (!b->marked || (ret && img->writes_total != b->writes_after_mark))
+    /*
+     * The next open repairs what a host I/O or memory failure midway left (lazy
+     * refcounts' dirty bit too); a refusal undoes what it wrote and leaves no such mess.
+     */
+    bool midway = ret == -EIO || ret == -ENOSPC || ret == -EDQUOT || ret == -ENOMEM;
+    if (midway && img->writes_total != b->writes_after_mark)
+        img->keep_dirty = true;
+    if (!b->marked || img->keep_dirty)
         return ret;
     int cleared = image_mark_clean(img, ret ? NULL : err);
     return ret ? ret : cleared;

@@ -62,17 +62,19 @@ const char cmd_crashtest_help[] =
 const char cmd_faultinject_help[] =
     "usage: qvet faultinject [OPTIONS]\n"
     "\n"
-    "Runs a fixed workload (the crashtest's, without snapshot apply) again and again on a\n"
-    "new image, with the Nth host I/O of a kind failing, for N = 0, 1, ... until a run\n"
-    "completes without reaching it: read errors, write errors, ENOSPC, short writes (the\n"
-    "first half stored) and flush errors. The op that meets the fault must report an\n"
-    "error (never success), the engine must not crash; after closing and reopening, the\n"
+    "Runs a fixed workload (the crashtest's, with reads, reopens and resizes added) again\n"
+    "and again on a new image, with the Nth host I/O of a kind failing, for N = 0, 1, ...\n"
+    "until a run completes without reaching it: read errors, write errors, ENOSPC, short\n"
+    "writes (the first half stored) and flush errors. The op that meets the fault must\n"
+    "report an error (never success), the engine must not crash; after closing and\n"
+    "reopening, the\n"
     "image must open read-write, pass qvet's check and qemu-img check without corruption\n"
     "(leaks are counted), every op acknowledged before reads back, and each sector of the\n"
-    "failed op holds its old or its new data. Faults are named by the step that broke, in\n"
-    "the engine's terms (data write, L2 update, L2 table allocation, refcount block\n"
-    "update or allocation, reftable growth, L1 growth, snapshot table write, header\n"
-    "update, flush).\n"
+    "failed data op holds its old or its new data (any other op: the whole disk before\n"
+    "or after it). Faults are named by the step that broke, in the engine's terms (data\n"
+    "write, L2 update, L2 table allocation, refcount block update or allocation, reftable\n"
+    "growth, L1 growth, snapshot table write, header update, flush; reads by what they\n"
+    "read); the last line names the points not reached.\n"
     "\n"
     "  --config NAME      as qvet crashtest (--list-configs); default default\n"
     "  -o OPTIONS         more qvet create options; may be repeated\n"
@@ -82,6 +84,8 @@ const char cmd_faultinject_help[] =
     "                     (default all)\n"
     "  --max-runs N       at most N runs per kind of fault, 0: no bound (default 0)\n"
     "  --fail-at N        only the run where I/O N fails (what a reproduce line does)\n"
+    "  --armed-from-op K  count (and fail) only the I/Os of op K and later: a long start\n"
+    "                     runs untouched, so that a late step (reftable growth) is cheap\n"
     "  --list-configs     the configurations, one a line\n"
     "  --no-qemu          judge with qvet only\n"
     "  --dir DIR          work in DIR (default: a new reports/faultinject/run-NNNN)\n"
@@ -259,6 +263,7 @@ static int parse_args(const char *cmd, bool crash, int argc, char **argv, struct
         { "faults", required_argument, NULL, 'F' },
         { "max-runs", required_argument, NULL, 'R' },
         { "fail-at", required_argument, NULL, 'A' },
+        { "armed-from-op", required_argument, NULL, 'O' },
         { "no-qemu", no_argument, NULL, 'Q' },
         { "dir", required_argument, NULL, 'd' },
         { "list-configs", no_argument, NULL, 'L' },
@@ -327,6 +332,12 @@ static int parse_args(const char *cmd, bool crash, int argc, char **argv, struct
             if (!parse_count(optarg, &v) || v > INT64_MAX)
                 return USAGE(cmd, "%s takes a number, not '%s'", argv[optind - 2], optarg);
             c->only_state = (int64_t)v;
+            break;
+        case 'O':
+            if (!parse_count(optarg, &v) || !v || v > 100000)
+                return USAGE(cmd, "--armed-from-op takes an op number from 1 to 100000, not "
+                             "'%s'", optarg);
+            c->armed_from_op = (uint32_t)v;
             break;
         case 'F':
             if (!parse_fault_kinds(optarg, &a->fault_kinds))
@@ -463,7 +474,12 @@ int cmd_faultinject(int argc, char **argv)
     printf("fault points:");
     for (size_t i = 0; i < r->n_points; i++)
         printf("%s %s %" PRIu64, i ? "," : "", r->points[i].name, r->points[i].count);
-    printf("\n");
+    printf("\nfault points not reached:");
+    size_t missed = 0;
+    for (size_t i = 0; fault_named_point(i); i++)
+        if (!fault_point_count(r, fault_named_point(i)))
+            printf("%s %s", missed++ ? "," : "", fault_named_point(i));
+    printf("%s\n", missed ? "" : " none");
     struct summary sm = {
         .tool = "faultinject", .c = &c, .status = status, .argc = argc, .argv = argv,
         .found = &r->found,

@@ -54,6 +54,7 @@ struct crash_config {
     unsigned tears;                 /* torn writes per interval */
     uint64_t max_states;            /* states judged at most (0: no bound) */
     int64_t only_state;             /* judge just this state (-1: all) */
+    uint32_t armed_from_op;         /* faultinject: I/Os count from this op on (0, 1: all) */
     bool qemu;                      /* QEMU judges too (qemu-img check, convert) */
     char dir[512];                  /* the work directory (exists) */
     const char *preset;             /* the preset's name, for the report */
@@ -136,7 +137,16 @@ struct fault_result {
 };
 
 /*
- * Runs the workload of `c` (its script, or c->ops generated ops without snapshot apply)
+ * The fault points every faultinject over the configurations together must reach, by
+ * index (NULL past the last), and how often a result reached one ("metadata read": any
+ * read but of data).
+ */
+const char *fault_named_point(size_t i);
+uint64_t fault_point_count(const struct fault_result *r, const char *name);
+
+/*
+ * Runs the workload of `c` (its script, or c->ops generated ops, the configuration's mix
+ * with reads, reopens and resizes added)
  * once per N and fault kind in `kinds` (a mask of 1 << enum fault_kind), with the Nth
  * host I/O of that kind failing (c->only_state: only that N), until a run completes
  * without reaching it. The op that meets the fault must fail; after closing and
@@ -160,9 +170,16 @@ int crash_run_tool(const char *log_path, char *const argv[]);
 int crash_judge_structure(const char *path, const char *log_path, bool qemu, bool *leaks,
                           char *reason, size_t cap);
 
-/* Reads the disk (or a snapshot) through qvet into buf (len bytes, zeros past the end). */
+/*
+ * Reads the disk (or a snapshot) through qvet into buf (len bytes, zeros past the end);
+ * *disk_size (when not NULL) the disk's size.
+ */
 struct qcow2_error;
 int crash_qvet_read(const char *path, const char *snapshot, uint8_t *buf, uint64_t len,
-                    struct qcow2_error *err);
+                    uint64_t *disk_size, struct qcow2_error *err);
+
+/* Resolves a generated snapshot name "#K" (the K-th snapshot the oracle holds) to its id. */
+struct oracle;
+void crash_resolve_snapshot(const struct oracle *o, struct op *op);
 
 #endif

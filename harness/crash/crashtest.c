@@ -223,6 +223,7 @@ int crash_workload(const struct crash_config *c, uint64_t cs, struct op **ops, s
     }
     uint64_t rng = c->seed;
     unsigned snapshots = 0, next_name = 1;
+    uint64_t size = c->size;            /* the disk's size as the resizes so far left it */
     for (uint32_t i = 0; i < c->ops; i++) {
         struct op *op = &(*ops)[i];
         op->n = i + 1;
@@ -252,8 +253,13 @@ int crash_workload(const struct crash_config *c, uint64_t cs, struct op **ops, s
             break;
         case OP_FLUSH:
             break;
+        case OP_RESIZE:
+            /* Whole clusters, from one cluster to twice the first size: shrinks and grows. */
+            size = cs * (1 + below(&rng, 2 * c->size / cs));
+            op->len = size;
+            break;
         default:
-            pick_range(&rng, c->size, cs, op);
+            pick_range(&rng, size, cs, op);
             break;
         }
     }
@@ -328,8 +334,7 @@ static int read_file(const char *path, uint8_t *buf, uint64_t len)
     return ret;
 }
 
-/* Resolves a generated "#K" (the K-th snapshot the oracle holds) to its id. */
-static void resolve_snapshot(struct oracle *o, struct op *op)
+void crash_resolve_snapshot(const struct oracle *o, struct op *op)
 {
     if (op->snapshot[0] != '#')
         return;
@@ -427,7 +432,7 @@ static int run_workload(struct run *run, const struct op *ops, size_t n)
     for (size_t i = 0; i < n && !ret; i++) {
         struct op_record *rec = &run->ops[i];
         rec->op = ops[i];
-        resolve_snapshot(st.o, &rec->op);
+        crash_resolve_snapshot(st.o, &rec->op);
         rec->ev_start = run->rec.count;
         struct step_result sr;
         rec->outcome = step_run(&st, &rec->op, &sr);
@@ -580,7 +585,7 @@ static bool judge_disk(struct run *run, const struct expectation *x, uint64_t st
 }
 
 int crash_qvet_read(const char *path, const char *snapshot, uint8_t *buf, uint64_t len,
-                    struct qcow2_error *err)
+                    uint64_t *disk_size, struct qcow2_error *err)
 {
     struct qcow2_open_options o = { .no_locks = true, .snapshot = snapshot };
     struct qcow2_image *img;
@@ -588,6 +593,8 @@ int crash_qvet_read(const char *path, const char *snapshot, uint8_t *buf, uint64
     if (ret)
         return ret;
     uint64_t size = qcow2_virtual_size(img);
+    if (disk_size)
+        *disk_size = size;
     memset(buf, 0, len);
     ret = qcow2_pread(img, buf, size < len ? size : len, 0, err);
     qcow2_close(img);
@@ -685,7 +692,7 @@ static bool judge_snapshots(struct run *run, const struct expectation *x, uint64
             continue;
         struct expectation sx = { .flushed = o->snapshot, .flush_op = x->flush_op };
         struct qcow2_error err;
-        if (crash_qvet_read(run->state_path, o->snapshot_id, run->got, run->size, &err)) {
+        if (crash_qvet_read(run->state_path, o->snapshot_id, run->got, run->size, NULL, &err)) {
             run->r->lost_bytes += run->size;
             crash_note(&run->r->found, run->out, "crashtest: state", state, "lost-flushed-bytes", "snapshot %s, flushed, is gone for "
                         "qvet: %s", o->snapshot_id, err.message);
@@ -739,7 +746,7 @@ static int judge(struct run *run, const struct expectation *x, uint64_t state,
     bool leaks = false;
     if (judge_structure(run, state, &leaks)) {
         struct qcow2_error err;
-        if (crash_qvet_read(run->state_path, NULL, run->got, run->size, &err)) {
+        if (crash_qvet_read(run->state_path, NULL, run->got, run->size, NULL, &err)) {
             r->corruptions++;
             crash_note(&run->r->found, run->out, "crashtest: state", state, "crash-state-corruption", "qvet cannot read it: %s",
                         err.message);

@@ -7,6 +7,8 @@
 
 #include "step.h"
 
+#define COMPARE_PIECE (256u << 10)
+
 static enum step_outcome end(struct step_result *r, enum step_outcome outcome, int error)
 {
     r->outcome = outcome;
@@ -70,15 +72,16 @@ static enum step_outcome compare(struct step *st, const char *snapshot, uint64_t
                        : t->ops->read(t, st->buf, len, off);
     if (ret)
         return end(r, STEP_TARGET_FAILED, ret);
-    ret = snapshot ? oracle_snapshot_read(st->o, snapshot, st->want, len, off)
-                   : oracle_read(st->o, st->want, len, off);
-    if (ret)
-        return end(r, STEP_ORACLE_FAILED, ret);
     r->off = off;
     r->len = len;
-    if (oracle_first_mismatch(st->buf, st->want, len, off, &r->sector))
-        return end(r, STEP_DIVERGED, 0);
-    return end(r, STEP_DONE, 0);
+    /* In place: the oracle's bytes are copied out only for the report of a difference. */
+    ret = oracle_compare(st->o, snapshot, st->buf, len, off, &r->sector);
+    if (ret == 1)
+        ret = snapshot ? oracle_snapshot_read(st->o, snapshot, st->want, len, off)
+                       : oracle_read(st->o, st->want, len, off);
+    else if (!ret)
+        return end(r, STEP_DONE, 0);
+    return ret ? end(r, STEP_ORACLE_FAILED, ret) : end(r, STEP_DIVERGED, 0);
 }
 
 /*
@@ -316,15 +319,17 @@ enum step_outcome step_compare(struct step *st, const char *snapshot, struct ste
     /*
      * The first piece is another odd number of clusters each time: pieces of io_cap from 0
      * would meet the disk's boundaries (a backing file's end, L2 ranges) only at their
-     * ends. Whole clusters, as a target may need its I/O aligned (QEMU's compress filter).
+     * ends. Whole clusters, as a target may need its I/O aligned (QEMU's compress filter);
+     * pieces small enough that the compare finds the bytes the read left in the cache.
      */
+    size_t step = st->io_cap < COMPARE_PIECE ? st->io_cap : COMPARE_PIECE;
     uint64_t cs = st->facts.oracle.cluster_size ? st->facts.oracle.cluster_size : ORACLE_SECTOR;
-    uint64_t pairs = st->io_cap / cs / 2;
+    uint64_t pairs = step / cs / 2;
     uint64_t split = pairs ? (1 + 2 * ((uint64_t)st->full_reads * 2654435761u % pairs)) * cs
-                           : st->io_cap;
+                           : step;
     st->full_reads++;
     for (uint64_t off = 0; off < size;) {
-        uint64_t want = off ? st->io_cap : split;
+        uint64_t want = off ? step : split;
         size_t n = size - off < want ? (size_t)(size - off) : (size_t)want;
         enum step_outcome out = compare(st, snapshot, off, n, r);
         if (out != STEP_DONE)

@@ -66,9 +66,9 @@ enum step_outcome step_run(struct step *st, const struct op *op, struct step_res
 
 /*
  * The whole disk (snapshot NULL) or a snapshot, as far as the current disk reaches (QEMU
- * reads a snapshot at the active size), against the oracle, io_cap bytes at a time:
- * STEP_DONE, STEP_DIVERGED, STEP_TARGET_FAILED or STEP_ORACLE_FAILED (STEP_SKIPPED for a
- * snapshot of a target that cannot read snapshots).
+ * reads a snapshot at the active size), against the oracle, 256 KiB (at most io_cap) at
+ * a time: STEP_DONE, STEP_DIVERGED, STEP_TARGET_FAILED or STEP_ORACLE_FAILED
+ * (STEP_SKIPPED for a snapshot of a target that cannot read snapshots).
  */
 enum step_outcome step_compare(struct step *st, const char *snapshot, struct step_result *r);
 
