@@ -2,6 +2,7 @@
 #include "cache.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ struct cache_slot {
     uint32_t dirty_start;           /* bytes [dirty_start, dirty_end) await writing; */
     uint32_t dirty_end;             /* dirty_end == 0: clean */
     bool valid;
+    bool fresh;                     /* installed dirty: a new table, never written yet */
 };
 
 struct cache {
@@ -28,6 +30,7 @@ struct cache {
     uint64_t clock;
     uint32_t last_hit;              /* most reads hit the same table as the one before */
     const char *structure;
+    char update_structure[48];      /* a write of changed entries of a table on disk */
     struct cache *depends_on;       /* written back (and flushed) before this cache writes */
     struct cache_slot *slots;
     uint32_t *buckets;
@@ -61,6 +64,7 @@ int cache_new(uint32_t slots, uint32_t table_bytes, const char *structure, struc
     c->slot_count = slots;
     c->table_bytes = table_bytes;
     c->structure = structure;
+    snprintf(c->update_structure, sizeof(c->update_structure), "%s entry", structure);
     c->bucket_mask = buckets - 1;
     c->last_hit = NO_SLOT;
     *out = c;
@@ -93,9 +97,13 @@ static void mark_clean(struct cache *c, uint32_t i)
         c->slots[i].dirty_start = c->slots[i].dirty_end = 0;
         c->dirty_count--;
     }
+    c->slots[i].fresh = false;
 }
 
-/* Writes slot i's dirty bytes, whole sectors of them. */
+/*
+ * Writes slot i's dirty bytes, whole sectors of them, named (for errors and fault points)
+ * as a new table or as an update of entries.
+ */
 static int write_slot(struct cache *c, struct qcow2_image *img, uint32_t i,
                       struct qcow2_error *err)
 {
@@ -103,7 +111,7 @@ static int write_slot(struct cache *c, struct qcow2_image *img, uint32_t i,
     uint32_t start = s->dirty_start & ~(SECTOR - 1);
     uint32_t end = (uint32_t)QVET_MIN(round_up_u64(s->dirty_end, SECTOR), c->table_bytes);
     int ret = image_write(img, slot_data(c, i) + start, end - start, s->offset + start,
-                          c->structure, err);
+                          s->fresh ? c->structure : c->update_structure, err);
     if (!ret)
         mark_clean(c, i);
     return ret;
@@ -267,10 +275,12 @@ int cache_install(struct cache *c, struct qcow2_image *img, uint64_t offset,
         publish(c, i, offset);
     }
     memcpy(slot_data(c, i), data, c->table_bytes);
-    if (dirty)
+    if (dirty) {
         cache_mark_dirty(c, offset, 0, c->table_bytes);
-    else
+        c->slots[i].fresh = true;
+    } else {
         mark_clean(c, i);
+    }
     return 0;
 }
 

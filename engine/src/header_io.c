@@ -61,6 +61,19 @@ int header_switch_table(struct qcow2_image *img, enum header_table which, const 
     return ret ? ret : image_flush(img, err);
 }
 
+bool header_table_is_at(const struct qcow2_image *img, enum header_table which, uint64_t at)
+{
+    switch (which) {
+    case HEADER_TABLE_L1:
+        return img->hdr.l1_table_offset == at;
+    case HEADER_TABLE_REFCOUNT:
+        return img->hdr.refcount_table_offset == at;
+    case HEADER_TABLE_SNAPSHOTS:
+        return img->hdr.snapshots_offset == at;
+    }
+    return false;
+}
+
 /* Writes a u64 field and, when `flush`, flushes it; *mirror (img->hdr's copy) follows. */
 static int write_u64_field(struct qcow2_image *img, uint64_t at, uint64_t value, bool flush,
                            uint64_t *mirror, struct qcow2_error *err)

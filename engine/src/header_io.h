@@ -27,6 +27,14 @@ enum header_table {
  * switched to (at, count), flushed. Freeing the old copy is the caller's (after it has
  * installed the new one in memory), since this layer sits below the allocator.
  */
+/*
+ * Whether the header (as last written without error) names the table `which` at `at`.
+ * After header_switch_table failed it says how far it came: when the header was switched
+ * and only the flush after it failed, the disk may name either copy, so the caller keeps
+ * both allocated (a leak, not a corruption) and uses the new one from then on.
+ */
+bool header_table_is_at(const struct qcow2_image *img, enum header_table which, uint64_t at);
+
 int header_switch_table(struct qcow2_image *img, enum header_table which, const void *table,
                         size_t len, uint64_t at, uint64_t count, const char *structure,
                         struct qcow2_error *err);

@@ -60,7 +60,8 @@ int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error 
         ret = header_switch_table(img, HEADER_TABLE_L1, raw, bytes, at, entries,
                                   "active L1 table", err);
     free(raw);
-    if (ret) {
+    bool switched = ret && allocated && header_table_is_at(img, HEADER_TABLE_L1, at);
+    if (ret && !switched) {
         if (allocated)
             refcount_add_range(img, at, bytes, -1, NULL);
         free(l1);
@@ -70,6 +71,8 @@ int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error 
     img->l1 = l1;
     img->l1_size = entries;
     img->l1_offset = at;
+    if (switched)
+        return ret;
     return old_bytes ? refcount_add_range(img, old, old_bytes, -1, err) : 0;
 }
 

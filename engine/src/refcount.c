@@ -541,13 +541,16 @@ static int grow_reftable(struct qcow2_image *img, uint64_t min_entries, struct q
         ret = header_switch_table(img, HEADER_TABLE_REFCOUNT, raw, table_clusters * cs,
                                   area << cb, table_clusters, "refcount table", err);
     free(raw);
-    if (ret) {
+    bool switched = ret && header_table_is_at(img, HEADER_TABLE_REFCOUNT, area << cb);
+    if (ret && !switched) {
         free(table);
         return ret;
     }
     free(img->reftable);
     img->reftable = table;
     img->reftable_size = (uint32_t)entries;
+    if (switched)
+        return ret;
     return refcount_add_range(img, old_offset, old_clusters * cs, -1, err);
 }
 

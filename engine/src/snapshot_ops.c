@@ -177,10 +177,15 @@ static int refresh_copied_flags(struct qcow2_image *img, struct qcow2_error *err
     return 0;
 }
 
-/* Writes `t` to fresh clusters, switches the header to it, frees the old table. */
-static int replace_table(struct qcow2_image *img, struct snapshot_table *t,
+/*
+ * Writes `t` to fresh clusters, switches the header to it, frees the old table. On a
+ * failure, *switched says the header was switched (only the flush after it failed): `t`
+ * is the table from then on, and the old one stays allocated, as the disk may name it.
+ */
+static int replace_table(struct qcow2_image *img, struct snapshot_table *t, bool *switched,
                          struct qcow2_error *err)
 {
+    *switched = false;
     uint64_t cs = img->cluster_size;
     uint64_t bytes = snapshot_table_size(t);
     uint64_t at = 0;
@@ -199,10 +204,13 @@ static int replace_table(struct qcow2_image *img, struct snapshot_table *t,
         ret = header_switch_table(img, HEADER_TABLE_SNAPSHOTS, buf, bytes, at, t->count,
                                   "snapshot table", err);
     free(buf);
-    if (ret)
+    *switched = ret && old != at && header_table_is_at(img, HEADER_TABLE_SNAPSHOTS, at);
+    if (ret && !*switched)
         return ret;
     uint64_t old_bytes = img->snapshots.bytes;
     t->bytes = bytes;
+    if (*switched)
+        return ret;
     return old_bytes && old ? refcount_add_range(img, old, old_bytes, -1, err) : 0;
 }
 
@@ -352,8 +360,9 @@ static int snapshot_create(struct qcow2_image *img, const char *name, struct qco
                            "out of memory");
     }
     t->count++;
-    ret = replace_table(img, t, err);
-    if (ret) {
+    bool switched;
+    ret = replace_table(img, t, &switched, err);
+    if (ret && !switched) {
         t->count--;
         free(s->id);
         free(s->name);
@@ -490,15 +499,18 @@ static int snapshot_delete(struct qcow2_image *img, uint32_t i, struct qcow2_err
     }
     memmove(&t->entries[i], &t->entries[i + 1], (t->count - (uint32_t)i - 1) * sizeof(gone));
     t->count--;
-    ret = replace_table(img, t, err);
-    if (ret) {
+    bool switched;
+    ret = replace_table(img, t, &switched, err);
+    if (ret && !switched) {
         memmove(&t->entries[i + 1], &t->entries[i], (t->count - i) * sizeof(gone));
         t->entries[i] = gone;
         t->count++;
         free(snap_l1);
         return ret;
     }
-    ret = add_to_tree(img, snap_l1, gone.l1_size, -1, err);
+    /* Switched with its flush failed: the disk may still name the snapshot, so keep all. */
+    if (!ret)
+        ret = add_to_tree(img, snap_l1, gone.l1_size, -1, err);
     uint64_t l1_bytes = round_up_u64((uint64_t)gone.l1_size * 8, img->cluster_size);
     if (!ret && l1_bytes)
         ret = refcount_add_range(img, gone.l1_table_offset, l1_bytes, -1, err);

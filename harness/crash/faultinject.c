@@ -36,6 +36,7 @@ static const struct {
     { "L1 table entry", "L1 update" },
     { "active L1 table", "L1 growth" },
     { "refcount block", "refcount block update or allocation" },
+    { "refcount block entry", "refcount block update or allocation" },
     { "refcount table entry", "refcount table update" },
     { "refcount table", "reftable growth" },
     { "snapshot table", "snapshot table write" },

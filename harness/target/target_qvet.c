@@ -215,8 +215,11 @@ static int qvet_reopen(struct target *t)
     struct qvet_target *q = qt(t);
     struct qcow2_error err;
     struct qcow2_backend *copy = NULL;
-    /* The copy must hold what a clean close writes: the metadata cache, written back. */
-    int ret = q->in_memory ? qcow2_flush(q->img, &err) : 0;
+    /*
+     * A clean close writes the metadata cache back, but cannot say that it failed: the
+     * flush first reports it (and the in-memory copy holds what the close would write).
+     */
+    int ret = qcow2_flush(q->img, &err);
     if (ret)
         return result(t, ret, &err);
     if (q->in_memory && copy_of_file(q, &copy, &err))
