@@ -494,7 +494,7 @@ START_TEST(backend_write_failures_are_reported)
         /* Cluster 0 fits, the refcount table and block (clusters 1-2) do not. */
         { "size=1G", 100 * KiB, "refcount table", 64 * KiB },
         /* Everything but the L1 table (from cluster 3, 256 KiB for 16 TiB) fits. */
-        { "size=16T", 256 * KiB, "L1 table", 192 * KiB },
+        { "size=16T", 256 * KiB, "active L1 table", 192 * KiB },
         /* Preallocation runs out of room among the L2 tables and data clusters. */
         { "size=1G,preallocation=metadata", 1 * MiB, NULL, 0 },
     };

@@ -27,6 +27,10 @@ int image_write_l1_entry(struct qcow2_image *img, uint64_t index, uint64_t value
     return ret;
 }
 
+/*
+ * As QEMU, only the entries are written, not the rest of their last cluster: a file that
+ * ends in the table ends where qemu-img's does.
+ */
 int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error *err)
 {
     if (entries <= img->l1_size)
@@ -52,7 +56,7 @@ int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error 
     }
     uint64_t old = img->l1_offset, old_bytes = round_up_u64((uint64_t)img->l1_size * 8, cs);
     if (!ret)
-        ret = header_switch_table(img, HEADER_TABLE_L1, raw, bytes, at, entries,
+        ret = header_switch_table(img, HEADER_TABLE_L1, raw, (size_t)entries * 8, at, entries,
                                   "active L1 table", err);
     free(raw);
     if (ret) {
