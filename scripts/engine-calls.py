@@ -50,7 +50,8 @@ OWNED_SYMBOLS = {
     "refcount entries and the allocator": (
         {"refcount.c"},
         {"refcount_set", "refcount_add_range", "refcount_alloc", "refcount_alloc_at",
-         "refcount_write_block", "refcount_first_fit", "refcount_get_for_check"},
+         "refcount_area", "refcount_write_block", "refcount_first_fit",
+         "refcount_get_for_check"},
         {"l1.c", "write.c", "snapshot_ops.c", "check_snapshots.c", "check_repair.c",
          "create.c"}),
     "header fields and table switches": (

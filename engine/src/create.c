@@ -53,6 +53,8 @@
  * request limit (and so the largest run of data clusters allocated at once).
  */
 #define CREATE_MAX_REQUEST_BYTES 0x7FFFFFFFull
+/* falloc and full write their zeros in pieces of this size. */
+#define CREATE_ZERO_CHUNK (1u << 20)
 
 /* ------------------------------------------------------------------------------------ */
 /* Sizes                                                                                 */
@@ -253,11 +255,10 @@ static int create_set_option(struct qcow2_create_options *o, const char *key,
             o->preallocation = QCOW2_PREALLOC_OFF;
         else if (value && !strcmp(value, "metadata"))
             o->preallocation = QCOW2_PREALLOC_METADATA;
-        else if (value && (!strcmp(value, "falloc") || !strcmp(value, "full")))
-            return create_option_error(err, -ENOTSUP,
-                                       "preallocation=%s is not supported by qvet (off and "
-                                       "metadata are)",
-                                       value);
+        else if (value && !strcmp(value, "falloc"))
+            o->preallocation = QCOW2_PREALLOC_FALLOC;
+        else if (value && !strcmp(value, "full"))
+            o->preallocation = QCOW2_PREALLOC_FULL;
         else
             return create_option_error(err, -EINVAL,
                                        "preallocation=%s: expected off, metadata, falloc "
@@ -368,7 +369,7 @@ struct create_plan {
     bool lazy_refcounts;
     bool extended_l2;
     enum qcow2_compression compression;
-    bool preallocate;
+    enum qcow2_preallocation preallocation;
     uint64_t size;                  /* rounded up to 512 */
     uint32_t l1_size;
     const char *backing_file;
@@ -469,11 +470,10 @@ static int create_validate(const struct qcow2_create_options *o, const char *nam
     if (o->compression == QCOW2_COMPRESSION_ZSTD && o->version < 3)
         return create_error_about(err, -EINVAL, name,
                                   "compression_type=zstd needs compat=1.1 (v3)");
-    if (o->preallocation != QCOW2_PREALLOC_OFF &&
-        o->preallocation != QCOW2_PREALLOC_METADATA)
-        return create_error_about(err, -ENOTSUP, name,
-                                  "preallocation mode %d is not supported (off and "
-                                  "metadata are)",
+    if ((unsigned)o->preallocation > QCOW2_PREALLOC_FULL)
+        return create_error_about(err, -EINVAL, name,
+                                  "preallocation mode %d does not exist (off, metadata, "
+                                  "falloc or full)",
                                   (int)o->preallocation);
     if (o->backing_format && !o->backing_file)
         return create_error_about(err, -EINVAL, name,
@@ -503,10 +503,12 @@ static int create_validate(const struct qcow2_create_options *o, const char *nam
                                       " bytes, more than cluster 0 (%" PRIu32 " bytes)",
                                       need, cs);
     }
-    if (o->preallocation == QCOW2_PREALLOC_METADATA && o->backing_file && !o->extended_l2)
+    static const char *const prealloc_names[] = { "off", "metadata", "falloc", "full" };
+    if (o->preallocation != QCOW2_PREALLOC_OFF && o->backing_file && !o->extended_l2)
         return create_error_about(err, -EINVAL, name,
-                                  "preallocation=metadata with a backing file needs "
-                                  "extended_l2=on");
+                                  "preallocation=%s with a backing file needs "
+                                  "extended_l2=on",
+                                  prealloc_names[o->preallocation]);
     bool has_size = o->has_size || o->size;
     if (!has_size && !o->backing_file)
         return create_error_about(err, -EINVAL, name,
@@ -590,7 +592,7 @@ static void create_plan_from(const struct qcow2_create_options *o, struct create
     p->lazy_refcounts = o->lazy_refcounts;
     p->extended_l2 = o->extended_l2;
     p->compression = o->compression;
-    p->preallocate = o->preallocation == QCOW2_PREALLOC_METADATA;
+    p->preallocation = o->preallocation;
     p->size = round_up_u64(size, 512);
     uint32_t shift = p->cluster_bits + p->cluster_bits - (p->extended_l2 ? 4u : 3u);
     p->l1_size = (uint32_t)((p->size >> shift) + ((p->size & ((1ull << shift) - 1)) != 0));
@@ -914,6 +916,67 @@ static int create_preallocate(struct create_prealloc *pa, uint64_t size)
     return end > img->file_size ? image_truncate(img, end, pa->err) : 0;
 }
 
+/* Writes zeros over the `bytes` from `off` (falloc and full preallocation). */
+static int create_write_zeros(struct qcow2_image *img, uint64_t off, uint64_t bytes,
+                              struct qcow2_error *err)
+{
+    size_t chunk = (size_t)QVET_MIN(bytes, (uint64_t)CREATE_ZERO_CHUNK);
+    uint8_t *zeros = chunk ? calloc(1, chunk) : NULL;
+    if (chunk && !zeros)
+        return image_error(img, err, -ENOMEM, "data cluster", off, "out of memory");
+    int ret = 0;
+    for (uint64_t done = 0; done < bytes && !ret; done += chunk) {
+        size_t len = (size_t)QVET_MIN((uint64_t)chunk, bytes - done);
+        ret = image_write(img, zeros, len, off + done, "data cluster", err);
+    }
+    free(zeros);
+    return ret;
+}
+
+/*
+ * preallocation=falloc and full, as QEMU's truncate does them: refcount structures that
+ * cover the data clusters and their L2 tables go past the last cluster in use (a new
+ * refcount table of exactly the size needed), the data clusters follow them in one run,
+ * which is written, and then the run is mapped, the L2 tables taken as it goes.
+ */
+static int create_preallocate_data(struct create_prealloc *pa, uint64_t size)
+{
+    struct qcow2_image *img = pa->img;
+    uint32_t cb = img->geo.cluster_bits, l2_bits = geometry_l2_bits(&img->geo);
+    uint64_t cs = img->cluster_size, per_l2 = 1ull << l2_bits;
+    uint64_t used, start, got;
+    int ret = refcount_used_length(img, &used, pa->err);
+    if (ret)
+        return ret;
+    uint64_t data = round_up_u64(size, cs) >> cb;
+    /* One L2 table more, for a head or tail not aligned to one (QEMU's estimate). */
+    uint64_t l2_tables = create_div_round_up(data, per_l2) + 1;
+    ret = refcount_area(img, used >> cb, data + l2_tables, true, 0, 0, &start, pa->err);
+    if (!ret)
+        ret = refcount_alloc_at(img, start << cb, data, &got, pa->err);
+    if (!ret && got != data)
+        ret = image_error(img, pa->err, -EIO, "data cluster", start << cb,
+                          "internal: only %" PRIu64 " of the %" PRIu64 " clusters after the "
+                          "new refcount structures are free", got, data);
+    if (!ret)
+        ret = create_write_zeros(img, start << cb, data << cb, pa->err);
+    uint64_t guest = 0, host = start << cb;
+    while (!ret && data) {
+        uint64_t index = (guest >> cb) & (per_l2 - 1);
+        uint64_t n = QVET_MIN(data, per_l2 - index);
+        ret = create_l2_for(pa, guest >> (cb + l2_bits));
+        for (uint64_t k = 0; !ret && k < n; k++) {
+            struct l2_entry e = { .word = host + (k << cb), .bitmap = 0 };
+            l2_entry_put(&img->geo, pa->l2, (uint32_t)(index + k), l2_entry_with_copied(e, true));
+        }
+        pa->l2_dirty = true;
+        guest += n << cb;
+        host += n << cb;
+        data -= n;
+    }
+    return ret ? ret : create_flush_l2(pa);
+}
+
 /*
  * As QEMU's create: the minimal image is opened, its three clusters are counted, the
  * disk is grown to its size (the L1 table) and preallocated, all by the engine's own
@@ -939,11 +1002,14 @@ static int create_image(struct qcow2_backend *b, const char *name, const struct 
     if (!ret)
         ret = image_set_size(img, p->size, err);
     struct create_prealloc pa = { .img = img, .err = err };
-    if (!ret && p->preallocate) {
+    if (!ret && p->preallocation != QCOW2_PREALLOC_OFF) {
         pa.l2 = malloc(img->cluster_size);
-        ret = pa.l2 ? create_preallocate(&pa, p->size)
-                    : image_error(img, err, -ENOMEM, "L2 table", QCOW2_NO_OFFSET,
-                                  "out of memory");
+        if (!pa.l2)
+            ret = image_error(img, err, -ENOMEM, "L2 table", QCOW2_NO_OFFSET, "out of memory");
+        else if (p->preallocation == QCOW2_PREALLOC_METADATA)
+            ret = create_preallocate(&pa, p->size);
+        else
+            ret = create_preallocate_data(&pa, p->size);
     }
     free(pa.l2);
     if (!ret)

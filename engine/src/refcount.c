@@ -566,25 +566,15 @@ static uint64_t blocks_needed(const struct qcow2_image *img, uint64_t clusters, 
     return blocks;
 }
 
-/*
- * The refcount table has no entry `table_index`: replace it the way QEMU 7.2 does
- * (qcow2_refcount_area), so that created images keep qemu-img's layout. The new table,
- * half as large again as the blocks need, goes at the start of the first range no block
- * covers yet (past the block just made for `table_index`, at `block_offset`, 0 if none),
- * after the new blocks that count the area; each block counts the area's clusters in its
- * range. Steps, each safe to crash after: blocks, table, header switch, old table freed.
- */
-static int grow_reftable(struct qcow2_image *img, uint64_t table_index, uint64_t block_offset,
-                         struct qcow2_error *err)
+int refcount_area(struct qcow2_image *img, uint64_t start, uint64_t additional, bool exact,
+                  uint64_t table_index, uint64_t block_offset, uint64_t *end_cluster,
+                  struct qcow2_error *err)
 {
     uint64_t cs = img->cluster_size, per_block = 1ull << block_bits(img);
     uint32_t cb = img->geo.cluster_bits, order = img->hdr.refcount_order;
-    uint64_t used = QVET_MAX((table_index << block_bits(img)) + 1,
-                             block_offset ? (block_offset >> cb) + 1 : 0);
-    uint64_t start = div_round_up(used, per_block) * per_block;     /* in clusters */
-    uint64_t total = blocks_needed(img, start, true);
+    uint64_t total = blocks_needed(img, start + additional, !exact);
     uint64_t per_cluster = cs / 8;
-    uint64_t entries = round_up_u64(total + div_round_up(total, 2), per_cluster);
+    uint64_t entries = round_up_u64(exact ? total : total + div_round_up(total, 2), per_cluster);
     uint64_t table_clusters = entries / per_cluster;
     if (entries * 8 > QCOW2_MAX_REFTABLE_BYTES)
         return image_error(img, err, -EFBIG, "refcount table", img->hdr.refcount_table_offset,
@@ -598,7 +588,8 @@ static int grow_reftable(struct qcow2_image *img, uint64_t table_index, uint64_t
         return image_error(img, err, -ENOMEM, "refcount table", QCOW2_NO_OFFSET,
                            "out of memory");
     }
-    memcpy(table, img->reftable, (size_t)img->reftable_size * 8);
+    /* A smaller table (an exact one) drops only entries past everything in use. */
+    memcpy(table, img->reftable, (size_t)QVET_MIN((uint64_t)img->reftable_size, entries) * 8);
     if (block_offset)
         table[table_index] = block_offset;
     uint64_t area_index = start / per_block, added = 0;
@@ -643,7 +634,25 @@ static int grow_reftable(struct qcow2_image *img, uint64_t table_index, uint64_t
     img->reftable_size = (uint32_t)entries;
     ret = refcount_add_range(img, old_offset, old_clusters * cs, -1, err);
     /* Nothing on disk names the old table since the switch: QEMU reuses it at once. */
-    return ret ? ret : image_flush(img, err);
+    if (!ret)
+        ret = image_flush(img, err);
+    *end_cluster = end;
+    return ret;
+}
+
+/*
+ * The refcount table has no entry `table_index`, which the new block at `block_offset`
+ * (0 if none) is for: QEMU puts the new structures at the start of the first range past
+ * that entry's and the block, with room for half as many blocks again.
+ */
+static int grow_reftable(struct qcow2_image *img, uint64_t table_index, uint64_t block_offset,
+                         struct qcow2_error *err)
+{
+    uint64_t per_block = 1ull << block_bits(img), end;
+    uint64_t used = QVET_MAX((table_index << block_bits(img)) + 1,
+                             block_offset ? (block_offset >> img->geo.cluster_bits) + 1 : 0);
+    uint64_t start = div_round_up(used, per_block) * per_block;
+    return refcount_area(img, start, 0, false, table_index, block_offset, &end, err);
 }
 
 int refcount_drop_empty_blocks(struct qcow2_image *img, struct qcow2_error *err)

@@ -85,6 +85,18 @@ int refcount_alloc_at(struct qcow2_image *img, uint64_t host_offset, uint64_t co
 uint64_t refcount_first_fit(const uint8_t *counts, uint32_t order, uint64_t nb, uint64_t from,
                             uint64_t count, uint64_t *first_free);
 
+/*
+ * A new refcount table and the refcount blocks for an area from cluster `start` that
+ * describes itself, as QEMU's qcow2_refcount_area lays it out: enough blocks for `start`
+ * + `additional` clusters and themselves (with room for half the table again unless
+ * `exact`), new blocks first, then the table; the old table is freed. `block_offset`,
+ * when not 0, is a block just made for entry `table_index` (the table had no room for
+ * it). *end_cluster is the first cluster after the new structures.
+ */
+int refcount_area(struct qcow2_image *img, uint64_t start, uint64_t additional, bool exact,
+                  uint64_t table_index, uint64_t block_offset, uint64_t *end_cluster,
+                  struct qcow2_error *err);
+
 /* The stored refcount of host cluster `cluster_index` (0 when no block covers it). */
 int refcount_get(struct qcow2_image *img, uint64_t cluster_index, uint64_t *refcount,
                  struct qcow2_error *err);
