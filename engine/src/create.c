@@ -753,12 +753,8 @@ static void create_lent_destroy(struct qcow2_backend *b)
 }
 
 static const struct qcow2_backend_ops create_lent_ops = {
-    .read = create_lent_read,
-    .write = create_lent_write,
-    .flush = create_lent_flush,
-    .truncate = create_lent_truncate,
-    .size = create_lent_size,
-    .destroy = create_lent_destroy,
+    .read = create_lent_read, .write = create_lent_write, .flush = create_lent_flush,
+    .truncate = create_lent_truncate, .size = create_lent_size, .destroy = create_lent_destroy,
 };
 
 /* Preallocation's state: the L2 table being filled, written when the next one starts. */
