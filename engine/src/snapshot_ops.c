@@ -28,7 +28,8 @@ static int writable_or_fail(struct qcow2_image *img, struct qcow2_error *err)
         return image_error(img, err, -EROFS, "image", QCOW2_NO_OFFSET,
                            "snapshots can only be changed on an image opened read-write");
     if (img->hdr.refcount_order == 0)
-        return image_error(img, err, -ENOTSUP, "header field refcount_order", HEADER_OFF_REFCOUNT_ORDER,
+        return image_error(img, err, -ENOTSUP, "header field refcount_order",
+                           HEADER_OFF_REFCOUNT_ORDER,
                            "1-bit refcounts cannot count a cluster shared with a snapshot");
     return 0;
 }

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* qvet create [-q] [-u] [-o OPTIONS] [-b BACKING -F FMT] IMAGE [SIZE]: as `qemu-img create -f qcow2`. */
+/*
+ * qvet create [-q] [-u] [-o OPTIONS] [-b BACKING -F FMT] IMAGE [SIZE]: as
+ * `qemu-img create -f qcow2`.
+ */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>

@@ -398,7 +398,8 @@ static int qvet_open_with(const struct target_params *p, struct qcow2_backend *m
         return -ENOMEM;
     }
     q->base.ops = &qvet_ops;
-    q->base.caps = TARGET_CAN_WRITE | TARGET_CAN_ZERO | TARGET_QCOW2_FILE | TARGET_CAN_DISCARD | TARGET_CAN_WRITE_COMPRESSED |
+    q->base.caps = TARGET_CAN_WRITE | TARGET_CAN_ZERO | TARGET_QCOW2_FILE | TARGET_CAN_DISCARD |
+                   TARGET_CAN_WRITE_COMPRESSED |
                    TARGET_CAN_FLUSH | TARGET_CAN_SNAPSHOT | TARGET_CAN_SNAPSHOT_READ |
                    TARGET_CAN_RESIZE | TARGET_CAN_REOPEN | TARGET_CAN_CHECK |
                    TARGET_CAN_SNAPSHOT_LIST;
