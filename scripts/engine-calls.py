@@ -7,7 +7,8 @@ A file A "calls" file B when A's object has an undefined symbol that B's object 
 Calls hidden behind function pointers are invisible here, which is why the engine must not
 hide calls that way. Prints the call graph (--graph) and every loop of files that call each
 other (a strongly connected component of more than one file, or a file calling itself is
-not counted).
+not counted), and every call that goes up a layer of docs/architecture.md (LAYERS) or from
+one operation to another (only write -> read and the checker's files among themselves).
 
 The owners check (docs/architecture.md, "Who owns each structure"): the codec and writer
 symbols of each structure may be referenced only by the files listed for them (read from
@@ -80,6 +81,40 @@ OWNED_TEXT = {
         r"\bbe(?:16|32)_(?:get|put)\(|\bbe64_(?:get|put)\([^,)]*\+ *\d+ *[,)]",
         CODEC_FILES | {"bytes.h"}),
 }
+
+# The layers of docs/architecture.md: a file may call files of its own layer or below,
+# except that the operations (5) call no other operation but write -> read, and the
+# checker's files call one another. bitmap.c reads the directory through io.c and is
+# released by header_io.c, so it sits with the image I/O.
+LAYERS = {
+    1: {"error.c", "backend_fd.c", "backend_mem.c"},
+    2: {"header.c", "snapshot.c", "compress.c", "backing.c"},
+    3: {"io.c", "cache.c", "header_io.c", "bitmap.c"},
+    4: {"refcount.c", "cluster.c", "l1.c"},
+    5: {"read.c", "write.c", "snapshot_ops.c", "map.c", "check_io.c", "check_snapshots.c",
+        "check_refs.c", "check_repair.c", "check.c"},
+    6: {"qcow2.c", "create.c"},
+}
+LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
+
+
+def layer_problems(graph):
+    """(caller, callee, why) for every call up a layer or between two operations."""
+    found = []
+    for name in sorted(graph):
+        if name not in LAYER_OF:
+            found.append((name, "-", "a file in no layer (add it to LAYERS)"))
+            continue
+        for callee in sorted(graph[name]):
+            mine, theirs = LAYER_OF[name], LAYER_OF.get(callee, 0)
+            if theirs > mine:
+                found.append((name, callee, f"layer {mine} calls up into layer {theirs}"))
+            elif mine == theirs == 5 and not (
+                    (name, callee) == ("write.c", "read.c")
+                    or (name.startswith("check") and callee.startswith("check"))):
+                found.append((name, callee, "one operation calls another"))
+    return found
+
 
 # (file, rule) pairs issue 10 has not moved to their owner yet.
 PENDING = {
@@ -207,6 +242,11 @@ def self_test():
             "check_snapshots.c": (set(), {"snapshot_entry_decode_fixed"}, set()),
         }
         found = owner_problems(table, src)
+    layered = layer_problems({"io.c": {"write.c"}, "write.c": {"read.c", "map.c"},
+                              "read.c": {"io.c"}, "map.c": set()})
+    if [(a, b) for a, b, _ in layered] != [("io.c", "write.c"), ("write.c", "map.c")]:
+        failures += 1
+        print(f"engine-calls self-test: planted layer breaches not found as expected: {layered}")
     hits = {(name, rule) for name, rule, _ in found}
     want = {(f"intruder{i}.c", rule) for i, rule in enumerate(planted)}
     want |= {("intruder_calls.c", "calls"), ("intruder_alloc.c", "allocator")}
@@ -256,6 +296,11 @@ def main(argv):
               f"calls: {', '.join(edges)}")
     if not found:
         print(f"engine-calls: {len(graph)} engine files, no loop")
+    layered = layer_problems(graph)
+    for caller, callee, why in layered:
+        print(f"engine-calls: layer broken: {caller} -> {callee}: {why}")
+    if not layered:
+        print("engine-calls: every call goes down the layers")
 
     source_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine", "src")
     broken = 0
@@ -275,7 +320,7 @@ def main(argv):
     if not broken:
         print("engine-calls: every structure is handled by its owner "
               f"({len(PENDING)} pending places listed)")
-    return 1 if found or broken else 0
+    return 1 if found or broken or layered else 0
 
 
 if __name__ == "__main__":
