@@ -49,7 +49,8 @@ int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error 
     bool allocated = false;
     if (!ret)
         allocated = !(ret = refcount_alloc(img, bytes / cs, &at, err));
-    if (!ret) {
+    /* A new image has no L1 table yet (img->l1 NULL): nothing to copy. */
+    if (!ret && img->l1_size) {
         memcpy(l1, img->l1, (size_t)img->l1_size * 8);
         for (uint32_t i = 0; i < img->l1_size; i++)
             be64_put(raw + 8 * i, l1[i]);
