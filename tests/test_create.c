@@ -5,7 +5,7 @@
  * `qemu-img create` (7.2) and compared. Every matrix case is expected to be
  * byte-identical to qemu-img's image (header, extensions, refcount structures, L1/L2
  * tables, file length), including the layouts where the L1 table or the refcount
- * blocks outgrow clusters 1..3 and the refcount table moves, and preallocation=metadata.
+ * blocks outgrow clusters 1..3 and the refcount table moves, and every preallocation mode.
  * Each case is also checked with `qemu-img check`, `qemu-img compare` and qvet's own
  * reader; preallocated cases additionally compare `qemu-img map` with host offsets left
  * out.
@@ -283,8 +283,6 @@ static const struct {
     { "lazy_refcounts=ON", -EINVAL, "expected on or off" },
     { "extended_l2=1", -EINVAL, "expected on or off" },
     { "compression_type=lz4", -EINVAL, "expected zlib or zstd" },
-    { "preallocation=falloc", -ENOTSUP, "not supported" },
-    { "preallocation=full", -ENOTSUP, "not supported" },
     { "preallocation=bogus", -EINVAL, "expected off, metadata" },
     { "backing_file=", -EINVAL, "backing_file needs a value" },
     { "backing_fmt", -EINVAL, "backing_fmt needs a value" },
@@ -355,6 +353,8 @@ static const struct {
     { "size=1M,backing_file=b.vmdk,backing_fmt=vmdk", -ENOTSUP, "backing_fmt=vmdk" },
     { "size=1M,backing_file=b.qcow2,backing_fmt=qcow2,preallocation=metadata", -EINVAL,
       "preallocation=metadata with a backing file needs extended_l2=on" },
+    { "size=1M,backing_file=b.qcow2,backing_fmt=qcow2,preallocation=falloc", -EINVAL,
+      "preallocation=falloc with a backing file needs extended_l2=on" },
     { "cluster_size=4k", -EINVAL, "size is missing" },
     { "size=129G,cluster_size=512", -EFBIG, "L1 entries" },
     { "size=65T,cluster_size=16k,extended_l2=on", -EFBIG, "L1 entries" },
@@ -418,9 +418,9 @@ START_TEST(struct_values_outside_the_options_are_refused)
 
     qcow2_create_options_init(&o);
     o.size = MiB;
-    o.preallocation = (enum qcow2_preallocation)3;
+    o.preallocation = (enum qcow2_preallocation)4;
     ret = qcow2_create_backend(b, "mem.qcow2", &o, &e);
-    assert_error(&e, ret, -ENOTSUP, "preallocation mode 3", "preallocation 3");
+    assert_error(&e, ret, -EINVAL, "preallocation mode 4", "preallocation 4");
     ck_assert_msg(!strcmp(e.file, "mem.qcow2"), "expected the error to name mem.qcow2, got %s",
                   e.file);
     qcow2_backend_destroy(b);
@@ -494,7 +494,7 @@ START_TEST(backend_write_failures_are_reported)
         /* Cluster 0 fits, the refcount table and block (clusters 1-2) do not. */
         { "size=1G", 100 * KiB, "refcount table", 64 * KiB },
         /* Everything but the L1 table (from cluster 3, 256 KiB for 16 TiB) fits. */
-        { "size=16T", 256 * KiB, "L1 table", 192 * KiB },
+        { "size=16T", 256 * KiB, "active L1 table", 192 * KiB },
         /* Preallocation runs out of room among the L2 tables and data clusters. */
         { "size=1G,preallocation=metadata", 1 * MiB, NULL, 0 },
     };
@@ -701,6 +701,25 @@ static void build_matrix(void)
     add_case(true, "cluster_size=64k,extended_l2=on,preallocation=metadata,size=3000000");
     add_case(true, "cluster_size=2M,extended_l2=on,preallocation=metadata,size=1M");
     add_case(true, "lazy_refcounts=on,compression_type=zstd,preallocation=metadata,size=64M");
+    /* The refcount table outgrows its cluster while preallocating (small clusters). */
+    add_case(true, "cluster_size=512,preallocation=metadata,size=16M");
+    add_case(true, "cluster_size=512,refcount_bits=8,preallocation=metadata,size=16M");
+    add_case(true, "cluster_size=1k,refcount_bits=32,compat=1.1,preallocation=metadata,"
+                   "size=16M");
+    /* falloc and full: new refcount structures past the metadata, then one data run. */
+    static const char *const data_modes[] = { "falloc", "full" };
+    for (int m = 0; m < 2; m++) {
+        add_case(true, "preallocation=%s,size=0", data_modes[m]);
+        add_case(true, "preallocation=%s,size=1000", data_modes[m]);
+        add_case(true, "cluster_size=512,preallocation=%s,size=4M", data_modes[m]);
+        add_case(true, "cluster_size=4k,refcount_bits=1,preallocation=%s,size=16M",
+                 data_modes[m]);
+        add_case(true, "compat=0.10,cluster_size=64k,preallocation=%s,size=16M", data_modes[m]);
+        add_case(true, "cluster_size=64k,extended_l2=on,preallocation=%s,size=3000000",
+                 data_modes[m]);
+        add_case(true, "cluster_size=2M,refcount_bits=64,preallocation=%s,size=8M",
+                 data_modes[m]);
+    }
     /* Backing files: qcow2 and raw, with and without a size, v2 and v3. */
     static const char *const fmts[] = { "qcow2", "raw" };
     static const char *const back_clusters[] = { "512", "4k", "64k" };
@@ -720,6 +739,10 @@ static void build_matrix(void)
                    "preallocation=metadata");
     add_case(true, "backing_file=base.raw,backing_fmt=raw,extended_l2=on,"
                    "preallocation=metadata,size=1G");
+    add_case(true, "backing_file=base.qcow2,backing_fmt=qcow2,extended_l2=on,"
+                   "preallocation=falloc");
+    add_case(true, "backing_file=base.raw,backing_fmt=raw,extended_l2=on,"
+                   "preallocation=full,size=1M");
 }
 
 /* The base images every backing case names, in test_dir(). */
@@ -833,7 +856,7 @@ START_TEST(matrix_against_qemu_img)
     ret = test_run("qemu-img compare -q '%s' '%s' >/dev/null 2>&1", q, v);
     ck_assert_msg(ret == 0, "%s: qemu-img compare: expected 0 (identical), got %d", c->opts,
                   ret);
-    if (o.preallocation == QCOW2_PREALLOC_METADATA || !c->identical)
+    if (o.preallocation != QCOW2_PREALLOC_OFF || !c->identical)
         check_map_modulo_offsets(q, v, c->opts);
     check_info(v, &o, c->opts);
     unlink(v);

@@ -253,7 +253,17 @@ QCOW2_API int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qc
 /* ------------------------------------------------------------------------------------ */
 /* Creating images (the options of `qemu-img create -f qcow2`)                           */
 
-enum qcow2_preallocation { QCOW2_PREALLOC_OFF = 0, QCOW2_PREALLOC_METADATA = 1 };
+/*
+ * falloc and full lay the image out alike (the data clusters in one run after the
+ * metadata, as qemu-img does); qvet writes the run's zeros in both, since a backend
+ * has no fallocate.
+ */
+enum qcow2_preallocation {
+    QCOW2_PREALLOC_OFF = 0,
+    QCOW2_PREALLOC_METADATA = 1,
+    QCOW2_PREALLOC_FALLOC = 2,
+    QCOW2_PREALLOC_FULL = 3,
+};
 
 /* The options qvet takes, indexing qcow2_create_options.given. */
 enum qcow2_create_key {

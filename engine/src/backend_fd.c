@@ -180,7 +180,10 @@ static int lock_byte(int fd, unsigned byte)
     return lock_request(fd, LOCK_SET, F_RDLCK, byte, NULL);
 }
 
-/* Whether another open file holds a lock on `byte` (QEMU's test: could it be taken exclusively?). */
+/*
+ * Whether another open file holds a lock on `byte` (QEMU's test: could it be taken
+ * exclusively?).
+ */
 static int byte_held_elsewhere(int fd, unsigned byte, bool *held)
 {
     short found = F_UNLCK;

@@ -1,19 +1,16 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Creating images: the options of `qemu-img create -f qcow2`, checked with the rules
- * qemu-img 7.2 applies, and a writer that lays the new image out the way qemu-img 7.2
- * does, so that the same options give the same bytes.
+ * qemu-img 7.2 applies, and the image built the way qemu-img 7.2 builds it, so that the
+ * same options give the same bytes.
  *
- * QEMU builds an image in steps: a header, a one-cluster refcount table and one empty
- * refcount block (clusters 0..2); it then allocates those three clusters, grows the L1
- * table to the virtual size, preallocates if asked, and finally records the backing
- * file. Every allocation goes through its refcount allocator, whose placement rules
- * (first fit from a moving free index, refcount blocks that describe themselves when
- * they can, a refcount table that moves to the end of the file when it outgrows its
- * cluster, retries after metadata was placed) decide where everything lands. The
- * writer below replays those steps with the same rules, so that the layout is the same
- * in the simple case (reftable at cluster 1, refblock at 2, L1 from 3) and also when the
- * L1 or the refcount structures outgrow it.
+ * QEMU writes a minimal image (cluster 0, a one-cluster refcount table at cluster 1 and
+ * an empty refcount block at cluster 2), opens it, counts those three clusters, grows
+ * the L1 table to the virtual size and preallocates if asked, every cluster placed by
+ * its refcount allocator. qvet does the same: it writes the minimal image, opens it and
+ * lets the engine's own allocator, refcount updates (new blocks, the refcount table's
+ * growth), L1 growth and header field writes do the rest; refcount.c places clusters
+ * as QEMU's allocator does, which is what keeps the layout identical.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +29,8 @@
 #include "cluster.h"
 #include "error.h"
 #include "header.h"
+#include "image.h"
+#include "l1.h"
 #include "qcow2.h"
 #include "refcount.h"
 
@@ -49,13 +48,13 @@
 /* qemu-img leaves the feature name table out for clusters of 4 KiB and less. */
 #define CREATE_FEATURE_TABLE_MIN_CLUSTER 8192u
 #define CREATE_NONE UINT64_MAX
-/* One L1 entry update rewrites the 512-byte sector holding it (QEMU's unit). */
-#define CREATE_L1_SECTOR 512u
 /*
  * Preallocation works in requests of at most INT_MAX bytes, cluster-aligned: QEMU's
  * request limit (and so the largest run of data clusters allocated at once).
  */
 #define CREATE_MAX_REQUEST_BYTES 0x7FFFFFFFull
+/* falloc and full write their zeros in pieces of this size. */
+#define CREATE_ZERO_CHUNK (1u << 20)
 
 /* ------------------------------------------------------------------------------------ */
 /* Sizes                                                                                 */
@@ -256,11 +255,10 @@ static int create_set_option(struct qcow2_create_options *o, const char *key,
             o->preallocation = QCOW2_PREALLOC_OFF;
         else if (value && !strcmp(value, "metadata"))
             o->preallocation = QCOW2_PREALLOC_METADATA;
-        else if (value && (!strcmp(value, "falloc") || !strcmp(value, "full")))
-            return create_option_error(err, -ENOTSUP,
-                                       "preallocation=%s is not supported by qvet (off and "
-                                       "metadata are)",
-                                       value);
+        else if (value && !strcmp(value, "falloc"))
+            o->preallocation = QCOW2_PREALLOC_FALLOC;
+        else if (value && !strcmp(value, "full"))
+            o->preallocation = QCOW2_PREALLOC_FULL;
         else
             return create_option_error(err, -EINVAL,
                                        "preallocation=%s: expected off, metadata, falloc "
@@ -371,7 +369,7 @@ struct create_plan {
     bool lazy_refcounts;
     bool extended_l2;
     enum qcow2_compression compression;
-    bool preallocate;
+    enum qcow2_preallocation preallocation;
     uint64_t size;                  /* rounded up to 512 */
     uint32_t l1_size;
     const char *backing_file;
@@ -472,11 +470,10 @@ static int create_validate(const struct qcow2_create_options *o, const char *nam
     if (o->compression == QCOW2_COMPRESSION_ZSTD && o->version < 3)
         return create_error_about(err, -EINVAL, name,
                                   "compression_type=zstd needs compat=1.1 (v3)");
-    if (o->preallocation != QCOW2_PREALLOC_OFF &&
-        o->preallocation != QCOW2_PREALLOC_METADATA)
-        return create_error_about(err, -ENOTSUP, name,
-                                  "preallocation mode %d is not supported (off and "
-                                  "metadata are)",
+    if ((unsigned)o->preallocation > QCOW2_PREALLOC_FULL)
+        return create_error_about(err, -EINVAL, name,
+                                  "preallocation mode %d does not exist (off, metadata, "
+                                  "falloc or full)",
                                   (int)o->preallocation);
     if (o->backing_format && !o->backing_file)
         return create_error_about(err, -EINVAL, name,
@@ -506,10 +503,12 @@ static int create_validate(const struct qcow2_create_options *o, const char *nam
                                       " bytes, more than cluster 0 (%" PRIu32 " bytes)",
                                       need, cs);
     }
-    if (o->preallocation == QCOW2_PREALLOC_METADATA && o->backing_file && !o->extended_l2)
+    static const char *const prealloc_names[] = { "off", "metadata", "falloc", "full" };
+    if (o->preallocation != QCOW2_PREALLOC_OFF && o->backing_file && !o->extended_l2)
         return create_error_about(err, -EINVAL, name,
-                                  "preallocation=metadata with a backing file needs "
-                                  "extended_l2=on");
+                                  "preallocation=%s with a backing file needs "
+                                  "extended_l2=on",
+                                  prealloc_names[o->preallocation]);
     bool has_size = o->has_size || o->size;
     if (!has_size && !o->backing_file)
         return create_error_about(err, -EINVAL, name,
@@ -593,7 +592,7 @@ static void create_plan_from(const struct qcow2_create_options *o, struct create
     p->lazy_refcounts = o->lazy_refcounts;
     p->extended_l2 = o->extended_l2;
     p->compression = o->compression;
-    p->preallocate = o->preallocation == QCOW2_PREALLOC_METADATA;
+    p->preallocation = o->preallocation;
     p->size = round_up_u64(size, 512);
     uint32_t shift = p->cluster_bits + p->cluster_bits - (p->extended_l2 ? 4u : 3u);
     p->l1_size = (uint32_t)((p->size >> shift) + ((p->size & ((1ull << shift) - 1)) != 0));
@@ -602,543 +601,7 @@ static void create_plan_from(const struct qcow2_create_options *o, struct create
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* The writer: QEMU's allocator, replayed                                                */
-
-struct create_writer {
-    struct qcow2_backend *b;
-    const char *name;
-    struct qcow2_error *err;
-    const struct create_plan *p;
-    struct geometry geo;
-    uint32_t cb;
-    uint64_t cs;
-    uint32_t order;
-    uint32_t block_bits;            /* log2 of entries per refcount block */
-    uint64_t block_entries;
-
-    uint64_t *reftable;             /* host-endian */
-    uint64_t reftable_size;         /* entries */
-    uint64_t reftable_offset;
-    uint64_t reftable_max_index;    /* of the last used entry */
-
-    uint8_t *block;                 /* one cached refcount block */
-    uint64_t block_offset;          /* 0 = none cached */
-    bool block_dirty;
-
-    uint64_t free_index;            /* where the search for free clusters starts */
-
-    uint64_t *l1;                   /* host-endian */
-    uint64_t l1_offset;
-
-    uint8_t *l2;                    /* the L2 table being filled by preallocation */
-    uint64_t l2_offset;             /* 0 = none */
-    bool l2_dirty;
-};
-
-static int create_io_error(struct create_writer *w, int code, const char *what, uint64_t off,
-                           size_t len)
-{
-    return err_set(w->err, code, w->name, what, off, "write of %zu bytes failed: %s", len,
-                   strerror(-code));
-}
-
-static int create_write(struct create_writer *w, const void *buf, size_t len, uint64_t off,
-                        const char *what)
-{
-    int ret = w->b->ops->write(w->b, buf, len, off);
-    return ret ? create_io_error(w, ret, what, off, len) : 0;
-}
-
-static int create_flush_block(struct create_writer *w)
-{
-    if (!w->block_offset || !w->block_dirty)
-        return 0;
-    int ret = create_write(w, w->block, w->cs, w->block_offset, "refcount block");
-    if (!ret)
-        w->block_dirty = false;
-    return ret;
-}
-
-/* Makes the refcount block at `offset` the cached one, reading it back if needed. */
-static int create_load_block(struct create_writer *w, uint64_t offset)
-{
-    if (w->block_offset == offset)
-        return 0;
-    int ret = create_flush_block(w);
-    if (ret)
-        return ret;
-    ret = w->b->ops->read(w->b, w->block, w->cs, offset);
-    if (ret) {
-        w->block_offset = 0;
-        return err_set(w->err, ret, w->name, "refcount block", offset,
-                       "read of %" PRIu64 " bytes failed: %s", w->cs, strerror(-ret));
-    }
-    w->block_offset = offset;
-    w->block_dirty = false;
-    return 0;
-}
-
-/* Caches a new, zeroed refcount block at `offset`. */
-static int create_new_block(struct create_writer *w, uint64_t offset)
-{
-    int ret = create_flush_block(w);
-    if (ret)
-        return ret;
-    memset(w->block, 0, w->cs);
-    w->block_offset = offset;
-    w->block_dirty = true;
-    return 0;
-}
-
-static int create_get_refcount(struct create_writer *w, uint64_t cluster, uint64_t *refcount)
-{
-    uint64_t ti = cluster >> w->block_bits;
-    *refcount = 0;
-    if (ti >= w->reftable_size || !w->reftable[ti])
-        return 0;
-    int ret = create_load_block(w, w->reftable[ti]);
-    if (ret)
-        return ret;
-    *refcount = refcount_block_entry(w->block, w->order, cluster & (w->block_entries - 1));
-    return 0;
-}
-
-/*
- * The engine's one placement policy (refcount_first_fit: first fit from the free index),
- * block by block, without touching refcounts; gives a cluster index. A range without a
- * refcount block is all free. The free index moves past the run, as QEMU's does.
- */
-static int create_alloc_noref(struct create_writer *w, uint64_t count, uint64_t *first)
-{
-    uint64_t run_start = w->free_index, pos = run_start;
-    while (pos - run_start < count && pos <= ((uint64_t)INT64_MAX >> w->cb)) {
-        uint64_t ti = pos >> w->block_bits, base = ti << w->block_bits;
-        uint64_t from = pos - base, need = count - (pos - run_start);
-        uint64_t fit = from;
-        if (ti < w->reftable_size && w->reftable[ti]) {
-            int ret = create_load_block(w, w->reftable[ti]);
-            if (ret)
-                return ret;
-            fit = refcount_first_fit(w->block, w->order, w->block_entries, from, need, NULL);
-        }
-        if (fit != from) {
-            run_start = pos = base + fit;   /* the run broke: a new one needs all `count` */
-            continue;
-        }
-        pos = QVET_MIN(pos + need, base + w->block_entries);
-    }
-    if (run_start + count - 1 > ((uint64_t)INT64_MAX >> w->cb))
-        return err_set(w->err, -EFBIG, w->name, "refcount table", QCOW2_NO_OFFSET,
-                       "no room left for %" PRIu64 " more clusters", count);
-    *first = run_start;
-    w->free_index = run_start + count;
-    return 0;
-}
-
-static int create_update_refcount(struct create_writer *w, uint64_t first, uint64_t count,
-                                  bool decrease);
-
-static uint64_t create_div_round_up(uint64_t a, uint64_t b)
-{
-    return a / b + (a % b != 0);
-}
-
-/* QEMU's fixed point: how many refcount blocks cover `clusters` and themselves. */
-static uint64_t create_refblocks_needed(const struct create_writer *w, uint64_t clusters,
-                                        bool generous)
-{
-    uint64_t per_table_cluster = w->cs / 8;
-    uint64_t table = 0, blocks = 0, n = 0, last;
-    do {
-        last = n;
-        blocks = create_div_round_up(clusters + table + blocks, w->block_entries);
-        table = create_div_round_up(blocks, per_table_cluster);
-        n = clusters + blocks + table;
-        if (n == last && generous) {
-            clusters += create_div_round_up(table, 2);
-            n = 0;
-            generous = false;
-        }
-    } while (n != last);
-    return blocks;
-}
-
-static void create_update_max_index(struct create_writer *w)
-{
-    uint64_t i = w->reftable_size;
-    while (i > 0 && !w->reftable[i - 1])
-        i--;
-    w->reftable_max_index = i ? i - 1 : 0;
-}
-
-/*
- * The refcount table has no room for entry `new_index`: build a bigger one (half as
- * large again as needed) at `start`, beyond everything in use, with new refcount blocks
- * in front of it that cover the blocks and the table themselves. The refcount block
- * already made for `new_index` (at new_offset) goes into the new table.
- */
-static int create_grow_reftable(struct create_writer *w, uint64_t start, uint64_t new_index,
-                                uint64_t new_offset)
-{
-    uint64_t total = create_refblocks_needed(w, start / w->cs, true);
-    uint64_t area_index = (start / w->cs) / w->block_entries;
-    uint64_t per_cluster = w->cs / 8;
-    uint64_t table_size = round_up_u64(total + create_div_round_up(total, 2), per_cluster);
-    uint64_t table_clusters = table_size / per_cluster;
-    if (table_size * 8 > QCOW2_MAX_REFTABLE_BYTES)
-        return err_set(w->err, -EFBIG, w->name, "refcount table", QCOW2_NO_OFFSET,
-                       "%" PRIu64 " entries would exceed the %u-byte limit", table_size,
-                       QCOW2_MAX_REFTABLE_BYTES);
-    uint64_t *table = calloc(table_size, sizeof(*table));
-    if (!table)
-        return err_set(w->err, -ENOMEM, w->name, "refcount table", QCOW2_NO_OFFSET,
-                       "out of memory for %" PRIu64 " entries", table_size);
-    uint64_t copy = table_size > w->reftable_max_index ? w->reftable_max_index + 1 : table_size;
-    memcpy(table, w->reftable, copy * sizeof(*table));
-    if (new_offset)
-        table[new_index] = new_offset;
-
-    uint64_t added = 0;
-    for (uint64_t i = area_index; i < total; i++)
-        added += !table[i];
-    uint64_t table_offset = start + added * w->cs;
-    uint64_t end = table_offset + table_clusters * w->cs;
-    uint64_t next_block = start;
-    int ret = 0;
-    for (uint64_t i = area_index; i < total && !ret; i++) {
-        if (table[i]) {
-            ret = create_load_block(w, table[i]);
-        } else {
-            ret = create_new_block(w, next_block);
-            table[i] = next_block;
-            next_block += w->cs;
-        }
-        uint64_t first = i * w->block_entries * w->cs;
-        if (ret || first >= end)
-            continue;
-        uint64_t j = first < start ? (start - first) / w->cs : 0;
-        uint64_t stop = QVET_MIN((end - first) / w->cs, w->block_entries);
-        for (; j < stop; j++)
-            refcount_block_set_entry(w->block, w->order, j, 1);
-        w->block_dirty = true;
-    }
-    if (!ret)
-        ret = create_flush_block(w);
-    uint8_t *raw = ret ? NULL : calloc(table_size, 8);
-    if (!ret && !raw)
-        ret = err_set(w->err, -ENOMEM, w->name, "refcount table", table_offset,
-                      "out of memory");
-    if (!ret) {
-        for (uint64_t i = 0; i < table_size; i++)
-            be64_put(raw + 8 * i, table[i]);
-        ret = create_write(w, raw, table_size * 8, table_offset, "refcount table");
-    }
-    free(raw);
-    if (ret) {
-        free(table);
-        return ret;
-    }
-    uint64_t old_offset = w->reftable_offset;
-    uint64_t old_clusters = create_div_round_up(w->reftable_size * 8, w->cs);
-    free(w->reftable);
-    w->reftable = table;
-    w->reftable_size = table_size;
-    w->reftable_offset = table_offset;
-    create_update_max_index(w);
-    /* The old table's clusters become free (and may be reused). */
-    return create_update_refcount(w, old_offset >> w->cb, old_clusters, true);
-}
-
-/*
- * Finds the refcount block for `cluster`, creating it when there is none. Creating one
- * returns -EAGAIN: the caller's free clusters may have been taken, so it starts over.
- */
-static int create_refblock_for(struct create_writer *w, uint64_t cluster, uint64_t *offset)
-{
-    uint64_t ti = cluster >> w->block_bits;
-    if (ti < w->reftable_size && w->reftable[ti]) {
-        *offset = w->reftable[ti];
-        return 0;
-    }
-    uint64_t nb;
-    int ret = create_alloc_noref(w, 1, &nb);
-    if (ret)
-        return ret;
-    uint64_t nb_offset = nb << w->cb;
-    if ((nb >> w->block_bits) == ti) {
-        /* The block lies in its own range: it counts itself. */
-        ret = create_new_block(w, nb_offset);
-        if (ret)
-            return ret;
-        refcount_block_set_entry(w->block, w->order, nb & (w->block_entries - 1), 1);
-    } else {
-        ret = create_update_refcount(w, nb, 1, false);
-        if (!ret)
-            ret = create_new_block(w, nb_offset);
-        if (ret)
-            return ret;
-    }
-    ret = create_flush_block(w);
-    if (ret)
-        return ret;
-    if (ti < w->reftable_size) {
-        uint8_t entry[8];
-        be64_put(entry, nb_offset);
-        ret = create_write(w, entry, sizeof(entry), w->reftable_offset + ti * 8,
-                           "refcount table");
-        if (ret)
-            return ret;
-        w->reftable[ti] = nb_offset;
-        w->reftable_max_index = QVET_MAX(w->reftable_max_index, ti);
-        return -EAGAIN;
-    }
-    uint64_t blocks_used = create_div_round_up(QVET_MAX(cluster + 1, nb + 1), w->block_entries);
-    ret = create_grow_reftable(w, blocks_used * w->block_entries * w->cs, ti, nb_offset);
-    return ret ? ret : -EAGAIN;
-}
-
-/*
- * Adds or removes one reference to `count` clusters from `first`. On failure (including
- * -EAGAIN) the part already done is undone, as QEMU does.
- */
-static int create_update_refcount(struct create_writer *w, uint64_t first, uint64_t count,
-                                  bool decrease)
-{
-    uint64_t old_ti = UINT64_MAX, block = 0, i;
-    int ret = 0;
-    for (i = 0; i < count; i++) {
-        uint64_t cluster = first + i;
-        uint64_t ti = cluster >> w->block_bits;
-        if (ti != old_ti) {
-            ret = create_refblock_for(w, cluster, &block);
-            if (ret)
-                break;
-        }
-        old_ti = ti;
-        ret = create_load_block(w, block);
-        if (ret)
-            break;
-        uint64_t index = cluster & (w->block_entries - 1);
-        uint64_t r = refcount_block_entry(w->block, w->order, index);
-        if (decrease ? r == 0 : r == refcount_max(w->order)) {
-            ret = err_set(w->err, -EINVAL, w->name, "refcount block", block,
-                          "refcount of cluster %" PRIu64 " would %s", cluster,
-                          decrease ? "drop below 0" : "overflow");
-            break;
-        }
-        r = decrease ? r - 1 : r + 1;
-        if (r == 0 && cluster < w->free_index)
-            w->free_index = cluster;
-        refcount_block_set_entry(w->block, w->order, index, r);
-        w->block_dirty = true;
-    }
-    if (ret && i > 0)
-        (void)create_update_refcount(w, first, i, !decrease);
-    return ret;
-}
-
-static int create_alloc_clusters(struct create_writer *w, uint64_t count, uint64_t *first)
-{
-    int ret;
-    do {
-        ret = create_alloc_noref(w, count, first);
-        if (ret)
-            return ret;
-        ret = create_update_refcount(w, *first, count, false);
-        /*
-         * Metadata was placed meanwhile: search again from the first cluster this
-         * attempt chose, as qemu-img 7.2 does (seen in its traces: an L2 table whose
-         * cluster needed a new refcount block still lands on that cluster).
-         */
-        if (ret == -EAGAIN)
-            w->free_index = QVET_MIN(w->free_index, *first);
-    } while (ret == -EAGAIN);
-    return ret;
-}
-
-/* Allocates up to `count` clusters exactly at `first` (as many as are free there). */
-static int create_alloc_clusters_at(struct create_writer *w, uint64_t first, uint64_t count,
-                                    uint64_t *got)
-{
-    int ret;
-    do {
-        uint64_t n = 0, refcount = 0;
-        while (n < count) {
-            ret = create_get_refcount(w, first + n, &refcount);
-            if (ret)
-                return ret;
-            if (refcount)
-                break;
-            n++;
-        }
-        *got = n;
-        ret = n ? create_update_refcount(w, first, n, false) : 0;
-    } while (ret == -EAGAIN);
-    return ret;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* Tables                                                                                */
-
-/* Rewrites the 512-byte sector of the L1 table that holds entry `index`. */
-static int create_write_l1_sector(struct create_writer *w, uint64_t index)
-{
-    uint8_t sector[CREATE_L1_SECTOR];
-    uint64_t per = CREATE_L1_SECTOR / 8;
-    uint64_t start = index - index % per;
-    memset(sector, 0, sizeof(sector));
-    for (uint64_t i = 0; i < per && start + i < w->p->l1_size; i++)
-        be64_put(sector + 8 * i, w->l1[start + i]);
-    return create_write(w, sector, sizeof(sector), w->l1_offset + 8 * start, "L1 table");
-}
-
-static int create_flush_l2(struct create_writer *w)
-{
-    if (!w->l2_offset || !w->l2_dirty)
-        return 0;
-    int ret = create_write(w, w->l2, w->cs, w->l2_offset, "L2 table");
-    if (!ret)
-        w->l2_dirty = false;
-    return ret;
-}
-
-/* Makes the L2 table of L1 entry `l1_index` current, allocating it first if needed. */
-static int create_l2_for(struct create_writer *w, uint64_t l1_index)
-{
-    uint64_t existing = l1_entry_l2_offset(w->l1[l1_index]);
-    if (existing && existing == w->l2_offset)
-        return 0;
-    int ret = create_flush_l2(w);
-    if (ret)
-        return ret;
-    if (existing) {
-        ret = w->b->ops->read(w->b, w->l2, w->cs, existing);
-        if (ret)
-            return err_set(w->err, ret, w->name, "L2 table", existing,
-                           "read of %" PRIu64 " bytes failed: %s", w->cs, strerror(-ret));
-        w->l2_offset = existing;
-        return 0;
-    }
-    uint64_t cluster;
-    ret = create_alloc_clusters(w, 1, &cluster);
-    if (ret)
-        return ret;
-    memset(w->l2, 0, w->cs);
-    w->l2_offset = cluster << w->cb;
-    w->l2_dirty = true;
-    w->l1[l1_index] = l1_entry_with_copied(w->l2_offset, true);
-    return create_write_l1_sector(w, l1_index);
-}
-
-/*
- * One preallocation request (QEMU's cluster allocation for a write): walks L2 ranges
- * from `start`, the first run of data clusters wherever the allocator puts it, each
- * later run only if it can continue the previous one on the host. *bytes shrinks to what
- * was mapped; *host is where that starts.
- */
-static int create_prealloc_request(struct create_writer *w, uint64_t start, uint64_t *bytes,
-                                   uint64_t *host)
-{
-    uint32_t l2_bits = geometry_l2_bits(&w->geo);
-    uint64_t l2_entries = 1ull << l2_bits;
-    uint64_t max_clusters = (CREATE_MAX_REQUEST_BYTES & ~(w->cs - 1)) >> w->cb;
-    uint64_t remaining = *bytes;
-    uint64_t hint = CREATE_NONE;
-    *host = CREATE_NONE;
-    while (remaining) {
-        uint64_t l1_index = start >> (w->cb + l2_bits);
-        uint64_t l2_index = (start >> w->cb) & (l2_entries - 1);
-        uint64_t in_cluster = start & (w->cs - 1);
-        uint64_t n = create_div_round_up(in_cluster + remaining, w->cs);
-        n = QVET_MIN(n, l2_entries - l2_index);
-        n = QVET_MIN(n, max_clusters);
-        int ret = create_l2_for(w, l1_index);
-        if (ret)
-            return ret;
-        uint64_t first;
-        if (hint == CREATE_NONE) {
-            ret = create_alloc_clusters(w, n, &first);
-        } else {
-            first = hint >> w->cb;
-            ret = create_alloc_clusters_at(w, first, n, &n);
-        }
-        if (ret)
-            return ret;
-        if (n == 0)
-            break;
-        for (uint64_t k = 0; k < n; k++) {
-            struct l2_entry e = { .word = (first + k) << w->cb, .bitmap = 0 };
-            l2_entry_put(&w->geo, w->l2, (uint32_t)(l2_index + k), l2_entry_with_copied(e, true));
-        }
-        w->l2_dirty = true;
-        uint64_t done = QVET_MIN(remaining, n * w->cs - in_cluster);
-        if (*host == CREATE_NONE)
-            *host = (first << w->cb) + in_cluster;
-        hint = (first << w->cb) + in_cluster + done;
-        start += done;
-        remaining -= done;
-    }
-    *bytes -= remaining;
-    return 0;
-}
-
-/*
- * preallocation=metadata: every guest cluster gets a data cluster (not written, so the
- * file stays sparse) and an L2 entry offset|COPIED (with extended L2 an empty subcluster
- * bitmap), in QEMU's order: each L2 table just before the data clusters it maps. The
- * file then reaches the last data cluster.
- */
-static int create_preallocate(struct create_writer *w)
-{
-    uint64_t offset = 0, bytes = w->p->size;
-    uint64_t last_host = CREATE_NONE, last_len = 0;
-    uint64_t request_max = CREATE_MAX_REQUEST_BYTES & ~(w->cs - 1);
-    while (bytes) {
-        uint64_t cur = QVET_MIN(bytes, request_max), host;
-        int ret = create_prealloc_request(w, offset, &cur, &host);
-        if (ret)
-            return ret;
-        if (cur == 0)
-            return err_set(w->err, -EIO, w->name, "L2 table", QCOW2_NO_OFFSET,
-                           "internal: preallocation made no progress at guest offset %" PRIu64,
-                           offset);
-        last_host = host;
-        last_len = cur;
-        bytes -= cur;
-        offset += cur;
-    }
-    int ret = create_flush_l2(w);
-    if (ret || last_host == CREATE_NONE)
-        return ret;
-    /*
-     * The last cluster (subcluster with extended L2) may be mapped only in part: QEMU
-     * completes it with a copy-on-write of zeros (nothing lies behind the virtual size),
-     * which writes its tail. Otherwise it only extends the file to the last data byte.
-     */
-    uint64_t end = last_host + last_len;
-    uint64_t unit = w->geo.extended_l2 ? w->cs / SUBCLUSTERS_PER_CLUSTER : w->cs;
-    uint64_t tail = round_up_u64(end, unit) - end;
-    if (tail) {
-        uint8_t *zeros = calloc(1, tail);
-        if (!zeros)
-            return err_set(w->err, -ENOMEM, w->name, "data cluster", end, "out of memory");
-        ret = create_write(w, zeros, tail, end, "data cluster");
-        free(zeros);
-        if (ret)
-            return ret;
-    }
-    uint64_t file_size;
-    ret = w->b->ops->size(w->b, &file_size);
-    if (!ret && end > file_size)
-        ret = w->b->ops->truncate(w->b, end);
-    if (ret)
-        return err_set(w->err, ret, w->name, "file", QCOW2_NO_OFFSET,
-                       "cannot extend it to %" PRIu64 " bytes: %s", end, strerror(-ret));
-    return 0;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* Cluster 0                                                                             */
+/* The build: a minimal image, then the engine                                           */
 
 /* The feature name table qemu-img 7.2 writes (type, bit, name). */
 static const struct {
@@ -1156,11 +619,15 @@ static const struct {
     { FEATURE_AUTOCLEAR, 1, "raw external data" },
 };
 
-/* Builds the whole of cluster 0 for the writer's current state. */
-static void create_build_cluster0(const struct create_writer *w, uint8_t *buf)
+/*
+ * Cluster 0 as qemu-img leaves it, but for the fields the engine sets afterwards (the
+ * size, the L1 table; the refcount table when it moves): it names a one-cluster refcount
+ * table at cluster 1 and has neither a size nor an L1 table yet.
+ */
+static void create_build_cluster0(const struct create_plan *p, uint8_t *buf)
 {
-    const struct create_plan *p = w->p;
-    memset(buf, 0, w->cs);
+    uint64_t cs = 1ull << p->cluster_bits;
+    memset(buf, 0, cs);
     size_t pos = p->version >= 3 ? CREATE_V3_HEADER_LENGTH : QCOW2_V2_HEADER_LENGTH;
     if (p->backing_format) {
         size_t len = strlen(p->backing_format);
@@ -1168,7 +635,7 @@ static void create_build_cluster0(const struct create_writer *w, uint8_t *buf)
         memcpy(buf + pos, p->backing_format, len);
         pos += round_up_u64(len, 8);
     }
-    if (p->version >= 3 && w->cs >= CREATE_FEATURE_TABLE_MIN_CLUSTER) {
+    if (p->version >= 3 && cs >= CREATE_FEATURE_TABLE_MIN_CLUSTER) {
         size_t n = sizeof(create_feature_names) / sizeof(create_feature_names[0]);
         pos = header_put_extension(buf, pos, HEADER_EXT_FEATURE_TABLE,
                                    (uint32_t)(n * CREATE_FEATURE_ENTRY_BYTES));
@@ -1193,12 +660,9 @@ static void create_build_cluster0(const struct create_writer *w, uint8_t *buf)
         h.backing_file_offset = pos;
         h.backing_file_size = (uint32_t)len;
     }
-    h.cluster_bits = w->cb;
-    h.size = p->size;
-    h.l1_size = p->l1_size;
-    h.l1_table_offset = w->l1_offset;
-    h.refcount_table_offset = w->reftable_offset;
-    h.refcount_table_clusters = (uint32_t)(w->reftable_size * 8 / w->cs);
+    h.cluster_bits = p->cluster_bits;
+    h.refcount_table_offset = cs;
+    h.refcount_table_clusters = 1;
     if (p->version >= 3) {
         if (p->compression == QCOW2_COMPRESSION_ZSTD)
             h.incompatible_features |= QCOW2_INCOMPAT_COMPRESSION;
@@ -1213,121 +677,340 @@ static void create_build_cluster0(const struct create_writer *w, uint8_t *buf)
     header_encode_fixed(&h, buf);
 }
 
-static int create_write_cluster0(struct create_writer *w)
+static int create_write(struct qcow2_backend *b, const char *name, const void *buf, size_t len,
+                        uint64_t off, const char *what, struct qcow2_error *err)
 {
-    uint8_t *buf = malloc(w->cs);
+    int ret = b->ops->write(b, buf, len, off);
+    return ret ? err_set(err, ret, name, what, off, "write of %zu bytes failed: %s", len,
+                         strerror(-ret))
+               : 0;
+}
+
+/*
+ * The image QEMU's create writes before it opens it: cluster 0, then a one-cluster
+ * refcount table naming an empty refcount block at cluster 2. Nothing is counted yet.
+ */
+static int create_minimal_image(struct qcow2_backend *b, const char *name,
+                                const struct create_plan *p, struct qcow2_error *err)
+{
+    uint64_t cs = 1ull << p->cluster_bits;
+    int ret = b->ops->truncate(b, 0);
+    if (ret)
+        return err_set(err, ret, name, "file", QCOW2_NO_OFFSET,
+                       "cannot truncate it to 0 bytes: %s", strerror(-ret));
+    uint8_t *buf = calloc(3, cs);
     if (!buf)
-        return err_set(w->err, -ENOMEM, w->name, "header", 0, "out of memory");
-    create_build_cluster0(w, buf);
-    int ret = create_write(w, buf, w->cs, 0, "header");
+        return err_set(err, -ENOMEM, name, "header", 0, "out of memory");
+    create_build_cluster0(p, buf);
+    be64_put(buf + cs, 2 * cs);
+    ret = create_write(b, name, buf, cs, 0, "header", err);
+    if (!ret)
+        ret = create_write(b, name, buf + cs, 2 * cs, cs, "refcount table", err);
     free(buf);
     return ret;
 }
 
-/* ------------------------------------------------------------------------------------ */
-/* The steps                                                                             */
+/* The caller's backend, lent to the image being built: closing that leaves it open. */
+struct create_lent_backend {
+    struct qcow2_backend base;
+    struct qcow2_backend *owner;
+};
 
-/* Cluster 0, then a one-cluster refcount table pointing to an empty block at cluster 2. */
-static int create_initial_clusters(struct create_writer *w)
+static struct qcow2_backend *create_owner(struct qcow2_backend *b)
 {
-    w->reftable_size = w->cs / 8;
-    w->reftable = calloc(w->reftable_size, sizeof(*w->reftable));
-    if (!w->reftable)
-        return err_set(w->err, -ENOMEM, w->name, "refcount table", w->cs, "out of memory");
-    w->reftable[0] = 2 * w->cs;
-    w->reftable_offset = w->cs;
-    w->reftable_max_index = 0;
-    int ret = create_write_cluster0(w);
-    if (ret)
-        return ret;
-    uint8_t *two = calloc(2, w->cs);
-    if (!two)
-        return err_set(w->err, -ENOMEM, w->name, "refcount table", w->cs, "out of memory");
-    be64_put(two, 2 * w->cs);
-    ret = create_write(w, two, 2 * w->cs, w->cs, "refcount table");
-    free(two);
-    if (ret)
-        return ret;
-    uint64_t first;
-    ret = create_alloc_clusters(w, 3, &first);
-    if (!ret && first != 0)
-        ret = err_set(w->err, -EIO, w->name, "refcount block", 2 * w->cs,
-                      "internal: the header clusters landed at cluster %" PRIu64, first);
+    return ((struct create_lent_backend *)b)->owner;
+}
+
+static int create_lent_read(struct qcow2_backend *b, void *buf, size_t len, uint64_t off)
+{
+    return create_owner(b)->ops->read(create_owner(b), buf, len, off);
+}
+
+static int create_lent_write(struct qcow2_backend *b, const void *buf, size_t len,
+                             uint64_t off)
+{
+    return create_owner(b)->ops->write(create_owner(b), buf, len, off);
+}
+
+static int create_lent_flush(struct qcow2_backend *b)
+{
+    return create_owner(b)->ops->flush(create_owner(b));
+}
+
+static int create_lent_truncate(struct qcow2_backend *b, uint64_t size)
+{
+    return create_owner(b)->ops->truncate(create_owner(b), size);
+}
+
+static int create_lent_size(struct qcow2_backend *b, uint64_t *size)
+{
+    return create_owner(b)->ops->size(create_owner(b), size);
+}
+
+static void create_lent_destroy(struct qcow2_backend *b)
+{
+    (void)b;
+}
+
+static const struct qcow2_backend_ops create_lent_ops = {
+    .read = create_lent_read, .write = create_lent_write, .flush = create_lent_flush,
+    .truncate = create_lent_truncate, .size = create_lent_size, .destroy = create_lent_destroy,
+};
+
+/* Preallocation's state: the L2 table being filled, written when the next one starts. */
+struct create_prealloc {
+    struct qcow2_image *img;
+    struct qcow2_error *err;
+    uint8_t *l2;
+    uint64_t l2_offset;             /* 0 = none */
+    bool l2_dirty;
+};
+
+static uint64_t create_div_round_up(uint64_t a, uint64_t b)
+{
+    return a / b + (a % b != 0);
+}
+
+static int create_flush_l2(struct create_prealloc *pa)
+{
+    if (!pa->l2_offset || !pa->l2_dirty)
+        return 0;
+    int ret = image_write(pa->img, pa->l2, pa->img->cluster_size, pa->l2_offset, "L2 table",
+                          pa->err);
+    if (!ret)
+        pa->l2_dirty = false;
     return ret;
 }
 
-/* The L1 table, exactly as long as the virtual size needs, written as zeros. */
-static int create_l1_table(struct create_writer *w)
+/* Makes the L2 table of L1 entry `l1_index` current, allocating it first if needed. */
+static int create_l2_for(struct create_prealloc *pa, uint64_t l1_index)
 {
-    uint32_t n = w->p->l1_size;
-    if (n == 0)
+    struct qcow2_image *img = pa->img;
+    uint64_t existing = l1_entry_l2_offset(img->l1[l1_index]);
+    if (existing && existing == pa->l2_offset)
         return 0;
-    w->l1 = calloc(n, sizeof(*w->l1));
-    uint8_t *zeros = calloc(n, 8);
+    int ret = create_flush_l2(pa);
+    if (ret)
+        return ret;
+    if (existing) {
+        ret = image_read(img, pa->l2, img->cluster_size, existing, "L2 table", pa->err);
+        if (!ret)
+            pa->l2_offset = existing;
+        return ret;
+    }
+    uint64_t at;
+    ret = refcount_alloc(img, 1, &at, pa->err);
+    if (ret)
+        return ret;
+    memset(pa->l2, 0, img->cluster_size);
+    pa->l2_offset = at;
+    pa->l2_dirty = true;
+    return image_write_l1_entry(img, l1_index, l1_entry_with_copied(at, true), pa->err);
+}
+
+/*
+ * One preallocation request (QEMU's cluster allocation for a write): walks L2 ranges
+ * from `start`, the first run of data clusters wherever the allocator puts it, each
+ * later run only if it can continue the previous one on the host. *bytes shrinks to what
+ * was mapped; *host is where that starts.
+ */
+static int create_prealloc_request(struct create_prealloc *pa, uint64_t start, uint64_t *bytes,
+                                   uint64_t *host)
+{
+    struct qcow2_image *img = pa->img;
+    uint32_t cb = img->geo.cluster_bits, l2_bits = geometry_l2_bits(&img->geo);
+    uint64_t cs = img->cluster_size, l2_entries = 1ull << l2_bits;
+    uint64_t max_clusters = (CREATE_MAX_REQUEST_BYTES & ~(cs - 1)) >> cb;
+    uint64_t remaining = *bytes;
+    uint64_t hint = CREATE_NONE;
+    *host = CREATE_NONE;
+    while (remaining) {
+        uint64_t l1_index = start >> (cb + l2_bits);
+        uint64_t l2_index = (start >> cb) & (l2_entries - 1);
+        uint64_t in_cluster = start & (cs - 1);
+        uint64_t n = create_div_round_up(in_cluster + remaining, cs);
+        n = QVET_MIN(n, l2_entries - l2_index);
+        n = QVET_MIN(n, max_clusters);
+        int ret = create_l2_for(pa, l1_index);
+        if (ret)
+            return ret;
+        uint64_t first;
+        if (hint == CREATE_NONE) {
+            ret = refcount_alloc(img, n, &first, pa->err);
+        } else {
+            first = hint & ~(cs - 1);
+            ret = refcount_alloc_at(img, first, n, &n, pa->err);
+        }
+        if (ret)
+            return ret;
+        if (n == 0)
+            break;
+        for (uint64_t k = 0; k < n; k++) {
+            struct l2_entry e = { .word = first + (k << cb), .bitmap = 0 };
+            l2_entry_put(&img->geo, pa->l2, (uint32_t)(l2_index + k),
+                         l2_entry_with_copied(e, true));
+        }
+        pa->l2_dirty = true;
+        uint64_t done = QVET_MIN(remaining, n * cs - in_cluster);
+        if (*host == CREATE_NONE)
+            *host = first + in_cluster;
+        hint = first + in_cluster + done;
+        start += done;
+        remaining -= done;
+    }
+    *bytes -= remaining;
+    return 0;
+}
+
+/*
+ * preallocation=metadata: every guest cluster gets a data cluster (not written, so the
+ * file stays sparse) and an L2 entry offset|COPIED (with extended L2 an empty subcluster
+ * bitmap), in QEMU's order: each L2 table just before the data clusters it maps. The
+ * file then reaches the last data cluster.
+ */
+static int create_preallocate(struct create_prealloc *pa, uint64_t size)
+{
+    struct qcow2_image *img = pa->img;
+    uint64_t cs = img->cluster_size;
+    uint64_t offset = 0, bytes = size;
+    uint64_t last_host = CREATE_NONE, last_len = 0;
+    uint64_t request_max = CREATE_MAX_REQUEST_BYTES & ~(cs - 1);
+    while (bytes) {
+        uint64_t cur = QVET_MIN(bytes, request_max), host;
+        int ret = create_prealloc_request(pa, offset, &cur, &host);
+        if (ret)
+            return ret;
+        if (cur == 0)
+            return image_error(img, pa->err, -EIO, "L2 table", QCOW2_NO_OFFSET,
+                               "internal: preallocation made no progress at guest offset "
+                               "%" PRIu64, offset);
+        last_host = host;
+        last_len = cur;
+        bytes -= cur;
+        offset += cur;
+    }
+    int ret = create_flush_l2(pa);
+    if (ret || last_host == CREATE_NONE)
+        return ret;
+    /*
+     * The last cluster (subcluster with extended L2) may be mapped only in part: QEMU
+     * completes it with a copy-on-write of zeros (nothing lies behind the virtual size),
+     * which writes its tail. Otherwise it only extends the file to the last data byte.
+     */
+    uint64_t end = last_host + last_len;
+    uint64_t unit = img->geo.extended_l2 ? cs / SUBCLUSTERS_PER_CLUSTER : cs;
+    uint64_t tail = round_up_u64(end, unit) - end;
+    if (tail) {
+        uint8_t *zeros = calloc(1, tail);
+        if (!zeros)
+            return image_error(img, pa->err, -ENOMEM, "data cluster", end, "out of memory");
+        ret = image_write(img, zeros, tail, end, "data cluster", pa->err);
+        free(zeros);
+        if (ret)
+            return ret;
+    }
+    return end > img->file_size ? image_truncate(img, end, pa->err) : 0;
+}
+
+/* Writes zeros over the `bytes` from `off` (falloc and full preallocation). */
+static int create_write_zeros(struct qcow2_image *img, uint64_t off, uint64_t bytes,
+                              struct qcow2_error *err)
+{
+    size_t chunk = (size_t)QVET_MIN(bytes, (uint64_t)CREATE_ZERO_CHUNK);
+    uint8_t *zeros = chunk ? calloc(1, chunk) : NULL;
+    if (chunk && !zeros)
+        return image_error(img, err, -ENOMEM, "data cluster", off, "out of memory");
     int ret = 0;
-    if (!w->l1 || !zeros)
-        ret = err_set(w->err, -ENOMEM, w->name, "L1 table", QCOW2_NO_OFFSET,
-                      "out of memory for %" PRIu32 " entries", n);
-    uint64_t first = 0;
-    if (!ret)
-        ret = create_alloc_clusters(w, create_div_round_up((uint64_t)n * 8, w->cs), &first);
-    if (!ret) {
-        w->l1_offset = first << w->cb;
-        ret = create_write(w, zeros, (size_t)n * 8, w->l1_offset, "L1 table");
+    for (uint64_t done = 0; done < bytes && !ret; done += chunk) {
+        size_t len = (size_t)QVET_MIN((uint64_t)chunk, bytes - done);
+        ret = image_write(img, zeros, len, off + done, "data cluster", err);
     }
     free(zeros);
     return ret;
 }
 
+/*
+ * preallocation=falloc and full, as QEMU's truncate does them: refcount structures that
+ * cover the data clusters and their L2 tables go past the last cluster in use (a new
+ * refcount table of exactly the size needed), the data clusters follow them in one run,
+ * which is written, and then the run is mapped, the L2 tables taken as it goes.
+ */
+static int create_preallocate_data(struct create_prealloc *pa, uint64_t size)
+{
+    struct qcow2_image *img = pa->img;
+    uint32_t cb = img->geo.cluster_bits, l2_bits = geometry_l2_bits(&img->geo);
+    uint64_t cs = img->cluster_size, per_l2 = 1ull << l2_bits;
+    uint64_t used, start, got;
+    int ret = refcount_used_length(img, &used, pa->err);
+    if (ret)
+        return ret;
+    uint64_t data = round_up_u64(size, cs) >> cb;
+    /* One L2 table more, for a head or tail not aligned to one (QEMU's estimate). */
+    uint64_t l2_tables = create_div_round_up(data, per_l2) + 1;
+    ret = refcount_area(img, used >> cb, data + l2_tables, true, 0, 0, &start, pa->err);
+    if (!ret)
+        ret = refcount_alloc_at(img, start << cb, data, &got, pa->err);
+    if (!ret && got != data)
+        ret = image_error(img, pa->err, -EIO, "data cluster", start << cb,
+                          "internal: only %" PRIu64 " of the %" PRIu64 " clusters after the "
+                          "new refcount structures are free", got, data);
+    if (!ret)
+        ret = create_write_zeros(img, start << cb, data << cb, pa->err);
+    uint64_t guest = 0, host = start << cb;
+    while (!ret && data) {
+        uint64_t index = (guest >> cb) & (per_l2 - 1);
+        uint64_t n = QVET_MIN(data, per_l2 - index);
+        ret = create_l2_for(pa, guest >> (cb + l2_bits));
+        for (uint64_t k = 0; !ret && k < n; k++) {
+            struct l2_entry e = { .word = host + (k << cb), .bitmap = 0 };
+            l2_entry_put(&img->geo, pa->l2, (uint32_t)(index + k), l2_entry_with_copied(e, true));
+        }
+        pa->l2_dirty = true;
+        guest += n << cb;
+        host += n << cb;
+        data -= n;
+    }
+    return ret ? ret : create_flush_l2(pa);
+}
+
+/*
+ * As QEMU's create: the minimal image is opened, its three clusters are counted, the
+ * disk is grown to its size (the L1 table) and preallocated, all by the engine's own
+ * refcount, L1 and header code.
+ */
 static int create_image(struct qcow2_backend *b, const char *name, const struct create_plan *p,
                         struct qcow2_error *err)
 {
-    struct create_writer w;
-    memset(&w, 0, sizeof(w));
-    w.b = b;
-    w.name = name;
-    w.err = err;
-    w.p = p;
-    w.cb = p->cluster_bits;
-    w.cs = 1ull << w.cb;
-    w.order = p->refcount_order;
-    w.block_bits = refcount_block_bits(w.cb, w.order);
-    w.block_entries = 1ull << w.block_bits;
-    w.geo.version = p->version;
-    w.geo.cluster_bits = w.cb;
-    w.geo.extended_l2 = p->extended_l2;
-    w.free_index = 0;
-    w.block = malloc(w.cs);
-    w.l2 = malloc(w.cs);
-    int ret = 0;
-    if (!w.block || !w.l2)
-        ret = err_set(err, -ENOMEM, name, "image", QCOW2_NO_OFFSET, "out of memory");
-    if (!ret) {
-        ret = b->ops->truncate(b, 0);
-        if (ret)
-            ret = err_set(err, ret, name, "file", QCOW2_NO_OFFSET,
-                          "cannot truncate it to 0 bytes: %s", strerror(-ret));
+    int ret = create_minimal_image(b, name, p, err);
+    if (ret)
+        return ret;
+    struct create_lent_backend lent = { .base.ops = &create_lent_ops, .owner = b };
+    struct qcow2_open_options oo;
+    memset(&oo, 0, sizeof(oo));
+    oo.format = QCOW2_FORMAT_QCOW2;
+    oo.writable = true;
+    oo.no_backing = true;
+    struct qcow2_image *img;
+    ret = qcow2_open_backend(&lent.base, name, &oo, &img, err);
+    if (ret)
+        return ret;
+    ret = refcount_add_range(img, 0, 3ull << p->cluster_bits, 1, err);
+    if (!ret)
+        ret = image_set_size(img, p->size, err);
+    struct create_prealloc pa = { .img = img, .err = err };
+    if (!ret && p->preallocation != QCOW2_PREALLOC_OFF) {
+        pa.l2 = malloc(img->cluster_size);
+        if (!pa.l2)
+            ret = image_error(img, err, -ENOMEM, "L2 table", QCOW2_NO_OFFSET, "out of memory");
+        else if (p->preallocation == QCOW2_PREALLOC_METADATA)
+            ret = create_preallocate(&pa, p->size);
+        else
+            ret = create_preallocate_data(&pa, p->size);
     }
+    free(pa.l2);
     if (!ret)
-        ret = create_initial_clusters(&w);
-    if (!ret)
-        ret = create_l1_table(&w);
-    if (!ret && p->preallocate)
-        ret = create_preallocate(&w);
-    if (!ret)
-        ret = create_flush_block(&w);
-    if (!ret)
-        ret = create_write_cluster0(&w);
-    if (!ret) {
-        ret = b->ops->flush(b);
-        if (ret)
-            ret = err_set(err, ret, name, "file", QCOW2_NO_OFFSET, "flush failed: %s",
-                          strerror(-ret));
-    }
-    free(w.block);
-    free(w.l2);
-    free(w.reftable);
-    free(w.l1);
+        ret = image_flush(img, err);
+    qcow2_close(img);
     return ret;
 }
 

@@ -18,6 +18,30 @@
 #include "bytes.h"
 #include "error.h"
 
+const struct header_field header_fields[] = {
+    { "magic", 0, 4, 2 },
+    { "version", 4, 4, 2 },
+    { "backing_file_offset", 8, 8, 2 },
+    { "backing_file_size", 16, 4, 2 },
+    { "cluster_bits", 20, 4, 2 },
+    { "size", HEADER_OFF_SIZE, 8, 2 },
+    { "crypt_method", 32, 4, 2 },
+    { "l1_size", HEADER_OFF_L1_SIZE, 4, 2 },
+    { "l1_table_offset", HEADER_OFF_L1_SIZE + 4, 8, 2 },
+    { "refcount_table_offset", HEADER_OFF_REFTABLE_OFFSET, 8, 2 },
+    { "refcount_table_clusters", HEADER_OFF_REFTABLE_OFFSET + 8, 4, 2 },
+    { "nb_snapshots", HEADER_OFF_NB_SNAPSHOTS, 4, 2 },
+    { "snapshots_offset", HEADER_OFF_NB_SNAPSHOTS + 4, 8, 2 },
+    { "incompatible_features", HEADER_OFF_INCOMPAT, 8, 3 },
+    { "compatible_features", 80, 8, 3 },
+    { "autoclear_features", HEADER_OFF_AUTOCLEAR, 8, 3 },
+    { "refcount_order", HEADER_OFF_REFCOUNT_ORDER, 4, 3 },
+    { "header_length", 100, 4, 3 },
+    { "compression_type", 104, 1, 3 },
+    { "padding", 105, 7, 3 },
+};
+const size_t header_field_count = sizeof(header_fields) / sizeof(header_fields[0]);
+
 /* Byte offsets of the header fields. */
 enum {
     OFF_MAGIC = 0,

@@ -29,6 +29,16 @@
 #define HEADER_OFF_AUTOCLEAR 88u
 #define HEADER_OFF_REFCOUNT_ORDER 96u
 
+/* A field of the fixed header: where it is, how wide (bytes), the first version with it. */
+struct header_field {
+    const char *name;               /* as the specification names it */
+    uint32_t offset, width, version;
+};
+
+/* Every field of the fixed header, in order (the table tools edit images by). */
+extern const struct header_field header_fields[];
+extern const size_t header_field_count;
+
 #define HEADER_EXT_END 0x00000000u
 #define HEADER_EXT_BACKING_FORMAT 0xE2792ACAu
 #define HEADER_EXT_FEATURE_TABLE 0x6803F857u

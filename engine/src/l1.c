@@ -32,6 +32,10 @@ int image_write_l1_entry(struct qcow2_image *img, uint64_t index, uint64_t value
     return ret;
 }
 
+/*
+ * As QEMU, only the entries are written, not the rest of their last cluster: a file that
+ * ends in the table ends where qemu-img's does.
+ */
 int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error *err)
 {
     if (entries <= img->l1_size)
@@ -50,14 +54,15 @@ int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error 
     bool allocated = false;
     if (!ret)
         allocated = !(ret = refcount_alloc(img, bytes / cs, &at, err));
-    if (!ret) {
+    /* A new image has no L1 table yet (img->l1 NULL): nothing to copy. */
+    if (!ret && img->l1_size) {
         memcpy(l1, img->l1, (size_t)img->l1_size * 8);
         for (uint32_t i = 0; i < img->l1_size; i++)
             be64_put(raw + 8 * i, l1[i]);
     }
     uint64_t old = img->l1_offset, old_bytes = round_up_u64((uint64_t)img->l1_size * 8, cs);
     if (!ret)
-        ret = header_switch_table(img, HEADER_TABLE_L1, raw, bytes, at, entries,
+        ret = header_switch_table(img, HEADER_TABLE_L1, raw, (size_t)entries * 8, at, entries,
                                   "active L1 table", err);
     free(raw);
     bool switched = ret && allocated && header_table_is_at(img, HEADER_TABLE_L1, at);

@@ -112,48 +112,12 @@ static bool wants_snapshot(const struct qcow2_open_options *o)
     return o->snapshot || o->snapshot_id || o->snapshot_name;
 }
 
-/*
- * The index of the snapshot `key` names (id first, then name), or without a key the
- * first with `id` and `name` (NULL: any); else -ENOENT and a message saying what was
- * asked for.
- */
-static int find_snapshot(const struct qcow2_image *img, const char *key, const char *id,
-                         const char *name, struct qcow2_error *err)
-{
-    const struct snapshot_table *t = &img->snapshots;
-    int i = key ? snapshot_find(t, key) : snapshot_find_by(t, id, name);
-    if (i >= 0)
-        return i;
-    char wanted[600];
-    if (key)
-        snprintf(wanted, sizeof(wanted), "id or name \"%s\"", key);
-    else if (id && name)
-        snprintf(wanted, sizeof(wanted), "id \"%s\" and name \"%s\"", id, name);
-    else if (id || name)
-        snprintf(wanted, sizeof(wanted), "%s \"%s\"", id ? "id" : "name", id ? id : name);
-    else
-        snprintf(wanted, sizeof(wanted), "neither id nor name given");
-    return image_error(img, err, -ENOENT, "snapshot table", img->hdr.snapshots_offset,
-                       "no snapshot with %s (%" PRIu32 " snapshots)", wanted, t->count);
-}
-
-int qcow2_snapshot_find(const struct qcow2_image *img, const char *id, const char *name,
-                        struct qcow2_error *err)
-{
-    return find_snapshot(img, NULL, id, name, err);
-}
-
-int qcow2_snapshot_find_key(const struct qcow2_image *img, const char *key,
-                            struct qcow2_error *err)
-{
-    return find_snapshot(img, key, NULL, NULL, err);
-}
-
 /* Switches reading to a snapshot's L1 table, validated as QEMU does when one is used. */
 static int select_snapshot(struct qcow2_image *img, const struct qcow2_open_options *o,
                            struct qcow2_error *err)
 {
-    int i = find_snapshot(img, o->snapshot, o->snapshot_id, o->snapshot_name, err);
+    int i = o->snapshot ? qcow2_snapshot_find_key(img, o->snapshot, err)
+                        : qcow2_snapshot_find(img, o->snapshot_id, o->snapshot_name, err);
     if (i < 0)
         return i;
     const struct snapshot *s = &img->snapshots.entries[i];

@@ -185,14 +185,22 @@ static int write_reftable_entry(struct qcow2_image *img, uint64_t index, uint64_
     return ret;
 }
 
-static int grow_reftable(struct qcow2_image *img, uint64_t min_entries, struct qcow2_error *err);
+static int grow_reftable(struct qcow2_image *img, uint64_t table_index, uint64_t block_offset,
+                         struct qcow2_error *err);
+static int find_free(struct qcow2_image *img, uint64_t count, uint64_t *start,
+                     struct qcow2_error *err);
+static int set_entry(struct qcow2_image *img, uint64_t block_offset, uint64_t cluster_index,
+                     uint64_t value, struct qcow2_error *err);
 
 /*
- * Creates the refcount block for reftable entry `table_index` in the first cluster of
- * the range it describes. Every cluster of that range has refcount 0 (no block covers
- * it), so that cluster is free, and the block counts itself.
+ * Creates the refcount block for reftable entry `table_index` where QEMU puts it: in the
+ * first free cluster from the allocator's hint. A block inside the range it describes
+ * counts itself; one outside is counted in its own range's block, which may have to be
+ * created first (then that one is the block made here, and the caller looks again).
+ * The block reaches the disk before the table links it, lazy refcounts or not. Sets
+ * *created; the caller's free clusters may be taken now, so it searches again.
  */
-static int create_block(struct qcow2_image *img, uint64_t table_index, uint64_t *offset,
+static int create_block(struct qcow2_image *img, uint64_t table_index, bool *created,
                         struct qcow2_error *err)
 {
     if (table_index == 0)
@@ -200,40 +208,58 @@ static int create_block(struct qcow2_image *img, uint64_t table_index, uint64_t 
                            img->hdr.refcount_table_offset,
                            "entry 0 is empty, so the header's own cluster has no refcount; "
                            "the image is corrupt (repair it with check -r all)");
-    uint64_t first_cluster = table_index << block_bits(img);
-    uint64_t block_offset = first_cluster << img->geo.cluster_bits;
+    uint32_t bits = block_bits(img), order = img->hdr.refcount_order;
+    uint64_t cluster;
+    int ret = find_free(img, 1, &cluster, err);
+    if (ret)
+        return ret;
+    *created = true;
+    uint64_t home = cluster >> bits, block_offset = cluster << img->geo.cluster_bits;
+    if (home != table_index) {
+        uint64_t home_block;
+        ret = block_offset_of(img, home, &home_block, err);
+        if (ret)
+            return ret;
+        if (!home_block)
+            return create_block(img, home, created, err);
+        ret = set_entry(img, home_block, cluster, 1, err);
+        if (ret)
+            return ret;
+    }
     uint8_t *block = img->refcount_scratch;
     memset(block, 0, img->cluster_size);
-    refcount_block_set_entry(block, img->hdr.refcount_order, 0, 1);
-    int ret = image_write(img, block, img->cluster_size, block_offset, "refcount block", err);
+    if (home == table_index)
+        refcount_block_set_entry(block, order, cluster & ((1ull << bits) - 1), 1);
+    ret = image_write(img, block, img->cluster_size, block_offset, "refcount block", err);
     if (!ret)
         ret = cache_install(img->refblock_cache, img, block_offset, block, false, err);
-    /* The block must be on disk before the table links it, lazy refcounts or not. */
+    /*
+     * The block, and its count in another range's block, must be on disk before the
+     * table links it, lazy refcounts or not.
+     */
+    if (!ret && home != table_index)
+        ret = cache_writeback(img->refblock_cache, img, err);
     if (!ret)
         ret = image_flush(img, err);
-    if (!ret)
-        ret = write_reftable_entry(img, table_index, block_offset, err);
-    *offset = block_offset;
-    return ret;
+    if (ret)
+        return ret;
+    if (table_index >= img->reftable_size)
+        return grow_reftable(img, table_index, block_offset, err);
+    return write_reftable_entry(img, table_index, block_offset, err);
 }
 
-/* The block covering `cluster_index`, created (and the table grown) when missing. */
+/*
+ * The block covering `cluster_index`, or 0 after creating one (with *created set: what
+ * the caller planned may have moved, as QEMU's -EAGAIN says).
+ */
 static int block_for(struct qcow2_image *img, uint64_t cluster_index, uint64_t *offset,
                      bool *created, struct qcow2_error *err)
 {
     uint64_t table_index = cluster_index >> block_bits(img);
-    int ret;
-    if (table_index >= img->reftable_size) {
-        ret = grow_reftable(img, table_index + 1, err);
-        if (ret)
-            return ret;
-        *created = true;
-    }
-    ret = block_offset_of(img, table_index, offset, err);
+    int ret = block_offset_of(img, table_index, offset, err);
     if (ret || *offset)
         return ret;
-    *created = true;
-    return create_block(img, table_index, offset, err);
+    return create_block(img, table_index, created, err);
 }
 
 /* Where `cluster` is or would go in the sorted list of clusters freed since the flush. */
@@ -277,16 +303,16 @@ static int quarantine(struct qcow2_image *img, uint64_t cluster, struct qcow2_er
     return 0;
 }
 
-int refcount_set(struct qcow2_image *img, uint64_t cluster_index, uint64_t value,
-                 struct qcow2_error *err)
+/*
+ * Stores `value` as the refcount of `cluster_index` in its block at `block_offset`. A
+ * refcount that drops waits for the removal of the reference it follows, and a freed
+ * cluster stays out of the allocator's reach until the next flush.
+ */
+static int set_entry(struct qcow2_image *img, uint64_t block_offset, uint64_t cluster_index,
+                     uint64_t value, struct qcow2_error *err)
 {
-    uint64_t block_offset;
-    bool created = false;
-    int ret = block_for(img, cluster_index, &block_offset, &created, err);
-    if (ret)
-        return ret;
     uint8_t *block;
-    ret = cache_get_mut(img->refblock_cache, img, block_offset, &block, err);
+    int ret = cache_get_mut(img->refblock_cache, img, block_offset, &block, err);
     if (ret)
         return ret;
     uint32_t order = img->hdr.refcount_order;
@@ -318,6 +344,20 @@ int refcount_set(struct qcow2_image *img, uint64_t cluster_index, uint64_t value
     if (value == 0 && img->compressed_next >> img->geo.cluster_bits == cluster_index)
         img->compressed_next = 0;
     return 0;
+}
+
+int refcount_set(struct qcow2_image *img, uint64_t cluster_index, uint64_t value,
+                 struct qcow2_error *err)
+{
+    for (;;) {
+        uint64_t block_offset;
+        bool created = false;
+        int ret = block_for(img, cluster_index, &block_offset, &created, err);
+        if (ret)
+            return ret;
+        if (block_offset)
+            return set_entry(img, block_offset, cluster_index, value, err);
+    }
 }
 
 int refcount_add_range(struct qcow2_image *img, uint64_t host_offset, uint64_t bytes,
@@ -354,16 +394,16 @@ int refcount_add_range(struct qcow2_image *img, uint64_t host_offset, uint64_t b
 }
 
 /*
- * The first run of `count` clusters with refcount 0 at or after the hint. The hint moves
- * up to the first cluster with refcount 0 on the way (one in quarantine included), so
- * that the next search does not scan the used clusters again.
+ * The first run of `count` clusters with refcount 0 at or after the hint (QEMU's
+ * alloc_clusters_noref). As QEMU's free cluster index, the hint then moves past the run,
+ * so a hole too small for it is not searched again; a cluster skipped only because it
+ * was freed since the last flush keeps the hint, to be reused once that flush is done.
  */
 static int find_free(struct qcow2_image *img, uint64_t count, uint64_t *start,
                      struct qcow2_error *err)
 {
-    uint64_t run = 0;
+    uint64_t run = 0, quarantined = UINT64_MAX;
     uint64_t beyond_table = (uint64_t)img->reftable_size << block_bits(img);
-    bool zero_seen = false;
     for (uint64_t c = img->free_cluster_hint;; c++) {
         if (c >= beyond_table) {
             *start = c - run;           /* nothing past the table is in use */
@@ -373,18 +413,16 @@ static int find_free(struct qcow2_image *img, uint64_t count, uint64_t *start,
         int ret = refcount_get(img, c, &rc, err);
         if (ret)
             return ret;
-        if (!rc && !zero_seen) {
-            zero_seen = true;
-            img->free_cluster_hint = c;
-        }
-        run = rc || freed_since_flush(img, c) ? 0 : run + 1;
+        bool freed = !rc && freed_since_flush(img, c);
+        if (freed && quarantined == UINT64_MAX)
+            quarantined = c;
+        run = rc || freed ? 0 : run + 1;
         if (run == count) {
             *start = c + 1 - count;
             break;
         }
     }
-    if (!zero_seen)
-        img->free_cluster_hint = *start;
+    img->free_cluster_hint = QVET_MIN(quarantined, *start + count);
     return 0;
 }
 
@@ -426,81 +464,131 @@ static int check_not_metadata(struct qcow2_image *img, uint64_t first, uint64_t 
                        first, what);
 }
 
+/*
+ * Makes sure every cluster of [first, first + count) has a refcount block. *created
+ * says one was made: the run may overlap it now. *created_inside says it was made for a
+ * range after the run's first (QEMU had raised the refcounts before it by then, and took
+ * them back, which moved its free cluster index back to the run).
+ */
+static int blocks_for_run(struct qcow2_image *img, uint64_t first, uint64_t count,
+                          bool *created, bool *created_inside, struct qcow2_error *err)
+{
+    uint64_t bits = block_bits(img);
+    *created = *created_inside = false;
+    for (uint64_t r = first >> bits; r <= (first + count - 1) >> bits; r++) {
+        uint64_t block_offset;
+        int ret = block_for(img, QVET_MAX(r << bits, first), &block_offset, created, err);
+        if (ret || *created) {
+            *created_inside = *created && r != first >> bits;
+            return ret;
+        }
+    }
+    return 0;
+}
+
+static int take_run(struct qcow2_image *img, uint64_t first, uint64_t count,
+                    struct qcow2_error *err)
+{
+    int ret = check_not_metadata(img, first, count, err);
+    for (uint64_t c = first; c < first + count && !ret; c++)
+        ret = refcount_set(img, c, 1, err);
+    return ret;
+}
+
 int refcount_alloc(struct qcow2_image *img, uint64_t count, uint64_t *host_offset,
                    struct qcow2_error *err)
 {
     for (;;) {
         uint64_t start;
+        bool created, created_inside;
         int ret = find_free(img, count, &start, err);
+        if (!ret)
+            ret = blocks_for_run(img, start, count, &created, &created_inside, err);
         if (ret)
             return ret;
-        /* Blocks created for the run may land inside it: then look again. */
-        bool created = false;
-        uint64_t bits = block_bits(img);
-        for (uint64_t r = start >> bits; r <= (start + count - 1) >> bits && !ret; r++) {
-            uint64_t block_offset;
-            ret = block_for(img, QVET_MAX(r << bits, start), &block_offset, &created, err);
-        }
-        if (ret)
-            return ret;
-        if (created)
+        if (created) {
+            /* Search again from the run, as QEMU does after its -EAGAIN. */
+            img->free_cluster_hint = QVET_MIN(img->free_cluster_hint, start);
             continue;
-        ret = check_not_metadata(img, start, count, err);
-        if (ret)
-            return ret;
-        for (uint64_t c = start; c < start + count; c++) {
-            ret = refcount_set(img, c, 1, err);
-            if (ret)
-                return ret;
         }
-        if (start == img->free_cluster_hint)
-            img->free_cluster_hint = start + count;
-        *host_offset = start << img->geo.cluster_bits;
-        return 0;
+        ret = take_run(img, start, count, err);
+        if (!ret)
+            *host_offset = start << img->geo.cluster_bits;
+        return ret;
     }
 }
 
-/* The number of new blocks the area [start, end) needs: ranges without a block. */
-static uint64_t missing_blocks(const struct qcow2_image *img, uint64_t start, uint64_t end)
+int refcount_alloc_at(struct qcow2_image *img, uint64_t host_offset, uint64_t count,
+                      uint64_t *got, struct qcow2_error *err)
 {
-    uint64_t bits = block_bits(img), n = 0;
-    for (uint64_t r = start >> bits; r <= (end - 1) >> bits; r++)
-        if (r >= img->reftable_size || !(img->reftable[r] & REFTABLE_ENTRY_OFFSET_MASK))
+    uint64_t first = host_offset >> img->geo.cluster_bits;
+    for (;;) {
+        uint64_t n = 0;
+        while (n < count) {
+            uint64_t rc;
+            int ret = refcount_get(img, first + n, &rc, err);
+            if (ret)
+                return ret;
+            if (rc || freed_since_flush(img, first + n))
+                break;
             n++;
-    return n;
+        }
+        *got = n;
+        if (!n)
+            return 0;
+        bool created, created_inside;
+        int ret = blocks_for_run(img, first, n, &created, &created_inside, err);
+        if (ret)
+            return ret;
+        if (!created)
+            return take_run(img, first, n, err);
+        if (created_inside)
+            img->free_cluster_hint = QVET_MIN(img->free_cluster_hint, first);
+    }
+}
+
+static uint64_t div_round_up(uint64_t a, uint64_t b)
+{
+    return a / b + (a % b != 0);
 }
 
 /*
- * Replaces the refcount table with one of at least `min_entries` entries, placed with
- * the refcount blocks it needs in a new area at the end of the file that describes
- * itself. Steps, each safe to crash after: count the area in existing blocks, write new
- * blocks, write the new table, switch the header, free the old table.
+ * How many refcount blocks cover `clusters` clusters together with themselves and the
+ * table that lists them (QEMU's fixed point). `generous` adds room for half the table
+ * again, as QEMU does when the table grows.
  */
-static int grow_reftable(struct qcow2_image *img, uint64_t min_entries, struct qcow2_error *err)
+static uint64_t blocks_needed(const struct qcow2_image *img, uint64_t clusters, bool generous)
 {
-    uint64_t cs = img->cluster_size;
-    uint32_t cb = img->geo.cluster_bits;
-    uint64_t bits = block_bits(img);
+    uint64_t per_block = 1ull << block_bits(img), per_table_cluster = img->cluster_size / 8;
+    uint64_t table = 0, blocks = 0, n = 0, last;
+    do {
+        last = n;
+        blocks = div_round_up(clusters + table + blocks, per_block);
+        table = div_round_up(blocks, per_table_cluster);
+        n = clusters + blocks + table;
+        if (n == last && generous) {
+            clusters += div_round_up(table, 2);
+            n = 0;
+            generous = false;
+        }
+    } while (n != last);
+    return blocks;
+}
+
+int refcount_area(struct qcow2_image *img, uint64_t start, uint64_t additional, bool exact,
+                  uint64_t table_index, uint64_t block_offset, uint64_t *end_cluster,
+                  struct qcow2_error *err)
+{
+    uint64_t cs = img->cluster_size, per_block = 1ull << block_bits(img);
+    uint32_t cb = img->geo.cluster_bits, order = img->hdr.refcount_order;
+    uint64_t total = blocks_needed(img, start + additional, !exact);
     uint64_t per_cluster = cs / 8;
-    uint64_t area = round_up_u64(img->file_size, cs) >> cb;
-    uint64_t entries = QVET_MAX(min_entries, (uint64_t)img->reftable_size * 3 / 2);
-    uint64_t table_clusters = 0, blocks = 0;
-    for (;;) {
-        uint64_t t = (entries + per_cluster - 1) / per_cluster;
-        uint64_t b = missing_blocks(img, area, area + t + blocks);
-        uint64_t need = ((area + t + b) >> bits) + 1;
-        if (t == table_clusters && b == blocks && entries >= need)
-            break;
-        table_clusters = t;
-        blocks = b;
-        entries = QVET_MAX(entries, need);
-    }
-    entries = table_clusters * per_cluster;
+    uint64_t entries = round_up_u64(exact ? total : total + div_round_up(total, 2), per_cluster);
+    uint64_t table_clusters = entries / per_cluster;
     if (entries * 8 > QCOW2_MAX_REFTABLE_BYTES)
         return image_error(img, err, -EFBIG, "refcount table", img->hdr.refcount_table_offset,
                            "growing it to %" PRIu64 " entries would pass the %u-byte limit",
                            entries, QCOW2_MAX_REFTABLE_BYTES);
-
     uint64_t *table = calloc(entries, 8);
     uint8_t *raw = calloc(table_clusters, cs);
     if (!table || !raw) {
@@ -509,39 +597,41 @@ static int grow_reftable(struct qcow2_image *img, uint64_t min_entries, struct q
         return image_error(img, err, -ENOMEM, "refcount table", QCOW2_NO_OFFSET,
                            "out of memory");
     }
-    memcpy(table, img->reftable, (size_t)img->reftable_size * 8);
-
-    /* New blocks go right after the table; each range that lacks one gets the next. */
-    uint64_t area_end = area + table_clusters + blocks;
-    uint64_t next_block = area + table_clusters;
+    /* A smaller table (an exact one) drops only entries past everything in use. */
+    memcpy(table, img->reftable, (size_t)QVET_MIN((uint64_t)img->reftable_size, entries) * 8);
+    if (block_offset)
+        table[table_index] = block_offset;
+    uint64_t area_index = start / per_block, added = 0;
+    for (uint64_t i = area_index; i < total; i++)
+        added += !table[i];
+    uint64_t table_at = start + added, end = table_at + table_clusters;
+    uint64_t next_block = start;
     int ret = 0;
-    for (uint64_t r = area >> bits; r <= (area_end - 1) >> bits && !ret; r++) {
-        if (r < img->reftable_size && (img->reftable[r] & REFTABLE_ENTRY_OFFSET_MASK))
-            continue;
-        memset(img->refcount_scratch, 0, cs);
-        for (uint64_t c = QVET_MAX(area, r << bits); c < area_end && (c >> bits) == r; c++)
-            refcount_block_set_entry(img->refcount_scratch, img->hdr.refcount_order,
-                                     c & ((1ull << bits) - 1), 1);
-        uint64_t at = next_block++ << cb;
-        table[r] = at;
-        ret = image_write(img, img->refcount_scratch, cs, at, "refcount block", err);
+    for (uint64_t i = area_index; i < total && !ret; i++) {
+        uint8_t *block = img->refcount_scratch;
+        if (table[i]) {
+            ret = cache_get_mut(img->refblock_cache, img, table[i], &block, err);
+        } else {
+            memset(block, 0, cs);
+            table[i] = next_block++ << cb;
+        }
+        uint64_t first = i * per_block, stop = QVET_MIN(end, first + per_block);
+        for (uint64_t c = QVET_MAX(first, start); !ret && c < stop; c++)
+            refcount_block_set_entry(block, order, c - first, 1);
         if (!ret)
-            ret = cache_install(img->refblock_cache, img, at, img->refcount_scratch, false, err);
+            ret = image_write(img, block, cs, table[i], "refcount block", err);
+        if (!ret && block == img->refcount_scratch)
+            ret = cache_install(img->refblock_cache, img, table[i], block, false, err);
     }
-    /* Area clusters in ranges that already have a block are counted there. */
-    for (uint64_t c = area; c < area_end && !ret; c++)
-        if ((c >> bits) < img->reftable_size &&
-            (img->reftable[c >> bits] & REFTABLE_ENTRY_OFFSET_MASK))
-            ret = refcount_set(img, c, 1, err);
     for (uint64_t i = 0; i < entries; i++)
         be64_put(raw + 8 * i, table[i]);
     uint64_t old_offset = img->hdr.refcount_table_offset;
     uint64_t old_clusters = img->hdr.refcount_table_clusters;
     if (!ret)
         ret = header_switch_table(img, HEADER_TABLE_REFCOUNT, raw, table_clusters * cs,
-                                  area << cb, table_clusters, "refcount table", err);
+                                  table_at << cb, table_clusters, "refcount table", err);
     free(raw);
-    bool switched = ret && header_table_is_at(img, HEADER_TABLE_REFCOUNT, area << cb);
+    bool switched = ret && header_table_is_at(img, HEADER_TABLE_REFCOUNT, table_at << cb);
     if (ret && !switched) {
         free(table);
         return ret;
@@ -549,9 +639,29 @@ static int grow_reftable(struct qcow2_image *img, uint64_t min_entries, struct q
     free(img->reftable);
     img->reftable = table;
     img->reftable_size = (uint32_t)entries;
+    *end_cluster = end;
     if (switched)
         return ret;
-    return refcount_add_range(img, old_offset, old_clusters * cs, -1, err);
+    ret = refcount_add_range(img, old_offset, old_clusters * cs, -1, err);
+    /* Nothing on disk names the old table since the switch: QEMU reuses it at once. */
+    if (!ret)
+        ret = image_sync(img, err);
+    return ret;
+}
+
+/*
+ * The refcount table has no entry `table_index`, which the new block at `block_offset`
+ * (0 if none) is for: QEMU puts the new structures at the start of the first range past
+ * that entry's and the block, with room for half as many blocks again.
+ */
+static int grow_reftable(struct qcow2_image *img, uint64_t table_index, uint64_t block_offset,
+                         struct qcow2_error *err)
+{
+    uint64_t per_block = 1ull << block_bits(img), end;
+    uint64_t used = QVET_MAX((table_index << block_bits(img)) + 1,
+                             block_offset ? (block_offset >> img->geo.cluster_bits) + 1 : 0);
+    uint64_t start = div_round_up(used, per_block) * per_block;
+    return refcount_area(img, start, 0, false, table_index, block_offset, &end, err);
 }
 
 int refcount_drop_empty_blocks(struct qcow2_image *img, struct qcow2_error *err)

@@ -43,8 +43,8 @@ struct qcow2_image;
 
 /*
  * Stores the refcount of host cluster `cluster_index`, creating the refcount block that
- * covers it (placed inside its own range, so it counts itself) and growing the refcount
- * table when needed.
+ * covers it (in the first free cluster, as the allocator places it) and growing the
+ * refcount table when needed.
  */
 int refcount_set(struct qcow2_image *img, uint64_t cluster_index, uint64_t value,
                  struct qcow2_error *err);
@@ -57,9 +57,22 @@ int refcount_set(struct qcow2_image *img, uint64_t cluster_index, uint64_t value
 int refcount_add_range(struct qcow2_image *img, uint64_t host_offset, uint64_t bytes,
                        int64_t delta, struct qcow2_error *err);
 
-/* Finds `count` contiguous free clusters, sets their refcounts to 1, returns the offset. */
+/*
+ * Finds `count` contiguous free clusters, sets their refcounts to 1, returns the offset.
+ * Placement follows QEMU 7.2's allocator (first fit from a free cluster index that moves
+ * past each run; a new refcount block in the first free cluster; the table grown as
+ * qcow2_refcount_area grows it), so that `create` lays images out as qemu-img does.
+ */
 int refcount_alloc(struct qcow2_image *img, uint64_t count, uint64_t *host_offset,
                    struct qcow2_error *err);
+
+/*
+ * Takes as many of the `count` clusters from `host_offset` on as are free there, in a
+ * row (QEMU's qcow2_alloc_clusters_at: a write that continues the previous one on the
+ * host); *got says how many (0 when the first is in use).
+ */
+int refcount_alloc_at(struct qcow2_image *img, uint64_t host_offset, uint64_t count,
+                      uint64_t *got, struct qcow2_error *err);
 
 /*
  * The one placement policy of every cluster allocator (first fit): the first cluster
@@ -71,6 +84,18 @@ int refcount_alloc(struct qcow2_image *img, uint64_t count, uint64_t *host_offse
  */
 uint64_t refcount_first_fit(const uint8_t *counts, uint32_t order, uint64_t nb, uint64_t from,
                             uint64_t count, uint64_t *first_free);
+
+/*
+ * A new refcount table and the refcount blocks for an area from cluster `start` that
+ * describes itself, as QEMU's qcow2_refcount_area lays it out: enough blocks for `start`
+ * + `additional` clusters and themselves (with room for half the table again unless
+ * `exact`), new blocks first, then the table; the old table is freed. `block_offset`,
+ * when not 0, is a block just made for entry `table_index` (the table had no room for
+ * it). *end_cluster is the first cluster after the new structures.
+ */
+int refcount_area(struct qcow2_image *img, uint64_t start, uint64_t additional, bool exact,
+                  uint64_t table_index, uint64_t block_offset, uint64_t *end_cluster,
+                  struct qcow2_error *err);
 
 /* The stored refcount of host cluster `cluster_index` (0 when no block covers it). */
 int refcount_get(struct qcow2_image *img, uint64_t cluster_index, uint64_t *refcount,

@@ -22,13 +22,51 @@
 #include "refcount.h"
 #include "snapshot.h"
 
+/*
+ * The index of the snapshot `key` names (id first, then name), or without a key the
+ * first with `id` and `name` (NULL: any); else -ENOENT and a message saying what was
+ * asked for.
+ */
+static int find_snapshot(const struct qcow2_image *img, const char *key, const char *id,
+                         const char *name, struct qcow2_error *err)
+{
+    const struct snapshot_table *t = &img->snapshots;
+    int i = key ? snapshot_find(t, key) : snapshot_find_by(t, id, name);
+    if (i >= 0)
+        return i;
+    char wanted[600];
+    if (key)
+        snprintf(wanted, sizeof(wanted), "id or name \"%s\"", key);
+    else if (id && name)
+        snprintf(wanted, sizeof(wanted), "id \"%s\" and name \"%s\"", id, name);
+    else if (id || name)
+        snprintf(wanted, sizeof(wanted), "%s \"%s\"", id ? "id" : "name", id ? id : name);
+    else
+        snprintf(wanted, sizeof(wanted), "neither id nor name given");
+    return image_error(img, err, -ENOENT, "snapshot table", img->hdr.snapshots_offset,
+                       "no snapshot with %s (%" PRIu32 " snapshots)", wanted, t->count);
+}
+
+int qcow2_snapshot_find(const struct qcow2_image *img, const char *id, const char *name,
+                        struct qcow2_error *err)
+{
+    return find_snapshot(img, NULL, id, name, err);
+}
+
+int qcow2_snapshot_find_key(const struct qcow2_image *img, const char *key,
+                            struct qcow2_error *err)
+{
+    return find_snapshot(img, key, NULL, NULL, err);
+}
+
 static int writable_or_fail(struct qcow2_image *img, struct qcow2_error *err)
 {
     if (!img->writable)
         return image_error(img, err, -EROFS, "image", QCOW2_NO_OFFSET,
                            "snapshots can only be changed on an image opened read-write");
     if (img->hdr.refcount_order == 0)
-        return image_error(img, err, -ENOTSUP, "header field refcount_order", HEADER_OFF_REFCOUNT_ORDER,
+        return image_error(img, err, -ENOTSUP, "header field refcount_order",
+                           HEADER_OFF_REFCOUNT_ORDER,
                            "1-bit refcounts cannot count a cluster shared with a snapshot");
     return 0;
 }

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* qvet create [-q] [-u] [-o OPTIONS] [-b BACKING -F FMT] IMAGE [SIZE]: as `qemu-img create -f qcow2`. */
+/*
+ * qvet create [-q] [-u] [-o OPTIONS] [-b BACKING -F FMT] IMAGE [SIZE]: as
+ * `qemu-img create -f qcow2`.
+ */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -39,8 +42,10 @@ const char cmd_create_help[] =
     "                          default off)\n"
     "    compression_type=zlib|zstd  for compressed clusters (zstd needs v3; default\n"
     "                          zlib)\n"
-    "    preallocation=off|metadata  allocate every L2 table and cluster up front\n"
-    "                          (default off; falloc and full are not supported)\n"
+    "    preallocation=off|metadata|falloc|full  map every cluster up front (metadata:\n"
+    "                          the file stays sparse; falloc, full: the data clusters\n"
+    "                          follow the metadata in one run, written as zeros;\n"
+    "                          default off)\n"
     "    backing_file=NAME     as -b\n"
     "    backing_fmt=FMT       as -F\n"
     "  qemu-img's data_file, data_file_raw, encryption, encrypt.*, nocow and\n"
@@ -83,7 +88,7 @@ static const struct option_help option_helps[] = {
     { "lazy_refcounts", "bool (on/off)", "defer refcount updates under a dirty bit (off)",
       false },
     { "nocow", "bool (on/off)", "host file setting (refused by qvet)", true },
-    { "preallocation", "str", "off or metadata (off)", false },
+    { "preallocation", "str", "off, metadata, falloc or full (off)", false },
     { "refcount_bits", "num", "refcount width: 1, 2, 4, 8, 16, 32 or 64 (16)", false },
     { "size", "size", "virtual disk size", false },
 };

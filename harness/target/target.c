@@ -63,12 +63,12 @@ static int make(const char *spec, bool create, const struct target_params *p,
     const struct target_kind *k = find_kind(spec, &arg, errbuf, errlen);
     if (!k)
         return -EINVAL;
-    if (create && !k->create) {
+    if (create && k->reads_only) {
         snprintf(errbuf, errlen, "target %s only reads images: it can be a --reader, not a "
                  "--target", k->name);
         return -EINVAL;
     }
-    int ret = (create ? k->create : k->open)(arg, p, out, errbuf, errlen);
+    int ret = k->start(arg, create, p, out, errbuf, errlen);
     return wrapped(ret, p, out, errbuf, errlen);
 }
 

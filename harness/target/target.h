@@ -154,19 +154,18 @@ struct target_params {
 
 /*
  * A kind of target: how one is made. A target is named by a spec, "KIND" or "KIND:ARG"
- * (a URI, a command), and `arg` is what follows the colon (NULL without one). create
- * makes a new image and opens it; open opens an existing one. Each returns 0 or a negative
- * errno with a one-line reason in errbuf. check_options says whether `options` would be
- * accepted by create (a trace is refused before its run when they would not). A kind
- * that only reads (a reader) has no create.
+ * (a URI, a command), and `arg` is what follows the colon (NULL without one). start
+ * makes a new image and opens it (`create`) or opens an existing one; it returns 0 or a
+ * negative errno with a one-line reason in errbuf. check_options says whether `options`
+ * would be accepted by a create (a trace is refused before its run when they would not).
+ * A kind that only reads (a reader) is never asked to create.
  */
 struct target_kind {
     const char *name;
+    bool reads_only;
     int (*check_options)(const char *options, char *errbuf, size_t errlen);
-    int (*create)(const char *arg, const struct target_params *p, struct target **out,
-                  char *errbuf, size_t errlen);
-    int (*open)(const char *arg, const struct target_params *p, struct target **out,
-                char *errbuf, size_t errlen);
+    int (*start)(const char *arg, bool create, const struct target_params *p,
+                 struct target **out, char *errbuf, size_t errlen);
 };
 
 /* The factory: the only way to a target. spec "qvet" is the qvet engine. */

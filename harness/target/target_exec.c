@@ -71,32 +71,35 @@ static uint32_t get_le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static int send_all(int fd, const void *buf, size_t len)
+/*
+ * Sends the `len` bytes at `out`, or (out NULL) receives `len` bytes into `in`, all of
+ * them: an adapter that closes the socket midway is -EPIPE.
+ */
+static int transfer_all(int fd, const uint8_t *out, uint8_t *in, size_t len)
 {
-    for (const uint8_t *p = buf; len;) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+    while (len) {
+        ssize_t n = out ? send(fd, out, len, MSG_NOSIGNAL) : recv(fd, in, len, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             return -EPIPE;
-        p += n;
+        if (out)
+            out += n;
+        else
+            in += n;
         len -= (size_t)n;
     }
     return 0;
 }
 
+static int send_all(int fd, const void *buf, size_t len)
+{
+    return transfer_all(fd, buf, NULL, len);
+}
+
 static int recv_all(int fd, void *buf, size_t len)
 {
-    for (uint8_t *p = buf; len;) {
-        ssize_t n = recv(fd, p, len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -EPIPE;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return transfer_all(fd, NULL, buf, len);
 }
 
 /* Reads and drops `len` bytes of an answer qvet has no room for. */
@@ -466,20 +469,7 @@ static int exec_start(const char *command, bool create, const struct target_para
     return 0;
 }
 
-static int exec_create(const char *arg, const struct target_params *p, struct target **out,
-                       char *errbuf, size_t errlen)
-{
-    return exec_start(arg, true, p, out, errbuf, errlen);
-}
-
-static int exec_open(const char *arg, const struct target_params *p, struct target **out,
-                     char *errbuf, size_t errlen)
-{
-    return exec_start(arg, false, p, out, errbuf, errlen);
-}
-
 const struct target_kind target_kind_exec = {
     .name = "exec",
-    .create = exec_create,
-    .open = exec_open,
+    .start = exec_start,
 };

@@ -127,9 +127,11 @@ static int open_one(struct libqcow_target *l, const char *path, char *backing, s
     return 0;
 }
 
-static int libqcow_open(const char *arg, const struct target_params *p, struct target **out,
-                        char *errbuf, size_t errlen)
+/* The factory never asks a reader to create (reads_only), so `create` is always false. */
+static int libqcow_start(const char *arg, bool create, const struct target_params *p,
+                        struct target **out, char *errbuf, size_t errlen)
 {
+    (void)create;
     if (arg) {
         snprintf(errbuf, errlen, "reader libqcow takes no argument (got 'libqcow:%s')", arg);
         return -EINVAL;
@@ -188,5 +190,6 @@ static int libqcow_open(const char *arg, const struct target_params *p, struct t
 
 const struct target_kind target_kind_libqcow = {
     .name = "libqcow",
-    .open = libqcow_open,
+    .reads_only = true,
+    .start = libqcow_start,
 };

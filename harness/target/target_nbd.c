@@ -657,22 +657,9 @@ static int qemu_start(const char *arg, bool create, const struct target_params *
     return 0;
 }
 
-static int qemu_create(const char *arg, const struct target_params *p, struct target **out,
-                       char *errbuf, size_t errlen)
-{
-    return qemu_start(arg, true, p, out, errbuf, errlen);
-}
-
-static int qemu_open(const char *arg, const struct target_params *p, struct target **out,
-                     char *errbuf, size_t errlen)
-{
-    return qemu_start(arg, false, p, out, errbuf, errlen);
-}
-
 const struct target_kind target_kind_qemu = {
     .name = "qemu",
-    .create = qemu_create,
-    .open = qemu_open,
+    .start = qemu_start,
 };
 
 /* ---- the nbd kind ------------------------------------------------------------------ */
@@ -792,21 +779,8 @@ static int nbd_start(const char *uri, bool create, const struct target_params *p
     return 0;
 }
 
-static int nbd_create_target(const char *arg, const struct target_params *p,
-                             struct target **out, char *errbuf, size_t errlen)
-{
-    return nbd_start(arg, true, p, out, errbuf, errlen);
-}
-
-static int nbd_open_target(const char *arg, const struct target_params *p, struct target **out,
-                           char *errbuf, size_t errlen)
-{
-    return nbd_start(arg, false, p, out, errbuf, errlen);
-}
-
 const struct target_kind target_kind_nbd = {
     .name = "nbd",
     .check_options = check_nbd_options,
-    .create = nbd_create_target,
-    .open = nbd_open_target,
+    .start = nbd_start,
 };

@@ -405,7 +405,8 @@ static int qvet_open_with(const struct target_params *p, struct qcow2_backend *m
         return -ENOMEM;
     }
     q->base.ops = &qvet_ops;
-    q->base.caps = TARGET_CAN_WRITE | TARGET_CAN_ZERO | TARGET_QCOW2_FILE | TARGET_CAN_DISCARD | TARGET_CAN_WRITE_COMPRESSED |
+    q->base.caps = TARGET_CAN_WRITE | TARGET_CAN_ZERO | TARGET_QCOW2_FILE | TARGET_CAN_DISCARD |
+                   TARGET_CAN_WRITE_COMPRESSED |
                    TARGET_CAN_FLUSH | TARGET_CAN_SNAPSHOT | TARGET_CAN_SNAPSHOT_READ |
                    TARGET_CAN_RESIZE | TARGET_CAN_REOPEN | TARGET_CAN_CHECK |
                    TARGET_CAN_SNAPSHOT_LIST;
@@ -432,27 +433,20 @@ static int qvet_open_with(const struct target_params *p, struct qcow2_backend *m
     return 0;
 }
 
-/* An existing image; in memory there is none to open (a memory image is only created). */
-static int qvet_open(const char *arg, const struct target_params *p, struct target **out,
-                     char *errbuf, size_t errlen)
-{
-    int ret = no_argument(arg, errbuf, errlen);
-    if (ret)
-        return ret;
-    if (p->in_memory) {
-        snprintf(errbuf, errlen, "%s: an image in memory can only be created", p->path);
-        return -EINVAL;
-    }
-    return qvet_open_with(p, NULL, out, errbuf, errlen);
-}
-
-static int qvet_create(const char *arg, const struct target_params *p, struct target **out,
-                       char *errbuf, size_t errlen)
+/* A new image, or an existing one; in memory there is none to open, only to create. */
+static int qvet_start(const char *arg, bool create, const struct target_params *p,
+                      struct target **out, char *errbuf, size_t errlen)
 {
     struct qcow2_create_options o;
     char copy[OPTIONS_MAX];
     int ret = no_argument(arg, errbuf, errlen);
-    if (ret || (ret = parse_options(p->options, &o, copy, errbuf, errlen)))
+    if (!ret && !create && p->in_memory) {
+        snprintf(errbuf, errlen, "%s: an image in memory can only be created", p->path);
+        ret = -EINVAL;
+    }
+    if (ret || !create)
+        return ret ? ret : qvet_open_with(p, NULL, out, errbuf, errlen);
+    if ((ret = parse_options(p->options, &o, copy, errbuf, errlen)))
         return ret;
     o.size = p->size;
     o.has_size = true;
@@ -482,6 +476,5 @@ static int qvet_create(const char *arg, const struct target_params *p, struct ta
 const struct target_kind target_kind_qvet = {
     .name = "qvet",
     .check_options = check_options,
-    .create = qvet_create,
-    .open = qvet_open,
+    .start = qvet_start,
 };

@@ -2,9 +2,10 @@
 /*
  * qcow2-edit: reads and changes the header of a qcow2 image by field name, so that test
  * scripts say which field they break instead of which byte (the idea of QEMU's
- * qcow2.py, written anew). It keeps its own field table rather than the engine's header
- * decoder on purpose: that decoder refuses what breaks a rule, and breaking rules is
- * what this tool is for. Nothing is validated beyond what the edit itself needs.
+ * qcow2.py, written anew). Its fields are the header codec's table (header_fields in
+ * engine/src/header.c: names, offsets, widths); it does not go through the engine's
+ * header decoder, which refuses what breaks a rule, and breaking rules is what this tool
+ * is for. Nothing is validated beyond what the edit itself needs.
  *
  *   qcow2-edit IMAGE dump                       every field, then the extensions
  *   qcow2-edit IMAGE get FIELD                  one field, in decimal
@@ -28,37 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "header.h"
+
 #define V2_HEADER_LENGTH 72u
 #define MAX_CLUSTER0 (2u << 20)
-
-struct field {
-    const char *name;
-    unsigned offset, width;
-    unsigned version;               /* the first version that has the field */
-};
-
-static const struct field fields[] = {
-    { "magic", 0, 4, 2 },
-    { "version", 4, 4, 2 },
-    { "backing_file_offset", 8, 8, 2 },
-    { "backing_file_size", 16, 4, 2 },
-    { "cluster_bits", 20, 4, 2 },
-    { "size", 24, 8, 2 },
-    { "crypt_method", 32, 4, 2 },
-    { "l1_size", 36, 4, 2 },
-    { "l1_table_offset", 40, 8, 2 },
-    { "refcount_table_offset", 48, 8, 2 },
-    { "refcount_table_clusters", 56, 4, 2 },
-    { "nb_snapshots", 60, 4, 2 },
-    { "snapshots_offset", 64, 8, 2 },
-    { "incompatible_features", 72, 8, 3 },
-    { "compatible_features", 80, 8, 3 },
-    { "autoclear_features", 88, 8, 3 },
-    { "refcount_order", 96, 4, 3 },
-    { "header_length", 100, 4, 3 },
-    { "compression_type", 104, 1, 3 },
-    { "padding", 105, 7, 3 },
-};
 
 static const struct { const char *word, *field; } feature_words[] = {
     { "incompatible", "incompatible_features" },
@@ -147,18 +121,19 @@ static unsigned version_of(const struct image *img)
     return (unsigned)get_be(img->cluster0 + 4, 4);
 }
 
-static const struct field *find_field(const char *name)
+static const struct header_field *find_field(const char *name)
 {
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-        if (!strcmp(fields[i].name, name))
-            return &fields[i];
+    for (size_t i = 0; i < header_field_count; i++)
+        if (!strcmp(header_fields[i].name, name))
+            return &header_fields[i];
     return NULL;
 }
 
 /* The field, if the image is long enough to hold it. */
-static int field_or_fail(const struct image *img, const char *name, const struct field **out)
+static int field_or_fail(const struct image *img, const char *name,
+                         const struct header_field **out)
 {
-    const struct field *f = find_field(name);
+    const struct header_field *f = find_field(name);
     if (!f) {
         fprintf(stderr, "qcow2-edit: no header field \"%s\" (see the field table in "
                 "tests/tools/qcow2-edit.c)\n", name);
@@ -176,7 +151,7 @@ static uint64_t mask_of(unsigned width)
     return width == 8 ? UINT64_MAX : (1ull << (8 * width)) - 1;
 }
 
-static int set_field(struct image *img, const struct field *f, uint64_t value)
+static int set_field(struct image *img, const struct header_field *f, uint64_t value)
 {
     put_be(img->cluster0 + f->offset, f->width, value & mask_of(f->width));
     return store(img, f->offset, f->width);
@@ -237,8 +212,8 @@ static bool find_extension(const struct image *img, uint32_t type, size_t *at)
 static int dump(const struct image *img)
 {
     unsigned version = version_of(img);
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        const struct field *f = &fields[i];
+    for (size_t i = 0; i < header_field_count; i++) {
+        const struct header_field *f = &header_fields[i];
         if (f->version > version || f->offset + f->width > img->len)
             continue;
         uint64_t v = get_be(img->cluster0 + f->offset, f->width);
@@ -287,7 +262,7 @@ static int usage(void)
 static int run(struct image *img, int argc, char **argv)
 {
     const char *cmd = argv[0];
-    const struct field *f;
+    const struct header_field *f;
     uint64_t a = 0, b = 0;
     int ret;
     if (!strcmp(cmd, "dump") && argc == 1)
