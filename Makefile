@@ -39,7 +39,7 @@ help:
 	@echo "make            build build/qvet and libqvet (gcc, -Werror)"
 	@echo "make asan       the same with ASan+UBSan (clang) into $(ASAN_BUILD)/"
 	@echo "make test       build both, run the Check suites, the malformed-image suite"
-	@echo "                and the qemu-img interop gate (scripts/interop.sh)"
+	@echo "                and the qemu-img interop gate (tests/interop/gate/)"
 	@echo "make bench      speed, measured not asserted: qvet vs qemu-img bench vs pread/pwrite,"
 	@echo "                soak ops/s, fuzz execs/s, memory, scaling; reports/bench/latest.*"
 	@echo "                (BENCH_QUICK=1: a tiny run)"

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # shellcheck shell=bash
 #
-# qvet-test.sh - the one library of qvet's shell test scripts (scripts/interop.sh,
-# tests/interop/*.sh through tests/interop/common.sh, tests/malformed/run.sh,
+# qvet-test.sh - the one library of qvet's shell test scripts (the interop gate through
+# tests/interop/gate/gate.sh, scripts/interop.sh, tests/interop/*.sh through
+# tests/interop/common.sh, tests/malformed/run.sh,
 # tests/tools/qcow2-edit.sh, corpus/make-seeds.sh). Sourcing it only defines things:
 # nothing runs, nothing is created.
 #
