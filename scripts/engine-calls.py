@@ -44,7 +44,8 @@ OWNED_SYMBOLS = {
     "L2 entries and compressed descriptors": (
         {"cluster.c"},
         {"l2_entry_at", "l2_entry_put", "compressed_desc_decode", "l2_entry_cluster_type",
-         "l2_entry_subcluster_type", "l2_entry_zeroed", "l2_entry_has_data"},
+         "l2_entry_subcluster_type", "l2_entry_zeroed", "l2_entry_has_data",
+         "cluster_l2_for_write"},
         {"read.c", "write.c", "map.c", "snapshot_ops.c", "check_refs.c", "check_repair.c",
          "create.c"}),
     "refcount entries and the allocator": (
@@ -52,8 +53,8 @@ OWNED_SYMBOLS = {
         {"refcount_set", "refcount_add_range", "refcount_alloc", "refcount_alloc_at",
          "refcount_area", "refcount_write_block", "refcount_first_fit",
          "refcount_get_for_check"},
-        {"l1.c", "write.c", "snapshot_ops.c", "check_snapshots.c", "check_repair.c",
-         "create.c"}),
+        {"l1.c", "cluster.c", "write.c", "snapshot_ops.c", "check_snapshots.c",
+         "check_repair.c", "create.c"}),
     "header fields and table switches": (
         {"header_io.c"},
         {"header_switch_table", "header_write_snapshot_count", "header_write_size",

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * L2 entries and compressed descriptors (docs/format.md §4): decoding in isolation, then
- * guest reads through the public API of hand-built images.
+ * guest reads through the public API of hand-built images, then the L2 table a write
+ * gets (cluster_l2_for_write) watched from the disk's side.
  */
 #include <check.h>
 #include <errno.h>
@@ -10,7 +11,10 @@
 #include <string.h>
 
 #include "cluster.h"
+#include "image.h"
+#include "io_fault.h"
 #include "qcow2.h"
+#include "refcount.h"
 #include "support.h"
 
 #define COPIED (1ull << 63)
@@ -637,6 +641,191 @@ START_TEST(read_extended_l2_subclusters)
 }
 END_TEST
 
+/* ---- cluster_l2_for_write, watched from the disk ----------------------------------- */
+
+#define LW_CB 12
+#define LW_CS 4096u
+#define LW_L2_SPAN (LW_CS / 8u * LW_CS)     /* guest bytes one L2 table maps */
+
+/*
+ * An image on a memory backend behind a crash-mode shim that never crashes: writes
+ * wait for a flush, so the memory backend holds what a power cut would leave. The
+ * shim's write hook looks at that state when L1 entry `watch` is written.
+ */
+struct l2_watch {
+    struct test_image img;
+    struct io_fault fault;
+    struct qcow2_backend *disk;     /* the flushed state */
+    struct qcow2_image *q;
+    uint32_t watch;
+    unsigned l1_writes;             /* writes that covered the watched L1 entry */
+    uint64_t named;                 /* the value the last one stored */
+    uint64_t named_refcount;        /* on disk, when it was written: the table it names */
+    bool table_on_disk;             /* that table's bytes equal `expect_table` by then */
+    uint64_t old_l2;                /* the table it replaces (0: none) */
+    uint64_t old_refcount;          /* on disk, when the entry was written */
+    uint8_t expect_table[LW_CS];
+};
+
+static uint64_t disk_refcount(struct l2_watch *w, uint64_t host)
+{
+    size_t len;
+    const uint8_t *d = qcow2_backend_mem_data(w->disk, &len);
+    const uint8_t *p = d + w->img.refblock_offset + 2 * (host >> LW_CB);
+    return (uint64_t)p[0] << 8 | p[1];
+}
+
+static int watch_write(struct io_fault *f, struct qcow2_backend *inner, const void *buf,
+                       size_t len, uint64_t off)
+{
+    struct l2_watch *w = f->ctx;
+    uint64_t entry_at = w->img.l1_offset + 8u * w->watch;
+    if (off <= entry_at && entry_at + 8 <= off + len) {
+        size_t disk_len;
+        const uint8_t *d = qcow2_backend_mem_data(w->disk, &disk_len);
+        w->l1_writes++;
+        w->named = test_get_be64((const uint8_t *)buf + (entry_at - off));
+        uint64_t table = l1_entry_l2_offset(w->named);
+        w->named_refcount = table ? disk_refcount(w, table) : 0;
+        w->table_on_disk = table && table + LW_CS <= disk_len &&
+                           !memcmp(d + table, w->expect_table, LW_CS);
+        w->old_refcount = w->old_l2 ? disk_refcount(w, w->old_l2) : 0;
+    }
+    return io_fault_write(f, inner, buf, len, off);
+}
+
+static void watch_open(struct l2_watch *w)
+{
+    memset(w, 0, sizeof(*w));
+    struct test_image_spec s = test_image_spec(3, LW_CB, 2 * LW_L2_SPAN);
+    ck_assert_int_eq(test_image_build(&s, &w->img), 0);
+    ck_assert_int_eq(qcow2_backend_mem_new(w->img.data, w->img.len, 1u << 22, &w->disk), 0);
+    io_fault_init(&w->fault);
+    w->fault.crash = IO_FAULT_CRASH_KEEP;
+    w->fault.write = watch_write;
+    w->fault.ctx = w;
+    struct qcow2_backend *shim = io_fault_wrap(w->disk, false, &w->fault);
+    ck_assert_ptr_nonnull(shim);
+    struct qcow2_open_options o = { .writable = true };
+    struct qcow2_error err;
+    int ret = qcow2_open_backend(shim, "mem.qcow2", &o, &w->q, &err);
+    ck_assert_msg(ret == 0, "open read-write: expected success, got %d: %s", ret, err.message);
+}
+
+static void watch_close(struct l2_watch *w)
+{
+    qcow2_close(w->q);
+    io_fault_fini(&w->fault);
+    qcow2_backend_destroy(w->disk);
+    test_image_free(&w->img);
+}
+
+static struct l2_ref l2_for_write_ok(struct l2_watch *w, uint32_t l1_index)
+{
+    struct l2_ref l2 = { 0, NULL };
+    struct qcow2_error err;
+    int ret = cluster_l2_for_write(w->q, l1_index, &l2, &err);
+    ck_assert_msg(ret == 0, "L2 table for L1 entry %u: expected success, got %d: %s",
+                  l1_index, ret, err.message);
+    ck_assert_ptr_nonnull(l2.table);
+    return l2;
+}
+
+static uint64_t cached_refcount(struct qcow2_image *q, uint64_t host)
+{
+    uint64_t rc;
+    struct qcow2_error err;
+    ck_assert_int_eq(refcount_get(q, host >> LW_CB, &rc, &err), 0);
+    return rc;
+}
+
+START_TEST(l2_for_write_new_table_named_after_sync)
+{
+    struct l2_watch w;
+    watch_open(&w);
+    w.watch = 1;
+    memset(w.expect_table, 0, LW_CS);
+    ck_assert_uint_eq(w.q->l1[1], 0);
+    struct l2_ref l2 = l2_for_write_ok(&w, 1);
+    ck_assert_msg(l2.offset && l2.offset % LW_CS == 0,
+                  "new L2 table: expected a cluster-aligned offset, got 0x%" PRIx64, l2.offset);
+    ck_assert_msg(w.l1_writes == 1, "L1 entry 1: expected one write, got %u", w.l1_writes);
+    ck_assert_msg(w.named == (l2.offset | COPIED), "L1 entry 1 on disk: expected 0x%016"
+                  PRIx64 ", got 0x%016" PRIx64, (uint64_t)(l2.offset | COPIED), w.named);
+    ck_assert_msg(w.named_refcount == 1, "when L1 entry 1 was written, the new table's "
+                  "refcount on disk: expected 1, got %" PRIu64, w.named_refcount);
+    ck_assert_msg(w.table_on_disk, "when L1 entry 1 was written, the new table (zeros) "
+                  "at 0x%" PRIx64 " was not on disk yet", l2.offset);
+    ck_assert_uint_eq(w.q->l1[1], l2.offset | COPIED);
+    for (uint32_t i = 0; i < LW_CS; i++)
+        ck_assert_msg(l2.table[i] == 0, "new table byte %u: expected 0, got 0x%02x", i,
+                      l2.table[i]);
+
+    /* Refcount 1 and COPIED: the same table again, nothing allocated or written. */
+    size_t len_before;
+    qcow2_backend_mem_data(w.disk, &len_before);
+    struct l2_ref again = l2_for_write_ok(&w, 1);
+    ck_assert_msg(again.offset == l2.offset, "owned table: expected 0x%" PRIx64
+                  " again, got 0x%" PRIx64, l2.offset, again.offset);
+    ck_assert_msg(w.l1_writes == 1, "owned table: expected no L1 write, got %u more",
+                  w.l1_writes - 1);
+    ck_assert_uint_eq(cached_refcount(w.q, l2.offset), 1);
+    ck_assert_uint_eq(cached_refcount(w.q, l2.offset + LW_CS), 0);
+    watch_close(&w);
+}
+END_TEST
+
+START_TEST(l2_for_write_copies_a_table_shared_with_a_snapshot)
+{
+    struct l2_watch w;
+    watch_open(&w);
+    struct qcow2_error err;
+    uint8_t data[LW_CS];
+    test_fill_random(data, sizeof(data), 21);
+    ck_assert_int_eq(qcow2_pwrite(w.q, data, sizeof(data), 3 * LW_CS, &err), 0);
+    ck_assert_int_eq(qcow2_snapshot_create(w.q, "s", &err), 0);
+    uint64_t old = l1_entry_l2_offset(w.q->l1[0]);
+    ck_assert_msg(old && !l1_entry_is_copied(w.q->l1[0]), "after a snapshot: expected "
+                  "L1 entry 0 shared (no COPIED), got 0x%016" PRIx64, w.q->l1[0]);
+    ck_assert_uint_eq(cached_refcount(w.q, old), 2);
+    const uint8_t *old_table;
+    ck_assert_int_eq(cluster_l2_table(w.q, 0, &old_table, &err), 0);
+    memcpy(w.expect_table, old_table, LW_CS);
+    uint64_t data_host = l2_entry_host_offset(l2_entry_at(&w.q->geo, old_table, 3));
+    ck_assert_uint_eq(cached_refcount(w.q, data_host), 2);
+    w.watch = 0;
+    w.l1_writes = 0;
+    w.old_l2 = old;
+
+    struct l2_ref l2 = l2_for_write_ok(&w, 0);
+    ck_assert_msg(l2.offset != old, "shared table 0x%" PRIx64 ": expected a copy elsewhere",
+                  old);
+    ck_assert_msg(w.l1_writes == 1, "L1 entry 0: expected one write, got %u", w.l1_writes);
+    ck_assert_msg(w.named == (l2.offset | COPIED), "L1 entry 0 on disk: expected 0x%016"
+                  PRIx64 ", got 0x%016" PRIx64, (uint64_t)(l2.offset | COPIED), w.named);
+    ck_assert_msg(w.table_on_disk, "when L1 entry 0 was written, the copy at 0x%" PRIx64
+                  " did not hold the shared table's entries on disk", l2.offset);
+    ck_assert_msg(w.named_refcount == 1, "when L1 entry 0 was written, the copy's refcount "
+                  "on disk: expected 1, got %" PRIu64, w.named_refcount);
+    ck_assert_msg(w.old_refcount == 2, "when L1 entry 0 was written, the shared table's "
+                  "refcount on disk: expected still 2, got %" PRIu64, w.old_refcount);
+    ck_assert_msg(!memcmp(l2.table, w.expect_table, LW_CS),
+                  "the copy's cached entries differ from the shared table's");
+    ck_assert_uint_eq(w.q->l1[0], l2.offset | COPIED);
+    uint64_t rc = cached_refcount(w.q, old);
+    ck_assert_msg(rc == 1, "shared table after the copy: expected refcount 1 (the "
+                  "snapshot's), got %" PRIu64, rc);
+    ck_assert_uint_eq(cached_refcount(w.q, l2.offset), 1);
+    rc = cached_refcount(w.q, data_host);
+    ck_assert_msg(rc == 2, "data cluster under both tables: expected refcount 2, got %"
+                  PRIu64, rc);
+    uint8_t back[LW_CS];
+    ck_assert_int_eq(qcow2_pread(w.q, back, sizeof(back), 3 * LW_CS, &err), 0);
+    ck_assert_mem_eq(back, data, sizeof(data));
+    watch_close(&w);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cluster");
@@ -669,6 +858,11 @@ int main(void)
     tcase_add_test(tc, reserved_bits_name_the_entry);
     tcase_add_test(tc, damaged_compressed_stream);
     tcase_add_test(tc, read_extended_l2_subclusters);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("l2 for write");
+    tcase_add_test(tc, l2_for_write_new_table_named_after_sync);
+    tcase_add_test(tc, l2_for_write_copies_a_table_shared_with_a_snapshot);
     suite_add_tcase(s, tc);
 
     return test_run_suite(s);

@@ -3,10 +3,13 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <string.h>
 
 #include "bytes.h"
 #include "cache.h"
 #include "image.h"
+#include "l1.h"
+#include "refcount.h"
 
 struct l2_entry l2_entry_at(const struct geometry *g, const uint8_t *table, uint32_t index)
 {
@@ -143,6 +146,48 @@ int cluster_l2_table(struct qcow2_image *img, uint64_t l1_index, const uint8_t *
                            " bytes)",
                            l2_offset, img->file_size);
     return cache_get(img->l2_cache, img, l2_offset, table, err);
+}
+
+int cluster_l2_for_write(struct qcow2_image *img, uint64_t l1_index, struct l2_ref *l2,
+                         struct qcow2_error *err)
+{
+    const uint8_t *old_table;
+    int ret = cluster_l2_table(img, l1_index, &old_table, err);
+    if (ret)
+        return ret;
+    uint64_t entry = img->l1[l1_index];
+    uint64_t old = l1_entry_l2_offset(entry);
+    if (old && l1_entry_is_copied(entry)) {
+        l2->offset = old;
+        return cache_get_mut(img->l2_cache, img, old, &l2->table, err);
+    }
+    uint64_t fresh;
+    ret = refcount_alloc(img, 1, &fresh, err);
+    if (ret)
+        return ret;
+    if (old) {
+        ret = cache_get(img->l2_cache, img, old, &old_table, err);
+        if (ret)
+            return ret;
+        memcpy(img->scratch, old_table, img->cluster_size);
+    } else {
+        memset(img->scratch, 0, img->cluster_size);
+    }
+    /* A new table is written back before the L1 entry names it (image_write_l1_entry). */
+    ret = cache_install(img->l2_cache, img, fresh, img->scratch, true, err);
+    if (!ret)
+        ret = image_write_l1_entry(img, l1_index, l1_entry_with_copied(fresh, true), err);
+    if (ret) {
+        cache_forget(img->l2_cache, fresh);
+        /* Best effort: if this fails too the cluster leaks, which a check reclaims. */
+        refcount_add_range(img, fresh, 1, -1, NULL);
+        return ret;
+    }
+    /* The old table leaves the cache once its refcount reaches 0 (refcount_set). */
+    if (old && (ret = refcount_add_range(img, old, 1, -1, err)))
+        return ret;
+    l2->offset = fresh;
+    return cache_get_mut(img->l2_cache, img, fresh, &l2->table, err);
 }
 
 /* Refuses an entry that QEMU would refuse to read, or that breaks the format's rules. */

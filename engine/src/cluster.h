@@ -199,6 +199,20 @@ struct qcow2_image;
 int cluster_l2_table(struct qcow2_image *img, uint64_t l1_index, const uint8_t **table,
                      struct qcow2_error *err);
 
+/* An L2 table held for writing: where it lives and its cached bytes. */
+struct l2_ref {
+    uint64_t offset;
+    uint8_t *table;
+};
+
+/*
+ * The L2 table for `l1_index`, ready to be changed: a new one when there is none, a
+ * private copy when it is shared with a snapshot (its entries' clusters keep their
+ * refcounts: every path to them still exists).
+ */
+int cluster_l2_for_write(struct qcow2_image *img, uint64_t l1_index, struct l2_ref *l2,
+                         struct qcow2_error *err);
+
 /*
  * Maps guest bytes [guest_off, guest_off + max_bytes) of the selected L1 table to the
  * longest run, starting at guest_off, that shares a type and (when allocated) is

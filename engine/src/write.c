@@ -70,61 +70,11 @@ static void undo_alloc(struct qcow2_image *img, uint64_t offset, uint64_t bytes)
 /* ------------------------------------------------------------------------------------ */
 /* L2 tables                                                                             */
 
-struct l2_ref {
-    uint64_t offset;
-    uint8_t *table;
-};
-
 /* Drops one reference to a cluster (a table freed leaves the cache: refcount_set). */
 static int release_cluster(struct qcow2_image *img, uint64_t host_offset,
                            struct qcow2_error *err)
 {
     return refcount_add_range(img, host_offset, 1, -1, err);
-}
-
-/*
- * The L2 table for `l1_index`, ready to be changed: a new one when there is none, a
- * private copy when it is shared with a snapshot (its entries' clusters keep their
- * refcounts: every path to them still exists).
- */
-static int l2_for_write(struct qcow2_image *img, uint64_t l1_index, struct l2_ref *l2,
-                        struct qcow2_error *err)
-{
-    const uint8_t *old_table;
-    int ret = cluster_l2_table(img, l1_index, &old_table, err);
-    if (ret)
-        return ret;
-    uint64_t entry = img->l1[l1_index];
-    uint64_t old = l1_entry_l2_offset(entry);
-    if (old && l1_entry_is_copied(entry)) {
-        l2->offset = old;
-        return cache_get_mut(img->l2_cache, img, old, &l2->table, err);
-    }
-    uint64_t fresh;
-    ret = refcount_alloc(img, 1, &fresh, err);
-    if (ret)
-        return ret;
-    if (old) {
-        ret = cache_get(img->l2_cache, img, old, &old_table, err);
-        if (ret)
-            return ret;
-        memcpy(img->scratch, old_table, img->cluster_size);
-    } else {
-        memset(img->scratch, 0, img->cluster_size);
-    }
-    /* A new table is written back before the L1 entry names it (image_write_l1_entry). */
-    ret = cache_install(img->l2_cache, img, fresh, img->scratch, true, err);
-    if (!ret)
-        ret = image_write_l1_entry(img, l1_index, l1_entry_with_copied(fresh, true), err);
-    if (ret) {
-        cache_forget(img->l2_cache, fresh);
-        undo_alloc(img, fresh, 1);
-        return ret;
-    }
-    if (old && (ret = release_cluster(img, old, err)))
-        return ret;
-    l2->offset = fresh;
-    return cache_get_mut(img->l2_cache, img, fresh, &l2->table, err);
 }
 
 /* Changes an entry in the cached table; image_sync writes it after what it refers to. */
@@ -333,7 +283,7 @@ static int for_each_cluster(struct qcow2_image *img, uint64_t off, uint64_t len,
                                "%" PRIu32 " entries do not reach guest offset %" PRIu64,
                                img->l1_size, off);
         struct l2_ref l2;
-        int ret = l2_for_write(img, l1_index, &l2, err);
+        int ret = cluster_l2_for_write(img, l1_index, &l2, err);
         if (!ret)
             ret = fn(img, &l2, index, cluster_start, in_cluster, n, data, flags, err);
         if (ret)
@@ -410,7 +360,7 @@ int qcow2_pwrite(struct qcow2_image *img, const void *buf, size_t len, uint64_t 
                                "%" PRIu32 " entries do not reach guest offset %" PRIu64,
                                img->l1_size, off);
         struct l2_ref l2;
-        ret = l2_for_write(img, l1_index, &l2, err);
+        ret = cluster_l2_for_write(img, l1_index, &l2, err);
         if (!ret)
             ret = write_in_table(img, &l2, off, n, data, err);
         off += n;
@@ -620,7 +570,7 @@ static int write_compressed_cluster(struct qcow2_image *img, const uint8_t *buf,
     uint64_t l1_index = off >> (g->cluster_bits + l2_bits);
     uint32_t index = (uint32_t)((off >> g->cluster_bits) & ((1ull << l2_bits) - 1));
     struct l2_ref l2;
-    ret = l2_for_write(img, l1_index, &l2, err);
+    ret = cluster_l2_for_write(img, l1_index, &l2, err);
     if (ret)
         return ret;
     struct l2_entry e = l2_entry_at(g, l2.table, index);
@@ -751,7 +701,7 @@ static int drop_clusters(struct qcow2_image *img, uint64_t start, uint64_t end,
         bool present = !ret && table;
         struct l2_ref l2;
         if (present)
-            ret = l2_for_write(img, l1_index, &l2, err);
+            ret = cluster_l2_for_write(img, l1_index, &l2, err);
         uint64_t stop = QVET_MIN(end, kept_tables * span);
         for (uint64_t c = start; present && !ret && c < stop; c += img->cluster_size) {
             uint32_t i = (uint32_t)((c >> g->cluster_bits) & ((1u << l2_bits) - 1));
