@@ -14,7 +14,7 @@
 static int write_field(struct qcow2_image *img, const uint8_t *raw, size_t len, uint64_t at,
                        struct qcow2_error *err)
 {
-    return image_write(img, raw, len, at, "header", err);
+    return image_write_meta(img, raw, len, at, IMAGE_META_HEADER, "header", err);
 }
 
 int header_switch_table(struct qcow2_image *img, enum header_table which, const void *table,
