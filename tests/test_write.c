@@ -797,6 +797,15 @@ static void file_put_u64(const char *path, uint64_t off, uint64_t value)
     fclose(f);
 }
 
+/* A new 1 MiB image of 4 KiB clusters, open read-write, its first cluster written. */
+static struct qcow2_image *one_cluster_written(const char *path)
+{
+    create(path, "cluster_size=4k", "1M");
+    struct qcow2_image *img = open_rw(path);
+    write_pattern(img, 0, 4096, 0x11);
+    return img;
+}
+
 /*
  * Makes an image whose first data cluster's L2 entry (COPIED, so written in place) points
  * at the host offset the header field at `field` names: the L1 table (40) or the refcount
@@ -806,17 +815,14 @@ static void file_put_u64(const char *path, uint64_t off, uint64_t value)
 static void expect_guard_refuses_data_over(const char *name, uint64_t field, const char *what)
 {
     const char *path = test_path(name);
-    create(path, "cluster_size=4k", "1M");
-    struct qcow2_image *img = open_rw(path);
-    write_pattern(img, 0, 4096, 0x11);
-    qcow2_close(img);
+    qcow2_close(one_cluster_written(path));
     const uint64_t offset_mask = 0x00fffffffffffe00ull;
     uint64_t target = file_u64(path, field);
     uint64_t l2 = file_u64(path, file_u64(path, 40)) & offset_mask;
     file_put_u64(path, l2, (1ull << 63) | target);
     uint8_t *before = file_bytes(path, target, 4096);
 
-    img = open_rw(path);
+    struct qcow2_image *img = open_rw(path);
     uint8_t buf[512];
     memset(buf, 0x22, sizeof(buf));
     struct qcow2_error err;
@@ -857,10 +863,8 @@ END_TEST
 START_TEST(the_guard_lets_each_structure_write_its_own_place_only)
 {
     const char *path = test_path("own-place.qcow2");
-    create(path, "cluster_size=4k", "1M");
-    struct qcow2_image *img = open_rw(path);
+    struct qcow2_image *img = one_cluster_written(path);
     struct qcow2_error err;
-    write_pattern(img, 0, 4096, 0x11);
     ck_assert_int_eq(qcow2_snapshot_create(img, "s1", &err), 0);
     uint32_t cb = img->geo.cluster_bits;
     const struct {
