@@ -21,7 +21,9 @@ int header_switch_table(struct qcow2_image *img, enum header_table which, const 
                         size_t len, uint64_t at, uint64_t count, const char *structure,
                         struct qcow2_error *err)
 {
-    int ret = len ? image_write(img, table, len, at, structure, err) : 0;
+    /* A rebuilt refcount table may reuse the old one's clusters: it replaces that table. */
+    enum image_meta own = which == HEADER_TABLE_REFCOUNT ? IMAGE_META_REFTABLE : IMAGE_META_NONE;
+    int ret = len ? image_write_meta(img, table, len, at, own, structure, err) : 0;
     /* The table, the refcounts of its clusters and what it names come first. */
     if (!ret)
         ret = image_sync(img, err);

@@ -169,7 +169,9 @@ int refcount_get_for_check(struct qcow2_image *img, uint64_t cluster_index, uint
 int refcount_write_block(struct qcow2_image *img, uint64_t offset, const uint8_t *block,
                          struct qcow2_error *err)
 {
-    return image_write(img, block, img->cluster_size, offset, "refcount block", err);
+    /* The checker's rebuild may reuse the old table's clusters (nothing references them). */
+    return image_write_meta(img, block, img->cluster_size, offset, IMAGE_META_REFTABLE,
+                            "refcount block", err);
 }
 
 /* Writes reftable entry `index` through to disk and into memory. */
