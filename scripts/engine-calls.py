@@ -76,7 +76,7 @@ OWNED_TEXT = {
     "the compressed descriptor's bit split": (r"\b70u? - ", {"cluster.c"}),
     "refcount table entry masks": (r"\bREFTABLE_ENTRY_\w+", {"refcount.c", "refcount.h"}),
     "refcount block writes": (r"_write\([^;]*\"refcount block\"", {"refcount.c"}),
-    "header writes": (r"image_write\([^;]*\"header\"", {"header_io.c"}),
+    "header writes": (r"image_write(?:_meta)?\([^;]*\"header\"", {"header_io.c"}),
     "field decoding (be16/be32, or be64 at a fixed offset)": (
         r"\bbe(?:16|32)_(?:get|put)\(|\bbe64_(?:get|put)\([^,)]*\+ *\d+ *[,)]",
         CODEC_FILES | {"bytes.h"}),

@@ -763,6 +763,151 @@ START_TEST(a_shrunk_overlay_grows_back_as_zeros_not_backing_data)
 }
 END_TEST
 
+/* ---- the overlap guard ----------------------------------------------------------- */
+
+/* Reads `len` bytes of the file at `off` into a new buffer. */
+static uint8_t *file_bytes(const char *path, uint64_t off, size_t len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "open %s", path);
+    uint8_t *buf = malloc(len);
+    ck_assert_int_eq(fseek(f, (long)off, SEEK_SET), 0);
+    ck_assert_msg(fread(buf, 1, len, f) == len, "read %zu bytes of %s at %llu", len, path,
+                  (unsigned long long)off);
+    fclose(f);
+    return buf;
+}
+
+static uint64_t file_u64(const char *path, uint64_t off)
+{
+    uint8_t *raw = file_bytes(path, off, 8);
+    uint64_t v = be64_get(raw);
+    free(raw);
+    return v;
+}
+
+static void file_put_u64(const char *path, uint64_t off, uint64_t value)
+{
+    uint8_t raw[8];
+    be64_put(raw, value);
+    FILE *f = fopen(path, "r+b");
+    ck_assert_msg(f != NULL, "open %s for writing", path);
+    ck_assert_int_eq(fseek(f, (long)off, SEEK_SET), 0);
+    ck_assert_int_eq(fwrite(raw, 1, 8, f), 8);
+    fclose(f);
+}
+
+/* A new 1 MiB image of 4 KiB clusters, open read-write, its first cluster written. */
+static struct qcow2_image *one_cluster_written(const char *path)
+{
+    create(path, "cluster_size=4k", "1M");
+    struct qcow2_image *img = open_rw(path);
+    write_pattern(img, 0, 4096, 0x11);
+    return img;
+}
+
+/*
+ * Makes an image whose first data cluster's L2 entry (COPIED, so written in place) points
+ * at the host offset the header field at `field` names: the L1 table (40) or the refcount
+ * table (48). A guest write there must be refused, leave the table's cluster unchanged and
+ * set the corrupt bit.
+ */
+static void expect_guard_refuses_data_over(const char *name, uint64_t field, const char *what)
+{
+    const char *path = test_path(name);
+    qcow2_close(one_cluster_written(path));
+    const uint64_t offset_mask = 0x00fffffffffffe00ull;
+    uint64_t target = file_u64(path, field);
+    uint64_t l2 = file_u64(path, file_u64(path, 40)) & offset_mask;
+    file_put_u64(path, l2, (1ull << 63) | target);
+    uint8_t *before = file_bytes(path, target, 4096);
+
+    struct qcow2_image *img = open_rw(path);
+    uint8_t buf[512];
+    memset(buf, 0x22, sizeof(buf));
+    struct qcow2_error err;
+    int ret = qcow2_pwrite(img, buf, sizeof(buf), 0, &err);
+    ck_assert_msg(ret == -EIO, "a data write over %s: expected -EIO, got %d (%s)", what, ret,
+                  ret ? err.message : "written");
+    ck_assert_msg(strstr(err.message, "data cluster") && strstr(err.message, what) &&
+                  strstr(err.message, "overlap check"),
+                  "expected the guard's message naming the data cluster and %s, got: %s", what,
+                  err.message);
+    ret = qcow2_pwrite(img, buf, sizeof(buf), 65536, &err);
+    ck_assert_msg(ret == -EIO, "a later write after the guard fired: expected -EIO, got %d",
+                  ret);
+    qcow2_close(img);
+
+    uint8_t *after = file_bytes(path, target, 4096);
+    ck_assert_msg(memcmp(before, after, 4096) == 0, "the cluster of %s changed on disk", what);
+    ck_assert_msg(file_u64(path, 72) & QCOW2_INCOMPAT_CORRUPT,
+                  "expected the corrupt bit set after the guard fired, incompatible features "
+                  "are 0x%llx", (unsigned long long)file_u64(path, 72));
+    free(before);
+    free(after);
+}
+
+START_TEST(a_data_write_over_the_l1_table_is_refused_and_marks_the_image_corrupt)
+{
+    expect_guard_refuses_data_over("over-l1.qcow2", 40, "the active L1 table");
+}
+END_TEST
+
+START_TEST(a_data_write_over_the_refcount_table_is_refused_and_marks_the_image_corrupt)
+{
+    expect_guard_refuses_data_over("over-reftable.qcow2", 48, "the refcount table");
+}
+END_TEST
+
+/* Each structure written in place may land in its own place and in no other one's. */
+START_TEST(the_guard_lets_each_structure_write_its_own_place_only)
+{
+    const char *path = test_path("own-place.qcow2");
+    struct qcow2_image *img = one_cluster_written(path);
+    struct qcow2_error err;
+    ck_assert_int_eq(qcow2_snapshot_create(img, "s1", &err), 0);
+    uint32_t cb = img->geo.cluster_bits;
+    const struct {
+        enum image_meta own;
+        uint64_t cluster;
+        const char *name;
+    } places[] = {
+        { IMAGE_META_HEADER, 0, "the header" },
+        { IMAGE_META_ACTIVE_L1, img->l1_offset >> cb, "the active L1 table" },
+        { IMAGE_META_REFTABLE, img->hdr.refcount_table_offset >> cb, "the refcount table" },
+    };
+    for (size_t i = 0; i < sizeof(places) / sizeof(places[0]); i++) {
+        const char *hit = image_meta_at(img, places[i].cluster, 1, places[i].own);
+        ck_assert_msg(hit == NULL, "a write of %s to its own cluster %llu: expected allowed, "
+                      "refused as over %s", places[i].name,
+                      (unsigned long long)places[i].cluster, hit);
+        hit = image_meta_at(img, places[i].cluster, 1, IMAGE_META_NONE);
+        ck_assert_msg(hit && strcmp(hit, places[i].name) == 0, "a data write to cluster %llu: "
+                      "expected refused as over %s, got %s",
+                      (unsigned long long)places[i].cluster, places[i].name,
+                      hit ? hit : "allowed");
+    }
+    uint64_t snap_table = img->hdr.snapshots_offset >> cb;
+    uint64_t snap_l1 = img->snapshots.entries[0].l1_table_offset >> cb;
+    ck_assert_msg(image_meta_at(img, snap_table, 1, IMAGE_META_ACTIVE_L1) != NULL,
+                  "an L1 write over the snapshot table was allowed");
+    ck_assert_msg(image_meta_at(img, snap_l1, 1, IMAGE_META_REFTABLE) != NULL,
+                  "a refcount table write over a snapshot's L1 table was allowed");
+
+    /* Every operation's writes reach their own places through the guard. */
+    write_pattern(img, 0, 8192, 0x22);              /* copy-on-write, L2 entries */
+    resize_to(img, 64u << 20);                      /* L1 growth */
+    write_pattern(img, 60u << 20, 4096, 0x33);
+    ck_assert_int_eq(qcow2_snapshot_apply_at(img, 0, &err), 0);  /* L1 rewritten in place */
+    expect_bytes(img, 0, 4096, 0x11);
+    ck_assert_int_eq(qcow2_snapshot_delete_at(img, 0, &err), 0);
+    qcow2_close(img);
+    ck_assert_msg(!(file_u64(path, 72) & QCOW2_INCOMPAT_CORRUPT),
+                  "a correct image was marked corrupt");
+    expect_qemu_check_clean(path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("write");
@@ -792,6 +937,12 @@ int main(void)
     tcase_add_test(shrink, shrinking_drops_data_frees_clusters_and_cuts_the_file_as_qemu_does);
     tcase_add_test(shrink, shrinking_keeps_what_a_snapshot_shares);
     tcase_add_test(shrink, a_shrunk_overlay_grows_back_as_zeros_not_backing_data);
+    TCase *guard = tcase_create("overlap guard");
+    tcase_add_test(guard, a_data_write_over_the_l1_table_is_refused_and_marks_the_image_corrupt);
+    tcase_add_test(guard,
+                   a_data_write_over_the_refcount_table_is_refused_and_marks_the_image_corrupt);
+    tcase_add_test(guard, the_guard_lets_each_structure_write_its_own_place_only);
     suite_add_tcase(s, shrink);
+    suite_add_tcase(s, guard);
     return test_run_suite(s);
 }

@@ -239,7 +239,8 @@ int check_write(struct check_ctx *c, struct qcow2_check_result *res, const void 
         return -EEXIST;
     }
     struct qcow2_error e;
-    int ret = image_write(c->img, buf, (size_t)len, off, what, &e);
+    enum image_meta own = kind == CHECK_WRITE_L1 ? IMAGE_META_ACTIVE_L1 : IMAGE_META_NONE;
+    int ret = image_write_meta(c->img, buf, (size_t)len, off, own, what, &e);
     if (ret) {
         res->check_errors++;
         check_say(c, "ERROR: could not write the %s: %s", what, e.message);

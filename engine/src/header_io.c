@@ -14,14 +14,16 @@
 static int write_field(struct qcow2_image *img, const uint8_t *raw, size_t len, uint64_t at,
                        struct qcow2_error *err)
 {
-    return image_write(img, raw, len, at, "header", err);
+    return image_write_meta(img, raw, len, at, IMAGE_META_HEADER, "header", err);
 }
 
 int header_switch_table(struct qcow2_image *img, enum header_table which, const void *table,
                         size_t len, uint64_t at, uint64_t count, const char *structure,
                         struct qcow2_error *err)
 {
-    int ret = len ? image_write(img, table, len, at, structure, err) : 0;
+    /* A rebuilt refcount table may reuse the old one's clusters: it replaces that table. */
+    enum image_meta own = which == HEADER_TABLE_REFCOUNT ? IMAGE_META_REFTABLE : IMAGE_META_NONE;
+    int ret = len ? image_write_meta(img, table, len, at, own, structure, err) : 0;
     /* The table, the refcounts of its clusters and what it names come first. */
     if (!ret)
         ret = image_sync(img, err);

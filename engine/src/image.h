@@ -53,6 +53,7 @@ struct qcow2_image {
     void *notice_ctx;
     bool lazy_refcounts;            /* refcount writes need no ordering (dirty bit set) */
     uint64_t writes_total;          /* host writes since the image was opened */
+    bool overlap_stopped;           /* the overlap guard refused a write: no more writes */
     bool keep_dirty;                /* a failed operation left the dirty bit for the next open
                                        to repair: closing must not clear it */
     uint64_t writes_unflushed;      /* host writes since the last flush */
@@ -77,9 +78,38 @@ struct qcow2_image {
 int image_read(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
                const char *structure, struct qcow2_error *err);
 
-/* Writes host bytes (the file grows as needed), with a message about `structure`. */
+/*
+ * The fixed metadata the overlap guard keeps writes off: cluster 0, the active L1 table,
+ * the refcount table, the snapshot table and the snapshots' L1 tables. A write names the
+ * one it changes in place (IMAGE_META_NONE for data, L2 tables, refcount blocks and new
+ * tables, which go to fresh clusters); it may land there and nowhere else of them.
+ */
+enum image_meta {
+    IMAGE_META_NONE,
+    IMAGE_META_HEADER,
+    IMAGE_META_ACTIVE_L1,
+    IMAGE_META_REFTABLE,
+};
+
+/*
+ * Writes host bytes (the file grows as needed), with a message about `structure`, after
+ * the overlap guard: a write whose clusters meet fixed metadata other than `own` is refused
+ * with -EIO, nothing written, and the image is marked corrupt (the incompatible bit 1 on a
+ * version 3 image) and takes no more writes, as QEMU does.
+ */
+int image_write_meta(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
+                     enum image_meta own, const char *structure, struct qcow2_error *err);
+
+/* image_write_meta of data, an L2 table or a refcount block (own = IMAGE_META_NONE). */
 int image_write(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
                 const char *structure, struct qcow2_error *err);
+
+/*
+ * The name of the fixed metadata other than `own` that host clusters [first, first+count)
+ * meet ("the active L1 table"...), or NULL when they meet none.
+ */
+const char *image_meta_at(const struct qcow2_image *img, uint64_t first, uint64_t count,
+                          enum image_meta own);
 
 /* Flushes the file to stable storage (the metadata cache is image_sync's: sync.h). */
 int image_flush(struct qcow2_image *img, struct qcow2_error *err);

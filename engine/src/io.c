@@ -7,7 +7,9 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "error.h"
+#include "header.h"
 #include "image.h"
 
 int image_error(const struct qcow2_image *img, struct qcow2_error *err, int code,
@@ -30,9 +32,74 @@ int image_read(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
     return 0;
 }
 
-int image_write(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
-                const char *structure, struct qcow2_error *err)
+/* True when clusters [first, first+count) meet the bytes [off, off+len). */
+static bool meets(uint64_t first, uint64_t count, uint32_t cluster_bits, uint64_t off,
+                  uint64_t len)
 {
+    if (!len)
+        return false;
+    uint64_t lo = off >> cluster_bits, hi = (off + len - 1) >> cluster_bits;
+    return first <= hi && lo < first + count;
+}
+
+const char *image_meta_at(const struct qcow2_image *img, uint64_t first, uint64_t count,
+                          enum image_meta own)
+{
+    const struct header *h = &img->hdr;
+    uint32_t cb = img->geo.cluster_bits;
+    if (own != IMAGE_META_HEADER && first == 0)
+        return "the header";
+    if (own != IMAGE_META_ACTIVE_L1 &&
+        meets(first, count, cb, img->l1_offset, (uint64_t)img->l1_size * 8))
+        return "the active L1 table";
+    if (own != IMAGE_META_REFTABLE &&
+        meets(first, count, cb, h->refcount_table_offset,
+              (uint64_t)h->refcount_table_clusters << cb))
+        return "the refcount table";
+    if (meets(first, count, cb, h->snapshots_offset, img->snapshots.bytes))
+        return "the snapshot table";
+    for (uint32_t i = 0; i < img->snapshots.count; i++) {
+        const struct snapshot *s = &img->snapshots.entries[i];
+        if (meets(first, count, cb, s->l1_table_offset, (uint64_t)s->l1_size * 8))
+            return "a snapshot's L1 table";
+    }
+    return NULL;
+}
+
+/*
+ * Sets the corrupt bit (version 3 only: version 2 has no feature bits), as QEMU does when
+ * its overlap check fires, so that no later open writes the image before a repair.
+ */
+static bool mark_corrupt(struct qcow2_image *img)
+{
+    struct qcow2_backend *b = img->backend;
+    uint64_t features = img->hdr.incompatible_features | QCOW2_INCOMPAT_CORRUPT;
+    uint8_t raw[8];
+    be64_put(raw, features);
+    if (img->hdr.version < 3 || b->ops->write(b, raw, sizeof(raw), HEADER_OFF_INCOMPAT) ||
+        b->ops->flush(b))
+        return false;
+    img->hdr.incompatible_features = features;
+    return true;
+}
+
+int image_write_meta(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
+                     enum image_meta own, const char *structure, struct qcow2_error *err)
+{
+    if (img->overlap_stopped)
+        return image_error(img, err, -EIO, structure, off, "not written: an earlier write "
+                           "failed the overlap check and the image takes no more writes");
+    uint32_t cb = img->geo.cluster_bits;
+    const char *hit = len ? image_meta_at(img, off >> cb, ((off + len - 1) >> cb) -
+                                          (off >> cb) + 1, own) : NULL;
+    if (hit) {
+        img->overlap_stopped = true;
+        bool marked = mark_corrupt(img);
+        return image_error(img, err, -EIO, structure, off, "writing %zu bytes would overwrite "
+                           "%s; refused by the overlap check, nothing written, %s", len, hit,
+                           marked ? "image marked corrupt (repair with check -r all)"
+                                  : "the image takes no more writes");
+    }
     int ret = img->backend->ops->write(img->backend, buf, len, off);
     if (ret)
         return image_error(img, err, ret, structure, off, "write of %zu bytes failed: %s", len,
@@ -42,6 +109,12 @@ int image_write(struct qcow2_image *img, const void *buf, size_t len, uint64_t o
     img->writes_unflushed++;
     img->writes_total++;
     return 0;
+}
+
+int image_write(struct qcow2_image *img, const void *buf, size_t len, uint64_t off,
+                const char *structure, struct qcow2_error *err)
+{
+    return image_write_meta(img, buf, len, off, IMAGE_META_NONE, structure, err);
 }
 
 int image_flush(struct qcow2_image *img, struct qcow2_error *err)

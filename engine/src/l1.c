@@ -26,7 +26,8 @@ int image_write_l1_entry(struct qcow2_image *img, uint64_t index, uint64_t value
         return ret;
     uint8_t raw[8];
     be64_put(raw, value);
-    ret = image_write(img, raw, 8, img->l1_offset + 8 * index, "L1 table entry", err);
+    ret = image_write_meta(img, raw, 8, img->l1_offset + 8 * index, IMAGE_META_ACTIVE_L1,
+                           "L1 table entry", err);
     if (!ret)
         img->l1[index] = value;
     return ret;

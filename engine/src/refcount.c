@@ -169,7 +169,9 @@ int refcount_get_for_check(struct qcow2_image *img, uint64_t cluster_index, uint
 int refcount_write_block(struct qcow2_image *img, uint64_t offset, const uint8_t *block,
                          struct qcow2_error *err)
 {
-    return image_write(img, block, img->cluster_size, offset, "refcount block", err);
+    /* The checker's rebuild may reuse the old table's clusters (nothing references them). */
+    return image_write_meta(img, block, img->cluster_size, offset, IMAGE_META_REFTABLE,
+                            "refcount block", err);
 }
 
 /* Writes reftable entry `index` through to disk and into memory. */
@@ -178,8 +180,8 @@ static int write_reftable_entry(struct qcow2_image *img, uint64_t index, uint64_
 {
     uint8_t raw[8];
     be64_put(raw, value);
-    int ret = image_write(img, raw, 8, img->hdr.refcount_table_offset + 8 * index,
-                          "refcount table entry", err);
+    int ret = image_write_meta(img, raw, 8, img->hdr.refcount_table_offset + 8 * index,
+                               IMAGE_META_REFTABLE, "refcount table entry", err);
     if (!ret)
         img->reftable[index] = value;
     return ret;
@@ -426,16 +428,6 @@ static int find_free(struct qcow2_image *img, uint64_t count, uint64_t *start,
     return 0;
 }
 
-/* True when clusters [first, first+count) meet the bytes [off, off+len). */
-static bool meets(uint64_t first, uint64_t count, uint32_t cluster_bits, uint64_t off,
-                  uint64_t len)
-{
-    if (!len)
-        return false;
-    uint64_t lo = off >> cluster_bits, hi = (off + len - 1) >> cluster_bits;
-    return first <= hi && lo < first + count;
-}
-
 /*
  * A free cluster that holds the header or a table the image uses means the refcounts
  * lie (a consistent image counts them all). Handing it out would let a write destroy
@@ -444,18 +436,7 @@ static bool meets(uint64_t first, uint64_t count, uint32_t cluster_bits, uint64_
 static int check_not_metadata(struct qcow2_image *img, uint64_t first, uint64_t count,
                               struct qcow2_error *err)
 {
-    const struct header *h = &img->hdr;
-    uint32_t cb = img->geo.cluster_bits;
-    const char *what = NULL;
-    if (first == 0)
-        what = "the header";
-    else if (meets(first, count, cb, img->l1_offset, (uint64_t)img->l1_size * 8))
-        what = "the active L1 table";
-    else if (meets(first, count, cb, h->refcount_table_offset,
-                   (uint64_t)h->refcount_table_clusters << cb))
-        what = "the refcount table";
-    else if (meets(first, count, cb, h->snapshots_offset, img->snapshots.bytes))
-        what = "the snapshot table";
+    const char *what = image_meta_at(img, first, count, IMAGE_META_NONE);
     if (!what)
         return 0;
     return image_error(img, err, -EIO, "refcount block", QCOW2_NO_OFFSET,

@@ -108,7 +108,10 @@ int refcount_get(struct qcow2_image *img, uint64_t cluster_index, uint64_t *refc
  */
 int refcount_get_for_check(struct qcow2_image *img, uint64_t cluster_index, uint64_t *refcount);
 
-/* Writes one whole refcount block at `offset` (a rebuild's new block; not cached). */
+/*
+ * Writes one whole refcount block at `offset` (a rebuild's new block; not cached). The
+ * overlap guard lets it land on the old refcount table, which the rebuild replaces.
+ */
 int refcount_write_block(struct qcow2_image *img, uint64_t offset, const uint8_t *block,
                          struct qcow2_error *err);
 

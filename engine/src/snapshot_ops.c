@@ -481,8 +481,8 @@ static int snapshot_apply(struct qcow2_image *img, uint32_t i, struct qcow2_erro
             img->l1[j] = j < s->l1_size ? l1_entry_with_copied(snap_l1[j], false) : 0;
             be64_put(raw + 8 * j, img->l1[j]);
         }
-        ret = image_write(img, raw, (size_t)old_size * 8, img->l1_offset, "active L1 table",
-                          err);
+        ret = image_write_meta(img, raw, (size_t)old_size * 8, img->l1_offset,
+                               IMAGE_META_ACTIVE_L1, "active L1 table", err);
         switched = !ret;
         if (!ret)
             ret = image_flush(img, err);
