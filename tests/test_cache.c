@@ -111,6 +111,21 @@ static void expect_events(struct fixture *x, const char *want)
                   want, got);
 }
 
+/* Writes cache `c` back (it must succeed) and returns only the events of that writeback. */
+static const char *writeback_events(struct fixture *x, struct cache *c)
+{
+    events(x);
+    ck_assert_int_eq(cache_writeback(c, &x->img, NULL), 0);
+    return events(x);
+}
+
+static void expect_writeback(struct fixture *x, struct cache *c, const char *want)
+{
+    const char *got = writeback_events(x, c);
+    ck_assert_msg(strcmp(got, want) == 0,
+                  "expected the writeback to write \"%s\", it wrote \"%s\"", want, got);
+}
+
 /* Sets byte `at` of cached table `index` to `value` and marks it dirty. */
 static void change(struct fixture *x, struct cache *c, unsigned index, uint32_t at,
                    uint8_t value)
@@ -205,14 +220,12 @@ START_TEST(a_change_waits_for_writeback)
     ck_assert(cache_is_dirty(c));
     expect_events(x, "r6");
     ck_assert_uint_eq(x->file.bytes[6 * TABLE + 100], 6);
-    ck_assert_int_eq(cache_writeback(c, &x->img, NULL), 0);
-    expect_events(x, "w6");
+    expect_writeback(x, c, "w6");
     ck_assert_msg(x->file.bytes[6 * TABLE + 100] == 0xab, "expected 0xab on the file, got %u",
                   x->file.bytes[6 * TABLE + 100]);
     ck_assert(!cache_is_dirty(c));
     /* Clean now: a second writeback writes nothing. */
-    ck_assert_int_eq(cache_writeback(c, &x->img, NULL), 0);
-    expect_events(x, "");
+    expect_writeback(x, c, "");
     free_all(x, c, NULL);
 }
 END_TEST
@@ -225,16 +238,12 @@ START_TEST(a_dependent_cache_writes_its_dependency_and_flushes_first)
     change(x, l2, 10, 0, 1);
     change(x, refblocks, 20, 0, 1);
     change(x, l2, 11, 0, 1);
-    events(x);
-    ck_assert_int_eq(cache_writeback(l2, &x->img, NULL), 0);
-    const char *got = events(x);
+    const char *got = writeback_events(x, l2);
     ck_assert_msg(strcmp(got, "w20 f w10 w11") == 0 || strcmp(got, "w20 f w11 w10") == 0,
                   "expected the refcount block, a flush, then both L2 tables; got \"%s\"", got);
     /* The dependency's own writeback needs nothing first. */
     change(x, refblocks, 21, 0, 1);
-    events(x);
-    ck_assert_int_eq(cache_writeback(refblocks, &x->img, NULL), 0);
-    expect_events(x, "w21");
+    expect_writeback(x, refblocks, "w21");
     free_all(x, l2, refblocks);
 }
 END_TEST
@@ -247,9 +256,7 @@ START_TEST(a_dependent_cache_flushes_earlier_writes_first)
     change(x, l2, 10, 0, 1);
     uint8_t data[TABLE] = { 0 };
     ck_assert_int_eq(image_write(&x->img, data, TABLE, 30 * TABLE, "data cluster", NULL), 0);
-    events(x);
-    ck_assert_int_eq(cache_writeback(l2, &x->img, NULL), 0);
-    expect_events(x, "f w10");
+    expect_writeback(x, l2, "f w10");
     free_all(x, l2, refblocks);
 }
 END_TEST
@@ -281,9 +288,7 @@ START_TEST(a_forgotten_table_is_never_written)
     change(x, c, 8, 0, 0xee);
     cache_forget(c, 8 * TABLE);
     ck_assert(!cache_is_dirty(c));
-    events(x);
-    ck_assert_int_eq(cache_writeback(c, &x->img, NULL), 0);
-    expect_events(x, "");
+    expect_writeback(x, c, "");
     ck_assert_uint_eq(x->file.bytes[8 * TABLE], 8);
     free_all(x, c, NULL);
 }
@@ -301,9 +306,7 @@ START_TEST(a_failed_write_keeps_the_table_dirty)
     ck_assert_msg(strstr(err.message, "L2 table") || strstr(err.structure, "L2 table"),
                   "expected the error to name the L2 table, got \"%s\"", err.message);
     ck_assert(cache_is_dirty(c));
-    events(x);
-    ck_assert_int_eq(cache_writeback(c, &x->img, NULL), 0);
-    expect_events(x, "w9");
+    expect_writeback(x, c, "w9");
     ck_assert_uint_eq(x->file.bytes[9 * TABLE + 7], 0x55);
     free_all(x, c, NULL);
 }
@@ -319,8 +322,7 @@ START_TEST(an_installed_table_is_written_whole_only_when_dirty)
     ck_assert_int_eq(cache_install(c, &x->img, 40 * TABLE, fresh, false, NULL), 0);
     ck_assert(!cache_is_dirty(c));
     ck_assert_int_eq(cache_install(c, &x->img, 41 * TABLE, fresh, true, NULL), 0);
-    ck_assert_int_eq(cache_writeback(c, &x->img, NULL), 0);
-    expect_events(x, "w41");
+    expect_writeback(x, c, "w41");
     ck_assert_msg(memcmp(x->file.bytes + 41 * TABLE, fresh, TABLE) == 0,
                   "the dirty installed table did not reach the file whole");
     ck_assert_uint_eq(x->file.bytes[40 * TABLE], 40);
