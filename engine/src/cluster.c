@@ -190,6 +190,15 @@ int cluster_l2_for_write(struct qcow2_image *img, uint64_t l1_index, struct l2_r
     return cache_get_mut(img->l2_cache, img, fresh, &l2->table, err);
 }
 
+void cluster_put_l2_entry(struct qcow2_image *img, const struct l2_ref *l2, uint32_t index,
+                          struct l2_entry e)
+{
+    const struct geometry *g = &img->geo;
+    uint32_t size = geometry_l2_entry_bytes(g);
+    l2_entry_put(g, l2->table, index, e);
+    cache_mark_dirty(img->l2_cache, l2->offset, size * index, size);
+}
+
 /* Refuses an entry that QEMU would refuse to read, or that breaks the format's rules. */
 static int entry_error(struct qcow2_image *img, struct qcow2_error *err, struct l2_entry e,
                        enum subcluster_type t, uint64_t entry_offset)

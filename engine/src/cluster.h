@@ -214,6 +214,13 @@ int cluster_l2_for_write(struct qcow2_image *img, uint64_t l1_index, struct l2_r
                          struct qcow2_error *err);
 
 /*
+ * Changes entry `index` of a table held for writing; the cache writes it back after
+ * what it refers to (image_sync). Every change to a live L2 table goes through here.
+ */
+void cluster_put_l2_entry(struct qcow2_image *img, const struct l2_ref *l2, uint32_t index,
+                          struct l2_entry e);
+
+/*
  * Maps guest bytes [guest_off, guest_off + max_bytes) of the selected L1 table to the
  * longest run, starting at guest_off, that shares a type and (when allocated) is
  * contiguous on the host. Compressed clusters come one at a time.

@@ -757,13 +757,9 @@ static const struct qcow2_backend_ops create_lent_ops = {
     .truncate = create_lent_truncate, .size = create_lent_size, .destroy = create_lent_destroy,
 };
 
-/* Preallocation's state: the L2 table being filled, written when the next one starts. */
 struct create_prealloc {
     struct qcow2_image *img;
     struct qcow2_error *err;
-    uint8_t *l2;
-    uint64_t l2_offset;             /* 0 = none */
-    bool l2_dirty;
 };
 
 static uint64_t create_div_round_up(uint64_t a, uint64_t b)
@@ -771,41 +767,21 @@ static uint64_t create_div_round_up(uint64_t a, uint64_t b)
     return a / b + (a % b != 0);
 }
 
-static int create_flush_l2(struct create_prealloc *pa)
-{
-    if (!pa->l2_offset || !pa->l2_dirty)
-        return 0;
-    int ret = image_write(pa->img, pa->l2, pa->img->cluster_size, pa->l2_offset, "L2 table",
-                          pa->err);
-    if (!ret)
-        pa->l2_dirty = false;
-    return ret;
-}
-
-/* Makes the L2 table of L1 entry `l1_index` current, allocating it first if needed. */
-static int create_l2_for(struct create_prealloc *pa, uint64_t l1_index)
+/*
+ * Maps `n` guest clusters from entry `l2_index` of L1 entry `l1_index` to the host run
+ * from `host`, through the L2 table the write path uses (which the cache writes back).
+ */
+static int create_map_run(struct create_prealloc *pa, uint64_t l1_index, uint64_t l2_index,
+                          uint64_t host, uint64_t n)
 {
     struct qcow2_image *img = pa->img;
-    uint64_t existing = l1_entry_l2_offset(img->l1[l1_index]);
-    if (existing && existing == pa->l2_offset)
-        return 0;
-    int ret = create_flush_l2(pa);
-    if (ret)
-        return ret;
-    if (existing) {
-        ret = image_read(img, pa->l2, img->cluster_size, existing, "L2 table", pa->err);
-        if (!ret)
-            pa->l2_offset = existing;
-        return ret;
+    struct l2_ref l2;
+    int ret = cluster_l2_for_write(img, l1_index, &l2, pa->err);
+    for (uint64_t k = 0; !ret && k < n; k++) {
+        struct l2_entry e = { .word = host + (k << img->geo.cluster_bits), .bitmap = 0 };
+        cluster_put_l2_entry(img, &l2, (uint32_t)(l2_index + k), l2_entry_with_copied(e, true));
     }
-    uint64_t at;
-    ret = refcount_alloc(img, 1, &at, pa->err);
-    if (ret)
-        return ret;
-    memset(pa->l2, 0, img->cluster_size);
-    pa->l2_offset = at;
-    pa->l2_dirty = true;
-    return image_write_l1_entry(img, l1_index, l1_entry_with_copied(at, true), pa->err);
+    return ret;
 }
 
 /*
@@ -831,7 +807,9 @@ static int create_prealloc_request(struct create_prealloc *pa, uint64_t start, u
         uint64_t n = create_div_round_up(in_cluster + remaining, cs);
         n = QVET_MIN(n, l2_entries - l2_index);
         n = QVET_MIN(n, max_clusters);
-        int ret = create_l2_for(pa, l1_index);
+        /* QEMU's order: the L2 table, then the data clusters it maps. */
+        struct l2_ref l2;
+        int ret = cluster_l2_for_write(img, l1_index, &l2, pa->err);
         if (ret)
             return ret;
         uint64_t first;
@@ -845,12 +823,9 @@ static int create_prealloc_request(struct create_prealloc *pa, uint64_t start, u
             return ret;
         if (n == 0)
             break;
-        for (uint64_t k = 0; k < n; k++) {
-            struct l2_entry e = { .word = first + (k << cb), .bitmap = 0 };
-            l2_entry_put(&img->geo, pa->l2, (uint32_t)(l2_index + k),
-                         l2_entry_with_copied(e, true));
-        }
-        pa->l2_dirty = true;
+        ret = create_map_run(pa, l1_index, l2_index, first, n);
+        if (ret)
+            return ret;
         uint64_t done = QVET_MIN(remaining, n * cs - in_cluster);
         if (*host == CREATE_NONE)
             *host = first + in_cluster;
@@ -889,9 +864,8 @@ static int create_preallocate(struct create_prealloc *pa, uint64_t size)
         bytes -= cur;
         offset += cur;
     }
-    int ret = create_flush_l2(pa);
-    if (ret || last_host == CREATE_NONE)
-        return ret;
+    if (last_host == CREATE_NONE)
+        return 0;
     /*
      * The last cluster (subcluster with extended L2) may be mapped only in part: QEMU
      * completes it with a copy-on-write of zeros (nothing lies behind the virtual size),
@@ -904,7 +878,7 @@ static int create_preallocate(struct create_prealloc *pa, uint64_t size)
         uint8_t *zeros = calloc(1, tail);
         if (!zeros)
             return image_error(img, pa->err, -ENOMEM, "data cluster", end, "out of memory");
-        ret = image_write(img, zeros, tail, end, "data cluster", pa->err);
+        int ret = image_write(img, zeros, tail, end, "data cluster", pa->err);
         free(zeros);
         if (ret)
             return ret;
@@ -960,17 +934,12 @@ static int create_preallocate_data(struct create_prealloc *pa, uint64_t size)
     while (!ret && data) {
         uint64_t index = (guest >> cb) & (per_l2 - 1);
         uint64_t n = QVET_MIN(data, per_l2 - index);
-        ret = create_l2_for(pa, guest >> (cb + l2_bits));
-        for (uint64_t k = 0; !ret && k < n; k++) {
-            struct l2_entry e = { .word = host + (k << cb), .bitmap = 0 };
-            l2_entry_put(&img->geo, pa->l2, (uint32_t)(index + k), l2_entry_with_copied(e, true));
-        }
-        pa->l2_dirty = true;
+        ret = create_map_run(pa, guest >> (cb + l2_bits), index, host, n);
         guest += n << cb;
         host += n << cb;
         data -= n;
     }
-    return ret ? ret : create_flush_l2(pa);
+    return ret;
 }
 
 /*
@@ -998,16 +967,10 @@ static int create_image(struct qcow2_backend *b, const char *name, const struct 
     if (!ret)
         ret = image_set_size(img, p->size, err);
     struct create_prealloc pa = { .img = img, .err = err };
-    if (!ret && p->preallocation != QCOW2_PREALLOC_OFF) {
-        pa.l2 = malloc(img->cluster_size);
-        if (!pa.l2)
-            ret = image_error(img, err, -ENOMEM, "L2 table", QCOW2_NO_OFFSET, "out of memory");
-        else if (p->preallocation == QCOW2_PREALLOC_METADATA)
-            ret = create_preallocate(&pa, p->size);
-        else
-            ret = create_preallocate_data(&pa, p->size);
-    }
-    free(pa.l2);
+    if (!ret && p->preallocation == QCOW2_PREALLOC_METADATA)
+        ret = create_preallocate(&pa, p->size);
+    else if (!ret && p->preallocation != QCOW2_PREALLOC_OFF)
+        ret = create_preallocate_data(&pa, p->size);
     if (!ret)
         ret = image_flush(img, err);
     qcow2_close(img);

@@ -178,7 +178,6 @@ static int refresh_copied_flags(struct qcow2_image *img, struct qcow2_error *err
 {
     const struct geometry *g = &img->geo;
     uint32_t entries = 1u << geometry_l2_bits(g);
-    uint32_t entry_bytes = geometry_l2_entry_bytes(g);
     for (uint32_t i = 0; i < img->l1_size; i++) {
         uint64_t l2_offset = l1_entry_l2_offset(img->l1[i]);
         if (!l2_offset)
@@ -194,11 +193,11 @@ static int refresh_copied_flags(struct qcow2_image *img, struct qcow2_error *err
                 return ret;
         }
         for (uint32_t j = 0; j < entries; j++) {
-            uint8_t *table;
-            ret = cache_get_mut(img->l2_cache, img, l2_offset, &table, err);
+            struct l2_ref l2 = { .offset = l2_offset };
+            ret = cache_get_mut(img->l2_cache, img, l2_offset, &l2.table, err);
             if (ret)
                 return ret;
-            struct l2_entry e = l2_entry_at(g, table, j);
+            struct l2_entry e = l2_entry_at(g, l2.table, j);
             uint64_t host = l2_entry_host_offset(e);
             if (!host || l2_entry_is_compressed(e))
                 continue;
@@ -208,8 +207,7 @@ static int refresh_copied_flags(struct qcow2_image *img, struct qcow2_error *err
             struct l2_entry fixed = l2_entry_with_copied(e, rc == 1);
             if (fixed.word == e.word)
                 continue;
-            l2_entry_put(g, table, j, fixed);
-            cache_mark_dirty(img->l2_cache, l2_offset, j * entry_bytes, 8);
+            cluster_put_l2_entry(img, &l2, j, fixed);
         }
     }
     return 0;

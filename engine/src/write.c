@@ -77,16 +77,6 @@ static int release_cluster(struct qcow2_image *img, uint64_t host_offset,
     return refcount_add_range(img, host_offset, 1, -1, err);
 }
 
-/* Changes an entry in the cached table; image_sync writes it after what it refers to. */
-static void write_l2_entry(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
-                           struct l2_entry e)
-{
-    const struct geometry *g = &img->geo;
-    uint32_t size = geometry_l2_entry_bytes(g);
-    l2_entry_put(g, l2->table, index, e);
-    cache_mark_dirty(img->l2_cache, l2->offset, size * index, size);
-}
-
 /* Drops what an entry that is being replaced held: its cluster or compressed range. */
 static int release_entry(struct qcow2_image *img, struct l2_entry e, struct qcow2_error *err)
 {
@@ -252,7 +242,7 @@ static int commit_pending(struct qcow2_image *img, struct l2_ref *l2, struct pen
 {
     int ret = 0;
     for (size_t i = 0; i < n; i++) {
-        write_l2_entry(img, l2, p[i].index, p[i].fresh);
+        cluster_put_l2_entry(img, l2, p[i].index, p[i].fresh);
         int r = p[i].allocated ? release_entry(img, p[i].old, err) : 0;
         if (r)
             ret = r;
@@ -387,7 +377,7 @@ static int replace_entry(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
 {
     if (old.word == fresh.word && old.bitmap == fresh.bitmap)
         return 0;
-    write_l2_entry(img, l2, index, fresh);
+    cluster_put_l2_entry(img, l2, index, fresh);
     bool keeps_cluster = l2_entry_host_offset(fresh) &&
                          l2_entry_host_offset(fresh) == l2_entry_host_offset(old) &&
                          !l2_entry_is_compressed(old);
