@@ -136,8 +136,11 @@ soak_rate() {
     "$qvet" soak "$@" --check-every 0 --no-qemu-checks --heartbeat 0 --dir "$work/soak" |
         tail -n 1 | sed -nE 's/.*\(([0-9]+) ops\/s\).*/\1/p'
 }
+# Every other kind weighs 0, the crashes too: a power cut's whole-disk compare would
+# otherwise be most of this row's time (blkverify, its QEMU twin, has none).
 only_rw=read=50,write=50,zero=0,zero-unmap=0,discard=0,write-compressed=0,flush=0
 only_rw=$only_rw,snapshot-create=0,snapshot-apply=0,snapshot-delete=0,reopen=0,resize=0
+only_rw=$only_rw,power-cut=0,dirty-reopen=0,torn-power-cut=0
 q=$(soak_rate --io-size 4k --weights "$only_rw" --size 16M "${soak_ops[@]}")
 # QEMU's own mirror: blkverify compares every read of the qcow2 image with a raw twin.
 qemu-img create -q -f raw "$work/bv.raw" 16M

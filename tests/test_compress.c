@@ -296,6 +296,54 @@ START_TEST(decompressor_reused_across_clusters)
 }
 END_TEST
 
+/*
+ * The engine's compressor keeps its stream from cluster to cluster: each cluster must
+ * come out as a new compressor would write it (no history carried over, a failure not
+ * sticking) and decode to itself.
+ */
+START_TEST(compressor_reused_across_clusters)
+{
+    size_t c = (size_t)_i / NSIZES, cs = sizes[(size_t)_i % NSIZES];
+    struct bufs b;
+    bufs_new(&b, cs);
+    struct decompressor *d = new_dec(codecs[c].type);
+    struct compressor *kept = NULL;
+    ck_assert_int_eq(compressor_new(codecs[c].type, cs, &kept), 0);
+    for (uint32_t seed = 0; seed < 6; seed++) {
+        if (seed % 3 == 1)
+            test_fill_random(b.plain, cs, seed);        /* incompressible: stored plain */
+        else if (seed % 3 == 2)
+            memset(b.plain, 0, cs);
+        else
+            fill_cluster(b.plain, cs, seed);
+        const uint8_t *packed, *fresh_packed;
+        size_t n = compress_cluster(kept, b.plain, cs, cs - 1, &packed);
+        struct compressor *fresh = NULL;
+        ck_assert_int_eq(compressor_new(codecs[c].type, cs, &fresh), 0);
+        size_t fresh_n = compress_cluster(fresh, b.plain, cs, cs - 1, &fresh_packed);
+        ck_assert_msg(n == fresh_n && !memcmp(packed, fresh_packed, n),
+                      "%s cluster %zu, seed %u: the kept compressor wrote %zu bytes, a new "
+                      "one %zu (or other bytes)", codecs[c].name, cs, seed, n, fresh_n);
+        compressor_free(fresh);
+        if (seed % 3 == 1) {
+            ck_assert_msg(n == 0, "%s: random cluster of %zu compressed to %zu bytes",
+                          codecs[c].name, cs, n);
+            continue;
+        }
+        ck_assert_msg(n > 0 && n < cs, "%s: cluster %zu, seed %u: got %zu bytes",
+                      codecs[c].name, cs, seed, n);
+        memcpy(b.packed, packed, n);
+        expect_decodes(d, &b, n, codecs[c].name);
+        /* One byte too few for it: refused, and the next cluster is not hurt. */
+        ck_assert_uint_eq(compress_cluster(kept, b.plain, cs, n - 1, &packed), 0);
+    }
+    compressor_free(kept);
+    compressor_free(NULL);
+    decompressor_free(d);
+    bufs_free(&b);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("compress");
@@ -307,6 +355,7 @@ int main(void)
     tcase_add_loop_test(tc, stream_shorter_than_cluster_refused, 0, 2 * NSIZES);
     tcase_add_loop_test(tc, garbage_refused, 0, 2);
     tcase_add_loop_test(tc, decompressor_reused_across_clusters, 0, 2);
+    tcase_add_loop_test(tc, compressor_reused_across_clusters, 0, 2 * NSIZES);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
 

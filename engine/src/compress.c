@@ -10,6 +10,70 @@
 /* QEMU writes raw deflate streams with a 4 KiB window. */
 #define DEFLATE_WINDOW_BITS (-12)
 
+/* QEMU's choices for the clusters it compresses: default level, 4 KiB window, memLevel 9. */
+#define DEFLATE_MEM_LEVEL 9
+
+struct compressor {
+    enum qcow2_compression type;
+    z_stream zs;
+    bool zs_ready;
+    ZSTD_CCtx *zstd;
+    uint8_t *out;                   /* cluster_size bytes */
+};
+
+int compressor_new(enum qcow2_compression type, size_t cluster_size, struct compressor **out)
+{
+    struct compressor *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->type = type;
+    c->out = malloc(cluster_size);
+    int ret = c->out ? 0 : -ENOMEM;
+    if (!ret && type == QCOW2_COMPRESSION_ZSTD) {
+        c->zstd = ZSTD_createCCtx();
+        ret = c->zstd ? 0 : -ENOMEM;
+    } else if (!ret) {
+        c->zs_ready = deflateInit2(&c->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
+                                   DEFLATE_WINDOW_BITS, DEFLATE_MEM_LEVEL,
+                                   Z_DEFAULT_STRATEGY) == Z_OK;
+        ret = c->zs_ready ? 0 : -ENOMEM;
+    }
+    if (ret) {
+        compressor_free(c);
+        return ret;
+    }
+    *out = c;
+    return 0;
+}
+
+void compressor_free(struct compressor *c)
+{
+    if (!c)
+        return;
+    if (c->zs_ready)
+        deflateEnd(&c->zs);
+    ZSTD_freeCCtx(c->zstd);
+    free(c->out);
+    free(c);
+}
+
+size_t compress_cluster(struct compressor *c, const uint8_t *src, size_t len, size_t cap,
+                        const uint8_t **dst)
+{
+    *dst = c->out;
+    if (c->type == QCOW2_COMPRESSION_ZSTD) {
+        size_t n = ZSTD_compressCCtx(c->zstd, c->out, cap, src, len, ZSTD_CLEVEL_DEFAULT);
+        return ZSTD_isError(n) ? 0 : n;
+    }
+    if (deflateReset(&c->zs) != Z_OK)
+        return 0;
+    c->zs.next_in = (Bytef *)src;
+    c->zs.avail_in = (uInt)len;
+    c->zs.next_out = c->out;
+    c->zs.avail_out = (uInt)cap;
+    return deflate(&c->zs, Z_FINISH) == Z_STREAM_END ? cap - c->zs.avail_out : 0;
+}
+
 struct decompressor {
     enum qcow2_compression type;
     z_stream zs;

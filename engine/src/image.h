@@ -13,6 +13,7 @@
 #include "snapshot.h"
 
 struct cache;
+struct compressor;
 struct decompressor;
 
 struct qcow2_image {
@@ -38,6 +39,7 @@ struct qcow2_image {
     int selected_snapshot;          /* -1 = active state */
     bool for_check;                 /* opened for qcow2_check (see qcow2_open_options) */
 
+    struct compressor *compressor;  /* taken on the first compressed write */
     struct decompressor *decompressor;
     uint8_t *compressed_buf;        /* 2 clusters: the largest stored compressed range */
     uint8_t *cluster_buf;           /* the last decompressed cluster */

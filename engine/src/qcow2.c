@@ -413,6 +413,7 @@ void qcow2_close(struct qcow2_image *img)
     bitmap_directory_release(&img->bitmaps);
     cache_free(img->l2_cache);
     cache_free(img->refblock_cache);
+    compressor_free(img->compressor);
     decompressor_free(img->decompressor);
     free(img->compressed_buf);
     free(img->cluster_buf);

@@ -15,12 +15,11 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
-#include <zstd.h>
 
 #include "bytes.h"
 #include "cache.h"
 #include "cluster.h"
+#include "compress.h"
 #include "header_io.h"
 #include "image.h"
 #include "l1.h"
@@ -502,28 +501,6 @@ int qcow2_discard(struct qcow2_image *img, uint64_t off, uint64_t len, struct qc
 /* ------------------------------------------------------------------------------------ */
 /* Compressed writes                                                                     */
 
-/* Compresses one cluster into dst (at most cap bytes); returns the length, 0 if it won't fit. */
-static size_t compress_cluster(const struct qcow2_image *img, const uint8_t *src, size_t len,
-                               uint8_t *dst, size_t cap)
-{
-    if (img->hdr.compression_type == QCOW2_COMPRESSION_ZSTD) {
-        size_t n = ZSTD_compress(dst, cap, src, len, ZSTD_CLEVEL_DEFAULT);
-        return ZSTD_isError(n) ? 0 : n;
-    }
-    z_stream zs;
-    memset(&zs, 0, sizeof(zs));
-    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
-        return 0;
-    zs.next_in = (Bytef *)src;
-    zs.avail_in = (uInt)len;
-    zs.next_out = dst;
-    zs.avail_out = (uInt)cap;
-    int ret = deflate(&zs, Z_FINISH);
-    size_t n = ret == Z_STREAM_END ? cap - zs.avail_out : 0;
-    deflateEnd(&zs);
-    return n;
-}
-
 /* Room for `len` compressed bytes: packed after the previous ones when they fit. */
 static int alloc_compressed_bytes(struct qcow2_image *img, uint64_t len, uint64_t *at,
                                   struct qcow2_error *err)
@@ -571,27 +548,23 @@ static int write_compressed_cluster(struct qcow2_image *img, const uint8_t *buf,
                            "QEMU); guest cluster 0x%" PRIx64 " is allocated",
                            off);
 
+    if (!img->compressor &&
+        compressor_new((enum qcow2_compression)img->hdr.compression_type, cs, &img->compressor))
+        return image_error(img, err, -ENOMEM, "compressor", QCOW2_NO_OFFSET, "out of memory");
     uint8_t *plain = img->scratch;
     memcpy(plain, buf, len);
     memset(plain + len, 0, cs - len);
-    uint8_t *packed = malloc(cs);
-    if (!packed)
-        return image_error(img, err, -ENOMEM, "image", QCOW2_NO_OFFSET, "out of memory");
-    size_t clen = compress_cluster(img, plain, cs, packed, cs - 1);
-    if (!clen) {
-        free(packed);
+    const uint8_t *packed;
+    size_t clen = compress_cluster(img->compressor, plain, cs, cs - 1, &packed);
+    if (!clen)
         return qcow2_pwrite(img, buf, len, off, err);
-    }
     uint64_t at;
     /* The same descriptor may now name new bytes: the decompressed copy is stale. */
     img->cluster_buf_word = 0;
     ret = alloc_compressed_bytes(img, clen, &at, err);
-    if (ret) {
-        free(packed);
+    if (ret)
         return ret;
-    }
     ret = image_write(img, packed, clen, at, "compressed cluster", err);
-    free(packed);
     if (!ret)
         ret = replace_entry(img, &l2, index, e, l2_entry_compressed(g, at, clen), err);
     if (ret) {

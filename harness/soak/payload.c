@@ -80,8 +80,13 @@ void payload_fill(uint8_t *buf, uint64_t off, size_t len, uint32_t op)
         uint64_t sector = off / SECTOR;
         size_t in = (size_t)(off % SECTOR);
         size_t n = SECTOR - in < len ? SECTOR - in : len;
-        sector_content(s, op, sector);
-        memcpy(buf, s + in, n);
+        /* A whole sector is built in place; only the partial ones at the ends are copied. */
+        if (n == SECTOR) {
+            sector_content(buf, op, sector);
+        } else {
+            sector_content(s, op, sector);
+            memcpy(buf, s + in, n);
+        }
         buf += n;
         off += n;
         len -= n;
