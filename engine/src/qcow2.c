@@ -45,8 +45,14 @@ static int read_u64_table(struct qcow2_image *img, uint64_t off, uint32_t count,
         free(t);
         return ret;
     }
-    for (uint32_t i = 0; i < in_file; i++)
-        t[i] = be64_get((const uint8_t *)&t[i]);
+    const uint32_t run = ZERO_RUN_BYTES / 8u;
+    for (uint32_t at = 0; at < in_file; at += run) {
+        uint32_t n = QVET_MIN(run, in_file - at);
+        if (bytes_zero_run(&t[at], (size_t)n * 8u))
+            continue;
+        for (uint32_t i = at; i < at + n; i++)
+            t[i] = be64_get((const uint8_t *)&t[i]);
+    }
     *out = t;
     return 0;
 }
