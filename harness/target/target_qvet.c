@@ -463,13 +463,23 @@ static const struct created_image *created_find(const struct target_params *p)
     return NULL;
 }
 
+/* How many of the bytes come before their trailing zeros (a block at a time: most are). */
+static size_t before_trailing_zeros(const uint8_t *bytes, size_t len)
+{
+    static const uint8_t zeros[4096];
+    while (len >= sizeof(zeros) && !memcmp(bytes + len - sizeof(zeros), zeros, sizeof(zeros)))
+        len -= sizeof(zeros);
+    while (len && !bytes[len - 1])
+        len--;
+    return len;
+}
+
 /* Out of memory, nothing is kept: the next create like it makes it again. */
 static void created_keep(const struct target_params *p, struct qcow2_backend *mem)
 {
-    size_t len, used;
+    size_t len;
     const uint8_t *bytes = qcow2_backend_mem_data(mem, &len);
-    for (used = len; used && !bytes[used - 1]; used--)
-        ;
+    size_t used = before_trailing_zeros(bytes, len);
     struct created_image *c = &created[created_next++ % CREATED_KEPT];
     free(c->options);
     free(c->bytes);
