@@ -42,11 +42,6 @@ static int result(struct target *t, int ret, const struct qcow2_error *err)
     return ret;
 }
 
-/*
- * The soak runs qemu-img check and compare on the image while this target holds it
- * open, on purpose: the target takes no locks on it (QEMU's locking=off), or QEMU's
- * tools would rightly refuse an image open for writing elsewhere.
- */
 /* In memory: a handle on the target's file, which outlives the image opened over it. */
 static int lend_file(struct qvet_target *q, struct qcow2_backend **out,
                      struct qcow2_error *err)
@@ -58,6 +53,11 @@ static int lend_file(struct qvet_target *q, struct qcow2_backend **out,
     return -ENOMEM;
 }
 
+/*
+ * The soak runs qemu-img check and compare on the image while this target holds it
+ * open, on purpose: the target takes no locks on it (QEMU's locking=off), or QEMU's
+ * tools would rightly refuse an image open for writing elsewhere.
+ */
 static int open_image(struct qvet_target *q, struct qcow2_error *err)
 {
     struct qcow2_backend *file;
@@ -434,15 +434,16 @@ static int qvet_open_with(const struct target_params *p, struct qcow2_backend *m
 }
 
 /*
- * In memory a create depends on nothing but its options, size and room, and the fuzzers
- * make one per input, thousands a second: the last CREATED_KEPT images made (per thread)
- * are kept, and a create like one of them starts from a copy of its bytes. Enough to
- * hold every configuration of a fuzz corpus; their zeros at the end are not kept.
+ * In memory a create depends on nothing but its name, options, size and room, and the
+ * fuzzers make one per input, thousands a second: the last CREATED_KEPT images made (per
+ * thread) are kept, and a create like one of them starts from a copy of its bytes.
+ * Enough to hold every configuration of a fuzz corpus; their zeros at the end are not
+ * kept.
  */
 #define CREATED_KEPT 128u
 
 struct created_image {
-    char *options;                  /* as given, "" for none */
+    char *path, *options;           /* as given, options "" for none */
     uint64_t size, max_file;
     uint8_t *bytes;                 /* the file up to its last nonzero byte */
     size_t used, len;               /* len: the file's length */
@@ -457,7 +458,7 @@ static const struct created_image *created_find(const struct target_params *p)
     for (unsigned i = 0; i < CREATED_KEPT; i++) {
         const struct created_image *c = &created[i];
         if (c->bytes && c->size == p->size && c->max_file == p->max_file &&
-            !strcmp(c->options, options))
+            !strcmp(c->options, options) && !strcmp(c->path, p->path))
             return c;
     }
     return NULL;
@@ -474,6 +475,14 @@ static size_t before_trailing_zeros(const uint8_t *bytes, size_t len)
     return len;
 }
 
+static void created_forget(struct created_image *c)
+{
+    free(c->path);
+    free(c->options);
+    free(c->bytes);
+    *c = (struct created_image){ 0 };
+}
+
 /* Out of memory, nothing is kept: the next create like it makes it again. */
 static void created_keep(const struct target_params *p, struct qcow2_backend *mem)
 {
@@ -481,19 +490,16 @@ static void created_keep(const struct target_params *p, struct qcow2_backend *me
     const uint8_t *bytes = qcow2_backend_mem_data(mem, &len);
     size_t used = before_trailing_zeros(bytes, len);
     struct created_image *c = &created[created_next++ % CREATED_KEPT];
-    free(c->options);
-    free(c->bytes);
+    created_forget(c);
     *c = (struct created_image){
-        .options = strdup(p->options ? p->options : ""), .size = p->size,
-        .max_file = p->max_file, .bytes = malloc(used ? used : 1), .used = used, .len = len,
+        .path = strdup(p->path), .options = strdup(p->options ? p->options : ""),
+        .size = p->size, .max_file = p->max_file, .bytes = malloc(used ? used : 1),
+        .used = used, .len = len,
     };
-    if (c->options && c->bytes) {
+    if (c->path && c->options && c->bytes)
         memcpy(c->bytes, bytes, used);
-        return;
-    }
-    free(c->options);
-    free(c->bytes);
-    *c = (struct created_image){ 0 };
+    else
+        created_forget(c);
 }
 
 /* A new image, or an existing one; in memory there is none to open, only to create. */
@@ -532,7 +538,8 @@ static int qvet_start(const char *arg, bool create, const struct target_params *
         /* The file grows over its kept zeros, within the room it had when made. */
         if ((ret = mem->ops->truncate(mem, made->len))) {
             qcow2_backend_destroy(mem);
-            snprintf(errbuf, errlen, "%s: a copy of the new image: %s", p->path, strerror(-ret));
+            snprintf(errbuf, errlen, "%s: a copy of the new image: %s", p->path,
+                     strerror(-ret));
             return ret;
         }
         return qvet_open_with(p, mem, out, errbuf, errlen);
