@@ -115,4 +115,4 @@ nightly: build asan
 	QVET=$(BUILD)/qvet bash scripts/nightly.sh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-afl build-cov
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-fuzz-nosan build-afl build-cov

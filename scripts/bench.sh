@@ -168,6 +168,11 @@ if [ "$fuzz_mode" = libfuzzer ]; then
         row "fuzz $t (libFuzzer, ASan+UBSan, one core)" fuzz 0 execs/s "$rate" - - \
             "$(fuzz_target "$t")"
     done < <(bash "$here/scripts/fuzz-bench.sh" 2>/dev/null | grep '^fuzz-bench: ')
+    # The same without the sanitizers: the targets' own cost (docs/performance.md).
+    while read -r _ t rate _; do
+        row "fuzz $t (libFuzzer, coverage only, one core)" fuzz 0 execs/s "$rate" - - -
+    done < <(FUZZ_SANITIZE=OFF bash "$here/scripts/fuzz-bench.sh" 2>/dev/null |
+             grep '^fuzz-bench: ')
 elif [ "$fuzz_mode" = replay ]; then
     for prog in "$(dirname "$qvet")"/fuzz/fuzz_*; do
         t=${prog##*/fuzz_}

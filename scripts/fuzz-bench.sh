@@ -3,19 +3,24 @@
 # Fuzz speed: execs/s of each harness/fuzz target under libFuzzer (ASan+UBSan), one
 # worker, BENCH_SECONDS (10) each, starting from the committed seeds (which it does not
 # modify). One line per target:  fuzz-bench: <target> <execs/s> execs/s (<runs> runs)
+# FUZZ_SANITIZE=OFF measures the same targets built with coverage only, no ASan or
+# UBSan: what the targets cost themselves, apart from the sanitizers' share.
 #
-#   scripts/fuzz-bench.sh [TARGET...]      FUZZ_BUILD=build-fuzz (built if missing)
+#   scripts/fuzz-bench.sh [TARGET...]      FUZZ_BUILD=build-fuzz (built if missing;
+#                                          build-fuzz-nosan with FUZZ_SANITIZE=OFF)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 BENCH_SECONDS=${BENCH_SECONDS:-10}
-FUZZ_BUILD=${FUZZ_BUILD:-$root/build-fuzz}
+FUZZ_SANITIZE=${FUZZ_SANITIZE:-ON}
+[[ $FUZZ_SANITIZE == ON ]] && default_build=$root/build-fuzz || default_build=$root/build-fuzz-nosan
+FUZZ_BUILD=${FUZZ_BUILD:-$default_build}
 gen=$(command -v ninja >/dev/null 2>&1 && echo "-G Ninja" || true)
 
 # shellcheck disable=SC2086
 CC=clang cmake -S "$root" -B "$FUZZ_BUILD" $gen -DQVET_FUZZ=libfuzzer \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    -DQVET_FUZZ_SANITIZE="$FUZZ_SANITIZE" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$FUZZ_BUILD" --target qvet_fuzzers -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
 
 targets=("$@")

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* An in-memory file, for fuzzing and tests: the same seam as a real file. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -25,6 +26,49 @@ struct mem_backend {
 static struct mem_backend *mem_of(struct qcow2_backend *b)
 {
     return (struct mem_backend *)b;
+}
+
+/*
+ * One mapping kept from the last backend destroyed, its written bytes zeroed again, for
+ * the next one of the same size: the fuzzers make one backend per input, and a fresh
+ * mapping costs a page fault for every page the image touches. Its size is kept in its
+ * first bytes (zeroed when it is taken). Only a mapping that was written little is kept:
+ * zeroing much costs more than the faults it saves.
+ */
+#define SPARE_MAX_DIRTY (8u << 20)
+
+static _Atomic(uint8_t *) spare;
+
+static void spare_drop(uint8_t *p)
+{
+    if (p) {
+        size_t mapped;
+        memcpy(&mapped, p, sizeof(mapped));
+        munmap(p, mapped);
+    }
+}
+
+static uint8_t *spare_take(size_t mapped)
+{
+    uint8_t *p = atomic_exchange(&spare, NULL);
+    size_t size;
+    if (p && (memcpy(&size, p, sizeof(size)), size == mapped)) {
+        memset(p, 0, sizeof(size));
+        return p;
+    }
+    spare_drop(p);
+    return NULL;
+}
+
+static void spare_keep(struct mem_backend *m)
+{
+    if (m->dirty > SPARE_MAX_DIRTY) {
+        munmap(m->data, m->mapped);
+        return;
+    }
+    memset(m->data, 0, m->dirty);
+    memcpy(m->data, &m->mapped, sizeof(m->mapped));
+    spare_drop(atomic_exchange(&spare, m->data));
 }
 
 static int mem_read(struct qcow2_backend *b, void *buf, size_t len, uint64_t off)
@@ -88,7 +132,7 @@ static void mem_destroy(struct qcow2_backend *b)
 {
     struct mem_backend *m = mem_of(b);
     if (m->data)
-        munmap(m->data, m->mapped);
+        spare_keep(m);
     free(m);
 }
 
@@ -114,9 +158,11 @@ int qcow2_backend_mem_new(const void *data, size_t len, size_t max_len,
     long page = sysconf(_SC_PAGESIZE);
     size_t unit = page > 0 ? (size_t)page : 4096u;
     m->mapped = max_len > SIZE_MAX - unit ? 0 : (max_len + unit) / unit * unit;
-    void *p = m->mapped ? mmap(NULL, m->mapped, PROT_READ | PROT_WRITE,
-                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-                        : MAP_FAILED;
+    void *p = m->mapped ? spare_take(m->mapped) : NULL;
+    if (!p)
+        p = m->mapped ? mmap(NULL, m->mapped, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+                      : MAP_FAILED;
     if (p == MAP_FAILED) {
         free(m);
         return -ENOMEM;

@@ -186,7 +186,14 @@ static int check_l2(struct check_ctx *c, struct qcow2_check_result *res, uint64_
         return ret;
     }
     uint64_t next_contiguous = 0, allocated = 0, fragmented = 0, compressed = 0;
+    const uint32_t run = ZERO_RUN_BYTES / c->l2_entry_bytes;
     for (uint32_t i = 0; i < n; i++) {
+        /* An all-zero entry is unallocated with nothing set: nothing to count or report. */
+        if (i % run == 0 && n - i >= run &&
+            bytes_zero_run(c->buf + (size_t)i * c->l2_entry_bytes, ZERO_RUN_BYTES)) {
+            i += run - 1;
+            continue;
+        }
         struct l2_entry e = l2_entry_at(g, c->buf, i);
         enum cluster_type type = l2_entry_cluster_type(g, e);
         uint64_t found = 0;         /* corruptions one walk of this entry finds */

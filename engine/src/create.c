@@ -42,6 +42,7 @@
 #define CREATE_MIN_EXTL2_CLUSTER_SIZE (512u * SUBCLUSTERS_PER_CLUSTER)
 #define CREATE_MAX_L1_ENTRIES (QCOW2_MAX_L1_BYTES / 8u)
 #define CREATE_V3_HEADER_LENGTH 112u
+#define CREATE_CACHE_BYTES (64u << 10)
 #define CREATE_EXT_HEADER_BYTES 8u
 #define CREATE_FEATURE_ENTRY_BYTES 48u
 #define CREATE_FEATURE_NAME_BYTES 46u
@@ -959,6 +960,12 @@ static int create_image(struct qcow2_backend *b, const char *name, const struct 
     oo.format = QCOW2_FORMAT_QCOW2;
     oo.writable = true;
     oo.no_backing = true;
+    /*
+     * Without preallocation the image is a few tables (the first refcount block, the L1
+     * table): a small cache, not the default, which sanitizer builds pay for in full.
+     */
+    if (p->preallocation == QCOW2_PREALLOC_OFF)
+        oo.cache_bytes = CREATE_CACHE_BYTES;
     struct qcow2_image *img;
     ret = qcow2_open_backend(&lent.base, name, &oo, &img, err);
     if (ret)

@@ -45,8 +45,14 @@ static int read_u64_table(struct qcow2_image *img, uint64_t off, uint32_t count,
         free(t);
         return ret;
     }
-    for (uint32_t i = 0; i < in_file; i++)
-        t[i] = be64_get((const uint8_t *)&t[i]);
+    const uint32_t run = ZERO_RUN_BYTES / 8u;
+    for (uint32_t at = 0; at < in_file; at += run) {
+        uint32_t n = QVET_MIN(run, in_file - at);
+        if (bytes_zero_run(&t[at], (size_t)n * 8u))
+            continue;
+        for (uint32_t i = at; i < at + n; i++)
+            t[i] = be64_get((const uint8_t *)&t[i]);
+    }
     *out = t;
     return 0;
 }
@@ -60,10 +66,15 @@ static int read_header(struct qcow2_image *img, bool for_check, struct qcow2_err
     /* cluster_bits is validated by header_parse; only bound it to size the read here. */
     uint32_t cb = header_probe_cluster_bits(probe);
     size_t cluster0_len = cb >= 9 && cb <= 21 ? (size_t)1 << cb : sizeof(probe);
-    uint8_t *cluster0 = malloc(cluster0_len);
+    /*
+     * Past the end of the file cluster 0 reads as zeros: calloc'd, and only the bytes in
+     * the file read, so a small file claiming 2 MiB clusters costs no 2 MiB of copying.
+     */
+    uint8_t *cluster0 = calloc(1, cluster0_len);
     if (!cluster0)
         return image_error(img, err, -ENOMEM, "header", 0, "out of memory");
-    ret = image_read(img, cluster0, cluster0_len, 0, "header", err);
+    size_t in_file = (size_t)QVET_MIN((uint64_t)cluster0_len, img->file_size);
+    ret = in_file ? image_read(img, cluster0, in_file, 0, "header", err) : 0;
     if (!ret)
         ret = header_parse_flags(cluster0, cluster0_len, img->file_size, img->name,
                                  for_check ? HEADER_FOR_CHECK : 0, &img->hdr, err);

@@ -31,7 +31,7 @@
 #define FUZZ_READ_CALLS 1024u           /* qcow2_pread calls per walk */
 #define FUZZ_READ_BYTES (2u << 20)      /* guest bytes read per walk */
 #define FUZZ_READ_CHUNK (64u << 10)     /* bytes per qcow2_pread */
-#define FUZZ_CACHE_BYTES (256u << 10)   /* metadata cache: small, so eviction is exercised */
+#define FUZZ_CACHE_BYTES (64u << 10)    /* metadata cache: small, so eviction is exercised */
 #define FUZZ_WINDOW_MAX (512u << 10)    /* guest bytes an oracle window may cover */
 
 /* A backing opener that refuses everything: no file is ever opened. */

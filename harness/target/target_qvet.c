@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The qvet engine as a target: each op is one call of the public API. The image lives in
- * a file, or (in_memory) in a memory backend, where a reopen and a snapshot read open a
- * copy of its bytes and no file is ever touched.
+ * a file, or (in_memory) in a memory backend that the target keeps and every open of the
+ * image (the first, a reopen, a snapshot read) sees through a forwarding shim, as the
+ * opens of a file see the same file; no file is ever touched.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "io_fault.h"
+#include "io_forward.h"
 #include "kinds.h"
 #include "qcow2.h"
 #include "target.h"
@@ -18,11 +20,10 @@ struct qvet_target {
     struct target base;
     char *path;                     /* in memory: the name in messages */
     bool in_memory;
-    uint64_t max_file;
     size_t cache_bytes;
     struct target_hooks hooks;
     struct qcow2_image *img;
-    struct qcow2_backend *mem;      /* in memory: the image's file (the image owns it) */
+    struct qcow2_backend *mem;      /* in memory: the image's file (the target owns it) */
     bool crash_ops;
     struct io_fault fault;          /* crash_ops: holds the writes since the last flush */
 };
@@ -41,23 +42,36 @@ static int result(struct target *t, int ret, const struct qcow2_error *err)
     return ret;
 }
 
+/* In memory: a handle on the target's file, which outlives the image opened over it. */
+static int lend_file(struct qvet_target *q, struct qcow2_backend **out,
+                     struct qcow2_error *err)
+{
+    if ((*out = io_forward_new(sizeof(struct io_forward), q->mem, false)))
+        return 0;
+    snprintf(err->file, sizeof(err->file), "%s", q->path);
+    snprintf(err->message, sizeof(err->message), "out of memory for a handle on the image");
+    return -ENOMEM;
+}
+
 /*
  * The soak runs qemu-img check and compare on the image while this target holds it
  * open, on purpose: the target takes no locks on it (QEMU's locking=off), or QEMU's
  * tools would rightly refuse an image open for writing elsewhere.
  */
-static int open_image(struct qvet_target *q, struct qcow2_backend *mem,
-                      struct qcow2_error *err)
+static int open_image(struct qvet_target *q, struct qcow2_error *err)
 {
-    struct qcow2_backend *file = mem;
-    if (!q->in_memory) {
+    struct qcow2_backend *file;
+    if (q->in_memory) {
+        int ret = lend_file(q, &file, err);
+        if (ret)
+            return ret;
+    } else {
         struct qcow2_fd_options fo = qcow2_fd_options_for(QCOW2_FORMAT_QCOW2, true, false);
         fo.no_locks = true;
         int ret = qcow2_backend_fd_open_with(q->path, &fo, &file, err);
         if (ret)
             return ret;
     }
-    q->mem = mem;
     if (q->crash_ops) {
         struct qcow2_backend *shim = io_fault_wrap(file, true, &q->fault);
         if (!shim) {
@@ -72,19 +86,6 @@ static int open_image(struct qvet_target *q, struct qcow2_backend *mem,
         file = q->hooks.hook(file, q->hooks.hook_ctx);
     struct qcow2_open_options o = { .writable = true, .cache_bytes = q->cache_bytes };
     return qcow2_open_backend(file, q->path, &o, &q->img, err);
-}
-
-/* In memory: a new memory backend holding the image file's bytes as they are now. */
-static int copy_of_file(struct qvet_target *q, struct qcow2_backend **out,
-                        struct qcow2_error *err)
-{
-    size_t len;
-    const uint8_t *bytes = qcow2_backend_mem_data(q->mem, &len);
-    if (qcow2_backend_mem_new(bytes, len, q->max_file, out) == 0)
-        return 0;
-    snprintf(err->file, sizeof(err->file), "%s", q->path);
-    snprintf(err->message, sizeof(err->message), "out of memory for a copy of the image");
-    return -ENOMEM;
 }
 
 static int qvet_facts(struct target *t, struct target_facts *f)
@@ -189,11 +190,11 @@ static int qvet_snapshot_read(struct target *t, const char *id, void *buf, size_
     struct qcow2_open_options o = { .snapshot = id, .no_locks = true,
                                     .cache_bytes = q->cache_bytes };
     struct qcow2_image *snap;
-    struct qcow2_backend *copy;
+    struct qcow2_backend *file;
     if (!q->in_memory)
         ret = qcow2_open(q->path, &o, &snap, &err);
-    else if (!(ret = copy_of_file(q, &copy, &err)))
-        ret = qcow2_open_backend(copy, q->path, &o, &snap, &err);
+    else if (!(ret = lend_file(q, &file, &err)))
+        ret = qcow2_open_backend(file, q->path, &o, &snap, &err);
     if (ret)
         return result(t, ret, &err);
     ret = qcow2_pread(snap, buf, len, off, &err);
@@ -214,19 +215,16 @@ static int qvet_reopen(struct target *t)
 {
     struct qvet_target *q = qt(t);
     struct qcow2_error err;
-    struct qcow2_backend *copy = NULL;
     /*
      * A clean close writes the metadata cache back, but cannot say that it failed: the
-     * flush first reports it (and the in-memory copy holds what the close would write).
+     * flush first reports it.
      */
     int ret = qcow2_flush(q->img, &err);
     if (ret)
         return result(t, ret, &err);
-    if (q->in_memory && copy_of_file(q, &copy, &err))
-        return result(t, -ENOMEM, &err);
     qcow2_close(q->img);
     q->img = NULL;
-    return result(t, open_image(q, copy, &err), &err);
+    return result(t, open_image(q, &err), &err);
 }
 
 static int qvet_check(struct target *t, struct target_check *r);
@@ -244,7 +242,7 @@ static int repair_leaks(struct qvet_target *q, struct qcow2_error *err)
         ret = qcow2_check(img, QCOW2_REPAIR_LEAKS, &c, NULL, NULL, err);
         qcow2_close(img);
     }
-    int reopened = open_image(q, NULL, err);
+    int reopened = open_image(q, err);
     return ret ? ret : reopened;
 }
 
@@ -267,7 +265,7 @@ static int qvet_crash_reopen(struct target *t, enum target_crash how, uint64_t s
     io_fault_fini(&q->fault);
     io_fault_init(&q->fault);
     q->fault.crash = IO_FAULT_CRASH_DROP;
-    int ret = open_image(q, NULL, &err);
+    int ret = open_image(q, &err);
     if (ret)
         return result(t, ret, &err);
     if ((ret = qvet_check(t, after)))
@@ -328,6 +326,7 @@ static void qvet_close(struct target *t)
 {
     struct qvet_target *q = qt(t);
     qcow2_close(q->img);
+    qcow2_backend_destroy(q->mem);
     io_fault_fini(&q->fault);
     free(q->path);
     free(q);
@@ -417,20 +416,90 @@ static int qvet_open_with(const struct target_params *p, struct qcow2_backend *m
         q->base.caps |= TARGET_CAN_CRASH;
     io_fault_init(&q->fault);
     q->fault.crash = IO_FAULT_CRASH_DROP;
-    q->max_file = p->max_file;
+    q->mem = mem;
     q->cache_bytes = p->cache_bytes;
     if (p->hooks)
         q->hooks = *p->hooks;
     struct qcow2_error err;
-    int ret = open_image(q, mem, &err);
+    int ret = open_image(q, &err);
     if (ret) {
         snprintf(errbuf, errlen, "opening the image: %s: %s", err.file, err.message);
+        qcow2_backend_destroy(mem);
         free(q->path);
         free(q);
         return ret;
     }
     *out = &q->base;
     return 0;
+}
+
+/*
+ * In memory a create depends on nothing but its name, options, size and room, and the
+ * fuzzers make one per input, thousands a second: the last CREATED_KEPT images made (per
+ * thread) are kept, and a create like one of them starts from a copy of its bytes.
+ * Enough to hold every configuration of a fuzz corpus; their zeros at the end are not
+ * kept.
+ */
+#define CREATED_KEPT 128u
+
+struct created_image {
+    char *path, *options;           /* as given, options "" for none */
+    uint64_t size, max_file;
+    uint8_t *bytes;                 /* the file up to its last nonzero byte */
+    size_t used, len;               /* len: the file's length */
+};
+
+static _Thread_local struct created_image created[CREATED_KEPT];
+static _Thread_local unsigned created_next;
+
+static const struct created_image *created_find(const struct target_params *p)
+{
+    const char *options = p->options ? p->options : "";
+    for (unsigned i = 0; i < CREATED_KEPT; i++) {
+        const struct created_image *c = &created[i];
+        if (c->bytes && c->size == p->size && c->max_file == p->max_file &&
+            !strcmp(c->options, options) && !strcmp(c->path, p->path))
+            return c;
+    }
+    return NULL;
+}
+
+/* How many of the bytes come before their trailing zeros (a block at a time: most are). */
+static size_t before_trailing_zeros(const uint8_t *bytes, size_t len)
+{
+    static const uint8_t zeros[4096];
+    while (len >= sizeof(zeros) && !memcmp(bytes + len - sizeof(zeros), zeros, sizeof(zeros)))
+        len -= sizeof(zeros);
+    while (len && !bytes[len - 1])
+        len--;
+    return len;
+}
+
+static void created_forget(struct created_image *c)
+{
+    free(c->path);
+    free(c->options);
+    free(c->bytes);
+    *c = (struct created_image){ 0 };
+}
+
+/* Out of memory, nothing is kept: the next create like it makes it again. */
+static void created_keep(const struct target_params *p, struct qcow2_backend *mem)
+{
+    size_t len;
+    const uint8_t *bytes = qcow2_backend_mem_data(mem, &len);
+    size_t used = before_trailing_zeros(bytes, len);
+    struct created_image *c = &created[created_next++ % CREATED_KEPT];
+    created_forget(c);
+    *c = (struct created_image){
+        .path = strdup(p->path), .options = strdup(p->options ? p->options : ""),
+        .size = p->size, .max_file = p->max_file, .bytes = malloc(used ? used : 1),
+        .used = used, .len = len,
+    };
+    if (c->path && c->options && c->bytes)
+        memcpy(c->bytes, bytes, used);
+    else
+        created_forget(c);
 }
 
 /* A new image, or an existing one; in memory there is none to open, only to create. */
@@ -459,9 +528,21 @@ static int qvet_start(const char *arg, bool create, const struct target_params *
         snprintf(errbuf, errlen, "%s: an image in memory has no backing file", p->path);
         return -EINVAL;
     }
-    if (p->in_memory && qcow2_backend_mem_new(NULL, 0, p->max_file, &mem)) {
+    const struct created_image *made = p->in_memory ? created_find(p) : NULL;
+    if (p->in_memory && qcow2_backend_mem_new(made ? made->bytes : NULL, made ? made->used : 0,
+                                              p->max_file, &mem)) {
         snprintf(errbuf, errlen, "%s: out of memory", p->path);
         return -ENOMEM;
+    }
+    if (made) {
+        /* The file grows over its kept zeros, within the room it had when made. */
+        if ((ret = mem->ops->truncate(mem, made->len))) {
+            qcow2_backend_destroy(mem);
+            snprintf(errbuf, errlen, "%s: a copy of the new image: %s", p->path,
+                     strerror(-ret));
+            return ret;
+        }
+        return qvet_open_with(p, mem, out, errbuf, errlen);
     }
     struct qcow2_error err;
     ret = mem ? qcow2_create_backend(mem, p->path, &o, &err) : qcow2_create(p->path, &o, &err);
@@ -470,6 +551,8 @@ static int qvet_start(const char *arg, bool create, const struct target_params *
         qcow2_backend_destroy(mem);
         return ret;
     }
+    if (mem)
+        created_keep(p, mem);
     return qvet_open_with(p, mem, out, errbuf, errlen);
 }
 
