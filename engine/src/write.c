@@ -748,7 +748,13 @@ static int shrink(struct qcow2_image *img, uint64_t new_size, struct qcow2_error
     uint64_t used;
     if (!ret)
         ret = refcount_used_length(img, &used, err);
-    /* A file that cannot be cut is only longer than it needs to be (QEMU warns). */
+    /*
+     * A file that cannot be cut is only longer than it needs to be (QEMU warns). The
+     * removal of every reference into the cut goes to disk first (lazy refcounts drop a
+     * refcount before it): else a crash leaves a reference past the end of the file.
+     */
+    if (!ret && used && used < img->file_size)
+        ret = image_sync(img, err);
     if (!ret && used && used < img->file_size)
         image_truncate(img, used, NULL);
     return ret ? ret : image_set_size(img, new_size, err);
@@ -786,13 +792,24 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
         return image_error(img, err, -ENOTSUP, "resize request", QCOW2_NO_OFFSET,
                            "a version 2 image cannot grow past its last cluster over a "
                            "longer backing file (as in QEMU: no zero flag to hide its data)");
-    ret = image_set_size(img, new_size, err);
-    if (!ret && hide) {
-        ret = qcow2_pwrite_zeroes(img, old_size, new_size - old_size, 0, err);
-        /* A failed resize leaves the size as it was (the larger L1 table is harmless). */
-        if (ret)
-            image_set_size(img, old_size, NULL);
+    if (hide) {
+        /*
+         * The zeros reach the disk before the size that shows them: a crash in between
+         * leaves the old size, never the new one over the backing file's data. A failure
+         * leaves the size as it was (the larger L1 table, the zero entries past the end
+         * are harmless).
+         */
+        ret = image_reserve_size(img, new_size, err);
+        if (!ret) {
+            img->virtual_size = new_size;   /* only for the zero write's range check */
+            ret = qcow2_pwrite_zeroes(img, old_size, new_size - old_size, 0, err);
+            if (!ret)
+                ret = image_sync(img, err);
+            img->virtual_size = old_size;
+        }
     }
+    if (!ret)
+        ret = image_set_size(img, new_size, err);
     if (!ret)
         ret = image_sync(img, err);
     return ret;
