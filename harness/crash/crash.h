@@ -11,7 +11,8 @@
  * repaired, as QEMU repairs it), pass qemu-img check and qvet's check without
  * corruption (leaks are counted, not failures), and read back, through QEMU and through
  * qvet, exactly what the oracle held at the last guest flush that had completed, except
- * that a sector an operation since then touched may hold its old or its new data.
+ * that a sector an operation since then touched may hold its old or its new data, and
+ * the size may be one a resize (or snapshot apply) since gave the disk.
  *
  * faultinject: a fixed workload runs again and again with the Nth host I/O failing
  * (read error, write error, ENOSPC, short write, flush error) for every N, until a run
