@@ -57,6 +57,8 @@ const struct crash_preset crash_presets[] = {
       "compressed writes and overwrites of them" },
     { "discard", "", false, "discard=25,zero=20,zero-unmap=20,write=30", 4u << 20,
       "discards and zero writes" },
+    { "resize", "", true, "resize=15", 4u << 20,
+      "grows and shrinks over a raw backing file (below its end, then past it again)" },
 };
 
 const size_t crash_preset_count = sizeof(crash_presets) / sizeof(crash_presets[0]);
