@@ -137,6 +137,11 @@ case $mode in
         opts=(-o cluster_size=4k)
         script="resize 16777216; write 16773120 4096; snapshot-create s1; flush"
         script="$script; snapshot-delete 1; snapshot-create s2; write 0 4096" ;;
+      # A snapshot apply whose L1 switch failed left the disk at the snapshot's size over
+      # the old tables: neither the disk before nor the one after.
+      snapshot-apply-size)
+        script="write 0 65536; snapshot-create s1; resize 8388608; write 0 4096"
+        script="$script; snapshot-apply 1" ;;
       *) echo "no faultregress case $name"; exit 2 ;;
     esac
     if run_crashtest "$QVET" faultinject --dir "$WORK/run" --no-qemu "${opts[@]}" \
