@@ -354,7 +354,7 @@ static int read_file(const char *path, uint8_t *buf, uint64_t len, uint64_t *fil
     struct stat st;
     ssize_t n = fstat(fd, &st) ? -1 : pread(fd, buf, len, 0);
     int ret = n < 0 ? -errno : 0;
-    if (file_size)
+    if (!ret && file_size)
         *file_size = (uint64_t)st.st_size;
     close(fd);
     return ret;
@@ -371,8 +371,7 @@ void crash_resolve_snapshot(const struct oracle *o, struct op *op)
 }
 
 /* Keeps what the judges need about one op that ran: its range's new bytes, a flush's disk. */
-static int remember_op(struct oracle *o, uint64_t size_before,
-                       struct op_record *rec)
+static int remember_op(struct oracle *o, uint64_t size_before, struct op_record *rec)
 {
     const struct op *op = &rec->op;
     rec->size_after = oracle_size(o);
@@ -752,7 +751,7 @@ static bool qemu_read_all(struct run *run, const char *snapshot_id, uint64_t *si
     unlink(run->raw_path);
     if (crash_run_tool(run->log_path, snapshot_id ? snap : plain))
         return false;
-    return read_file(run->raw_path, run->got, run->cap, size) == 0 && *size <= run->cap;
+    return read_file(run->raw_path, run->got, run->cap, size) == 0;
 }
 
 /* Every snapshot that existed at the flush, and no op since deleted, reads as it was. */
