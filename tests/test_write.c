@@ -908,6 +908,49 @@ START_TEST(the_guard_lets_each_structure_write_its_own_place_only)
 }
 END_TEST
 
+/* ---- one ordering point per op ------------------------------------------------------ */
+
+/*
+ * The host flushes a discard (or an unmapping zero write) of 16 written and flushed
+ * clusters issues. Each freed cluster's refcount waits for its unlink to be on disk;
+ * one image_sync for the whole op is two flushes, one per cluster would be 30 and more.
+ */
+static uint64_t flushes_of_unmapping(bool discard)
+{
+    const char *path = test_path("unmap.qcow2");
+    create(path, "cluster_size=4k", "1M");
+    struct io_fault f;
+    io_fault_init(&f);
+    struct qcow2_image *img = open_rw_through(path, &f);
+    struct qcow2_error err;
+    write_pattern(img, 0, 16 * 4096, 0x5a);
+    ck_assert_int_eq(qcow2_flush(img, &err), 0);
+    f.mask = IO_FAULT_FLUSH;
+    f.countdown = UINT64_MAX;
+    f.armed = true;
+    int ret = discard ? qcow2_discard(img, 0, 16 * 4096, &err)
+                      : qcow2_pwrite_zeroes(img, 0, 16 * 4096, QCOW2_ZERO_MAY_UNMAP, &err);
+    ck_assert_msg(ret == 0, "%s: %s", discard ? "discard" : "zero write", err.message);
+    f.armed = false;
+    uint64_t flushes = f.seen;
+    expect_bytes(img, 0, 16 * 4096, 0);
+    qcow2_close(img);
+    io_fault_fini(&f);
+    /* Every cluster freed: nothing leaked, nothing still referenced. */
+    expect_qemu_check_clean(path);
+    return flushes;
+}
+
+START_TEST(a_multi_cluster_discard_orders_its_refcount_drops_once)
+{
+    uint64_t discard = flushes_of_unmapping(true), zero = flushes_of_unmapping(false);
+    ck_assert_msg(discard <= 2, "a 16-cluster discard flushed %llu times",
+                  (unsigned long long)discard);
+    ck_assert_msg(zero <= 2, "a 16-cluster unmapping zero write flushed %llu times",
+                  (unsigned long long)zero);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("write");
@@ -925,6 +968,7 @@ int main(void)
     tcase_add_test(bugs, extended_l2_writes_allocate_only_touched_subclusters);
     tcase_add_test(bugs, copied_flags_follow_snapshot_create_write_and_delete);
     tcase_add_test(bugs, a_failed_write_leaks_no_cluster);
+    tcase_add_test(bugs, a_multi_cluster_discard_orders_its_refcount_drops_once);
     tcase_add_test(bugs, a_crash_at_any_host_io_leaves_no_corruption);
     tcase_add_test(bugs, new_clusters_at_the_end_are_not_zero_filled);
     tcase_add_test(bugs, a_new_cluster_ending_in_its_last_sector_keeps_its_bytes);

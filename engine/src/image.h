@@ -61,6 +61,11 @@ struct qcow2_image {
     uint64_t writes_unflushed;      /* host writes since the last flush */
     uint64_t *freed;                /* clusters freed since the last image_sync, sorted: */
     size_t n_freed, freed_cap;      /* the allocator keeps off them until the next one */
+    struct refcount_drop *drops;    /* references an op removed, their refcounts to drop */
+    size_t n_drops, drops_cap;      /* at its end (refcount_batch_end) */
+    unsigned drops_depth;           /* refcount_batch_begin calls not yet ended */
+    bool drops_applying;            /* ... which is dropping them: */
+    bool drops_ordered;             /* the first drop's image_sync ordered them all */
     uint64_t free_cluster_hint;     /* no free cluster below this index */
     uint64_t compressed_next;       /* byte where packed compressed data may continue, 0 none */
     uint8_t *scratch;               /* one cluster, for copy-on-write and new tables */

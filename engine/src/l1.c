@@ -88,7 +88,7 @@ uint64_t image_l1_entries_for(const struct qcow2_image *img, uint64_t size)
     return (size >> shift) + ((size & ((1ull << shift) - 1)) != 0);
 }
 
-int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err)
+int image_reserve_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err)
 {
     uint64_t entries = image_l1_entries_for(img, size);
     if (entries > QCOW2_MAX_L1_BYTES / 8)
@@ -96,7 +96,12 @@ int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *e
                            "a virtual size of %" PRIu64 " bytes needs %" PRIu64
                            " L1 entries, more than the %u the format allows", size, entries,
                            QCOW2_MAX_L1_BYTES / 8);
-    int ret = image_grow_l1(img, (uint32_t)entries, err);
+    return image_grow_l1(img, (uint32_t)entries, err);
+}
+
+int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err)
+{
+    int ret = image_reserve_size(img, size, err);
     if (ret)
         return ret;
     ret = header_write_size(img, size, err);

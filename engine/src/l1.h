@@ -22,6 +22,9 @@ int image_grow_l1(struct qcow2_image *img, uint32_t entries, struct qcow2_error 
 /* L1 entries needed to map a virtual size of `size` bytes. */
 uint64_t image_l1_entries_for(const struct qcow2_image *img, uint64_t size);
 
+/* Grows the L1 table to map a virtual size of `size` bytes; the size stays as it is. */
+int image_reserve_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err);
+
 /* Sets the virtual size in the header (growing the L1 table first if needed). */
 int image_set_size(struct qcow2_image *img, uint64_t size, struct qcow2_error *err);
 

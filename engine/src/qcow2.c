@@ -431,6 +431,7 @@ void qcow2_close(struct qcow2_image *img)
     free(img->scratch);
     free(img->refcount_scratch);
     free(img->freed);
+    free(img->drops);
     free(img->zeros);
     free(img->l1);
     free(img->reftable);

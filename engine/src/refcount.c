@@ -321,9 +321,14 @@ static int set_entry(struct qcow2_image *img, uint64_t block_offset, uint64_t cl
     uint64_t index = cluster_index & ((1ull << block_bits(img)) - 1);
     uint64_t old = refcount_block_entry(block, order, index);
     if (value < old) {
-        /* The removal of the reference goes to disk first; lazy refcounts recount. */
-        if (!img->lazy_refcounts)
+        /*
+         * The removal of the reference goes to disk first (once for a batch's drops:
+         * nothing removes a reference while they are applied); lazy refcounts recount.
+         */
+        if (!img->lazy_refcounts && !img->drops_ordered)
             ret = image_sync(img, err);
+        if (!ret && img->drops_applying)
+            img->drops_ordered = true;
         if (!ret && value == 0)
             ret = quarantine(img, cluster_index, err);
         if (!ret)
@@ -393,6 +398,47 @@ int refcount_add_range(struct qcow2_image *img, uint64_t host_offset, uint64_t b
             return ret;
     }
     return 0;
+}
+
+int refcount_release(struct qcow2_image *img, uint64_t host_offset, uint64_t bytes,
+                     struct qcow2_error *err)
+{
+    if (!img->drops_depth)
+        return refcount_add_range(img, host_offset, bytes, -1, err);
+    if (img->n_drops == img->drops_cap) {
+        size_t cap = img->drops_cap ? 2 * img->drops_cap : 16;
+        struct refcount_drop *grown = realloc(img->drops, cap * sizeof(*grown));
+        if (!grown)
+            return image_error(img, err, -ENOMEM, "refcount block", QCOW2_NO_OFFSET,
+                               "out of memory");
+        img->drops = grown;
+        img->drops_cap = cap;
+    }
+    img->drops[img->n_drops++] = (struct refcount_drop){ host_offset, bytes };
+    return 0;
+}
+
+void refcount_batch_begin(struct qcow2_image *img)
+{
+    img->drops_depth++;
+}
+
+int refcount_batch_end(struct qcow2_image *img, struct qcow2_error *err)
+{
+    if (--img->drops_depth)
+        return 0;
+    /*
+     * Only here may a drop skip its image_sync: while the batch collected, other paths
+     * dropped refcounts at once, each after removals of their own.
+     */
+    img->drops_applying = true;
+    int ret = 0;
+    for (size_t i = 0; i < img->n_drops && !ret; i++)
+        ret = refcount_add_range(img, img->drops[i].host_offset, img->drops[i].bytes, -1, err);
+    img->drops_applying = false;
+    img->drops_ordered = false;
+    img->n_drops = 0;
+    return ret;
 }
 
 /*

@@ -57,6 +57,28 @@ int refcount_set(struct qcow2_image *img, uint64_t cluster_index, uint64_t value
 int refcount_add_range(struct qcow2_image *img, uint64_t host_offset, uint64_t bytes,
                        int64_t delta, struct qcow2_error *err);
 
+/* One reference removed: [host_offset, host_offset + bytes) loses one. */
+struct refcount_drop {
+    uint64_t host_offset, bytes;
+};
+
+/*
+ * Removes one reference from every cluster of [host_offset, host_offset + bytes), after
+ * the removal of the reference is on disk: at once (an image_sync first), or within a
+ * batch at its end.
+ */
+int refcount_release(struct qcow2_image *img, uint64_t host_offset, uint64_t bytes,
+                     struct qcow2_error *err);
+
+/*
+ * A batch of releases (it may nest): an op that unlinks many clusters (a discard, a zero
+ * write, a shrink) orders them with one image_sync, not one per cluster. The end drops
+ * the refcounts, even after a failure (the unlinks stand in the cache): that sync puts
+ * the removals on disk, then every drop follows with none.
+ */
+void refcount_batch_begin(struct qcow2_image *img);
+int refcount_batch_end(struct qcow2_image *img, struct qcow2_error *err);
+
 /*
  * Finds `count` contiguous free clusters, sets their refcounts to 1, returns the offset.
  * Placement follows QEMU 7.2's allocator (first fit from a free cluster index that moves

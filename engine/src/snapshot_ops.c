@@ -458,6 +458,7 @@ static int snapshot_apply(struct qcow2_image *img, uint32_t i, struct qcow2_erro
     if (!ret)
         ret = add_to_tree(img, snap_l1, s->l1_size, 1, err);
     bool raised = !ret;
+    uint64_t old_disk_size = img->virtual_size;
     if (!ret && disk_size != img->virtual_size)
         ret = image_set_size(img, disk_size, err);
     if (!ret)
@@ -493,6 +494,9 @@ static int snapshot_apply(struct qcow2_image *img, uint32_t i, struct qcow2_erro
         /* The active L1 still holds the old tree: give the snapshot's tree its counts back. */
         add_to_tree(img, snap_l1, s->l1_size, -1, NULL);
     }
+    /* Nor has the disk then taken the snapshot's size: the old disk, size and bytes. */
+    if (!switched && img->virtual_size != old_disk_size)
+        image_set_size(img, old_disk_size, NULL);
     if (!ret)
         ret = refresh_copied_flags(img, err);
     img->cluster_buf_word = 0;

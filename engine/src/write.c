@@ -66,6 +66,13 @@ static void undo_alloc(struct qcow2_image *img, uint64_t offset, uint64_t bytes)
     refcount_add_range(img, offset, bytes, -1, NULL);
 }
 
+/* Ends an op's batch of releases (refcount_batch_begin); the op's own error comes first. */
+static int end_releases(struct qcow2_image *img, int ret, struct qcow2_error *err)
+{
+    int ended = refcount_batch_end(img, ret ? NULL : err);
+    return ret ? ret : ended;
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* L2 tables                                                                             */
 
@@ -73,7 +80,7 @@ static void undo_alloc(struct qcow2_image *img, uint64_t offset, uint64_t bytes)
 static int release_cluster(struct qcow2_image *img, uint64_t host_offset,
                            struct qcow2_error *err)
 {
-    return refcount_add_range(img, host_offset, 1, -1, err);
+    return refcount_release(img, host_offset, 1, err);
 }
 
 /* Drops what an entry that is being replaced held: its cluster or compressed range. */
@@ -82,7 +89,7 @@ static int release_entry(struct qcow2_image *img, struct l2_entry e, struct qcow
     if (l2_entry_is_compressed(e)) {
         struct compressed_desc d = compressed_desc_decode(&img->geo, e.word);
         uint64_t start = d.host_offset & ~(uint64_t)511;
-        return refcount_add_range(img, start, d.max_bytes + (d.host_offset & 511), -1, err);
+        return refcount_release(img, start, d.max_bytes + (d.host_offset & 511), err);
     }
     uint64_t host = l2_entry_host_offset(e);
     return host ? release_cluster(img, host, err) : 0;
@@ -450,7 +457,9 @@ int qcow2_pwrite_zeroes(struct qcow2_image *img, uint64_t off, uint64_t len, uns
         return ret;
     if (!img->zeros && !(img->zeros = calloc(1, img->cluster_size)))
         return image_error(img, err, -ENOMEM, "image", QCOW2_NO_OFFSET, "out of memory");
-    return for_each_cluster(img, off, len, NULL, flags, zero_piece, err);
+    refcount_batch_begin(img);
+    ret = for_each_cluster(img, off, len, NULL, flags, zero_piece, err);
+    return end_releases(img, ret, err);
 }
 
 static int discard_piece(struct qcow2_image *img, struct l2_ref *l2, uint32_t index,
@@ -489,13 +498,10 @@ int qcow2_discard(struct qcow2_image *img, uint64_t off, uint64_t len, struct qc
     uint64_t end = off + len == img->virtual_size ? off + len : (off + len) & ~(cs - 1);
     if (end <= start)
         return 0;
-    for (uint64_t c = start; c < end; c += cs) {
-        uint64_t n = QVET_MIN(cs, end - c);
-        ret = for_each_cluster(img, c, n, NULL, 0, discard_piece, err);
-        if (ret)
-            return ret;
-    }
-    return 0;
+    refcount_batch_begin(img);
+    for (uint64_t c = start; c < end && !ret; c += cs)
+        ret = for_each_cluster(img, c, QVET_MIN(cs, end - c), NULL, 0, discard_piece, err);
+    return end_releases(img, ret, err);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -704,14 +710,22 @@ static int shrink(struct qcow2_image *img, uint64_t new_size, struct qcow2_error
     uint64_t old_size = img->virtual_size;
     uint64_t start = round_up_u64(new_size, img->cluster_size);
     int ret = validate_range(img, start, old_size, err);
-    if (!ret && start < old_size)
-        ret = drop_clusters(img, start, old_size, err);
+    if (!ret && start < old_size) {
+        refcount_batch_begin(img);
+        ret = end_releases(img, drop_clusters(img, start, old_size, err), err);
+    }
     if (!ret)
         ret = refcount_drop_empty_blocks(img, err);
     uint64_t used;
     if (!ret)
         ret = refcount_used_length(img, &used, err);
-    /* A file that cannot be cut is only longer than it needs to be (QEMU warns). */
+    /*
+     * A file that cannot be cut is only longer than it needs to be (QEMU warns). The
+     * removal of every reference into the cut goes to disk first (lazy refcounts drop a
+     * refcount before it): else a crash leaves a reference past the end of the file.
+     */
+    if (!ret && used && used < img->file_size)
+        ret = image_sync(img, err);
     if (!ret && used && used < img->file_size)
         image_truncate(img, used, NULL);
     return ret ? ret : image_set_size(img, new_size, err);
@@ -749,13 +763,24 @@ int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error 
         return image_error(img, err, -ENOTSUP, "resize request", QCOW2_NO_OFFSET,
                            "a version 2 image cannot grow past its last cluster over a "
                            "longer backing file (as in QEMU: no zero flag to hide its data)");
-    ret = image_set_size(img, new_size, err);
-    if (!ret && hide) {
-        ret = qcow2_pwrite_zeroes(img, old_size, new_size - old_size, 0, err);
-        /* A failed resize leaves the size as it was (the larger L1 table is harmless). */
-        if (ret)
-            image_set_size(img, old_size, NULL);
+    if (hide) {
+        /*
+         * The zeros reach the disk before the size that shows them: a crash in between
+         * leaves the old size, never the new one over the backing file's data. A failure
+         * leaves the size as it was (the larger L1 table, the zero entries past the end
+         * are harmless).
+         */
+        ret = image_reserve_size(img, new_size, err);
+        if (!ret) {
+            img->virtual_size = new_size;   /* only for the zero write's range check */
+            ret = qcow2_pwrite_zeroes(img, old_size, new_size - old_size, 0, err);
+            if (!ret)
+                ret = image_sync(img, err);
+            img->virtual_size = old_size;
+        }
     }
+    if (!ret)
+        ret = image_set_size(img, new_size, err);
     if (!ret)
         ret = image_sync(img, err);
     return ret;

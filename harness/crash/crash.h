@@ -11,7 +11,8 @@
  * repaired, as QEMU repairs it), pass qemu-img check and qvet's check without
  * corruption (leaks are counted, not failures), and read back, through QEMU and through
  * qvet, exactly what the oracle held at the last guest flush that had completed, except
- * that a sector an operation since then touched may hold its old or its new data.
+ * that a sector an operation since then touched may hold its old or its new data, and
+ * the size may be one a resize (or snapshot apply) since gave the disk.
  *
  * faultinject: a fixed workload runs again and again with the Nth host I/O failing
  * (read error, write error, ENOSPC, short write, flush error) for every N, until a run
@@ -146,13 +147,13 @@ uint64_t fault_point_count(const struct fault_result *r, const char *name);
 
 /*
  * Runs the workload of `c` (its script, or c->ops generated ops, the configuration's mix
- * with reads, reopens and resizes added)
- * once per N and fault kind in `kinds` (a mask of 1 << enum fault_kind), with the Nth
- * host I/O of that kind failing (c->only_state: only that N), until a run completes
- * without reaching it. The op that meets the fault must fail; after closing and
- * reopening, the image must pass the structure judges, every op acknowledged before
- * reads back, and the failed op shows old or new data in each sector. Returns 0, 1 when
- * a run failed, -1 on a setup failure.
+ * with reads, reopens and resizes added) once per N and fault kind in `kinds` (a mask of
+ * 1 << enum fault_kind), with the Nth host I/O of that kind failing (c->only_state: only
+ * that N), until a run completes without reaching it. The op that meets the fault must
+ * fail, but a reopen whose close met it (the close, as QEMU's, cannot report: point
+ * "close (unreported)"); after closing and reopening, the image must pass the structure
+ * judges, every op acknowledged before reads back, and the failed op shows old or new
+ * data in each sector. Returns 0, 1 when a run failed, -1 on a setup failure.
  */
 int faultinject_run(const struct crash_config *c, unsigned kinds, struct fault_result *r,
                     FILE *out);

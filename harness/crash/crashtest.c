@@ -57,6 +57,8 @@ const struct crash_preset crash_presets[] = {
       "compressed writes and overwrites of them" },
     { "discard", "", false, "discard=25,zero=20,zero-unmap=20,write=30", 4u << 20,
       "discards and zero writes" },
+    { "resize", "", true, "resize=15", 4u << 20,
+      "grows and shrinks over a raw backing file (below its end, then past it again)" },
 };
 
 const size_t crash_preset_count = sizeof(crash_presets) / sizeof(crash_presets[0]);
@@ -76,7 +78,7 @@ void crash_config_defaults(struct crash_config *c)
     static const unsigned mix[OP_KINDS] = {
         [OP_WRITE] = 40, [OP_ZERO] = 8, [OP_ZERO_UNMAP] = 4, [OP_DISCARD] = 8,
         [OP_WRITE_COMPRESSED] = 6, [OP_FLUSH] = 14, [OP_SNAPSHOT_CREATE] = 3,
-        [OP_SNAPSHOT_APPLY] = 1, [OP_SNAPSHOT_DELETE] = 2,
+        [OP_SNAPSHOT_APPLY] = 1, [OP_SNAPSHOT_DELETE] = 2, [OP_RESIZE] = 3,
     };
     memcpy(c->weights, mix, sizeof(mix));
 }
@@ -112,6 +114,16 @@ static uint64_t rng_next(uint64_t *state)
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
 }
 
 static uint64_t below(uint64_t *state, uint64_t n)
@@ -156,7 +168,7 @@ static void pick_range(uint64_t *rng, uint64_t size, uint64_t cs, struct op *op)
     if (len > (64u << 10) && len > cs)
         len = cs;
     if (off >= size)
-        off = size - cs;
+        off = size > cs ? size - cs : 0;
     op->off = off;
     op->len = len < size - off ? len : size - off;
 }
@@ -247,15 +259,21 @@ int crash_workload(const struct crash_config *c, uint64_t cs, struct op **ops, s
                 snapshots--;
             break;
         case OP_WRITE_COMPRESSED:
-            pick_range(&rng, c->size, cs, op);
+            pick_range(&rng, size, cs, op);
             op->off = op->off / cs * cs;
             op->len = cs;
             break;
         case OP_FLUSH:
             break;
         case OP_RESIZE:
-            /* Whole clusters, from one cluster to twice the first size: shrinks and grows. */
+            /*
+             * From one cluster to twice the first size, shrinks and grows, below written
+             * data and the backing file's end; one in four into the middle of a cluster
+             * (whose bytes past the end a later grow shows again).
+             */
             size = cs * (1 + below(&rng, 2 * c->size / cs));
+            if (!below(&rng, 4))
+                size -= SECTOR * below(&rng, cs / SECTOR);
             op->len = size;
             break;
         default:
@@ -277,9 +295,12 @@ struct op_record {
     size_t ev_start, ev_end;        /* its host events: [ev_start, ev_end) of the log */
     uint64_t lo, hi;                /* guest sectors it may have changed: [lo, hi) */
     uint8_t *after;                 /* what they held after it, (hi - lo) sectors */
+    bool dropped;                   /* a shrink: [lo, hi) may also show the backing file */
+    uint64_t size_after;            /* the disk's size after it */
     uint8_t *flushed;               /* a completed flush: the whole disk after it */
     char snapshot_id[TARGET_ID_MAX]; /* create: the id; delete: the id removed */
     uint8_t *snapshot;              /* create: the snapshot's contents */
+    uint64_t snapshot_size;
 };
 
 struct run {
@@ -287,10 +308,11 @@ struct run {
     struct crash_result *r;
     FILE *out;
     struct io_record rec;
-    uint64_t size, cluster_size;
+    uint64_t size, cluster_size;    /* size: the disk's before the first op */
+    uint64_t cap;                   /* the largest disk the workload can make */
     struct op_record *ops;
     size_t n_ops;
-    uint8_t *initial;               /* the disk before the first op */
+    uint8_t *initial;               /* the disk before the first op (cap bytes, zeros past) */
     char image[700], state_path[700], raw_path[700], log_path[700], base_path[700];
     uint8_t *got;                   /* one disk */
 };
@@ -322,14 +344,18 @@ static int make_backing(struct run *run)
     return 0;
 }
 
-static int read_file(const char *path, uint8_t *buf, uint64_t len)
+/* Reads the first len bytes of a file into buf (zeros past its end); *file_size its size. */
+static int read_file(const char *path, uint8_t *buf, uint64_t len, uint64_t *file_size)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     memset(buf, 0, len);
-    ssize_t n = pread(fd, buf, len, 0);
+    struct stat st;
+    ssize_t n = fstat(fd, &st) ? -1 : pread(fd, buf, len, 0);
     int ret = n < 0 ? -errno : 0;
+    if (!ret && file_size)
+        *file_size = (uint64_t)st.st_size;
     close(fd);
     return ret;
 }
@@ -345,11 +371,13 @@ void crash_resolve_snapshot(const struct oracle *o, struct op *op)
 }
 
 /* Keeps what the judges need about one op that ran: its range's new bytes, a flush's disk. */
-static int remember_op(struct run *run, struct oracle *o, struct op_record *rec)
+static int remember_op(struct oracle *o, uint64_t size_before, struct op_record *rec)
 {
     const struct op *op = &rec->op;
+    rec->size_after = oracle_size(o);
     if (rec->outcome != STEP_DONE)
         return 0;
+    uint64_t size = rec->size_after;
     switch (op->kind) {
     case OP_WRITE: case OP_ZERO: case OP_ZERO_UNMAP: case OP_DISCARD:
     case OP_WRITE_COMPRESSED:
@@ -358,18 +386,29 @@ static int remember_op(struct run *run, struct oracle *o, struct op_record *rec)
         break;
     case OP_SNAPSHOT_APPLY:
         rec->lo = 0;
-        rec->hi = run->size / SECTOR;
+        rec->hi = max_u64(size, size_before) / SECTOR;
+        break;
+    case OP_RESIZE:
+        /*
+         * A grow shows what the oracle says; a shrink drops the clusters past the new
+         * end before it stores the size, so a crash in between may show the old size
+         * with them unallocated: zeros, or the backing file's data.
+         */
+        rec->lo = min_u64(size, size_before) / SECTOR;
+        rec->hi = max_u64(size, size_before) / SECTOR;
+        rec->dropped = size < size_before;
         break;
     case OP_FLUSH:
-        if (!(rec->flushed = malloc(run->size)))
+        if (!(rec->flushed = malloc(size ? size : 1)))
             return -ENOMEM;
-        return oracle_read(o, rec->flushed, run->size, 0);
+        return oracle_read(o, rec->flushed, size, 0);
     case OP_SNAPSHOT_CREATE: {
         const char *id = oracle_snapshot_id(o, oracle_snapshot_count(o) - 1);
         snprintf(rec->snapshot_id, sizeof(rec->snapshot_id), "%s", id);
-        if (!(rec->snapshot = malloc(run->size)))
+        rec->snapshot_size = oracle_snapshot_size(o, id);
+        if (!(rec->snapshot = malloc(rec->snapshot_size ? rec->snapshot_size : 1)))
             return -ENOMEM;
-        return oracle_snapshot_read(o, id, rec->snapshot, run->size, 0);
+        return oracle_snapshot_read(o, id, rec->snapshot, rec->snapshot_size, 0);
     }
     case OP_SNAPSHOT_DELETE:
         snprintf(rec->snapshot_id, sizeof(rec->snapshot_id), "%s", op->snapshot);
@@ -378,9 +417,11 @@ static int remember_op(struct run *run, struct oracle *o, struct op_record *rec)
         return 0;
     }
     size_t bytes = (size_t)(rec->hi - rec->lo) * SECTOR;
-    if (!(rec->after = malloc(bytes)))
+    if (!(rec->after = calloc(1, bytes ? bytes : 1)))
         return -ENOMEM;
-    return oracle_read(o, rec->after, bytes, rec->lo * SECTOR);
+    uint64_t end = min_u64(rec->hi * SECTOR, size);
+    return end > rec->lo * SECTOR ? oracle_read(o, rec->after, end - rec->lo * SECTOR,
+                                                rec->lo * SECTOR) : 0;
 }
 
 static int run_workload(struct run *run, const struct op *ops, size_t n)
@@ -409,7 +450,11 @@ static int run_workload(struct run *run, const struct op *ops, size_t n)
         return crash_setup_failed(&run->r->found, "the target's facts: %s", st.t->message);
     }
     run->size = st.facts.size;
-    run->initial = calloc(1, run->size);
+    run->cap = run->size;
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].kind == OP_RESIZE)
+            run->cap = max_u64(run->cap, ops[i].len);
+    run->initial = calloc(1, run->cap);
     st.buf = malloc(st.io_cap);
     st.want = malloc(st.io_cap);
     if (!run->initial || !st.buf || !st.want)
@@ -418,8 +463,7 @@ static int run_workload(struct run *run, const struct op *ops, size_t n)
         uint64_t len = run->c->size / 4 * 3 / SECTOR * SECTOR;
         if (len > run->size)
             len = run->size;
-        ret = read_file(run->base_path, run->initial, len);
-        memset(run->initial + len, 0, run->size - len);
+        ret = read_file(run->base_path, run->initial, len, NULL);
         if (ret)
             ret = crash_setup_failed(&run->r->found, "%s: %s", run->base_path, strerror(-ret));
     }
@@ -434,6 +478,7 @@ static int run_workload(struct run *run, const struct op *ops, size_t n)
         rec->op = ops[i];
         crash_resolve_snapshot(st.o, &rec->op);
         rec->ev_start = run->rec.count;
+        uint64_t size_before = oracle_size(st.o);
         struct step_result sr;
         rec->outcome = step_run(&st, &rec->op, &sr);
         rec->ev_end = run->rec.count;
@@ -448,7 +493,7 @@ static int run_workload(struct run *run, const struct op *ops, size_t n)
         }
         if (run->rec.error)
             ret = crash_setup_failed(&run->r->found, "the recorder: %s", strerror(-run->rec.error));
-        else if (remember_op(run, st.o, rec))
+        else if (remember_op(st.o, size_before, rec))
             ret = crash_setup_failed(&run->r->found, "out of memory keeping op %s", line);
     }
     st.t->ops->close(st.t);
@@ -503,6 +548,7 @@ static void log_excerpt(const char *log_path, char *buf, size_t cap)
 /* What the judges expect of a state built from interval `w`. */
 struct expectation {
     const uint8_t *flushed;         /* the disk at the last completed guest flush */
+    uint64_t flushed_size;          /* its size */
     size_t first_op, end_op;        /* ops after that flush that may have written: [,) */
     size_t flush_op;                /* that flush's op index + 1 (0: none, the start) */
 };
@@ -539,7 +585,7 @@ static bool sector_allowed(const struct run *run, const struct expectation *x, u
                            const uint8_t *got, bool *touched)
 {
     *touched = false;
-    if (!memcmp(got, x->flushed + s * SECTOR, SECTOR))
+    if (s < x->flushed_size / SECTOR && !memcmp(got, x->flushed + s * SECTOR, SECTOR))
         return true;
     for (size_t i = x->first_op; i < x->end_op; i++) {
         const struct op_record *o = &run->ops[i];
@@ -548,16 +594,48 @@ static bool sector_allowed(const struct run *run, const struct expectation *x, u
         *touched = true;
         if (!memcmp(got, o->after + (s - o->lo) * SECTOR, SECTOR))
             return true;
+        if (o->dropped && run->c->backing && !memcmp(got, run->initial + s * SECTOR, SECTOR))
+            return true;
     }
     return false;
 }
 
-/* Holds a disk read back by one reader against the expectation; false when it failed. */
-static bool judge_disk(struct run *run, const struct expectation *x, uint64_t state,
-                       const char *reader)
+/*
+ * A resize and a snapshot apply store the new size in the header, written through: a
+ * crash shows the size at the flush or one that an op since gave the disk.
+ */
+static bool size_allowed(const struct run *run, const struct expectation *x, uint64_t size)
 {
+    if (size == x->flushed_size)
+        return true;
+    for (size_t i = x->first_op; i < x->end_op; i++) {
+        const struct op_record *o = &run->ops[i];
+        if ((o->op.kind == OP_RESIZE || o->op.kind == OP_SNAPSHOT_APPLY) &&
+            o->outcome == STEP_DONE && o->size_after == size)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Holds a disk of `size` bytes read back by one reader against the expectation; false
+ * when it failed.
+ */
+static bool judge_disk(struct run *run, const struct expectation *x, uint64_t state,
+                       const char *reader, uint64_t size)
+{
+    if (!size_allowed(run, x, size)) {
+        uint64_t lost = size > x->flushed_size ? size - x->flushed_size
+                                               : x->flushed_size - size;
+        run->r->lost_bytes += lost;
+        crash_note(&run->r->found, run->out, "crashtest: state", state, "lost-flushed-bytes",
+                   "read through %s, the disk is %" PRIu64 " bytes: neither the %" PRIu64
+                   " of %s nor a size an op since gave it", reader, size, x->flushed_size,
+                   x->flush_op ? "the last completed guest flush" : "the initial image");
+        return false;
+    }
     uint64_t lost = 0, bad = 0, first_lost = UINT64_MAX, first_bad = UINT64_MAX;
-    for (uint64_t s = 0; s < run->size / SECTOR; s++) {
+    for (uint64_t s = 0; s < size / SECTOR; s++) {
         bool touched;
         if (sector_allowed(run, x, s, run->got + s * SECTOR, &touched))
             continue;
@@ -661,7 +739,8 @@ static bool judge_structure(struct run *run, uint64_t state, bool *leaks)
     return false;
 }
 
-static bool qemu_read_all(struct run *run, const char *snapshot_id)
+/* Reads the disk (or a snapshot) through qemu-img convert into run->got; *size its size. */
+static bool qemu_read_all(struct run *run, const char *snapshot_id, uint64_t *size)
 {
     char sel[64];
     snprintf(sel, sizeof(sel), "snapshot.id=%s", snapshot_id ? snapshot_id : "");
@@ -672,7 +751,7 @@ static bool qemu_read_all(struct run *run, const char *snapshot_id)
     unlink(run->raw_path);
     if (crash_run_tool(run->log_path, snapshot_id ? snap : plain))
         return false;
-    return read_file(run->raw_path, run->got, run->size) == 0;
+    return read_file(run->raw_path, run->got, run->cap, size) == 0;
 }
 
 /* Every snapshot that existed at the flush, and no op since deleted, reads as it was. */
@@ -690,10 +769,15 @@ static bool judge_snapshots(struct run *run, const struct expectation *x, uint64
                    !strcmp(run->ops[j].snapshot_id, o->snapshot_id);
         if (gone)
             continue;
+        /*
+         * Both readers give a snapshot the active disk's size (as QEMU's snapshot load
+         * does): what both define, the snapshot and the read, is judged.
+         */
         struct expectation sx = { .flushed = o->snapshot, .flush_op = x->flush_op };
         struct qcow2_error err;
-        if (crash_qvet_read(run->state_path, o->snapshot_id, run->got, run->size, NULL, &err)) {
-            run->r->lost_bytes += run->size;
+        uint64_t size;
+        if (crash_qvet_read(run->state_path, o->snapshot_id, run->got, run->cap, &size, &err)) {
+            run->r->lost_bytes += o->snapshot_size;
             crash_note(&run->r->found, run->out, "crashtest: state", state, "lost-flushed-bytes", "snapshot %s, flushed, is gone for "
                         "qvet: %s", o->snapshot_id, err.message);
             ok = false;
@@ -701,18 +785,20 @@ static bool judge_snapshots(struct run *run, const struct expectation *x, uint64
         }
         char reader[64];
         snprintf(reader, sizeof(reader), "qvet (snapshot %s)", o->snapshot_id);
-        ok &= judge_disk(run, &sx, state, reader);
+        sx.flushed_size = min_u64(size, o->snapshot_size);
+        ok &= judge_disk(run, &sx, state, reader, sx.flushed_size);
         if (!run->c->qemu)
             continue;
-        if (!qemu_read_all(run, o->snapshot_id)) {
-            run->r->lost_bytes += run->size;
+        if (!qemu_read_all(run, o->snapshot_id, &size)) {
+            run->r->lost_bytes += o->snapshot_size;
             crash_note(&run->r->found, run->out, "crashtest: state", state, "lost-flushed-bytes", "snapshot %s, flushed, cannot be "
                         "read by qemu-img convert", o->snapshot_id);
             ok = false;
             continue;
         }
         snprintf(reader, sizeof(reader), "QEMU (snapshot %s)", o->snapshot_id);
-        ok &= judge_disk(run, &sx, state, reader);
+        sx.flushed_size = min_u64(size, o->snapshot_size);
+        ok &= judge_disk(run, &sx, state, reader, sx.flushed_size);
     }
     return ok;
 }
@@ -746,20 +832,21 @@ static int judge(struct run *run, const struct expectation *x, uint64_t state,
     bool leaks = false;
     if (judge_structure(run, state, &leaks)) {
         struct qcow2_error err;
-        if (crash_qvet_read(run->state_path, NULL, run->got, run->size, NULL, &err)) {
+        uint64_t size;
+        if (crash_qvet_read(run->state_path, NULL, run->got, run->cap, &size, &err)) {
             r->corruptions++;
             crash_note(&run->r->found, run->out, "crashtest: state", state, "crash-state-corruption", "qvet cannot read it: %s",
                         err.message);
         } else {
-            judge_disk(run, x, state, "qvet");
+            judge_disk(run, x, state, "qvet", size);
         }
         if (run->c->qemu) {
-            if (!qemu_read_all(run, NULL)) {
+            if (!qemu_read_all(run, NULL, &size)) {
                 r->corruptions++;
                 crash_note(&run->r->found, run->out, "crashtest: state", state, "crash-state-corruption",
                             "qemu-img convert cannot read it");
             } else {
-                judge_disk(run, x, state, "QEMU");
+                judge_disk(run, x, state, "QEMU", size);
             }
         }
         judge_snapshots(run, x, state);
@@ -805,6 +892,7 @@ static void expect_for(const struct run *run, size_t end_event, bool at_end, str
             flush = i + 1;
     x->flush_op = flush;
     x->flushed = flush ? run->ops[flush - 1].flushed : run->initial;
+    x->flushed_size = flush ? run->ops[flush - 1].size_after : run->size;
     x->first_op = flush;
     x->end_op = flush;
     for (size_t i = flush; i < run->n_ops; i++)
@@ -1031,7 +1119,7 @@ int crashtest_run(const struct crash_config *c, struct crash_result *r, FILE *ou
         r->writes += run.rec.events[i].kind == IO_RECORD_WRITE;
         r->flushes += run.rec.events[i].kind == IO_RECORD_FLUSH;
     }
-    if (!ret && !(run.got = malloc(run.size)))
+    if (!ret && !(run.got = malloc(run.cap)))
         ret = crash_setup_failed(&run.r->found, "out of memory");
     if (!ret)
         ret = explore(&run);
