@@ -155,8 +155,16 @@ static enum step_outcome crash(struct step *st, const struct op *op, struct step
         r->before_crash = true;
         return end(r, STEP_CRASH_DAMAGED, 0);
     }
-    enum target_crash how = keep ? TARGET_CRASH_KEEP : op->kind == OP_TORN_POWER_CUT
-                            ? TARGET_CRASH_TEAR : TARGET_CRASH_DROP;
+    /*
+     * Half the torn cuts (those that did not check first: a check writes the cache back,
+     * leaving a flush nothing to order) fall inside a flush, between the engine's own
+     * ordering points: the refcount blocks flushed, the L2 tables that follow them not.
+     */
+    enum target_crash how = TARGET_CRASH_DROP;
+    if (keep)
+        how = TARGET_CRASH_KEEP;
+    else if (op->kind == OP_TORN_POWER_CUT)
+        how = check_first ? TARGET_CRASH_TEAR : TARGET_CRASH_TEAR_IN_FLUSH;
     ret = st->t->ops->crash_reopen(st->t, how, op->n, &r->check);
     if (ret)
         return end(r, STEP_TARGET_FAILED, ret);

@@ -43,6 +43,13 @@ enum target_crash {
     TARGET_CRASH_DROP,              /* a power cut: none of them lands */
     TARGET_CRASH_TEAR,              /* each lands whole, not at all or in part (from a seed) */
     TARGET_CRASH_KEEP,              /* a killed process: all land, but no clean close */
+    /*
+     * The guest asks for a flush and the power fails during it, at one of the host
+     * flushes it makes (from the seed; after the last, when it makes fewer): the writes
+     * since the host flush before land as TEAR says. A cut between two of the engine's
+     * own ordering points, which a cut between guest requests never reaches.
+     */
+    TARGET_CRASH_TEAR_IN_FLUSH,
 };
 
 /* A snapshot as the image's table records it. */

@@ -231,19 +231,47 @@ static int qvet_reopen(struct target *t)
 
 static int qvet_check(struct target *t, struct target_check *r);
 
-/* After a crash: the leaks it left are repaired through a handle opened for the check. */
+/*
+ * How far past the end of the file a crash may leave refcounts: a refcount block landed
+ * and the new tables it counts, allocated at the end of the file, did not. Far more than
+ * the tables of one flush's worth of writes can need.
+ */
+#define CRASH_LEAK_REACH (64u << 20)
+
+/*
+ * After a crash: the leaks it left are repaired through a handle opened for the check.
+ * A check counts only the clusters the file holds (as QEMU's does), so a refcount left
+ * past its end would show as a leak only once a later write grows the file over it: the
+ * repair handle sees the file longer, zeros past its end, by CRASH_LEAK_REACH.
+ */
 static int repair_leaks(struct qvet_target *q, struct qcow2_error *err)
 {
     qcow2_close(q->img);
     q->img = NULL;
+    struct qcow2_fd_options fo = qcow2_fd_options_for(QCOW2_FORMAT_QCOW2, true, false);
+    fo.no_locks = true;
+    struct qcow2_backend *file, *padded = NULL;
+    struct io_fault pad;
+    io_fault_init(&pad);
+    uint64_t size;
+    int ret = qcow2_backend_fd_open_with(q->path, &fo, &file, err);
+    if (!ret && (ret = file->ops->size(file, &size)))
+        qcow2_backend_destroy(file);
+    if (!ret) {
+        pad.pad_to = size + CRASH_LEAK_REACH;
+        if (!(padded = io_fault_wrap(file, true, &pad))) {
+            qcow2_backend_destroy(file);
+            ret = -ENOMEM;
+        }
+    }
     struct qcow2_open_options o = { .writable = true, .for_check = true, .no_locks = true };
     struct qcow2_image *img;
-    int ret = qcow2_open(q->path, &o, &img, err);
-    if (!ret) {
+    if (!ret && !(ret = qcow2_open_backend(padded, q->path, &o, &img, err))) {
         struct qcow2_check_result c;
         ret = qcow2_check(img, QCOW2_REPAIR_LEAKS, &c, NULL, NULL, err);
         qcow2_close(img);
     }
+    io_fault_fini(&pad);
     int reopened = open_image(q, NULL, err);
     return ret ? ret : reopened;
 }
@@ -257,9 +285,22 @@ static int qvet_crash_reopen(struct target *t, enum target_crash how, uint64_t s
         [TARGET_CRASH_DROP] = IO_FAULT_CRASH_DROP,
         [TARGET_CRASH_TEAR] = IO_FAULT_CRASH_TEAR,
         [TARGET_CRASH_KEEP] = IO_FAULT_CRASH_KEEP,
+        [TARGET_CRASH_TEAR_IN_FLUSH] = IO_FAULT_CRASH_TEAR,
     };
     q->fault.crash = modes[how];
     q->fault.seed = seed;
+    if (how == TARGET_CRASH_TEAR_IN_FLUSH) {
+        /*
+         * A guest flush makes at most two host flushes (the refcount blocks before the
+         * L2 tables that need them, then the rest): the fault stops the machine at one.
+         */
+        q->fault.mask = IO_FAULT_FLUSH;
+        q->fault.countdown = seed / 2 % 2;
+        q->fault.armed = true;
+        int ret = qcow2_flush(q->img, &err);
+        if (ret && !q->fault.crashed)
+            return result(t, ret, &err);
+    }
     io_fault_crash_now(&q->fault);
     /* Every I/O fails from the crash on: the close frees the image and writes nothing. */
     qcow2_close(q->img);
@@ -272,7 +313,7 @@ static int qvet_crash_reopen(struct target *t, enum target_crash how, uint64_t s
         return result(t, ret, &err);
     if ((ret = qvet_check(t, after)))
         return ret;
-    if (after->leaks && !after->corruptions && !after->check_errors)
+    if (!after->corruptions && !after->check_errors)
         return result(t, repair_leaks(q, &err), &err);
     return 0;
 }
