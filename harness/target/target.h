@@ -43,13 +43,6 @@ enum target_crash {
     TARGET_CRASH_DROP,              /* a power cut: none of them lands */
     TARGET_CRASH_TEAR,              /* each lands whole, not at all or in part (from a seed) */
     TARGET_CRASH_KEEP,              /* a killed process: all land, but no clean close */
-    /*
-     * The guest asks for a flush and the power fails during it, at one of the host
-     * flushes it makes (from the seed; after the last, when it makes fewer): the writes
-     * since the host flush before land as TEAR says. A cut between two of the engine's
-     * own ordering points, which a cut between guest requests never reaches.
-     */
-    TARGET_CRASH_TEAR_IN_FLUSH,
 };
 
 /* A snapshot as the image's table records it. */
@@ -92,6 +85,15 @@ struct target_ops {
      */
     int (*crash_reopen)(struct target *t, enum target_crash how, uint64_t seed,
                         struct target_check *after);
+    /*
+     * Optional (NULL: cuts only between requests): the power is to fail during the next
+     * requests, at the `host_flushes`-th host flush they make (0: the first), between the
+     * implementation's own ordering points: the writes since the host flush before land
+     * as TARGET_CRASH_TEAR says (from `seed`) and every later I/O fails. crash_reopen
+     * (TARGET_CRASH_TEAR, the same seed) then opens what the cut left, cutting the power
+     * itself when the requests made fewer host flushes.
+     */
+    int (*crash_arm)(struct target *t, uint64_t seed, unsigned host_flushes);
     /* The snapshot table: up to `cap` entries into `out`, their count into *n. */
     int (*snapshot_list)(struct target *t, struct target_snapshot *out, unsigned cap,
                          unsigned *n);

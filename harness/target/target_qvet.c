@@ -285,22 +285,9 @@ static int qvet_crash_reopen(struct target *t, enum target_crash how, uint64_t s
         [TARGET_CRASH_DROP] = IO_FAULT_CRASH_DROP,
         [TARGET_CRASH_TEAR] = IO_FAULT_CRASH_TEAR,
         [TARGET_CRASH_KEEP] = IO_FAULT_CRASH_KEEP,
-        [TARGET_CRASH_TEAR_IN_FLUSH] = IO_FAULT_CRASH_TEAR,
     };
     q->fault.crash = modes[how];
     q->fault.seed = seed;
-    if (how == TARGET_CRASH_TEAR_IN_FLUSH) {
-        /*
-         * A guest flush makes at most two host flushes (the refcount blocks before the
-         * L2 tables that need them, then the rest): the fault stops the machine at one.
-         */
-        q->fault.mask = IO_FAULT_FLUSH;
-        q->fault.countdown = seed / 2 % 2;
-        q->fault.armed = true;
-        int ret = qcow2_flush(q->img, &err);
-        if (ret && !q->fault.crashed)
-            return result(t, ret, &err);
-    }
     io_fault_crash_now(&q->fault);
     /* Every I/O fails from the crash on: the close frees the image and writes nothing. */
     qcow2_close(q->img);
@@ -315,6 +302,17 @@ static int qvet_crash_reopen(struct target *t, enum target_crash how, uint64_t s
         return ret;
     if (!after->corruptions && !after->check_errors)
         return result(t, repair_leaks(q, &err), &err);
+    return 0;
+}
+
+static int qvet_crash_arm(struct target *t, uint64_t seed, unsigned host_flushes)
+{
+    struct qvet_target *q = qt(t);
+    q->fault.crash = IO_FAULT_CRASH_TEAR;
+    q->fault.seed = seed;
+    q->fault.mask = IO_FAULT_FLUSH;
+    q->fault.countdown = host_flushes;
+    q->fault.armed = true;
     return 0;
 }
 
@@ -391,6 +389,7 @@ static const struct target_ops qvet_ops = {
     .reopen = qvet_reopen,
     .check = qvet_check,
     .crash_reopen = qvet_crash_reopen,
+    .crash_arm = qvet_crash_arm,
     .snapshot_list = qvet_snapshot_list,
     .close = qvet_close,
 };
