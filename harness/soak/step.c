@@ -210,12 +210,12 @@ static enum step_outcome crash(struct step *st, const struct op *op, struct step
     if (how == TARGET_CRASH_TEAR && !check_first && (ret = interrupt_request(st, op, cut_name)))
         return end(r, STEP_TARGET_FAILED, ret);
     ret = st->t->ops->crash_reopen(st->t, how, op->n, &r->check);
-    if (!ret && cut_name[0])
-        ret = drop_cut_snapshot(st->t, cut_name);
     if (ret)
         return end(r, STEP_TARGET_FAILED, ret);
     if (r->check.corruptions || r->check.check_errors)
         return end(r, STEP_CRASH_DAMAGED, 0);
+    if (cut_name[0] && (ret = drop_cut_snapshot(st->t, cut_name)))
+        return end(r, STEP_TARGET_FAILED, ret);
     enum step_outcome out = settle_unflushed(st, op->n, r);
     if (out != STEP_DONE)
         return out;

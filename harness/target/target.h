@@ -80,8 +80,9 @@ struct target_ops {
     int (*attach)(struct target *t);
     /*
      * A crash, then an open of what it left (see enum target_crash). `after` is the check
-     * of the reopened image; its leaks (expected after a crash) are then repaired, so
-     * that later checks start clean.
+     * of the reopened image; its leaks (expected after a crash) are then repaired, with
+     * any refcount left past the end of the file (which no check counts until the file
+     * grows over it), so that later checks start clean.
      */
     int (*crash_reopen)(struct target *t, enum target_crash how, uint64_t seed,
                         struct target_check *after);
