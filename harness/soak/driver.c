@@ -59,7 +59,7 @@ struct soak {
     struct target_snapshot made[MAX_SNAPSHOTS];
     unsigned n_made;
     bool crash_ops;                 /* the run has power cuts: the target keeps unflushed writes apart */
-    enum op_kind last_kind;         /* of the op generated last */
+    struct op last;                 /* the op generated last */
 };
 
 /* ---- the generator ----------------------------------------------------------------- */
@@ -252,6 +252,11 @@ static bool frees_clusters(enum op_kind k)
     return k == OP_DISCARD || k == OP_ZERO_UNMAP || k == OP_ZERO;
 }
 
+static bool writes_data(enum op_kind k)
+{
+    return k == OP_WRITE || k == OP_WRITE_COMPRESSED || frees_clusters(k);
+}
+
 static void generate(struct soak *s, uint32_t n, struct op *op)
 {
     memset(op, 0, sizeof(*op));
@@ -264,8 +269,20 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
      * (times the entry's crash boost).
      */
     unsigned boost = s->c->crash_boost ? s->c->crash_boost : 1;
-    bool after_free = frees_clusters(s->last_kind) && s->weights[OP_TORN_POWER_CUT];
+    bool after_free = frees_clusters(s->last.kind) && s->weights[OP_TORN_POWER_CUT];
     op->kind = after_free && below(s, 8) < boost ? OP_TORN_POWER_CUT : pick_kind(s);
+    /*
+     * A quarter of the writes of any kind are read back at once: a cache that keeps what
+     * a write replaced shows only to a read before something else displaces it.
+     */
+    if (op->kind != OP_TORN_POWER_CUT && writes_data(s->last.kind) && s->weights[OP_READ] &&
+        !below(s, 4)) {
+        op->kind = OP_READ;
+        op->off = s->last.off;
+        op->len = s->last.len;
+        s->last = *op;
+        return;
+    }
     uint32_t n_snapshots = oracle_snapshot_count(s->step.o);
     if ((op->kind == OP_SNAPSHOT_APPLY || op->kind == OP_SNAPSHOT_DELETE) && !n_snapshots)
         op->kind = OP_SNAPSHOT_CREATE;
@@ -319,7 +336,7 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
         }
         break;
     }
-    s->last_kind = op->kind;
+    s->last = *op;
 }
 
 /* ---- running external tools ------------------------------------------------------- */
