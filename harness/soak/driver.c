@@ -59,7 +59,7 @@ struct soak {
     struct target_snapshot made[MAX_SNAPSHOTS];
     unsigned n_made;
     bool crash_ops;                 /* the run has power cuts: the target keeps unflushed writes apart */
-    enum op_kind last_kind;         /* of the op generated last */
+    struct op last;                 /* the op generated last */
 };
 
 /* ---- the generator ----------------------------------------------------------------- */
@@ -233,6 +233,16 @@ static bool fill_op(struct soak *s, uint32_t n, struct op *op)
 }
 
 /*
+ * Op n was the fill's last. The fill exists to make the tables grow: what it left is
+ * checked at once, before a crash, which forgives leaks, can cover one the growth left.
+ */
+static bool fill_ended(struct soak *s, uint32_t n)
+{
+    struct op unused;
+    return fill_op(s, n, &unused) && !fill_op(s, n + 1, &unused);
+}
+
+/*
  * The ops that free clusters: a power cut right after one may find the refcount drop on
  * disk and the removal of the reference not (the engine orders them with a flush, lazy
  * refcounts excepted), until the next flush.
@@ -242,6 +252,11 @@ static bool frees_clusters(enum op_kind k)
     return k == OP_DISCARD || k == OP_ZERO_UNMAP || k == OP_ZERO;
 }
 
+static bool writes_data(enum op_kind k)
+{
+    return k == OP_WRITE || k == OP_WRITE_COMPRESSED || frees_clusters(k);
+}
+
 static void generate(struct soak *s, uint32_t n, struct op *op)
 {
     memset(op, 0, sizeof(*op));
@@ -249,13 +264,36 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
     if (fill_op(s, n, op))
         return;
     /*
+     * Over a backing file the first op reads the disk whole (up to the longest op): only
+     * a disk as made has nothing allocated where reads cross the backing file's end. (A
+     * fill ends with a cross-check, which reads it all.)
+     */
+    if (n == 1 && s->backing_size) {
+        op->kind = OP_READ;
+        op->len = s->step.facts.size < MAX_IO ? s->step.facts.size : MAX_IO;
+        s->last = *op;
+        return;
+    }
+    /*
      * The next write's allocation usually flushes, so a power cut drawn at random rarely
      * falls between a free and that flush: an eighth of the frees get one right after
      * (times the entry's crash boost).
      */
     unsigned boost = s->c->crash_boost ? s->c->crash_boost : 1;
-    bool after_free = frees_clusters(s->last_kind) && s->weights[OP_TORN_POWER_CUT];
+    bool after_free = frees_clusters(s->last.kind) && s->weights[OP_TORN_POWER_CUT];
     op->kind = after_free && below(s, 8) < boost ? OP_TORN_POWER_CUT : pick_kind(s);
+    /*
+     * A quarter of the writes of any kind are read back at once: a cache that keeps what
+     * a write replaced shows only to a read before something else displaces it.
+     */
+    if (op->kind != OP_TORN_POWER_CUT && writes_data(s->last.kind) && s->weights[OP_READ] &&
+        !below(s, 4)) {
+        op->kind = OP_READ;
+        op->off = s->last.off;
+        op->len = s->last.len;
+        s->last = *op;
+        return;
+    }
     uint32_t n_snapshots = oracle_snapshot_count(s->step.o);
     if ((op->kind == OP_SNAPSHOT_APPLY || op->kind == OP_SNAPSHOT_DELETE) && !n_snapshots)
         op->kind = OP_SNAPSHOT_CREATE;
@@ -309,7 +347,7 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
         }
         break;
     }
-    s->last_kind = op->kind;
+    s->last = *op;
 }
 
 /* ---- running external tools ------------------------------------------------------- */
@@ -1399,7 +1437,8 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
         status = apply(&s, &op);
         r->busy_since = 0;
         r->ops_run++;
-        if (!status && c->check_every && r->ops_run % c->check_every == 0)
+        if (!status && ((c->check_every && r->ops_run % c->check_every == 0) ||
+                        fill_ended(&s, op.n)))
             status = timed_cross_check(&s, &in_checks);
     }
     if (!status)

@@ -4,7 +4,9 @@
  * through, each chosen for code that the default image never reaches. Small disks fill
  * up in seconds, so tables grow and clusters get reused; 512-byte and 1 KiB clusters with
  * 64-bit refcounts, after a fill of 2.5 MiB, make the refcount table itself grow within
- * the first seconds (one table cluster covers 2 MiB of file). Lazy refcounts exist for
+ * the first seconds (one table cluster covers 2 MiB of file); the 2- and 4-bit refcount
+ * entries get the same fill, as their first block's entries past its first sector (a
+ * byte holds four or two) count clusters past the first 2 MiB. Lazy refcounts exist for
  * crashes (a dirty image's refcounts are rebuilt at the next open), so their entries cut
  * the power four times as often.
  */
@@ -24,14 +26,14 @@ static const struct soak_matrix_entry entries[] = {
     { "v2-backing", "compat=0.10,cluster_size=4k", BACKING_RAW, 16 * M, 0, 0, 0 },
     { "zstd-lazy", "compression_type=zstd,lazy_refcounts=on,cluster_size=8k", BACKING_NONE,
       16 * M, 0, 0, 4 },
-    { "r2", "cluster_size=1k,refcount_bits=2", BACKING_NONE, 16 * M, 0, 0, 0 },
+    { "r2", "cluster_size=1k,refcount_bits=2", BACKING_NONE, 16 * M, 0, 5 * M / 2, 0 },
     /* the metadata cache down to a few tables: every lookup an eviction */
     { "cache-tiny", "cluster_size=4k", BACKING_NONE, 16 * M, 8 * K, 0, 0 },
     { "lazy-chain", "lazy_refcounts=on,cluster_size=4k", BACKING_CHAIN, 16 * M, 0, 0, 4 },
     { "default", "", BACKING_NONE, 64 * M, 0, 0, 0 },
     { "c512-r64-backing", "cluster_size=512,refcount_bits=64", BACKING_QCOW2, 16 * M, 0,
       5 * M / 2, 0 },
-    { "r4", "cluster_size=2k,refcount_bits=4", BACKING_NONE, 16 * M, 0, 0, 0 },
+    { "r4", "cluster_size=2k,refcount_bits=4", BACKING_NONE, 16 * M, 0, 5 * M / 2, 0 },
     { "xl2", "cluster_size=16k,extended_l2=on", BACKING_NONE, 16 * M, 0, 0, 0 },
     { "cache-small-xl2", "cluster_size=16k,extended_l2=on", BACKING_QCOW2, 16 * M, 64 * K, 0, 0 },
     { "v2", "compat=0.10", BACKING_NONE, 16 * M, 0, 0, 0 },

@@ -145,15 +145,19 @@ void soak_config_defaults(struct soak_config *c)
 void soak_trace_header(const struct soak_config *c, const char *path, const char *note,
                        char *buf, size_t cap)
 {
-    char cache[40] = "";
+    char settings[80] = "";     /* the optional ones: the cache, the fill */
     if (c->cache_bytes)
-        snprintf(cache, sizeof(cache), "cache %zu\n", c->cache_bytes);
+        snprintf(settings, sizeof(settings), "cache %zu\n", c->cache_bytes);
+    /* A replay checks where the run checked: right after the fill (soak_config.fill). */
+    if (c->fill)
+        snprintf(settings + strlen(settings), sizeof(settings) - strlen(settings),
+                 "fill %" PRIu64 "\n", c->fill);
     snprintf(buf, cap, "# qvet soak trace 1%s: replay with `qvet replay %s`\ntarget %s\n%s%s%s"
              "%sseed %" PRIu64 "\nsize %" PRIu64 "\noptions %s\nbacking %s\ncheck-every %" PRIu64
              "\n%sops\n", note, path, c->target, c->reader[0] ? "reader " : "", c->reader,
              c->reader[0] ? "\n" : "", c->compressible_payload ? "payload compressible\n" : "",
              c->seed, c->size, c->options[0] ? c->options : "-", soak_backing_name(c->backing),
-             c->check_every, cache);
+             c->check_every, settings);
 }
 
 void soak_trace_path(const struct soak_config *c, char *buf, size_t cap)
@@ -246,6 +250,10 @@ static bool parse_config_line(struct soak_config *c, const char *key, const char
     if (!strcmp(key, "cache")) {
         unsigned long long v = strtoull(value, &end, 10);
         c->cache_bytes = (size_t)v;
+        return *value && !*end;
+    }
+    if (!strcmp(key, "fill")) {
+        c->fill = strtoull(value, &end, 10);
         return *value && !*end;
     }
     return false;

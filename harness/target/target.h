@@ -80,11 +80,21 @@ struct target_ops {
     int (*attach)(struct target *t);
     /*
      * A crash, then an open of what it left (see enum target_crash). `after` is the check
-     * of the reopened image; its leaks (expected after a crash) are then repaired, so
-     * that later checks start clean.
+     * of the reopened image; its leaks (expected after a crash) are then repaired, with
+     * any refcount left past the end of the file (which no check counts until the file
+     * grows over it), so that later checks start clean.
      */
     int (*crash_reopen)(struct target *t, enum target_crash how, uint64_t seed,
                         struct target_check *after);
+    /*
+     * Optional (NULL: cuts only between requests): the power is to fail during the next
+     * requests, at the `host_flushes`-th host flush they make (0: the first), between the
+     * implementation's own ordering points: the writes since the host flush before land
+     * as TARGET_CRASH_TEAR says (from `seed`) and every later I/O fails. crash_reopen
+     * (TARGET_CRASH_TEAR, the same seed) then opens what the cut left, cutting the power
+     * itself when the requests made fewer host flushes.
+     */
+    int (*crash_arm)(struct target *t, uint64_t seed, unsigned host_flushes);
     /* The snapshot table: up to `cap` entries into `out`, their count into *n. */
     int (*snapshot_list)(struct target *t, struct target_snapshot *out, unsigned cap,
                          unsigned *n);

@@ -229,19 +229,47 @@ static int qvet_reopen(struct target *t)
 
 static int qvet_check(struct target *t, struct target_check *r);
 
-/* After a crash: the leaks it left are repaired through a handle opened for the check. */
+/*
+ * How far past the end of the file a crash may leave refcounts: a refcount block landed
+ * and the new tables it counts, allocated at the end of the file, did not. Far more than
+ * the tables of one flush's worth of writes can need.
+ */
+#define CRASH_LEAK_REACH (64u << 20)
+
+/*
+ * After a crash: the leaks it left are repaired through a handle opened for the check.
+ * A check counts only the clusters the file holds (as QEMU's does), so a refcount left
+ * past its end would show as a leak only once a later write grows the file over it: the
+ * repair handle sees the file longer, zeros past its end, by CRASH_LEAK_REACH.
+ */
 static int repair_leaks(struct qvet_target *q, struct qcow2_error *err)
 {
     qcow2_close(q->img);
     q->img = NULL;
+    struct qcow2_fd_options fo = qcow2_fd_options_for(QCOW2_FORMAT_QCOW2, true, false);
+    fo.no_locks = true;
+    struct qcow2_backend *file, *padded = NULL;
+    struct io_fault pad;
+    io_fault_init(&pad);
+    uint64_t size;
+    int ret = qcow2_backend_fd_open_with(q->path, &fo, &file, err);
+    if (!ret && (ret = file->ops->size(file, &size)))
+        qcow2_backend_destroy(file);
+    if (!ret) {
+        pad.pad_to = size + CRASH_LEAK_REACH;
+        if (!(padded = io_fault_wrap(file, true, &pad))) {
+            qcow2_backend_destroy(file);
+            ret = -ENOMEM;
+        }
+    }
     struct qcow2_open_options o = { .writable = true, .for_check = true, .no_locks = true };
     struct qcow2_image *img;
-    int ret = qcow2_open(q->path, &o, &img, err);
-    if (!ret) {
+    if (!ret && !(ret = qcow2_open_backend(padded, q->path, &o, &img, err))) {
         struct qcow2_check_result c;
         ret = qcow2_check(img, QCOW2_REPAIR_LEAKS, &c, NULL, NULL, err);
         qcow2_close(img);
     }
+    io_fault_fini(&pad);
     int reopened = open_image(q, err);
     return ret ? ret : reopened;
 }
@@ -270,8 +298,19 @@ static int qvet_crash_reopen(struct target *t, enum target_crash how, uint64_t s
         return result(t, ret, &err);
     if ((ret = qvet_check(t, after)))
         return ret;
-    if (after->leaks && !after->corruptions && !after->check_errors)
+    if (!after->corruptions && !after->check_errors)
         return result(t, repair_leaks(q, &err), &err);
+    return 0;
+}
+
+static int qvet_crash_arm(struct target *t, uint64_t seed, unsigned host_flushes)
+{
+    struct qvet_target *q = qt(t);
+    q->fault.crash = IO_FAULT_CRASH_TEAR;
+    q->fault.seed = seed;
+    q->fault.mask = IO_FAULT_FLUSH;
+    q->fault.countdown = host_flushes;
+    q->fault.armed = true;
     return 0;
 }
 
@@ -349,6 +388,7 @@ static const struct target_ops qvet_ops = {
     .reopen = qvet_reopen,
     .check = qvet_check,
     .crash_reopen = qvet_crash_reopen,
+    .crash_arm = qvet_crash_arm,
     .snapshot_list = qvet_snapshot_list,
     .close = qvet_close,
 };

@@ -60,15 +60,17 @@ def planted_inputs(work):
         "snapshot-apply", "snapshot-delete", "reopen", "resize", "power-cut", "dirty-reopen",
         "torn-power-cut"))
     dirs = []
-    for n, tail in ((1, b"first-planted-crash" * 5), (2, b"the-duplicate" * 11)):
+    # Seeds whose lie surfaces a few ops in (seed 2's at its second op, since the soak
+    # reads writes back): a minimization must have something to take out.
+    for n, seed, tail in ((1, 1, b"first-planted-crash" * 5), (2, 3, b"the-duplicate" * 11)):
         d = os.path.join(work, f"in-{n}")
         os.makedirs(os.path.join(d, "planted"))
         with open(os.path.join(d, "planted", f"crash-planted{n}"), "wb") as f:
             f.write(b"QFI\xfbX" + tail)
-        p = subprocess.run([LIAR, "soak", "--dir", os.path.join(d, "soak"), "--seed", str(n),
+        p = subprocess.run([LIAR, "soak", "--dir", os.path.join(d, "soak"), "--seed", str(seed),
                             "--ops", "500", "--size", "8M", "--weights", only_io],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        expect(p.returncode == 1, f"the lying soak with seed {n} diverges (exit {p.returncode})")
+        expect(p.returncode == 1, f"the lying soak with seed {seed} diverges (exit {p.returncode})")
         dirs.append(d)
     return dirs
 
