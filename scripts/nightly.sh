@@ -249,6 +249,8 @@ for tool in crashtest faultinject; do
         continue
     fi
     mapfile -t tool_configs < <("$QVET" "$tool" --list-configs | awk '{print $1}')
+    # Their --dir must not exist yet, but its parent must.
+    mkdir -p "$dir/$tool" || setup_failed "cannot create $dir/$tool"
     tool_ran=0 tool_failed=0 tool_not_run=0
     for i in "${!tool_configs[@]}"; do
         ((i % count == index - 1)) || continue
@@ -261,7 +263,9 @@ for tool in crashtest faultinject; do
             --dir "$dir/$tool/$name" >"$dir/$tool-$name.log" 2>&1
         st=$?
         ((st == 0)) || tool_failed=$((tool_failed + 1))
-        ((st <= 1)) || echo "nightly: $tool --config $name: setup failed (exit $st, $dir/$tool-$name.log)"
+        # A night that silently skips what it claims to run is a broken night.
+        ((st <= 1)) || setup_failed "$tool --config $name: setup failed (exit $st):" \
+            "$(tail -1 "$dir/$tool-$name.log")"
         tool_ran=$((tool_ran + 1))
     done
     echo "nightly: $tool: $tool_ran configuration(s) run, $tool_failed failed, $tool_not_run not run for time"
