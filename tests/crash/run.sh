@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-2-Clause
 # The crash-safety tests of make test (label crash), one CTest test per CASE:
-#   run.sh regress NAME      one ordering bug of issue 11, as a --script the crashtest
-#                            failed on before its fix; passes when no state fails
+#   run.sh regress NAME      one scripted crashtest, passing when no state fails: an
+#                            ordering bug, as the script the crashtest failed on before
+#                            its fix, or a step a bounded generated workload never
+#                            reaches (reftable growth)
 #   run.sh crash CONFIG      a bounded crashtest of one configuration
 #   run.sh fault CONFIG      a bounded faultinject of one configuration
 #   run.sh fault reach       scripted faultinjects that together must reach every named
@@ -49,6 +51,13 @@ resize 4194304; flush" ;;
     shrink-cut-lazy)            # lazy refcounts: the file cut before the unlinks were on disk
       echo "-o lazy_refcounts=on --script=write 0 65536; write 1048576 65536; flush; \
 resize 65536; flush" ;;
+    reftable-growth)            # no bug: power loss while the refcount table grows. 512 B
+      # clusters with 64-bit refcounts: the first table covers 2 MiB of file; the fill
+      # leaves it a few clusters short and the writes after it outgrow it (the table
+      # moves to two clusters). Every state is judged.
+      echo "-o cluster_size=512,refcount_bits=64 --size 4M --max-states 0 --samples 2 \
+--tears 1 --script=write 0 1048576; write 1048576 978944; flush; write 2027520 4096; flush; \
+write 2031616 16384; flush" ;;
     *) return 1 ;;
   esac
 }
