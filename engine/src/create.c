@@ -758,11 +758,6 @@ static const struct qcow2_backend_ops create_lent_ops = {
     .truncate = create_lent_truncate, .size = create_lent_size, .destroy = create_lent_destroy,
 };
 
-struct create_prealloc {
-    struct qcow2_image *img;
-    struct qcow2_error *err;
-};
-
 static uint64_t create_div_round_up(uint64_t a, uint64_t b)
 {
     return a / b + (a % b != 0);
@@ -772,12 +767,11 @@ static uint64_t create_div_round_up(uint64_t a, uint64_t b)
  * Maps `n` guest clusters from entry `l2_index` of L1 entry `l1_index` to the host run
  * from `host`, through the L2 table the write path uses (which the cache writes back).
  */
-static int create_map_run(struct create_prealloc *pa, uint64_t l1_index, uint64_t l2_index,
-                          uint64_t host, uint64_t n)
+static int create_map_run(struct qcow2_image *img, uint64_t l1_index, uint64_t l2_index,
+                          uint64_t host, uint64_t n, struct qcow2_error *err)
 {
-    struct qcow2_image *img = pa->img;
     struct l2_ref l2;
-    int ret = cluster_l2_for_write(img, l1_index, &l2, pa->err);
+    int ret = cluster_l2_for_write(img, l1_index, &l2, err);
     for (uint64_t k = 0; !ret && k < n; k++) {
         struct l2_entry e = { .word = host + (k << img->geo.cluster_bits), .bitmap = 0 };
         cluster_put_l2_entry(img, &l2, (uint32_t)(l2_index + k), l2_entry_with_copied(e, true));
@@ -791,10 +785,9 @@ static int create_map_run(struct create_prealloc *pa, uint64_t l1_index, uint64_
  * later run only if it can continue the previous one on the host. *bytes shrinks to what
  * was mapped; *host is where that starts.
  */
-static int create_prealloc_request(struct create_prealloc *pa, uint64_t start, uint64_t *bytes,
-                                   uint64_t *host)
+static int create_prealloc_request(struct qcow2_image *img, uint64_t start, uint64_t *bytes,
+                                   uint64_t *host, struct qcow2_error *err)
 {
-    struct qcow2_image *img = pa->img;
     uint32_t cb = img->geo.cluster_bits, l2_bits = geometry_l2_bits(&img->geo);
     uint64_t cs = img->cluster_size, l2_entries = 1ull << l2_bits;
     uint64_t max_clusters = (CREATE_MAX_REQUEST_BYTES & ~(cs - 1)) >> cb;
@@ -808,23 +801,26 @@ static int create_prealloc_request(struct create_prealloc *pa, uint64_t start, u
         uint64_t n = create_div_round_up(in_cluster + remaining, cs);
         n = QVET_MIN(n, l2_entries - l2_index);
         n = QVET_MIN(n, max_clusters);
-        /* QEMU's order: the L2 table, then the data clusters it maps. */
+        /*
+         * QEMU's order: the L2 table, then the data clusters it maps (create_map_run
+         * finds the table again in the cache, where the allocation left it).
+         */
         struct l2_ref l2;
-        int ret = cluster_l2_for_write(img, l1_index, &l2, pa->err);
+        int ret = cluster_l2_for_write(img, l1_index, &l2, err);
         if (ret)
             return ret;
         uint64_t first;
         if (hint == CREATE_NONE) {
-            ret = refcount_alloc(img, n, &first, pa->err);
+            ret = refcount_alloc(img, n, &first, err);
         } else {
             first = hint & ~(cs - 1);
-            ret = refcount_alloc_at(img, first, n, &n, pa->err);
+            ret = refcount_alloc_at(img, first, n, &n, err);
         }
         if (ret)
             return ret;
         if (n == 0)
             break;
-        ret = create_map_run(pa, l1_index, l2_index, first, n);
+        ret = create_map_run(img, l1_index, l2_index, first, n, err);
         if (ret)
             return ret;
         uint64_t done = QVET_MIN(remaining, n * cs - in_cluster);
@@ -844,20 +840,19 @@ static int create_prealloc_request(struct create_prealloc *pa, uint64_t start, u
  * bitmap), in QEMU's order: each L2 table just before the data clusters it maps. The
  * file then reaches the last data cluster.
  */
-static int create_preallocate(struct create_prealloc *pa, uint64_t size)
+static int create_preallocate(struct qcow2_image *img, uint64_t size, struct qcow2_error *err)
 {
-    struct qcow2_image *img = pa->img;
     uint64_t cs = img->cluster_size;
     uint64_t offset = 0, bytes = size;
     uint64_t last_host = CREATE_NONE, last_len = 0;
     uint64_t request_max = CREATE_MAX_REQUEST_BYTES & ~(cs - 1);
     while (bytes) {
         uint64_t cur = QVET_MIN(bytes, request_max), host;
-        int ret = create_prealloc_request(pa, offset, &cur, &host);
+        int ret = create_prealloc_request(img, offset, &cur, &host, err);
         if (ret)
             return ret;
         if (cur == 0)
-            return image_error(img, pa->err, -EIO, "L2 table", QCOW2_NO_OFFSET,
+            return image_error(img, err, -EIO, "L2 table", QCOW2_NO_OFFSET,
                                "internal: preallocation made no progress at guest offset "
                                "%" PRIu64, offset);
         last_host = host;
@@ -878,13 +873,13 @@ static int create_preallocate(struct create_prealloc *pa, uint64_t size)
     if (tail) {
         uint8_t *zeros = calloc(1, tail);
         if (!zeros)
-            return image_error(img, pa->err, -ENOMEM, "data cluster", end, "out of memory");
-        int ret = image_write(img, zeros, tail, end, "data cluster", pa->err);
+            return image_error(img, err, -ENOMEM, "data cluster", end, "out of memory");
+        int ret = image_write(img, zeros, tail, end, "data cluster", err);
         free(zeros);
         if (ret)
             return ret;
     }
-    return end > img->file_size ? image_truncate(img, end, pa->err) : 0;
+    return end > img->file_size ? image_truncate(img, end, err) : 0;
 }
 
 /* Writes zeros over the `bytes` from `off` (falloc and full preallocation). */
@@ -910,32 +905,32 @@ static int create_write_zeros(struct qcow2_image *img, uint64_t off, uint64_t by
  * refcount table of exactly the size needed), the data clusters follow them in one run,
  * which is written, and then the run is mapped, the L2 tables taken as it goes.
  */
-static int create_preallocate_data(struct create_prealloc *pa, uint64_t size)
+static int create_preallocate_data(struct qcow2_image *img, uint64_t size,
+                                   struct qcow2_error *err)
 {
-    struct qcow2_image *img = pa->img;
     uint32_t cb = img->geo.cluster_bits, l2_bits = geometry_l2_bits(&img->geo);
     uint64_t cs = img->cluster_size, per_l2 = 1ull << l2_bits;
     uint64_t used, start, got;
-    int ret = refcount_used_length(img, &used, pa->err);
+    int ret = refcount_used_length(img, &used, err);
     if (ret)
         return ret;
     uint64_t data = round_up_u64(size, cs) >> cb;
     /* One L2 table more, for a head or tail not aligned to one (QEMU's estimate). */
     uint64_t l2_tables = create_div_round_up(data, per_l2) + 1;
-    ret = refcount_area(img, used >> cb, data + l2_tables, true, 0, 0, &start, pa->err);
+    ret = refcount_area(img, used >> cb, data + l2_tables, true, 0, 0, &start, err);
     if (!ret)
-        ret = refcount_alloc_at(img, start << cb, data, &got, pa->err);
+        ret = refcount_alloc_at(img, start << cb, data, &got, err);
     if (!ret && got != data)
-        ret = image_error(img, pa->err, -EIO, "data cluster", start << cb,
+        ret = image_error(img, err, -EIO, "data cluster", start << cb,
                           "internal: only %" PRIu64 " of the %" PRIu64 " clusters after the "
                           "new refcount structures are free", got, data);
     if (!ret)
-        ret = create_write_zeros(img, start << cb, data << cb, pa->err);
+        ret = create_write_zeros(img, start << cb, data << cb, err);
     uint64_t guest = 0, host = start << cb;
     while (!ret && data) {
         uint64_t index = (guest >> cb) & (per_l2 - 1);
         uint64_t n = QVET_MIN(data, per_l2 - index);
-        ret = create_map_run(pa, guest >> (cb + l2_bits), index, host, n);
+        ret = create_map_run(img, guest >> (cb + l2_bits), index, host, n, err);
         guest += n << cb;
         host += n << cb;
         data -= n;
@@ -973,11 +968,10 @@ static int create_image(struct qcow2_backend *b, const char *name, const struct 
     ret = refcount_add_range(img, 0, 3ull << p->cluster_bits, 1, err);
     if (!ret)
         ret = image_set_size(img, p->size, err);
-    struct create_prealloc pa = { .img = img, .err = err };
     if (!ret && p->preallocation == QCOW2_PREALLOC_METADATA)
-        ret = create_preallocate(&pa, p->size);
+        ret = create_preallocate(img, p->size, err);
     else if (!ret && p->preallocation != QCOW2_PREALLOC_OFF)
-        ret = create_preallocate_data(&pa, p->size);
+        ret = create_preallocate_data(img, p->size, err);
     if (!ret)
         ret = image_flush(img, err);
     qcow2_close(img);
