@@ -54,24 +54,24 @@ static int lend_file(struct qvet_target *q, struct qcow2_backend **out,
 }
 
 /*
- * The soak runs qemu-img check and compare on the image while this target holds it
- * open, on purpose: the target takes no locks on it (QEMU's locking=off), or QEMU's
- * tools would rightly refuse an image open for writing elsewhere.
+ * The image's file, for writing. The soak runs qemu-img check and compare on the image
+ * while this target holds it open, on purpose: the target takes no locks on it (QEMU's
+ * locking=off), or QEMU's tools would rightly refuse an image open for writing elsewhere.
  */
+static int open_file(struct qvet_target *q, struct qcow2_backend **out,
+                     struct qcow2_error *err)
+{
+    struct qcow2_fd_options fo = qcow2_fd_options_for(QCOW2_FORMAT_QCOW2, true, false);
+    fo.no_locks = true;
+    return qcow2_backend_fd_open_with(q->path, &fo, out, err);
+}
+
 static int open_image(struct qvet_target *q, struct qcow2_error *err)
 {
     struct qcow2_backend *file;
-    if (q->in_memory) {
-        int ret = lend_file(q, &file, err);
-        if (ret)
-            return ret;
-    } else {
-        struct qcow2_fd_options fo = qcow2_fd_options_for(QCOW2_FORMAT_QCOW2, true, false);
-        fo.no_locks = true;
-        int ret = qcow2_backend_fd_open_with(q->path, &fo, &file, err);
-        if (ret)
-            return ret;
-    }
+    int ret = q->in_memory ? lend_file(q, &file, err) : open_file(q, &file, err);
+    if (ret)
+        return ret;
     if (q->crash_ops) {
         struct qcow2_backend *shim = io_fault_wrap(file, true, &q->fault);
         if (!shim) {
@@ -246,13 +246,11 @@ static int repair_leaks(struct qvet_target *q, struct qcow2_error *err)
 {
     qcow2_close(q->img);
     q->img = NULL;
-    struct qcow2_fd_options fo = qcow2_fd_options_for(QCOW2_FORMAT_QCOW2, true, false);
-    fo.no_locks = true;
     struct qcow2_backend *file, *padded = NULL;
     struct io_fault pad;
     io_fault_init(&pad);
     uint64_t size;
-    int ret = qcow2_backend_fd_open_with(q->path, &fo, &file, err);
+    int ret = open_file(q, &file, err);
     if (!ret && (ret = file->ops->size(file, &size)))
         qcow2_backend_destroy(file);
     if (!ret) {
