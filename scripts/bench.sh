@@ -150,8 +150,21 @@ bw=$(qemu_rate $n4k -w --pattern=0x5a -s 4k -S 4k -f blkverify "$bv")
 br=$(qemu_rate $n4k -s 4k -S 4k -f blkverify "$bv")
 e=$(awk -v w="$bw" -v r="$br" 'BEGIN { if (w > 0 && r > 0) printf "%.1f", 2 / (1 / w + 1 / r) }')
 row "soak, 4k reads and writes mirrored (QEMU: blkverify)" soak 4096 ops/s "$q" "$e" - "qemu>=5"
-row "soak, default mix mirrored (64 MiB image)" soak 0 ops/s \
-    "$(soak_rate "${soak_ops[@]}")" - - "abs>=20000"
+# The default mix per CPU second (user+system of the whole soak process, its setup and
+# final check included): the rate of one idle core, steady on a shared machine.
+soak_cpu_rate() {
+    local ops
+    rm -rf "$work/soak"
+    TIMEFORMAT='%U %S'
+    { time "$qvet" soak "$@" --check-every 0 --no-qemu-checks --heartbeat 0 \
+        --dir "$work/soak" >"$work/soak.out"; } 2>"$work/soak.time"
+    ops=$(tail -n 1 "$work/soak.out" | sed -nE 's/.*passed: ([0-9]+) ops in.*/\1/p')
+    read -r user sys <"$work/soak.time"
+    awk -v n="$ops" -v u="$user" -v s="$sys" 'BEGIN { if (n > 0 && u + s > 0) printf "%.1f", n / (u + s) }'
+    rm -f "$work/soak.out" "$work/soak.time"
+}
+row "soak, default mix mirrored (64 MiB image)" soak 0 ops/CPU-s \
+    "$(soak_cpu_rate "${soak_ops[@]}")" - - "abs>=20000"
 rm -rf "$work/soak" "$work"/bv.*
 
 # ---- fuzzers --------------------------------------------------------------------------------
@@ -164,15 +177,21 @@ fuzz_target() {     # name -> target list
     esac
 }
 if [ "$fuzz_mode" = libfuzzer ]; then
-    while read -r _ t rate _; do
-        row "fuzz $t (libFuzzer, ASan+UBSan, one core)" fuzz 0 execs/s "$rate" - - \
-            "$(fuzz_target "$t")"
-    done < <(bash "$here/scripts/fuzz-bench.sh" 2>/dev/null | grep '^fuzz-bench: ')
+    # Execs per CPU second (fuzz-bench.sh's last figure): per core, as the targets are
+    # stated, and steady on a machine that other work shares.
+    fuzz_rows() {   # label -> rows, from fuzz-bench.sh's lines on stdin
+        local line t cpu
+        while read -r line; do
+            t=$(awk '{ print $2 }' <<<"$line")
+            cpu=$(sed -nE 's/.*, ([0-9]+) per CPU second\)$/\1/p' <<<"$line")
+            row "fuzz $t (libFuzzer, $1, one core)" fuzz 0 execs/CPU-s "$cpu" - - \
+                "$([ "$1" = ASan+UBSan ] && fuzz_target "$t" || echo -)"
+        done
+    }
+    bash "$here/scripts/fuzz-bench.sh" 2>/dev/null | grep '^fuzz-bench: ' | fuzz_rows ASan+UBSan
     # The same without the sanitizers: the targets' own cost (docs/performance.md).
-    while read -r _ t rate _; do
-        row "fuzz $t (libFuzzer, coverage only, one core)" fuzz 0 execs/s "$rate" - - -
-    done < <(FUZZ_SANITIZE=OFF bash "$here/scripts/fuzz-bench.sh" 2>/dev/null |
-             grep '^fuzz-bench: ')
+    FUZZ_SANITIZE=OFF bash "$here/scripts/fuzz-bench.sh" 2>/dev/null | grep '^fuzz-bench: ' |
+        fuzz_rows "coverage only"
 elif [ "$fuzz_mode" = replay ]; then
     for prog in "$(dirname "$qvet")"/fuzz/fuzz_*; do
         t=${prog##*/fuzz_}

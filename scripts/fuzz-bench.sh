@@ -2,7 +2,11 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # Fuzz speed: execs/s of each harness/fuzz target under libFuzzer (ASan+UBSan), one
 # worker, BENCH_SECONDS (10) each, starting from the committed seeds (which it does not
-# modify). One line per target:  fuzz-bench: <target> <execs/s> execs/s (<runs> runs)
+# modify). One line per target:
+#   fuzz-bench: <target> <execs/s> execs/s (<runs> runs in <wall> s, <rate> per CPU second)
+# where execs/s is libFuzzer's own (runs over wall-clock time) and the last figure is the
+# runs over the process's user+system time: the rate of one idle core, which a machine
+# busy with other work does not bend as it bends the wall clock.
 # FUZZ_SANITIZE=OFF measures the same targets built with coverage only, no ASan or
 # UBSan: what the targets cost themselves, apart from the sanitizers' share.
 #
@@ -41,8 +45,12 @@ for t in "${targets[@]}"; do
     seeds=()
     [[ -d corpus/$t ]] && seeds=("corpus/$t")
     # New units go to the scratch directory; the seeds are only read.
-    log=$("$bin" "${dict[@]}" -max_total_time="$BENCH_SECONDS" -print_final_stats=1 \
-        -artifact_prefix="$scratch/" "$scratch/$t" "${seeds[@]}" 2>&1 || true)
+    TIMEFORMAT='%R %U %S'
+    { time "$bin" "${dict[@]}" -max_total_time="$BENCH_SECONDS" -print_final_stats=1 \
+        -artifact_prefix="$scratch/" "$scratch/$t" "${seeds[@]}" >"$scratch/$t.log" 2>&1 \
+        || true; } 2>"$scratch/$t.time"
+    log=$(<"$scratch/$t.log")
+    read -r wall user sys <"$scratch/$t.time"
     runs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+).*/\1/p' <<<"$log" | tail -1)
     rate=$(sed -nE 's/^stat::average_exec_per_sec: *([0-9]+).*/\1/p' <<<"$log" | tail -1)
     if [[ -z $rate ]]; then
@@ -50,5 +58,8 @@ for t in "${targets[@]}"; do
         grep -E 'ERROR|invariant' <<<"$log" | head -3 >&2 || true
         continue
     fi
-    printf 'fuzz-bench: %-10s %8s execs/s (%s runs in %ss)\n' "$t" "$rate" "$runs" "$BENCH_SECONDS"
+    cpu_rate=$(awk -v n="$runs" -v u="$user" -v s="$sys" \
+        'BEGIN { if (u + s > 0) printf "%.0f", n / (u + s); else print "-" }')
+    printf 'fuzz-bench: %-10s %8s execs/s (%s runs in %s s, %s per CPU second)\n' \
+        "$t" "$rate" "$runs" "$wall" "$cpu_rate"
 done
