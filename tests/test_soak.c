@@ -1696,6 +1696,12 @@ START_TEST(a_trace_that_cannot_be_replayed_is_refused_with_its_line)
     expect_refused("malformed.txt", HEADER "1 write 0 4096\n2 wirte 0 4096\n",
                    "line 8: not an operation: \"2 wirte 0 4096\"");
     expect_refused("extra.txt", HEADER "1 flush now\n", "line 7: not an operation");
+    expect_refused("slice-past.txt", HEADER "1 power-cut compare 9/8\n",
+                   "line 7: not an operation");
+    expect_refused("slice-zero.txt", HEADER "1 torn-power-cut compare 0/8\n",
+                   "line 7: not an operation");
+    expect_refused("slice-write.txt", HEADER "1 flush compare 1/8\n",
+                   "line 7: not an operation");
     expect_refused("setting.txt", "seed one\nops\n1 flush\n",
                    "line 1: not a valid \"key value\" setting: \"seed one\"");
     expect_refused("size.txt", "size 1000\nops\n1 flush\n", "line 1: not a valid");
@@ -1712,6 +1718,18 @@ START_TEST(a_trace_that_cannot_be_replayed_is_refused_with_its_line)
                             sizeof(errbuf)) == 0 && n == 3, "a write inside the grown disk "
                   "refused: %s", errbuf);
     ck_assert_int_eq(ops[2].off, 2096128);
+    free(ops);
+
+    /* A crash op's slice comes back as written; without one the compare is whole. */
+    static const char sliced[] = HEADER "1 dirty-reopen\n2 torn-power-cut compare 3/8\n";
+    ck_assert_msg(load_text("sliced.txt", sliced, strlen(sliced), &ops, &n, NULL, errbuf,
+                            sizeof(errbuf)) == 0 && n == 2, "%s", errbuf);
+    ck_assert_uint_eq(ops[0].compare_parts, 0);
+    ck_assert_uint_eq(ops[1].compare_part, 3);
+    ck_assert_uint_eq(ops[1].compare_parts, 8);
+    char line[160];
+    op_format(&ops[1], line, sizeof(line));
+    ck_assert_str_eq(line, "2 torn-power-cut compare 3/8");
     free(ops);
 }
 END_TEST
