@@ -166,8 +166,10 @@ for u in "${units[@]}"; do
     opt=()
     [[ -n $options ]] && opt=(-o "$options")
     rdir=$dir/soak/config-$c-seed-$seed
+    # The night has the time: every power cut compares the whole disk (docs/soak.md).
     "$soak_qvet" soak --dir "$rdir" --seed "$seed" --seconds "$per_unit" "${opt[@]}" \
-        --backing "$backing" --heartbeat 0 >"$dir/soak/config-$c-seed-$seed.log" 2>&1
+        --backing "$backing" --crash-compare whole --heartbeat 0 \
+        >"$dir/soak/config-$c-seed-$seed.log" 2>&1
     st=$?
     soak_seconds=$((soak_seconds + per_unit))
     if ((st == 0 || st == 1)); then

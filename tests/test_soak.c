@@ -43,7 +43,10 @@
 /* ---- the run configurations ------------------------------------------------------ */
 
 /* Every fault runs in one of these; each also runs fault-free (the twin) and must pass. */
-enum config_id { CONFIG_DATA, CONFIG_REOPEN, CONFIG_POWER_CUT, CONFIGS };
+enum config_id {
+    CONFIG_DATA, CONFIG_REOPEN, CONFIG_POWER_CUT, CONFIGS,
+    CONFIG_POWER_CUT_WHOLE = CONFIGS,   /* power-cut, each compare of the whole disk */
+};
 
 static const char *const config_names[CONFIGS] = { "data", "reopen", "power-cut" };
 
@@ -65,6 +68,9 @@ static void config_make(enum config_id id, const char *dir, struct soak_config *
         /* Frequent reopens: every L2 table is read from disk again, many times. */
         c->weights[OP_REOPEN] = 40;
         break;
+    case CONFIG_POWER_CUT_WHOLE:
+        c->crash_compare_whole = true;
+        /* fall through */
     case CONFIG_POWER_CUT:
         /* Power cuts between data ops only (nothing a cut cannot be judged after). */
         c->weights[OP_POWER_CUT] = 20;
@@ -498,6 +504,8 @@ struct wrapping {
     int (*flush)(struct target *t);
     int (*snapshot_list)(struct target *t, struct target_snapshot *out, unsigned cap,
                          unsigned *n);
+    int (*crash_reopen)(struct target *t, enum target_crash how, uint64_t seed,
+                        struct target_check *after);
     unsigned caps_off;              /* what the wrapped target claims it cannot do */
 };
 
@@ -516,6 +524,8 @@ static struct target *wrap_hook(struct target *inner, void *ctx)
         w->ops.flush = how->flush;
     if (how->snapshot_list)
         w->ops.snapshot_list = how->snapshot_list;
+    if (how->crash_reopen)
+        w->ops.crash_reopen = how->crash_reopen;
     w->base.ops = &w->ops;
     w->base.caps = inner->caps & ~how->caps_off;
     w->inner = inner;
@@ -1236,6 +1246,89 @@ START_TEST(a_flush_that_did_nothing_is_caught)
 }
 END_TEST
 
+/*
+ * A reopen after a power cut that damages one sector far from the writes since the flush,
+ * once: in a slice the cut does not compare, the one the cut before it compared (so that
+ * only the eighth cut from here, a read or a cross-check can see it), or, when every cut
+ * compares the whole disk, a sector in the disk's second eighth.
+ */
+static struct fault *reopen_fault;
+
+static int damage_beside_the_slice(struct target *t, enum target_crash how, uint64_t seed,
+                                   struct target_check *after)
+{
+    int ret = relay(t, INNER(t)->ops->crash_reopen(INNER(t), how, seed, after));
+    struct fault *f = reopen_fault;
+    struct target_facts facts;
+    if (ret || f->fired || current_op(f) < ARM_OP || INNER(t)->ops->facts(INNER(t), &facts))
+        return ret;
+    FILE *trace = fopen(f->trace, "r");
+    char line[256];
+    unsigned part = 0, parts = 0;
+    while (trace && fgets(line, sizeof(line), trace) && line[0])
+        if (!strstr(line, " compare ") || sscanf(strstr(line, " compare "), " compare %u/%u",
+                                                 &part, &parts) != 2)
+            part = parts = 0;
+    if (trace)
+        fclose(trace);
+    if (parts && part < 2)
+        return ret;
+    uint64_t eighth = facts.size / SECTOR / 8;
+    uint64_t sector = eighth * (parts ? part - 2 : 1) + eighth / 2;
+    uint8_t junk[SECTOR];
+    memset(junk, 0x5a, sizeof(junk));
+    ck_assert_int_eq(INNER(t)->ops->write(INNER(t), junk, SECTOR, sector * SECTOR), 0);
+    ck_assert_int_eq(INNER(t)->ops->flush(INNER(t)), 0);
+    damage(f, sector);
+    fired(f, "wrote 0x5a over sector %" PRIu64 " after the reopen (compare %u/%u)", sector,
+          part, parts);
+    return ret;
+}
+
+/*
+ * Damage a cut leaves outside the slice it compares is still found: by the slice that
+ * covers it at a later cut, a read or the next cross-check, and the report names that
+ * sector with the cut in its history and says the disk was compared in slices since. With
+ * --crash-compare whole the cut that left it finds it at once.
+ */
+START_TEST(damage_outside_a_crash_slice_is_found_later_and_named)
+{
+    for (int whole = 0; whole < 2; whole++) {
+        struct fault f;
+        fault_init(&f);
+        reopen_fault = &f;
+        struct wrapping how = { .f = &f, .crash_reopen = damage_beside_the_slice };
+        struct target_hooks opts = { .wrap = wrap_hook, .wrap_ctx = &how };
+        struct run run;
+        soak(whole ? CONFIG_POWER_CUT_WHOLE : CONFIG_POWER_CUT,
+             whole ? "damage-whole" : "damage-slice", &opts, &f, &run);
+        static const enum soak_outcome want[] = { SOAK_CRASH_STATE, SOAK_DIVERGED,
+                                                  SOAK_CHECK_FAILED };
+        expect_caught(&run, &f, "damage after a reopen", want, whole ? 1 : 3);
+        uint64_t sector = expect_damaged_sector_named(&run, &f, "damage after a reopen");
+        char cut[64];
+        snprintf(cut, sizeof(cut), "    op %" PRIu32 ": ", f.fired_at);
+        const char *history = strstr(run.report, "history of sector");
+        ck_assert_msg(history && strstr(history, cut), "the history of sector %" PRIu64
+                      " does not list the cut of op %" PRIu32 ":\n%s", sector, f.fired_at,
+                      excerpt(&run));
+        if (whole) {
+            ck_assert_msg(run.r.failing_op == f.fired_at, "--crash-compare whole: the damage "
+                          "of op %" PRIu32 " was found at op %" PRIu64 " only", f.fired_at,
+                          run.r.failing_op);
+        } else {
+            ck_assert_msg(run.r.failing_op > f.fired_at, "a slice found damage it should "
+                          "not have compared (op %" PRIu64 ")", run.r.failing_op);
+            if (run.r.outcome != SOAK_CHECK_FAILED)
+                expect_report_has(&run, "the disk was last compared whole", "damage after a "
+                                  "reopen");
+        }
+        run_free(&run);
+        fault_free(&f);
+    }
+}
+END_TEST
+
 /* A snapshot table listing each name with its last byte changed. */
 static int names_off_by_one(struct target *t, struct target_snapshot *out, unsigned cap,
                             unsigned *n)
@@ -1603,6 +1696,12 @@ START_TEST(a_trace_that_cannot_be_replayed_is_refused_with_its_line)
     expect_refused("malformed.txt", HEADER "1 write 0 4096\n2 wirte 0 4096\n",
                    "line 8: not an operation: \"2 wirte 0 4096\"");
     expect_refused("extra.txt", HEADER "1 flush now\n", "line 7: not an operation");
+    expect_refused("slice-past.txt", HEADER "1 power-cut compare 9/8\n",
+                   "line 7: not an operation");
+    expect_refused("slice-zero.txt", HEADER "1 torn-power-cut compare 0/8\n",
+                   "line 7: not an operation");
+    expect_refused("slice-write.txt", HEADER "1 flush compare 1/8\n",
+                   "line 7: not an operation");
     expect_refused("setting.txt", "seed one\nops\n1 flush\n",
                    "line 1: not a valid \"key value\" setting: \"seed one\"");
     expect_refused("size.txt", "size 1000\nops\n1 flush\n", "line 1: not a valid");
@@ -1619,6 +1718,18 @@ START_TEST(a_trace_that_cannot_be_replayed_is_refused_with_its_line)
                             sizeof(errbuf)) == 0 && n == 3, "a write inside the grown disk "
                   "refused: %s", errbuf);
     ck_assert_int_eq(ops[2].off, 2096128);
+    free(ops);
+
+    /* A crash op's slice comes back as written; without one the compare is whole. */
+    static const char sliced[] = HEADER "1 dirty-reopen\n2 torn-power-cut compare 3/8\n";
+    ck_assert_msg(load_text("sliced.txt", sliced, strlen(sliced), &ops, &n, NULL, errbuf,
+                            sizeof(errbuf)) == 0 && n == 2, "%s", errbuf);
+    ck_assert_uint_eq(ops[0].compare_parts, 0);
+    ck_assert_uint_eq(ops[1].compare_part, 3);
+    ck_assert_uint_eq(ops[1].compare_parts, 8);
+    char line[160];
+    op_format(&ops[1], line, sizeof(line));
+    ck_assert_str_eq(line, "2 torn-power-cut compare 3/8");
     free(ops);
 }
 END_TEST
@@ -1794,6 +1905,7 @@ static Suite *soak_suite(void)
     tcase_add_test(faults, a_corruption_only_qemu_img_sees_is_caught);
     tcase_add_test(faults, a_wrong_snapshot_apply_is_caught);
     tcase_add_test(faults, a_flush_that_did_nothing_is_caught);
+    tcase_add_test(faults, damage_outside_a_crash_slice_is_found_later_and_named);
     tcase_add_test(faults, a_snapshot_table_that_differs_from_what_was_made_is_caught);
     tcase_add_test(faults, payloads_name_their_op_and_sector_and_many_compress);
     suite_add_tcase(s, faults);

@@ -73,6 +73,11 @@ const char cmd_soak_help[] =
     "  --io-size SIZE     every read, write, zero and discard exactly SIZE long and\n"
     "                     aligned to it, up to 4M (default: varied lengths and offsets)\n"
     "  --no-qemu-checks   skip qemu-img check and compare (default: run them)\n"
+    "  --crash-compare HOW  after a power cut, besides every sector written since the\n"
+    "                     last flush: whole compares the whole disk; slice compares one\n"
+    "                     eighth of it, the next each cut, so that eight cuts cover it,\n"
+    "                     and the whole disk at the first cut and at every cross-check\n"
+    "                     (default slice; docs/soak.md says what it gives up)\n"
     "  --under ROOT       run in a new numbered directory ROOT/run-NNNN; ROOT/latest\n"
     "                     points to it (default reports/soak)\n"
     "  --dir DIR          run in DIR instead: created if missing; an existing DIR must be\n"
@@ -339,6 +344,7 @@ int cmd_soak(int argc, char **argv)
         { "trace", required_argument, NULL, 'T' },
         { "weights", required_argument, NULL, 'w' },
         { "no-qemu-checks", no_argument, NULL, 'Q' },
+        { "crash-compare", required_argument, NULL, 'X' },
         { "io-size", required_argument, NULL, 'I' },
         { "keep", no_argument, NULL, 'K' },
         { "heartbeat", required_argument, NULL, 'H' },
@@ -425,6 +431,11 @@ int cmd_soak(int argc, char **argv)
             break;
         case 'Q':
             c.qemu_checks = false;
+            break;
+        case 'X':
+            if (strcmp(optarg, "whole") && strcmp(optarg, "slice"))
+                return USAGE("soak", "--crash-compare takes whole or slice, not '%s'", optarg);
+            c.crash_compare_whole = !strcmp(optarg, "whole");
             break;
         case 'C': {
             if (!strcmp(optarg, "list"))

@@ -28,7 +28,7 @@ const struct cli_command cli_commands[] = {
     { "soak", cmd_soak, "soak [--seed S] [--ops N] [--seconds T] [--size SIZE] [-o OPTIONS] "
                         "[--backing none|qcow2|raw|chain] [--check-every K] [--under ROOT | "
                         "--dir DIR] [--trace FILE] [--weights KIND=N,...] [--io-size SIZE] "
-                        "[--no-qemu-checks] [--keep] [--heartbeat T]",
+                        "[--no-qemu-checks] [--crash-compare whole|slice] [--keep] [--heartbeat T]",
       cmd_soak_help },
     { "replay", cmd_replay, "replay [--dir DIR] [--keep] TRACE", cmd_replay_help },
     { "minimize", cmd_minimize, "minimize TRACE -o OUT", cmd_minimize_help },

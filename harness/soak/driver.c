@@ -60,6 +60,10 @@ struct soak {
     unsigned n_made;
     bool crash_ops;                 /* the run has power cuts: the target keeps unflushed writes apart */
     struct op last;                 /* the op generated last */
+    uint32_t cuts_generated;        /* crash ops generated: which slice the next compares */
+    uint32_t whole_compared_after;  /* the op after which the disk was last compared whole */
+    uint32_t sliced_cuts;           /* crash ops since then that compared a slice only */
+    bool look_whole;                /* a read differed: the whole disk too, for the report */
 };
 
 /* ---- the generator ----------------------------------------------------------------- */
@@ -252,6 +256,11 @@ static bool frees_clusters(enum op_kind k)
     return k == OP_DISCARD || k == OP_ZERO_UNMAP || k == OP_ZERO;
 }
 
+static bool needs_crash_shim(enum op_kind k)
+{
+    return k == OP_POWER_CUT || k == OP_DIRTY_REOPEN || k == OP_TORN_POWER_CUT;
+}
+
 static bool writes_data(enum op_kind k)
 {
     return k == OP_WRITE || k == OP_WRITE_COMPRESSED || frees_clusters(k);
@@ -306,6 +315,15 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
         op->kind = OP_FLUSH;        /* a flush first; a later power cut can be judged */
     uint64_t cs = s->step.facts.oracle.cluster_size;
     switch (op->kind) {
+    case OP_POWER_CUT:
+    case OP_DIRTY_REOPEN:
+    case OP_TORN_POWER_CUT:
+        /* The first cut compares the whole disk: a slice would leave the rest unproven. */
+        if (s->cuts_generated++ && !s->c->crash_compare_whole) {
+            op->compare_parts = SOAK_CRASH_SLICES;
+            op->compare_part = (s->cuts_generated - 2) % SOAK_CRASH_SLICES + 1;
+        }
+        break;
     case OP_SNAPSHOT_CREATE: {
         /* Names of every length a trace can hold: where a name's padding goes wrong. */
         int len = snprintf(op->snapshot, sizeof(op->snapshot), "s%" PRIu32, n);
@@ -517,6 +535,35 @@ static void report_footer(struct soak *s)
              s->c->dir, s->trace_path);
 }
 
+/*
+ * When power cuts since the last compare of the whole disk compared only slices of it,
+ * damage found now may be older than the op that found it: when the compare was, and
+ * (after a read that differed) the whole disk's first difference, with its history.
+ */
+static void report_since_whole(struct soak *s, uint64_t sector)
+{
+    bool look = s->look_whole;
+    s->look_whole = false;
+    if (!s->sliced_cuts)
+        return;
+    char when[48] = "before the first op";
+    if (s->whole_compared_after)
+        snprintf(when, sizeof(when), "after op %" PRIu32, s->whole_compared_after);
+    fprintf(s->out, "  the disk was last compared whole %s; the %" PRIu32 " crashes since "
+            "compared one slice each (--crash-compare slice)\n", when, s->sliced_cuts);
+    struct step_result sr;
+    if (!look || step_compare(&s->step, NULL, &sr) != STEP_DIVERGED)
+        return;
+    if (sr.sector == sector) {
+        fprintf(s->out, "  the whole disk compared now: sector %" PRIu64 " is its first "
+                "difference\n", sector);
+        return;
+    }
+    fprintf(s->out, "  the whole disk compared now: its first difference is sector %" PRIu64
+            "\n", sr.sector);
+    report_sector_history(s, sr.sector);
+}
+
 static void report_mismatch(struct soak *s, const char *what, const struct op *op,
                             uint64_t off, size_t len, uint64_t sector, const uint8_t *got,
                             const uint8_t *want)
@@ -552,6 +599,7 @@ static void report_mismatch(struct soak *s, const char *what, const struct op *o
                 memcmp(g, zeros, SECTOR) ? "not a payload of this run" : "all zeros");
     }
     report_sector_history(s, sector);
+    report_since_whole(s, sector);
     report_footer(s);
 }
 
@@ -842,6 +890,8 @@ static int full_read(struct soak *s)
     struct step_result sr;
     switch (step_compare(&s->step, NULL, &sr)) {
     case STEP_DONE:
+        s->whole_compared_after = s->r->last_op;
+        s->sliced_cuts = 0;
         return 0;
     case STEP_DIVERGED:
         report_compared(s, "reading the whole disk: it differs from the oracle", &sr);
@@ -1065,6 +1115,17 @@ static int report_crash_damage(struct soak *s, const struct op *op, const struct
     return fail(s, sr->before_crash ? SOAK_CHECK_FAILED : SOAK_CRASH_STATE, op);
 }
 
+/* What the disk's last whole compare was: a crash op's (without a slice) or a cross-check's. */
+static void note_crash_compare(struct soak *s, const struct op *op)
+{
+    if (op->compare_parts) {
+        s->sliced_cuts++;
+        return;
+    }
+    s->whole_compared_after = op->n;
+    s->sliced_cuts = 0;
+}
+
 /* One op through the step; the outcome becomes the run's status and, if need be, a report. */
 static int apply(struct soak *s, const struct op *op)
 {
@@ -1072,6 +1133,8 @@ static int apply(struct soak *s, const struct op *op)
     switch (step_run(&s->step, op, &sr)) {
     case STEP_DONE:
         s->r->done[op->kind]++;
+        if (needs_crash_shim(op->kind))
+            note_crash_compare(s, op);
         if (op->kind == OP_READ)
             s->r->reads_compared++;
         else if (op->kind <= OP_WRITE_COMPRESSED)
@@ -1084,6 +1147,7 @@ static int apply(struct soak *s, const struct op *op)
         return note_op(s, op, "refused by the target", s->step.t->message);
     case STEP_DIVERGED:
         s->r->reads_compared++;
+        s->look_whole = true;
         report_mismatch(s, "read differs from the oracle", op, op->off, op->len, sr.sector,
                         s->step.buf, s->step.want);
         return fail(s, SOAK_DIVERGED, op);
@@ -1211,11 +1275,6 @@ static int make_backing(struct soak *s, char *name, size_t cap, const char **fmt
         return -1;
     s->backing_view_fd = open(s->backing_view, O_RDONLY | O_CLOEXEC);
     return s->backing_view_fd < 0 ? -1 : 0;
-}
-
-static bool needs_crash_shim(enum op_kind k)
-{
-    return k == OP_POWER_CUT || k == OP_DIRTY_REOPEN || k == OP_TORN_POWER_CUT;
 }
 
 static int setup(struct soak *s)

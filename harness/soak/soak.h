@@ -51,7 +51,16 @@ struct op {
     uint64_t off;
     uint64_t len;                   /* for OP_RESIZE: the new size */
     char snapshot[TARGET_ID_MAX];   /* apply/delete: id; create: the name */
+    /*
+     * Crash ops: besides the sectors written since the last flush, the reopened disk is
+     * compared whole (compare_parts 0), or only its compare_part-th of compare_parts
+     * equal stretches of whole clusters (1-based). A trace line says "compare K/N".
+     */
+    uint32_t compare_part, compare_parts;
 };
+
+/* The stretches a crash compare of a run in slices goes through, one per power cut. */
+#define SOAK_CRASH_SLICES 8
 
 /* "write", "read", ...; and the reverse (false when unknown). */
 const char *op_kind_name(enum op_kind k);
@@ -99,6 +108,11 @@ struct soak_config {
     /* A qvet command for `qvet map` at the cross-checks ("": no map check). */
     char qvet_binary[512];
     const struct target_hooks *hooks;   /* for the driver's own tests; NULL: none */
+    /*
+     * After a power cut: the whole disk compared (true), or one slice of it, each cut the
+     * next (op.compare_part), the first cut of the run and every cross-check whole.
+     */
+    bool crash_compare_whole;
 };
 
 /*

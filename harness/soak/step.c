@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "step.h"
@@ -84,6 +85,76 @@ static enum step_outcome compare(struct step *st, const char *snapshot, uint64_t
     else if (!ret)
         return end(r, STEP_DONE, 0);
     return ret ? end(r, STEP_ORACLE_FAILED, ret) : end(r, STEP_DIVERGED, 0);
+}
+
+/*
+ * [lo, hi) of the disk or a snapshot against the oracle, in pieces. The first piece is
+ * another odd number of clusters each time: pieces of io_cap from lo would meet the
+ * disk's boundaries (a backing file's end, L2 ranges) only at their ends. Whole clusters,
+ * as a target may need its I/O aligned (QEMU's compress filter); pieces small enough that
+ * the compare finds the bytes the read left in the cache.
+ */
+static enum step_outcome compare_range(struct step *st, const char *snapshot, uint64_t lo,
+                                       uint64_t hi, struct step_result *r)
+{
+    size_t step = st->io_cap < COMPARE_PIECE ? st->io_cap : COMPARE_PIECE;
+    uint64_t cs = st->facts.oracle.cluster_size ? st->facts.oracle.cluster_size : ORACLE_SECTOR;
+    uint64_t pairs = step / cs / 2;
+    uint64_t split = pairs ? (1 + 2 * ((uint64_t)st->full_reads * 2654435761u % pairs)) * cs
+                           : step;
+    st->full_reads++;
+    for (uint64_t off = lo; off < hi;) {
+        uint64_t want = off > lo ? step : split;
+        size_t n = hi - off < want ? (size_t)(hi - off) : (size_t)want;
+        enum step_outcome out = compare(st, snapshot, off, n, r);
+        if (out != STEP_DONE)
+            return out;
+        off += n;
+    }
+    return end(r, STEP_DONE, 0);
+}
+
+/*
+ * The part-th of `parts` stretches of the disk, each of whole clusters (the last may end
+ * in the disk's partial cluster): together they are the disk, whatever its size then.
+ */
+static enum step_outcome compare_part(struct step *st, uint32_t part, uint32_t parts,
+                                      struct step_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    uint64_t size = oracle_size(st->o) < st->facts.size ? oracle_size(st->o) : st->facts.size;
+    uint64_t cs = st->facts.oracle.cluster_size ? st->facts.oracle.cluster_size : ORACLE_SECTOR;
+    uint64_t clusters = (size + cs - 1) / cs;
+    uint64_t lo = clusters * (part - 1) / parts * cs, hi = clusters * part / parts * cs;
+    return compare_range(st, NULL, lo, hi < size ? hi : size, r);
+}
+
+/*
+ * A slice found a difference: the disk below the slice too, so that the report names
+ * the disk's first sector that differs (damage an earlier cut left where no slice has
+ * looked since). The slice's piece is kept for the report if the disk below is right.
+ */
+static enum step_outcome first_difference(struct step *st, struct step_result *r)
+{
+    struct step_result below;
+    uint8_t *got = malloc(r->len), *want = malloc(r->len);
+    enum step_outcome out = STEP_DIVERGED;
+    if (got && want) {
+        memcpy(got, st->buf, r->len);
+        memcpy(want, st->want, r->len);
+        memset(&below, 0, sizeof(below));
+        out = compare_range(st, NULL, 0, r->off, &below);
+        if (out == STEP_DONE) {
+            memcpy(st->buf, got, r->len);
+            memcpy(st->want, want, r->len);
+            out = STEP_DIVERGED;
+        } else {
+            *r = below;
+        }
+    }
+    free(got);
+    free(want);
+    return out;
 }
 
 /*
@@ -222,7 +293,10 @@ static enum step_outcome crash(struct step *st, const struct op *op, struct step
     /* The facts may have been read before the crash; the size must not have changed. */
     if ((ret = st->t->ops->facts(st->t, &st->facts)))
         return end(r, STEP_TARGET_FAILED, ret);
-    out = step_compare(st, NULL, r);
+    out = op->compare_parts ? compare_part(st, op->compare_part, op->compare_parts, r)
+                            : step_compare(st, NULL, r);
+    if (out == STEP_DIVERGED && op->compare_parts)
+        out = first_difference(st, r);
     if (out == STEP_DIVERGED)
         return end(r, STEP_CRASH_LOST, 0);
     if (out == STEP_DONE)
@@ -368,27 +442,5 @@ enum step_outcome step_compare(struct step *st, const char *snapshot, struct ste
     if (snapshot && !target_can(st->t, TARGET_CAN_SNAPSHOT_READ))
         return skip(r, "the %s target cannot read snapshots", st->t->ops->name);
     uint64_t size = snapshot ? oracle_snapshot_size(st->o, snapshot) : oracle_size(st->o);
-    if (size > st->facts.size)
-        size = st->facts.size;
-    /*
-     * The first piece is another odd number of clusters each time: pieces of io_cap from 0
-     * would meet the disk's boundaries (a backing file's end, L2 ranges) only at their
-     * ends. Whole clusters, as a target may need its I/O aligned (QEMU's compress filter);
-     * pieces small enough that the compare finds the bytes the read left in the cache.
-     */
-    size_t step = st->io_cap < COMPARE_PIECE ? st->io_cap : COMPARE_PIECE;
-    uint64_t cs = st->facts.oracle.cluster_size ? st->facts.oracle.cluster_size : ORACLE_SECTOR;
-    uint64_t pairs = step / cs / 2;
-    uint64_t split = pairs ? (1 + 2 * ((uint64_t)st->full_reads * 2654435761u % pairs)) * cs
-                           : step;
-    st->full_reads++;
-    for (uint64_t off = 0; off < size;) {
-        uint64_t want = off ? step : split;
-        size_t n = size - off < want ? (size_t)(size - off) : (size_t)want;
-        enum step_outcome out = compare(st, snapshot, off, n, r);
-        if (out != STEP_DONE)
-            return out;
-        off += n;
-    }
-    return end(r, STEP_DONE, 0);
+    return compare_range(st, snapshot, 0, size < st->facts.size ? size : st->facts.size, r);
 }

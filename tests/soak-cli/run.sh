@@ -226,7 +226,7 @@ check "  ... summary.json lists the configurations that ran" \
   test "$(json matrix/summary.json 'len(d["configs"]), d["verdict"], d["tool"]')" = "$(wc -l < clist.out) passed soak"
 check "  ... the closing line covers them all" grep -q "^soak: passed: all $(wc -l < clist.out) configurations" call.out
 # Lazy refcounts exist for crashes: their entries cut the power four times as often.
-crash_ops() { grep -cE '^[0-9]+ (power-cut|dirty-reopen)$' "$1/trace.txt"; }
+crash_ops() { grep -cE '^[0-9]+ (power-cut|dirty-reopen)( compare [0-9]+/[0-9]+)?$' "$1/trace.txt"; }
 four_times() {
   local lazy eager
   lazy=$(crash_ops lazy) eager=$(crash_ops eager)
