@@ -70,7 +70,6 @@ static int read_compressed(struct qcow2_image *img, uint8_t *p, size_t n, uint64
                            uint64_t word, struct qcow2_error *err)
 {
     size_t cs = img->cluster_size;
-    size_t in_cluster = (size_t)(off & (cs - 1));
     if (n == cs && img->cluster_buf_word != word)
         return decompress_into(img, word, off, p, err);
     if (img->cluster_buf_word != word) {
@@ -83,7 +82,7 @@ static int read_compressed(struct qcow2_image *img, uint8_t *p, size_t n, uint64
             return ret;
         img->cluster_buf_word = word;
     }
-    memcpy(p, img->cluster_buf + in_cluster, n);
+    memcpy(p, img->cluster_buf + (off & (cs - 1)), n);
     return 0;
 }
 
