@@ -910,12 +910,24 @@ END_TEST
 
 /* ---- one ordering point per op ------------------------------------------------------ */
 
+/* How an op over 16 written and flushed 4 KiB clusters finds them. */
+enum prior_state {
+    PRIOR_PLAIN,                /* this image's own clusters */
+    PRIOR_COMPRESSED,           /* compressed clusters */
+    PRIOR_SNAPSHOT,             /* shared with a snapshot taken after the write */
+};
+
+enum unmapping_op { OP_DISCARD, OP_ZERO_UNMAP, OP_OVERWRITE };
+
+#define OP_CLUSTERS 16
+
 /*
- * The host flushes a discard (or an unmapping zero write) of 16 written and flushed
- * clusters issues. Each freed cluster's refcount waits for its unlink to be on disk;
- * one image_sync for the whole op is two flushes, one per cluster would be 30 and more.
+ * The host flushes an op over OP_CLUSTERS clusters issues. Each refcount it drops waits
+ * for its unlink to be on disk; one image_sync for the whole op is two flushes, one per
+ * cluster would be 30 and more. The image is then judged: its bytes (the snapshot's
+ * too), and qemu-img check (nothing leaked, nothing freed that is still referenced).
  */
-static uint64_t flushes_of_unmapping(bool discard)
+static uint64_t flushes_of(enum prior_state prior, enum unmapping_op op)
 {
     const char *path = test_path("unmap.qcow2");
     create(path, "cluster_size=4k", "1M");
@@ -923,31 +935,66 @@ static uint64_t flushes_of_unmapping(bool discard)
     io_fault_init(&f);
     struct qcow2_image *img = open_rw_through(path, &f);
     struct qcow2_error err;
-    write_pattern(img, 0, 16 * 4096, 0x5a);
+    size_t len = OP_CLUSTERS * 4096;
+    if (prior == PRIOR_COMPRESSED) {
+        uint8_t *buf = calloc(1, len);
+        ck_assert_int_eq(qcow2_pwrite_compressed(img, buf, len, 0, &err), 0);
+        free(buf);
+        ck_assert_msg(l2_entry_is_compressed(entry_of(img, (OP_CLUSTERS - 1) * 4096)),
+                      "the zeros were not stored compressed");
+    } else {
+        write_pattern(img, 0, len, 0x5a);
+    }
+    if (prior == PRIOR_SNAPSHOT) {
+        ck_assert_int_eq(qcow2_snapshot_create(img, "s", &err), 0);
+        /*
+         * The shared L2 table is copied here, outside the op: its new L1 entry needs an
+         * ordering point of its own (one per table, not per cluster).
+         */
+        write_pattern(img, len, 4096, 0x44);
+    }
     ck_assert_int_eq(qcow2_flush(img, &err), 0);
     f.mask = IO_FAULT_FLUSH;
     f.countdown = UINT64_MAX;
     f.armed = true;
-    int ret = discard ? qcow2_discard(img, 0, 16 * 4096, &err)
-                      : qcow2_pwrite_zeroes(img, 0, 16 * 4096, QCOW2_ZERO_MAY_UNMAP, &err);
-    ck_assert_msg(ret == 0, "%s: %s", discard ? "discard" : "zero write", err.message);
+    int ret = op == OP_DISCARD ? qcow2_discard(img, 0, len, &err)
+            : op == OP_ZERO_UNMAP ? qcow2_pwrite_zeroes(img, 0, len, QCOW2_ZERO_MAY_UNMAP, &err)
+            : 0;
+    ck_assert_msg(ret == 0, "op %d: %s", op, err.message);
+    if (op == OP_OVERWRITE)
+        write_pattern(img, 0, len, 0x33);
     f.armed = false;
     uint64_t flushes = f.seen;
-    expect_bytes(img, 0, 16 * 4096, 0);
+    expect_bytes(img, 0, len, op == OP_OVERWRITE ? 0x33 : 0);
+    if (prior == PRIOR_SNAPSHOT) {
+        ck_assert_int_eq(qcow2_snapshot_apply(img, "s", &err), 0);
+        expect_bytes(img, 0, len, 0x5a);
+    }
     qcow2_close(img);
     io_fault_fini(&f);
-    /* Every cluster freed: nothing leaked, nothing still referenced. */
     expect_qemu_check_clean(path);
     return flushes;
 }
 
 START_TEST(a_multi_cluster_discard_orders_its_refcount_drops_once)
 {
-    uint64_t discard = flushes_of_unmapping(true), zero = flushes_of_unmapping(false);
+    uint64_t discard = flushes_of(PRIOR_PLAIN, OP_DISCARD);
+    uint64_t zero = flushes_of(PRIOR_PLAIN, OP_ZERO_UNMAP);
     ck_assert_msg(discard <= 2, "a 16-cluster discard flushed %llu times",
                   (unsigned long long)discard);
     ck_assert_msg(zero <= 2, "a 16-cluster unmapping zero write flushed %llu times",
                   (unsigned long long)zero);
+}
+END_TEST
+
+START_TEST(a_write_over_compressed_or_shared_clusters_orders_its_refcount_drops_once)
+{
+    uint64_t compressed = flushes_of(PRIOR_COMPRESSED, OP_OVERWRITE);
+    uint64_t shared = flushes_of(PRIOR_SNAPSHOT, OP_OVERWRITE);
+    ck_assert_msg(compressed <= 2, "a write over 16 compressed clusters flushed %llu times",
+                  (unsigned long long)compressed);
+    ck_assert_msg(shared <= 2, "a write over 16 clusters shared with a snapshot flushed %llu "
+                  "times", (unsigned long long)shared);
 }
 END_TEST
 
@@ -969,6 +1016,7 @@ int main(void)
     tcase_add_test(bugs, copied_flags_follow_snapshot_create_write_and_delete);
     tcase_add_test(bugs, a_failed_write_leaks_no_cluster);
     tcase_add_test(bugs, a_multi_cluster_discard_orders_its_refcount_drops_once);
+    tcase_add_test(bugs, a_write_over_compressed_or_shared_clusters_orders_its_refcount_drops_once);
     tcase_add_test(bugs, a_crash_at_any_host_io_leaves_no_corruption);
     tcase_add_test(bugs, new_clusters_at_the_end_are_not_zero_filled);
     tcase_add_test(bugs, a_new_cluster_ending_in_its_last_sector_keeps_its_bytes);

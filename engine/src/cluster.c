@@ -183,8 +183,11 @@ int cluster_l2_for_write(struct qcow2_image *img, uint64_t l1_index, struct l2_r
         refcount_add_range(img, fresh, 1, -1, NULL);
         return ret;
     }
-    /* The old table leaves the cache once its refcount reaches 0 (refcount_set). */
-    if (old && (ret = refcount_add_range(img, old, 1, -1, err)))
+    /*
+     * The old table leaves the cache once its refcount reaches 0 (refcount_set); within
+     * an op's batch of releases the drop waits for the op's one image_sync.
+     */
+    if (old && (ret = refcount_release(img, old, 1, err)))
         return ret;
     l2->offset = fresh;
     return cache_get_mut(img->l2_cache, img, fresh, &l2->table, err);

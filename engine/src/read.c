@@ -30,11 +30,10 @@ static int read_from_backing(struct qcow2_image *img, uint8_t *buf, size_t len, 
     return 0;
 }
 
-static int load_compressed_cluster(struct qcow2_image *img, uint64_t word, uint64_t guest_off,
-                                   struct qcow2_error *err)
+/* Decompresses the cluster of L2 word `word` (guest cluster of guest_off) into dst. */
+static int decompress_into(struct qcow2_image *img, uint64_t word, uint64_t guest_off,
+                           uint8_t *dst, struct qcow2_error *err)
 {
-    if (img->cluster_buf_word == word)
-        return 0;
     size_t cs = img->cluster_size;
     if (!img->decompressor) {
         if (decompressor_new((enum qcow2_compression)img->hdr.compression_type,
@@ -42,25 +41,48 @@ static int load_compressed_cluster(struct qcow2_image *img, uint64_t word, uint6
             return image_error(img, err, -ENOMEM, "decompressor", QCOW2_NO_OFFSET,
                                "out of memory");
         img->compressed_buf = malloc(2 * cs);
-        img->cluster_buf = malloc(cs);
-        if (!img->compressed_buf || !img->cluster_buf)
+        if (!img->compressed_buf)
             return image_error(img, err, -ENOMEM, "decompressor", QCOW2_NO_OFFSET,
                                "out of memory");
     }
     struct compressed_desc d = compressed_desc_decode(&img->geo, word);
     size_t len = (size_t)QVET_MIN(d.max_bytes, (uint64_t)2 * cs);
-    img->cluster_buf_word = 0;
     int ret = image_read(img, img->compressed_buf, len, d.host_offset, "compressed cluster",
                          err);
     if (ret)
         return ret;
-    if (decompress_cluster(img->decompressor, img->compressed_buf, len, img->cluster_buf, cs))
+    if (decompress_cluster(img->decompressor, img->compressed_buf, len, dst, cs))
         return image_error(img, err, -EIO, "compressed cluster", d.host_offset,
                            "%s stream of guest cluster 0x%" PRIx64
                            " is damaged or does not fill the %zu-byte cluster",
                            img->hdr.compression_type ? "zstd" : "deflate",
                            guest_off & ~(uint64_t)(cs - 1), cs);
-    img->cluster_buf_word = word;
+    return 0;
+}
+
+/*
+ * Reads the guest bytes [off, off+n) of a compressed cluster into p. A read of the
+ * whole cluster decompresses straight into p; a part of one goes through the image's
+ * copy of the last cluster decompressed, so that small reads of one cluster inflate it
+ * once.
+ */
+static int read_compressed(struct qcow2_image *img, uint8_t *p, size_t n, uint64_t off,
+                           uint64_t word, struct qcow2_error *err)
+{
+    size_t cs = img->cluster_size;
+    if (n == cs && img->cluster_buf_word != word)
+        return decompress_into(img, word, off, p, err);
+    if (img->cluster_buf_word != word) {
+        if (!img->cluster_buf && !(img->cluster_buf = malloc(cs)))
+            return image_error(img, err, -ENOMEM, "decompressor", QCOW2_NO_OFFSET,
+                               "out of memory");
+        img->cluster_buf_word = 0;
+        int ret = decompress_into(img, word, off, img->cluster_buf, err);
+        if (ret)
+            return ret;
+        img->cluster_buf_word = word;
+    }
+    memcpy(p, img->cluster_buf + (off & (cs - 1)), n);
     return 0;
 }
 
@@ -90,9 +112,7 @@ int image_pread(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
             memset(p, 0, n);
             break;
         case SUBCLUSTER_COMPRESSED:
-            ret = load_compressed_cluster(img, r.compressed_word, off, err);
-            if (!ret)
-                memcpy(p, img->cluster_buf + (off & (img->cluster_size - 1)), n);
+            ret = read_compressed(img, p, n, off, r.compressed_word, err);
             break;
         default:
             ret = read_from_backing(img, p, n, off, err);

@@ -72,7 +72,8 @@ int refcount_release(struct qcow2_image *img, uint64_t host_offset, uint64_t byt
 
 /*
  * A batch of releases (it may nest): an op that unlinks many clusters (a discard, a zero
- * write, a shrink) orders them with one image_sync, not one per cluster. The end drops
+ * write, a shrink, a write over compressed or shared clusters) orders them with one
+ * image_sync, not one per cluster. The end drops
  * the refcounts, even after a failure (the unlinks stand in the cache): that sync puts
  * the removals on disk, then every drop follows with none.
  */

@@ -11,8 +11,8 @@ struct qcow2_image;
  * Puts everything issued so far on disk, dependencies first: dirty refcount blocks, a
  * flush (with them the data of new clusters), dirty L2 tables, a flush. Called by a
  * guest flush, before a reference that is written through (an L1 entry, a header field
- * switching tables), before a refcount drops (once for all the drops of a discard, a
- * zero write or a shrink: refcount_batch_begin), and on close. Afterwards the clusters
+ * switching tables), before a refcount drops (once for all the drops of one op that
+ * releases clusters: refcount_batch_begin), and on close. Afterwards the clusters
  * freed before it may be handed out again.
  */
 int image_sync(struct qcow2_image *img, struct qcow2_error *err);

@@ -348,22 +348,25 @@ int qcow2_pwrite(struct qcow2_image *img, const void *buf, size_t len, uint64_t 
     const struct geometry *g = &img->geo;
     uint64_t table_span = (uint64_t)img->cluster_size << geometry_l2_bits(g);
     const uint8_t *data = buf;
+    /* What the write replaces (compressed or shared clusters) is released once, at the end. */
+    refcount_batch_begin(img);
     while (len && !ret) {
         uint64_t l1_index = off >> (g->cluster_bits + geometry_l2_bits(g));
         uint64_t n = QVET_MIN((uint64_t)len, table_span - (off & (table_span - 1)));
-        if (l1_index >= img->l1_size)
-            return image_error(img, err, -EIO, "active L1 table", img->l1_offset,
-                               "%" PRIu32 " entries do not reach guest offset %" PRIu64,
-                               img->l1_size, off);
         struct l2_ref l2;
-        ret = cluster_l2_for_write(img, l1_index, &l2, err);
+        if (l1_index >= img->l1_size)
+            ret = image_error(img, err, -EIO, "active L1 table", img->l1_offset,
+                              "%" PRIu32 " entries do not reach guest offset %" PRIu64,
+                              img->l1_size, off);
+        else
+            ret = cluster_l2_for_write(img, l1_index, &l2, err);
         if (!ret)
             ret = write_in_table(img, &l2, off, n, data, err);
         off += n;
         len -= n;
         data += n;
     }
-    return ret;
+    return end_releases(img, ret, err);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -607,11 +610,15 @@ int qcow2_pwrite_compressed(struct qcow2_image *img, const void *buf, size_t len
                               "compressed writes may only target unallocated clusters (as in "
                               "QEMU); guest cluster 0x%" PRIx64 " is allocated", c);
     }
+    if (ret)
+        return ret;
+    /* A copied L2 table's old cluster (after a snapshot) is released once, at the end. */
+    refcount_batch_begin(img);
     const uint8_t *p = buf;
     for (uint64_t done = 0; done < len && !ret; done += cs)
         ret = write_compressed_cluster(img, p + done, (size_t)QVET_MIN(cs, len - done),
                                        off + done, err);
-    return ret;
+    return end_releases(img, ret, err);
 }
 
 /* ------------------------------------------------------------------------------------ */

@@ -58,6 +58,15 @@ resize 65536; flush" ;;
       echo "-o cluster_size=512,refcount_bits=64 --size 4M --max-states 0 --samples 2 \
 --tears 1 --script=write 0 1048576; write 1048576 978944; flush; write 2027520 4096; flush; \
 write 2031616 16384; flush" ;;
+    compressed-overwrite-batch) # no bug: one write releases 16 compressed clusters (and
+      # 8 packed into shared host clusters) in one batch, ordered by one image_sync
+      echo "--config compressed --max-states 0 --script=write-compressed 0 1048576; flush; \
+write 0 1048576; flush; write-compressed 1048576 524288; flush; write 1000000 300000; flush" ;;
+    snapshot-cow-batch)         # no bug: one write copies 16 clusters a snapshot shares,
+      # their old refcounts dropped in one batch (the L2 table's copy in it too)
+      echo "--config snapshots --max-states 0 --script=write 0 1048576; flush; \
+snapshot-create s1; write 0 1048576; flush; write 4096 500000; flush; snapshot-create s2; \
+write 0 65536; write 65536 1048576; flush" ;;
     *) return 1 ;;
   esac
 }
