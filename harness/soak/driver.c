@@ -372,9 +372,8 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
 
 /*
  * Runs argv with stdout and stderr going to `log`; returns the exit status, 128 + the
- * signal that ended it, or TOOL_NOT_RUN when it could not be started.
+ * signal that ended it, or -errno when it could not be started or waited for.
  */
-#define TOOL_NOT_RUN (-1)
 static int run_tool(const char *log, char *const argv[])
 {
     posix_spawn_file_actions_t fa;
@@ -385,11 +384,11 @@ static int run_tool(const char *log, char *const argv[])
     int ret = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (ret)
-        return TOOL_NOT_RUN;
+        return -ret;
     int status;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
-            return TOOL_NOT_RUN;
+            return -errno;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -703,9 +702,9 @@ static int run_qemu_img(struct soak *s, const char *log, char *const argv[], con
                         int log_lines)
 {
     int ret = run_tool(log, argv);
-    if (ret == TOOL_NOT_RUN) {
-        headline(s, "qvet soak: after op %" PRIu64 " %s could not be started (is qemu-img on "
-                 "PATH?)", s->r->ops_run, what);
+    if (ret < 0) {
+        headline(s, "qvet soak: after op %" PRIu64 " %s (%s) could not be run: %s",
+                 s->r->ops_run, what, argv[0], strerror(-ret));
         return fail(s, SOAK_SETUP_ERROR, NULL);
     }
     if (ret) {
@@ -1226,7 +1225,10 @@ static int qemu(struct soak *s, char *const argv[])
     char log[1100];
     snprintf(log, sizeof(log), "%s/setup.log", s->c->dir);
     int ret = run_tool(log, argv);
-    if (ret) {
+    if (ret < 0)
+        fprintf(s->out, "qvet soak: %s: `%s %s` could not be run: %s\n", s->c->dir, argv[0],
+                argv[1], strerror(-ret));
+    else if (ret) {
         fprintf(s->out, "qvet soak: %s: `%s %s` failed (exit %d):\n", s->c->dir, argv[0],
                 argv[1], ret);
         show_log(s, log, 5);
