@@ -509,6 +509,16 @@ START_TEST(feature_table_odd_length)
 }
 END_TEST
 
+/* A feature name table right after the header: the dirty bit's name, then one more. */
+static size_t put_two_feature_names(struct test_image *img, uint8_t type, uint8_t bit,
+                                    const char *name)
+{
+    uint8_t table[96];
+    feature_entry(table, 0, 0, "dirty bit");
+    feature_entry(table + 48, type, bit, name);
+    return test_image_put_extension(img, 112, EXT_FEATURES, table, sizeof(table));
+}
+
 /*
  * A file that ends inside cluster 0 may be given as only its bytes: past them the cluster
  * reads as zeros (an end marker), and an extension cut by the end of the file asks for
@@ -518,10 +528,7 @@ START_TEST(short_file_given_without_the_rest_of_cluster_0)
 {
     struct test_image img;
     build_v3(&img);
-    uint8_t table[96];
-    feature_entry(table, 0, 0, "dirty bit");
-    feature_entry(table + 48, 1, 0, "lazy refcounts");
-    size_t end = test_image_put_extension(&img, 112, EXT_FEATURES, table, sizeof(table));
+    size_t end = put_two_feature_names(&img, 1, 0, "lazy refcounts");
     ck_assert_uint_eq(end, 216);
     /* The tables lie past such a file's end: only a check-mode open tolerates that. */
     struct header h;
@@ -559,10 +566,7 @@ START_TEST(unknown_incompat_bit_named_from_table)
 {
     struct test_image img;
     build_v3(&img);
-    uint8_t table[96];
-    feature_entry(table, 0, 0, "dirty bit");
-    feature_entry(table + 48, 0, 40, "future widget");
-    test_image_put_extension(&img, 112, EXT_FEATURES, table, sizeof(table));
+    put_two_feature_names(&img, 0, 40, "future widget");
     or64(&img, F_INCOMPAT, 1ull << 40);
     expect_refused(&img, -EINVAL, "header field incompatible_features", F_INCOMPAT,
                    "future widget");
