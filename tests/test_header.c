@@ -509,14 +509,64 @@ START_TEST(feature_table_odd_length)
 }
 END_TEST
 
+/* A feature name table right after the header: the dirty bit's name, then one more. */
+static size_t put_two_feature_names(struct test_image *img, uint8_t type, uint8_t bit,
+                                    const char *name)
+{
+    uint8_t table[96];
+    feature_entry(table, 0, 0, "dirty bit");
+    feature_entry(table + 48, type, bit, name);
+    return test_image_put_extension(img, 112, EXT_FEATURES, table, sizeof(table));
+}
+
+/*
+ * A file that ends inside cluster 0 may be given as only its bytes: past them the cluster
+ * reads as zeros (an end marker), and an extension cut by the end of the file asks for
+ * the whole cluster (-ENOBUFS), whose zeros then are its data.
+ */
+START_TEST(short_file_given_without_the_rest_of_cluster_0)
+{
+    struct test_image img;
+    build_v3(&img);
+    size_t end = put_two_feature_names(&img, 1, 0, "lazy refcounts");
+    ck_assert_uint_eq(end, 216);
+    /* The tables lie past such a file's end: only a check-mode open tolerates that. */
+    struct header h;
+    struct qcow2_error err;
+    memset(img.data + end, 0xee, 8);
+    memset(&err, 0, sizeof(err));
+    int ret = header_parse_flags(img.data, end, end, NAME, HEADER_FOR_CHECK, &h, &err);
+    ck_assert_msg(ret == 0, "the file ending after the table: %d (%s)", ret, err.message);
+    ck_assert_uint_eq(h.feature_name_count, 2);
+    ck_assert_str_eq(h.feature_names[1].name, "lazy refcounts");
+    header_release(&h);
+
+    /* Cut inside the second entry: the whole cluster, zeros past the file, is needed. */
+    size_t cut = 176;
+    memset(&err, 0, sizeof(err));
+    ret = header_parse_flags(img.data, cut, cut, NAME, HEADER_FOR_CHECK, &h, &err);
+    ck_assert_int_eq(ret, -ENOBUFS);
+    ck_assert_ptr_null(h.feature_names);
+    memset(img.data + cut, 0, img.cluster_size - cut);
+    ret = header_parse_flags(img.data, img.cluster_size, cut, NAME, HEADER_FOR_CHECK, &h, &err);
+    ck_assert_msg(ret == 0, "the whole cluster: %d (%s)", ret, err.message);
+    ck_assert_uint_eq(h.feature_name_count, 2);
+    ck_assert_str_eq(h.feature_names[1].name, "lazy r");
+    header_release(&h);
+
+    /* Fewer bytes than the file holds of cluster 0 are the caller's bug. */
+    ret = header_parse_flags(img.data, cut - 8, cut, NAME, HEADER_FOR_CHECK, &h, &err);
+    ck_assert_int_eq(ret, -EINVAL);
+    ck_assert_msg(strstr(err.message, "internal"), "message \"%s\"", err.message);
+    test_image_free(&img);
+}
+END_TEST
+
 START_TEST(unknown_incompat_bit_named_from_table)
 {
     struct test_image img;
     build_v3(&img);
-    uint8_t table[96];
-    feature_entry(table, 0, 0, "dirty bit");
-    feature_entry(table + 48, 0, 40, "future widget");
-    test_image_put_extension(&img, 112, EXT_FEATURES, table, sizeof(table));
+    put_two_feature_names(&img, 0, 40, "future widget");
     or64(&img, F_INCOMPAT, 1ull << 40);
     expect_refused(&img, -EINVAL, "header field incompatible_features", F_INCOMPAT,
                    "future widget");
@@ -1233,6 +1283,7 @@ int main(void)
     tcase_add_test(tc, duplicate_known_extension_refused);
     tcase_add_test(tc, backing_format_too_long);
     tcase_add_test(tc, feature_table_odd_length);
+    tcase_add_test(tc, short_file_given_without_the_rest_of_cluster_0);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("features");

@@ -12,6 +12,14 @@
 #define NO_SLOT UINT32_MAX
 #define SECTOR 512u
 
+/*
+ * Table memory is taken a chunk of this many bytes (or one table, if larger) at a time,
+ * when a slot in it is first claimed: an open that reads few tables takes one small
+ * block, not the whole cache (under a sanitizer a large block is a fresh mapping, faulted
+ * in page by page, on every open).
+ */
+#define CHUNK_BYTES (64u << 10)
+
 struct cache_slot {
     uint64_t offset;
     uint64_t last_use;
@@ -32,9 +40,16 @@ struct cache {
     const char *structure;
     char update_structure[48];      /* a write of changed entries of a table on disk */
     struct cache *depends_on;       /* written back (and flushed) before this cache writes */
-    struct cache_slot *slots;
+    uint32_t chunk_slots;           /* tables per chunk of memory */
+    uint32_t chunk_count;
+    /*
+     * One block, taken on the first claim (most read-only opens read no table: then the
+     * cache costs one small block):
+     */
+    struct cache_slot *slots;       /* NULL until then: nothing cached */
+    uint8_t **chunks;               /* chunk_slots tables each (the last may hold fewer),
+                                       NULL until one of their slots is first claimed */
     uint32_t *buckets;
-    uint8_t *memory;                /* slot_count * table_bytes, taken on first use */
 };
 
 static uint32_t bucket_of(const struct cache *c, uint64_t offset)
@@ -54,13 +69,8 @@ int cache_new(uint32_t slots, uint32_t table_bytes, const char *structure, struc
     struct cache *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
-    c->slots = calloc(slots, sizeof(*c->slots));
-    c->buckets = malloc(buckets * sizeof(*c->buckets));
-    if (!c->slots || !c->buckets) {
-        cache_free(c);
-        return -ENOMEM;
-    }
-    memset(c->buckets, 0xff, buckets * sizeof(*c->buckets));
+    c->chunk_slots = table_bytes < CHUNK_BYTES ? CHUNK_BYTES / table_bytes : 1u;
+    c->chunk_count = (slots + c->chunk_slots - 1) / c->chunk_slots;
     c->slot_count = slots;
     c->table_bytes = table_bytes;
     c->structure = structure;
@@ -75,10 +85,26 @@ void cache_free(struct cache *c)
 {
     if (!c)
         return;
+    for (uint32_t i = 0; c->slots && i < c->chunk_count; i++)
+        free(c->chunks[i]);
     free(c->slots);
-    free(c->buckets);
-    free(c->memory);
     free(c);
+}
+
+/* The slots, chunk pointers and buckets, in one block. */
+static int take_bookkeeping(struct cache *c)
+{
+    uint32_t buckets = c->bucket_mask + 1u;
+    void *block = calloc(1, (size_t)c->slot_count * sizeof(*c->slots) +
+                                (size_t)c->chunk_count * sizeof(*c->chunks) +
+                                (size_t)buckets * sizeof(*c->buckets));
+    if (!block)
+        return -ENOMEM;
+    c->slots = block;
+    c->chunks = (uint8_t **)(c->slots + c->slot_count);
+    c->buckets = (uint32_t *)(c->chunks + c->chunk_count);
+    memset(c->buckets, 0xff, buckets * sizeof(*c->buckets));
+    return 0;
 }
 
 void cache_depend_on(struct cache *c, struct cache *first)
@@ -88,7 +114,7 @@ void cache_depend_on(struct cache *c, struct cache *first)
 
 static uint8_t *slot_data(struct cache *c, uint32_t i)
 {
-    return c->memory + (size_t)i * c->table_bytes;
+    return c->chunks[i / c->chunk_slots] + (size_t)(i % c->chunk_slots) * c->table_bytes;
 }
 
 static void mark_clean(struct cache *c, uint32_t i)
@@ -168,6 +194,8 @@ static uint32_t victim(struct cache *c)
 /* The slot holding `offset`, or NO_SLOT. */
 static uint32_t find_slot(const struct cache *c, uint64_t offset)
 {
+    if (!c->slots)
+        return NO_SLOT;
     uint32_t i = c->last_hit;
     if (i != NO_SLOT && c->slots[i].valid && c->slots[i].offset == offset)
         return i;
@@ -195,12 +223,16 @@ static uint32_t lookup(struct cache *c, uint64_t offset)
 static int claim(struct cache *c, struct qcow2_image *img, uint64_t offset, uint32_t *slot,
                  struct qcow2_error *err)
 {
-    if (!c->memory) {
-        c->memory = malloc((size_t)c->slot_count * c->table_bytes);
-        if (!c->memory)
+    if (!c->slots && take_bookkeeping(c))
+        return image_error(img, err, -ENOMEM, c->structure, offset, "out of memory");
+    uint32_t i = victim(c);
+    uint32_t chunk = i / c->chunk_slots;
+    if (!c->chunks[chunk]) {
+        uint32_t tables = QVET_MIN(c->chunk_slots, c->slot_count - chunk * c->chunk_slots);
+        c->chunks[chunk] = malloc((size_t)tables * c->table_bytes);
+        if (!c->chunks[chunk])
             return image_error(img, err, -ENOMEM, c->structure, offset, "out of memory");
     }
-    uint32_t i = victim(c);
     if (c->slots[i].valid && c->slots[i].dirty_end) {
         int ret = cache_writeback(c, img, err);
         if (ret)
@@ -295,6 +327,8 @@ void cache_forget(struct cache *c, uint64_t offset)
 
 void cache_drop(struct cache *c)
 {
+    if (!c->slots)
+        return;
     for (uint32_t i = 0; i < c->slot_count; i++) {
         mark_clean(c, i);
         c->slots[i].valid = false;

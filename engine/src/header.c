@@ -76,7 +76,8 @@ enum {
 
 struct parse_ctx {
     const uint8_t *buf;
-    size_t len;
+    size_t len;                     /* bytes of cluster 0 in buf; the file ends before the
+                                       rest of the cluster, which reads as zeros */
     uint64_t file_size;
     const char *file;
     unsigned flags;
@@ -95,6 +96,16 @@ static int fail(struct parse_ctx *c, uint64_t offset, const char *structure,
     int ret = err_vset(c->err, -EINVAL, c->file, structure, offset, fmt, ap);
     va_end(ap);
     return ret;
+}
+
+/*
+ * An extension that the file holds part of lies partly past the bytes given: the caller
+ * gives the whole cluster and parses again (its zeros past the file are data then).
+ */
+static int short_buffer(struct parse_ctx *c, uint64_t offset)
+{
+    return err_set(c->err, -ENOBUFS, c->file, "header extension", offset,
+                   "internal: extension past the %zu bytes given", c->len);
 }
 
 static void decode_fixed_fields(const uint8_t *b, struct header *h)
@@ -309,8 +320,8 @@ static int parse_extensions(struct parse_ctx *c)
 {
     const struct header *h = c->h;
     uint64_t cs = 1ull << h->cluster_bits;
+    /* check_backing_name has kept the name's offset inside cluster 0. */
     uint64_t end = h->backing_file_offset ? h->backing_file_offset : cs;
-    end = QVET_MIN(end, (uint64_t)c->len);
     uint64_t off = h->header_length;
     uint32_t seen = 0;
     while (off < end) {
@@ -318,6 +329,11 @@ static int parse_extensions(struct parse_ctx *c)
             return fail(c, off, "header extension",
                         "8-byte extension header runs past the end of the extension area "
                         "(%" PRIu64 ")", end);
+        /* Past the end of the file the area is zeros: an end marker. */
+        if (off >= c->len)
+            return 0;
+        if (!span_fits(c->len, off, 8))
+            return short_buffer(c, off);
         uint32_t type = be32_get(c->buf + off);
         uint32_t len = be32_get(c->buf + off + 4);
         uint64_t data = off + 8;
@@ -328,6 +344,8 @@ static int parse_extensions(struct parse_ctx *c)
                         type, len, end);
         if (type == HEADER_EXT_END)
             return 0;
+        if (!span_fits(c->len, data, len))
+            return short_buffer(c, off);
         int ret = parse_one_extension(c, type, data, len, &seen);
         if (ret)
             return ret;
@@ -601,8 +619,9 @@ int header_parse_flags(const uint8_t *cluster0, size_t len, uint64_t file_size,
     int ret = check_identity(&c);
     if (!ret)
         ret = check_cluster_bits(&c);
-    if (!ret && len < (1ull << h->cluster_bits))
-        ret = fail(&c, 0, "header", "internal: %zu bytes given, cluster 0 needs %u", len,
+    if (!ret && len < QVET_MIN(1ull << h->cluster_bits, file_size))
+        ret = fail(&c, 0, "header",
+                   "internal: %zu bytes given, cluster 0 needs %u or the whole file", len,
                    1u << h->cluster_bits);
     if (!ret)
         ret = check_header_length(&c);

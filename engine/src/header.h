@@ -94,11 +94,14 @@ struct header {
 };
 
 /*
- * Decodes and validates the header in `cluster0` (the first `len` bytes of the file,
- * len >= the cluster size the header declares or the whole file if shorter; bytes past
- * the end of the file are zeros). `file_size` bounds every table. On success the caller
- * owns the allocations in *h (header_release). Refuses, with the rule named, anything
- * QEMU 7.2 refuses to open plus qvet's stricter rules (docs/format.md §3).
+ * Decodes and validates the header in `cluster0`: the first `len` bytes of the file (at
+ * least HEADER_PROBE_BYTES, bytes past the end of the file zeros), len >= the cluster
+ * size the header declares or >= the file's size. When len is less than the cluster the
+ * rest of it is past the end of the file and reads as zeros, except that an extension
+ * partly inside `len` and partly past it fails with -ENOBUFS: call again with the whole
+ * cluster. `file_size` bounds every table. On success the caller owns the allocations in
+ * *h (header_release). Refuses, with the rule named, anything QEMU 7.2 refuses to open
+ * plus qvet's stricter rules (docs/format.md §3).
  */
 int header_parse(const uint8_t *cluster0, size_t len, uint64_t file_size, const char *file,
                  struct header *h, struct qcow2_error *err);

@@ -18,7 +18,8 @@ struct decompressor;
 
 struct qcow2_image {
     struct qcow2_backend *backend;
-    char *name;                     /* as given; used in messages and to resolve backing */
+    char *name;                     /* as given (after the struct, in its block); used in
+                                       messages and to resolve backing */
     enum qcow2_format format;
     uint64_t file_size;
     uint64_t virtual_size;

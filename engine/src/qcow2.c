@@ -57,28 +57,53 @@ static int read_u64_table(struct qcow2_image *img, uint64_t off, uint32_t count,
     return 0;
 }
 
+/*
+ * Cluster 0 is parsed from a buffer on the stack when the file or the cluster is this
+ * small: under a sanitizer, a heap block for it (64 KiB, zeroed) was most of an open.
+ */
+#define CLUSTER0_STACK_BYTES 4096u
+
+static int parse_header(struct qcow2_image *img, const uint8_t *cluster0, size_t len,
+                        bool for_check, struct qcow2_error *err)
+{
+    return header_parse_flags(cluster0, len, img->file_size, img->name,
+                              for_check ? HEADER_FOR_CHECK : 0, &img->hdr, err);
+}
+
+/* Parses the first `len` bytes of cluster 0, read into a new block (the file holds `in_file`). */
+static int read_and_parse_header(struct qcow2_image *img, size_t len, size_t in_file,
+                                 bool for_check, struct qcow2_error *err)
+{
+    uint8_t *buf = len > in_file ? calloc(1, len) : malloc(len);
+    if (!buf)
+        return image_error(img, err, -ENOMEM, "header", 0, "out of memory");
+    int ret = in_file ? image_read(img, buf, in_file, 0, "header", err) : 0;
+    if (!ret)
+        ret = parse_header(img, buf, len, for_check, err);
+    free(buf);
+    return ret;
+}
+
 static int read_header(struct qcow2_image *img, bool for_check, struct qcow2_error *err)
 {
-    uint8_t probe[HEADER_PROBE_BYTES];
-    int ret = image_read(img, probe, sizeof(probe), 0, "header", err);
+    uint8_t first[CLUSTER0_STACK_BYTES];
+    size_t first_in_file = (size_t)QVET_MIN((uint64_t)sizeof(first), img->file_size);
+    int ret = first_in_file ? image_read(img, first, first_in_file, 0, "header", err) : 0;
     if (ret)
         return ret;
+    memset(first + first_in_file, 0, sizeof(first) - first_in_file);
     /* cluster_bits is validated by header_parse; only bound it to size the read here. */
-    uint32_t cb = header_probe_cluster_bits(probe);
-    size_t cluster0_len = cb >= 9 && cb <= 21 ? (size_t)1 << cb : sizeof(probe);
-    /*
-     * Past the end of the file cluster 0 reads as zeros: calloc'd, and only the bytes in
-     * the file read, so a small file claiming 2 MiB clusters costs no 2 MiB of copying.
-     */
-    uint8_t *cluster0 = calloc(1, cluster0_len);
-    if (!cluster0)
-        return image_error(img, err, -ENOMEM, "header", 0, "out of memory");
+    uint32_t cb = header_probe_cluster_bits(first);
+    size_t cluster0_len = cb >= 9 && cb <= 21 ? (size_t)1 << cb : HEADER_PROBE_BYTES;
+    /* Past the end of the file cluster 0 reads as zeros, which the parser knows. */
     size_t in_file = (size_t)QVET_MIN((uint64_t)cluster0_len, img->file_size);
-    ret = in_file ? image_read(img, cluster0, in_file, 0, "header", err) : 0;
-    if (!ret)
-        ret = header_parse_flags(cluster0, cluster0_len, img->file_size, img->name,
-                                 for_check ? HEADER_FOR_CHECK : 0, &img->hdr, err);
-    free(cluster0);
+    if (in_file <= sizeof(first))
+        ret = parse_header(img, first, QVET_MIN(cluster0_len, sizeof(first)), for_check, err);
+    else
+        ret = read_and_parse_header(img, in_file, in_file, for_check, err);
+    /* An extension runs past the end of the file: the whole cluster, its zeros as data. */
+    if (ret == -ENOBUFS)
+        ret = read_and_parse_header(img, cluster0_len, in_file, for_check, err);
     return ret;
 }
 
@@ -345,21 +370,19 @@ int image_open(struct qcow2_backend *backend, const char *name,
                unsigned depth, struct qcow2_image **out, struct qcow2_error *err)
 {
     *out = NULL;
-    struct qcow2_image *img = calloc(1, sizeof(*img));
+    /* The name lives in the image's own block: one allocation fewer per open. */
+    size_t name_len = strlen(name);
+    struct qcow2_image *img = calloc(1, sizeof(*img) + name_len + 1);
     if (!img) {
         qcow2_backend_destroy(backend);
         return err_set(err, -ENOMEM, name, "image", QCOW2_NO_OFFSET, "out of memory");
     }
     img->backend = backend;
-    img->name = strdup(name);
+    img->name = memcpy(img + 1, name, name_len + 1);
     img->parent = parent;
     img->format = opts->format;
     img->selected_snapshot = -1;
     img->metadata_preallocation = -1;
-    if (!img->name) {
-        qcow2_close(img);
-        return err_set(err, -ENOMEM, name, "image", QCOW2_NO_OFFSET, "out of memory");
-    }
     int ret = image_update_file_size(img, err);
     if (!ret && img->format == QCOW2_FORMAT_RAW) {
         if (opts->writable)
@@ -437,7 +460,6 @@ void qcow2_close(struct qcow2_image *img)
     free(img->reftable);
     free(img->backing_path);
     free(img->real_path);
-    free(img->name);
     free(img);
 }
 
