@@ -86,17 +86,10 @@ static int read_compressed(struct qcow2_image *img, uint8_t *p, size_t n, uint64
     return 0;
 }
 
-int image_pread(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
-                struct qcow2_error *err)
+/* Guest bytes [off, off+len) of a qcow2 image as its clusters map them. */
+static int read_mapped(struct qcow2_image *img, uint8_t *p, size_t len, uint64_t off,
+                       struct qcow2_error *err)
 {
-    if (off > img->virtual_size || len > img->virtual_size - off)
-        return image_error(img, err, -EINVAL, "read request", QCOW2_NO_OFFSET,
-                           "guest range %" PRIu64 "+%zu lies past the virtual size %" PRIu64,
-                           off, len, img->virtual_size);
-    if (img->format == QCOW2_FORMAT_RAW)
-        return image_read(img, buf, len, off, "raw image", err);
-
-    uint8_t *p = buf;
     while (len) {
         struct host_range r;
         int ret = cluster_get_host_range(img, off, len, &r, err);
@@ -125,4 +118,28 @@ int image_pread(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
         len -= n;
     }
     return 0;
+}
+
+int image_pread(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
+                struct qcow2_error *err)
+{
+    if (off > img->virtual_size || len > img->virtual_size - off)
+        return image_error(img, err, -EINVAL, "read request", QCOW2_NO_OFFSET,
+                           "guest range %" PRIu64 "+%zu lies past the virtual size %" PRIu64,
+                           off, len, img->virtual_size);
+    if (img->format == QCOW2_FORMAT_RAW)
+        return image_read(img, buf, len, off, "raw image", err);
+    return read_mapped(img, buf, len, off, err);
+}
+
+int image_pread_clusters(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
+                         struct qcow2_error *err)
+{
+    uint64_t cs = img->cluster_size;
+    uint64_t end = (img->virtual_size + cs - 1) / cs * cs;
+    if (img->format == QCOW2_FORMAT_RAW || off > end || len > end - off)
+        return image_error(img, err, -EINVAL, "read request", QCOW2_NO_OFFSET,
+                           "guest range %" PRIu64 "+%zu lies past the last cluster of the "
+                           "virtual size %" PRIu64, off, len, img->virtual_size);
+    return read_mapped(img, buf, len, off, err);
 }

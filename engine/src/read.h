@@ -12,4 +12,13 @@
 int image_pread(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
                 struct qcow2_error *err);
 
+/*
+ * Reads guest bytes [off, off + len) of a qcow2 image as its clusters hold them, up to the
+ * end of the cluster that holds the virtual size's last byte: the bytes a shrink into the
+ * middle of a cluster left past the end of the disk, which a copy-on-write of that
+ * cluster keeps (as QEMU's does) so that a later grow shows them again.
+ */
+int image_pread_clusters(struct qcow2_image *img, void *buf, size_t len, uint64_t off,
+                         struct qcow2_error *err);
+
 #endif

@@ -95,15 +95,6 @@ static int release_entry(struct qcow2_image *img, struct l2_entry e, struct qcow
     return host ? release_cluster(img, host, err) : 0;
 }
 
-/* The guest-visible bytes [off, off+len), zeros past the virtual size. */
-static int read_current(struct qcow2_image *img, uint8_t *buf, uint64_t off, uint64_t len,
-                        struct qcow2_error *err)
-{
-    uint64_t visible = off < img->virtual_size ? QVET_MIN(len, img->virtual_size - off) : 0;
-    memset(buf + visible, 0, len - visible);
-    return visible ? image_pread(img, buf, visible, off, err) : 0;
-}
-
 /* ------------------------------------------------------------------------------------ */
 /* Data                                                                                  */
 
@@ -202,7 +193,9 @@ static int stage_cluster(struct qcow2_image *img, struct l2_ref *l2, uint32_t in
     }
     const uint8_t *src = data;
     if (lo != in_cluster || hi != in_cluster + n) {
-        ret = read_current(img, img->scratch, cluster_start + lo, hi - lo, err);
+        /* Past the end of the disk too: the copy keeps what the old cluster held there. */
+        ret = image_pread_clusters(img, img->scratch, (size_t)(hi - lo), cluster_start + lo,
+                                   err);
         if (!ret) {
             memcpy(img->scratch + (in_cluster - lo), data, n);
             uint64_t read_from = lo;

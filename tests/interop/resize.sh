@@ -119,6 +119,30 @@ qemu-io -f qcow2 -c "write -P 0x55 0 8M" base.qcow2 >/dev/null
 shrink_and_grow "overlay" cluster_size=64k 6M "$WORK/base.qcow2" -- "write -P 1 1M 3M"
 shrink_and_grow "overlay-4k" cluster_size=4k 6M "$WORK/base.qcow2" -- "write -z 0 6M"
 
+# A copy-on-write of the partial last cluster after a shrink into its middle keeps what
+# the old cluster held past the end of the disk, as QEMU's does: the grow after it shows
+# those bytes again. The cluster is compressed, or shared with a snapshot.
+# cow_after_mid_cluster_shrink LABEL compressed|snapshot
+cow_after_mid_cluster_shrink() {
+  local label=$1 write="write -c -P 0x71 0 16k" ok=0
+  [ "$2" = snapshot ] && write="write -P 0x71 0 16k"
+  twins cluster_size=16k 33792 -- "$write" && ok=1
+  if [ $ok = 1 ] && [ "$2" = snapshot ]; then
+    qemu-img snapshot -c s Q.qcow2 && cp --sparse=never Q.qcow2 V.qcow2 || ok=0
+  fi
+  if [ $ok = 0 ]; then
+    fail "$label" "building the twins failed"
+    return
+  fi
+  step "$label:shrink-mid-cluster" --shrink IMG 1024 &&
+    qemu-io -f qcow2 -c "write -P 0x33 20 1004" Q.qcow2 >/dev/null &&
+    "$QVET" io -c "write -P 0x33 20 1004" V.qcow2 >/dev/null &&
+    compare_twins "$label:copy-on-write" &&
+    step "$label:grow-after-copy-on-write" IMG 66560
+}
+cow_after_mid_cluster_shrink cow-tail-compressed compressed
+cow_after_mid_cluster_shrink cow-tail-snapshot-shared snapshot
+
 # ---- refusals: the same exit status as qemu-img, one line, the image unchanged -----------
 
 # refused NAME EXPECTED-TEXT ARGS...: ARGS as in step; EXPECTED-TEXT in qvet's one line
