@@ -246,7 +246,10 @@ QCOW2_API int qcow2_flush(struct qcow2_image *img, struct qcow2_error *err);
  * blocks are dropped and the file is cut after its last used cluster; the partial last
  * cluster keeps its bytes, so growing again shows them, as in QEMU. Growing over a longer
  * backing file zeroes the new area, which a v2 image can do only inside its last cluster
- * (past it: -ENOTSUP, nothing changed).
+ * (past it: -ENOTSUP, nothing changed). A refused resize leaves the old size. An I/O error
+ * leaves the old size too, unless it came after the new size was written to the header
+ * (in the flush that ends the resize): then the new one, as a failed write leaves the old
+ * or the new data. qcow2_virtual_size tells which.
  */
 QCOW2_API int qcow2_resize(struct qcow2_image *img, uint64_t new_size, struct qcow2_error *err);
 

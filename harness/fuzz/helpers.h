@@ -163,8 +163,9 @@ void fuzz_read_edges(struct qcow2_image *img, uint8_t where, uint8_t shift);
  * zero write (with or without unmap), a discard, a compressed cluster write or a resize,
  * on the first *window guest bytes (at most FUZZ_WINDOW_MAX; a shrink below it shrinks
  * the window). `o`, unless NULL, is told the same operation and must accept it; a resize
- * must leave the size it reports. Returns the engine's error, or 0 (also for a refused
- * compressed write or resize, which change nothing).
+ * must leave the size it reports (the old one after a failure, or the new one after an
+ * I/O error that came once the header had it). Returns the engine's error, or 0 (also for
+ * a refused compressed write or resize, which change nothing).
  */
 int fuzz_window_op(struct qcow2_image *img, struct fuzz_input *in, unsigned i,
                    uint64_t *window, struct oracle *o);
