@@ -136,7 +136,7 @@ int image_pread_clusters(struct qcow2_image *img, void *buf, size_t len, uint64_
                          struct qcow2_error *err)
 {
     uint64_t cs = img->cluster_size;
-    uint64_t end = (img->virtual_size + cs - 1) / cs * cs;
+    uint64_t end = round_up_u64(img->virtual_size, cs);
     if (img->format == QCOW2_FORMAT_RAW || off > end || len > end - off)
         return image_error(img, err, -EINVAL, "read request", QCOW2_NO_OFFSET,
                            "guest range %" PRIu64 "+%zu lies past the last cluster of the "

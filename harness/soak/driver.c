@@ -256,11 +256,6 @@ static bool frees_clusters(enum op_kind k)
     return k == OP_DISCARD || k == OP_ZERO_UNMAP || k == OP_ZERO;
 }
 
-static bool needs_crash_shim(enum op_kind k)
-{
-    return k == OP_POWER_CUT || k == OP_DIRTY_REOPEN || k == OP_TORN_POWER_CUT;
-}
-
 static bool writes_data(enum op_kind k)
 {
     return k == OP_WRITE || k == OP_WRITE_COMPRESSED || frees_clusters(k);
@@ -309,8 +304,7 @@ static void generate(struct soak *s, uint32_t n, struct op *op)
     if (op->kind == OP_SNAPSHOT_CREATE && n_snapshots == MAX_SNAPSHOTS)
         op->kind = OP_SNAPSHOT_DELETE;
     const char *why;
-    if ((op->kind == OP_POWER_CUT || op->kind == OP_TORN_POWER_CUT ||
-         op->kind == OP_DIRTY_REOPEN) && s->step.unflushed &&
+    if (op_kind_is_crash(op->kind) && s->step.unflushed &&
         !unflushed_modelled(s->step.unflushed, &why))
         op->kind = OP_FLUSH;        /* a flush first; a later power cut can be judged */
     uint64_t cs = s->step.facts.oracle.cluster_size;
@@ -1132,7 +1126,7 @@ static int apply(struct soak *s, const struct op *op)
     switch (step_run(&s->step, op, &sr)) {
     case STEP_DONE:
         s->r->done[op->kind]++;
-        if (needs_crash_shim(op->kind))
+        if (op_kind_is_crash(op->kind))
             note_crash_compare(s, op);
         if (op->kind == OP_READ)
             s->r->reads_compared++;
@@ -1323,7 +1317,7 @@ static int setup(struct soak *s)
     s->r->target_caps = s->step.t->caps;
     for (int k = 0; k < OP_KINDS; k++) {
         s->weights[k] = target_can(s->step.t, step_needs((enum op_kind)k)) ? c->weights[k] : 0;
-        if (needs_crash_shim((enum op_kind)k) && c->crash_boost)
+        if (op_kind_is_crash((enum op_kind)k) && c->crash_boost)
             s->weights[k] *= c->crash_boost;
     }
     s->initial_size = s->step.facts.size;
@@ -1459,9 +1453,9 @@ int soak_run(const struct soak_config *c, const struct op *replay, size_t n_repl
     rng_seed(&s, c->seed);
     payload_set_compressible(c->compressible_payload);
     for (int k = 0; !replay && k < OP_KINDS; k++)
-        s.crash_ops |= c->weights[k] && needs_crash_shim((enum op_kind)k);
+        s.crash_ops |= c->weights[k] && op_kind_is_crash((enum op_kind)k);
     for (size_t i = 0; replay && i < n_replay; i++)
-        s.crash_ops |= needs_crash_shim(replay[i].kind);
+        s.crash_ops |= op_kind_is_crash(replay[i].kind);
     s.step.buf = malloc(MAX_IO);
     s.step.want = malloc(MAX_IO);
     int status = s.step.buf && s.step.want ? setup(&s) : -1;

@@ -65,6 +65,8 @@ struct op {
 /* "write", "read", ...; and the reverse (false when unknown). */
 const char *op_kind_name(enum op_kind k);
 bool op_kind_parse(const char *name, enum op_kind *k);
+/* A power cut, torn or not, or a dirty reopen: the kinds a crash shim must be under. */
+bool op_kind_is_crash(enum op_kind k);
 
 /* One trace line (no newline) / parsed back. */
 void op_format(const struct op *op, char *buf, size_t cap);

@@ -75,7 +75,7 @@ static bool has_snapshot(enum op_kind k)
     return k == OP_SNAPSHOT_CREATE || k == OP_SNAPSHOT_APPLY || k == OP_SNAPSHOT_DELETE;
 }
 
-static bool is_crash(enum op_kind k)
+bool op_kind_is_crash(enum op_kind k)
 {
     return k == OP_POWER_CUT || k == OP_DIRTY_REOPEN || k == OP_TORN_POWER_CUT;
 }
@@ -89,7 +89,7 @@ void op_format(const struct op *op, char *buf, size_t cap)
         snprintf(buf, cap, "%" PRIu32 " %s %s", op->n, name, op->snapshot);
     else if (op->kind == OP_RESIZE)
         snprintf(buf, cap, "%" PRIu32 " %s %" PRIu64, op->n, name, op->len);
-    else if (is_crash(op->kind) && op->compare_parts)
+    else if (op_kind_is_crash(op->kind) && op->compare_parts)
         snprintf(buf, cap, "%" PRIu32 " %s compare %" PRIu32 "/%" PRIu32, op->n, name,
                  op->compare_part, op->compare_parts);
     else
@@ -120,7 +120,7 @@ bool op_parse(const char *line, struct op *op)
         if (sscanf(line, "%*u %*s %llu %n", &a, &extra) != 1 || line[extra])
             return false;
         op->len = a;
-    } else if (is_crash(op->kind) && strstr(line, " compare ")) {
+    } else if (op_kind_is_crash(op->kind) && strstr(line, " compare ")) {
         /* Without it (a trace of an older qvet, or written by hand) the compare is whole. */
         unsigned part, parts;
         if (sscanf(line, "%*u %*s compare %u/%u %n", &part, &parts, &extra) != 2 ||
